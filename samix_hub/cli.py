@@ -1,0 +1,81 @@
+"""The ``samix-hub`` command group.
+
+Each sub-command lives in its own module under :mod:`samix_hub.commands` and exposes a
+``click.Command`` named ``command``; this group discovers them, so commands are added without
+touching this file. Options also read ``SAMIX_<COMMAND>_<OPTION>`` environment variables.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import pkgutil
+import sys
+
+import click
+
+from . import __version__
+from .errors import UserError
+
+__all__ = ["cli", "main"]
+
+CONTEXT = {
+    "help_option_names": ["-h", "--help"],
+    "auto_envvar_prefix": "SAMIX",
+    "max_content_width": 100,
+}
+
+
+@click.group(context_settings=CONTEXT)
+@click.version_option(__version__, prog_name="samix-hub")
+def cli() -> None:
+    """samix-hub: learned mixup (SAMix / SAMix^P, arXiv 2111.15454) for computer vision.
+
+    \b
+    Train mixup generators and backbones, export them to safetensors + ONNX, publish them on
+    the Hugging Face Hub, mix data sets offline and fine-tune with a frozen generator.
+
+    \b
+    Examples:
+      samix-hub demo                          # the whole pipeline offline, on CPU, in minutes
+      samix-hub pull ORG/samix-generator      # fetch a generator, print its local path
+      samix-hub mix --generator ORG/gen --data cifar10:~/data --out mixed/
+      samix-hub COMMAND --help                # every command documents itself
+    """
+
+
+def _register_commands() -> None:
+    from . import commands
+
+    for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
+        if info.name.startswith("_"):
+            continue
+        module = importlib.import_module(f"{commands.__name__}.{info.name}")
+        cmd = getattr(module, "command", None)
+        if isinstance(cmd, click.Command):
+            cli.add_command(cmd)
+
+
+_register_commands()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: user errors become one line on stderr and a non-zero exit."""
+    from .data.specs import DataSpecError
+
+    try:
+        cli.main(args=argv, prog_name="samix-hub", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except (UserError, DataSpecError, FileNotFoundError) as exc:
+        if os.environ.get("SAMIX_DEBUG"):
+            raise
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(getattr(exc, "exit_code", 2))
+    except KeyboardInterrupt:
+        click.echo("Interrupted; re-run the same command to resume.", err=True)
+        sys.exit(130)

@@ -1,0 +1,15 @@
+"""Data set specs, transforms and (in later modules) mixed-data-set I/O."""
+
+from .specs import SPEC_KINDS, ArrayDataset, DataSource, DataSpecError, FolderDataset, load_data
+from .transforms import eval_transform, train_transform
+
+__all__ = [
+    "SPEC_KINDS",
+    "ArrayDataset",
+    "DataSource",
+    "DataSpecError",
+    "FolderDataset",
+    "load_data",
+    "eval_transform",
+    "train_transform",
+]

@@ -1,0 +1,24 @@
+"""Mixup parameter sampling, masks and mixing methods."""
+
+from .masks import LAM_MARGIN, apply_mask, margin_fallback, mask_adjust
+from .methods import CutMix, MixedBatch, MixMethod, MixParams, MixUp, SAMix, Vanilla, build_method
+from .sampling import check_alpha, sample_box, sample_lam, sample_partner
+
+__all__ = [
+    "LAM_MARGIN",
+    "apply_mask",
+    "margin_fallback",
+    "mask_adjust",
+    "CutMix",
+    "MixedBatch",
+    "MixMethod",
+    "MixParams",
+    "MixUp",
+    "SAMix",
+    "Vanilla",
+    "build_method",
+    "check_alpha",
+    "sample_box",
+    "sample_lam",
+    "sample_partner",
+]

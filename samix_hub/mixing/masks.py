@@ -1,0 +1,49 @@
+"""Mask helpers shared by online SAMix, SAMix^P and offline mixing (SAMIX.md sections 2 and 5).
+
+All masks are the weight of sample ``i`` (N x 1 x H x W); ``partner[i]`` gets ``1 - mask``.
+Everything here is branch-free tensor code so that it exports to ONNX.
+"""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = ["apply_mask", "mask_adjust", "margin_fallback", "LAM_MARGIN"]
+
+#: λ margin of the reference: masks for λ <= 0.08 or >= 0.92 are replaced by plain MixUp.
+LAM_MARGIN = 0.08
+
+
+def _lam_view(lam: float | torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    lam_t = torch.as_tensor(lam, dtype=mask.dtype, device=mask.device)
+    if lam_t.dim() == 0:
+        lam_t = lam_t.expand(mask.shape[0])
+    return lam_t.reshape(-1, 1, 1, 1)
+
+
+def apply_mask(images: torch.Tensor, mask: torch.Tensor, partner: torch.Tensor) -> torch.Tensor:
+    """``mask * images + (1 - mask) * images[partner]``."""
+    return mask * images + (1 - mask) * images[partner]
+
+
+def mask_adjust(mask: torch.Tensor, lam: float | torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """Rescale each mask so that its mean is exactly λ while staying in [0, 1].
+
+    As openmixup's ``mask_adjust``: a mask whose mean is above λ is scaled by ``λ / mean``; one
+    below λ has its complement scaled by ``(1 - λ) / (1 - mean)``.
+    """
+    lam_v = _lam_view(lam, mask)
+    m = mask.clamp(eps, 1 - eps)
+    mean = m.mean(dim=(1, 2, 3), keepdim=True)
+    down = m * (lam_v / mean)
+    up = 1 - (1 - m) * ((1 - lam_v) / (1 - mean))
+    return torch.where(mean > lam_v, down, up)
+
+
+def margin_fallback(
+    mask: torch.Tensor, lam: float | torch.Tensor, margin: float = LAM_MARGIN
+) -> torch.Tensor:
+    """Replace the mask of samples with ``λ <= margin`` or ``λ >= 1 - margin`` by the constant λ."""
+    lam_v = _lam_view(lam, mask)
+    extreme = (lam_v <= margin) | (lam_v >= 1 - margin)
+    return torch.where(extreme, lam_v.expand_as(mask), mask)
