@@ -1,0 +1,192 @@
+"""Artifact folders (DESIGN.md "Artifacts"): what kind a folder is, and whether it is complete.
+
+Kinds: ``samix-generator`` (config.json + generator.safetensors [+ onnx/generator.onnx] +
+README.md), ``samix-backbone`` (timm Hub layout: config.json + model.safetensors
+[+ onnx/model.onnx] + README.md) and ``samix-mixed-dataset`` (data/*.parquet shards + README.md).
+Validation never unpickles anything: weights are read with safetensors only.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from .errors import ArtifactError
+
+__all__ = [
+    "GENERATOR",
+    "BACKBONE",
+    "MIXED_DATASET",
+    "detect_kind",
+    "validate_artifact",
+    "required_files",
+    "PICKLE_SUFFIXES",
+]
+
+GENERATOR = "samix-generator"
+BACKBONE = "samix-backbone"
+MIXED_DATASET = "samix-mixed-dataset"
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt", ".pickle")
+SHARD_RE = re.compile(r"^train-(\d{5})-of-(\d{5})\.parquet$")
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ArtifactError(f"{path}: missing")
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ArtifactError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise ArtifactError(f"{path}: expected a JSON object")
+    return data
+
+
+def detect_kind(path: str | Path) -> str:
+    """The artifact kind of a folder, from its files; an error names what is wrong."""
+    folder = Path(path)
+    if not folder.is_dir():
+        raise ArtifactError(f"{folder}: no such folder")
+    pickles = [p.name for p in folder.rglob("*") if p.suffix in PICKLE_SUFFIXES]
+    if pickles:
+        raise ArtifactError(
+            f"{folder}: contains pickle weights {pickles[:3]}; samix-hub only loads safetensors"
+        )
+    if (folder / "data").is_dir() and any((folder / "data").glob("*.parquet")):
+        return MIXED_DATASET
+    cfg_path = folder / "config.json"
+    if not cfg_path.is_file():
+        raise ArtifactError(
+            f"{folder}: not a samix-hub artifact (no config.json, no data/*.parquet)"
+        )
+    cfg = _read_json(cfg_path)
+    if cfg.get("kind") == GENERATOR:
+        return GENERATOR
+    if "architecture" in cfg:
+        return BACKBONE
+    raise ArtifactError(f"{cfg_path}: neither a samix-generator nor a timm backbone config")
+
+
+def required_files(kind: str, runtime: str = "all") -> list[str]:
+    """Files an artifact of ``kind`` must hold for ``runtime`` (torch, onnx or all)."""
+    if runtime not in ("torch", "onnx", "all"):
+        raise ArtifactError(f"unknown runtime {runtime!r} (torch, onnx or all)")
+    if kind == GENERATOR:
+        torch_files, onnx_files = ["generator.safetensors"], ["onnx/generator.onnx"]
+    elif kind == BACKBONE:
+        torch_files, onnx_files = ["model.safetensors"], ["onnx/model.onnx"]
+    elif kind == MIXED_DATASET:
+        return ["README.md"]
+    else:
+        raise ArtifactError(f"unknown artifact kind {kind!r}")
+    files = ["config.json"]
+    if runtime in ("torch", "all"):
+        files += torch_files
+    if runtime in ("onnx", "all"):
+        files += onnx_files
+    return files
+
+
+def _check_safetensors(path: Path, expected: dict[str, tuple[int, ...]]) -> None:
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    except Exception as exc:  # SafetensorError on truncated/corrupt files
+        raise ArtifactError(f"{path}: unreadable safetensors file ({exc})") from None
+    missing = sorted(set(expected) - set(shapes))
+    unexpected = sorted(set(shapes) - set(expected))
+    if missing or unexpected:
+        raise ArtifactError(
+            f"{path}: tensors do not match config.json (missing {missing[:4]}, unexpected {unexpected[:4]})"
+        )
+    for key, shape in expected.items():
+        if shapes[key] != shape:
+            raise ArtifactError(
+                f"{path}: tensor {key!r} has shape {shapes[key]}, config expects {shape}"
+            )
+    # Reading every tensor catches truncation that the header alone does not show.
+    try:
+        from safetensors.torch import load_file
+
+        load_file(str(path))
+    except Exception as exc:
+        raise ArtifactError(f"{path}: corrupt or truncated ({exc})") from None
+
+
+def _validate_generator(folder: Path, runtime: str) -> None:
+    from .models.generator import Generator, GeneratorConfig
+
+    cfg_path = folder / "config.json"
+    try:
+        config = GeneratorConfig.from_dict(_read_json(cfg_path), source=str(cfg_path))
+        if runtime in ("torch", "all"):
+            expected = {k: tuple(v.shape) for k, v in Generator(config).state_dict().items()}
+            _check_safetensors(folder / "generator.safetensors", expected)
+    except ValueError as exc:
+        raise ArtifactError(str(exc)) from None
+
+
+def _validate_backbone(folder: Path, runtime: str) -> None:
+    import timm
+
+    from . import models as _models  # noqa: F401  (registers the CIFAR backbones)
+
+    cfg_path = folder / "config.json"
+    cfg = _read_json(cfg_path)
+    arch = cfg.get("architecture")
+    num_classes = cfg.get("num_classes")
+    if not isinstance(arch, str) or not isinstance(num_classes, int):
+        raise ArtifactError(f"{cfg_path}: needs 'architecture' (str) and 'num_classes' (int)")
+    in_chans = int(cfg.get("pretrained_cfg", {}).get("input_size", [3])[0])
+    if runtime in ("torch", "all"):
+        try:
+            model = timm.create_model(
+                arch, pretrained=False, num_classes=num_classes, in_chans=in_chans
+            )
+        except RuntimeError as exc:
+            raise ArtifactError(f"{cfg_path}: unknown architecture {arch!r} ({exc})") from None
+        expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+        _check_safetensors(folder / "model.safetensors", expected)
+
+
+def _validate_mixed(folder: Path) -> None:
+    shards = sorted((folder / "data").glob("*.parquet"))
+    totals = set()
+    indices = set()
+    for shard in shards:
+        m = SHARD_RE.match(shard.name)
+        if not m:
+            raise ArtifactError(f"{shard}: shard name is not train-NNNNN-of-NNNNN.parquet")
+        indices.add(int(m.group(1)))
+        totals.add(int(m.group(2)))
+    if len(totals) != 1:
+        raise ArtifactError(f"{folder / 'data'}: shards disagree on their count {sorted(totals)}")
+    total = totals.pop()
+    missing = sorted(set(range(total)) - indices)
+    if missing:
+        raise ArtifactError(
+            f"{folder / 'data'}: incomplete, shards {missing[:5]} of {total} missing"
+        )
+
+
+def validate_artifact(path: str | Path, runtime: str = "all") -> str:
+    """Check a folder is a complete artifact for ``runtime``; return its kind.
+
+    Raises :class:`~samix_hub.errors.ArtifactError` naming the file that is missing or wrong.
+    """
+    folder = Path(path)
+    kind = detect_kind(folder)
+    for name in required_files(kind, runtime):
+        if not (folder / name).is_file():
+            raise ArtifactError(f"{folder / name}: missing ({kind} artifact, runtime {runtime})")
+    if kind == GENERATOR:
+        _validate_generator(folder, runtime)
+    elif kind == BACKBONE:
+        _validate_backbone(folder, runtime)
+    else:
+        _validate_mixed(folder)
+    return kind
