@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import UserError
 
-__all__ = ["ResolvedSource", "resolve_source", "parse_repo_id"]
+__all__ = ["ResolvedSource", "resolve_source", "parse_repo_id", "looks_like_path"]
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
 @dataclass
@@ -19,6 +22,8 @@ class ResolvedSource:
     repo_id: str | None = None
     revision: str | None = None
     commit: str | None = None
+    kind: str | None = None  # artifact kind when known (set by a Hub pull, which validates)
+    repo_type: str | None = None  # "model" or "dataset" for a Hub source
 
     def provenance(self) -> dict[str, str | None]:
         if self.repo_id is None:
@@ -26,25 +31,47 @@ class ResolvedSource:
         return {"repo_id": self.repo_id, "revision": self.revision, "commit": self.commit}
 
 
+def looks_like_path(src: str) -> bool:
+    """True when ``src`` can only be a path (``./x``, ``/x``, ``~/x``, ``a/b/c``, ``x/``)."""
+    repo = src.partition("@")[0]
+    return (
+        src.startswith((".", "/", "~", os.sep))
+        or repo.endswith(("/", os.sep))
+        or repo.count("/") != 1
+        or (os.altsep is not None and os.altsep in repo)
+        or (os.sep != "/" and os.sep in repo)
+    )
+
+
 def parse_repo_id(src: str) -> tuple[str, str | None]:
-    """``ORG/NAME[@REV]`` -> (repo_id, revision)."""
+    """``ORG/NAME[@REV]`` -> (repo_id, revision); a clear error for anything else."""
     repo, _, rev = src.partition("@")
     parts = repo.split("/")
-    if len(parts) != 2 or not all(parts):
+    if len(parts) != 2 or not all(_NAME.match(p) for p in parts) or ".." in repo:
         raise UserError(f"{src!r} is neither an existing folder nor a Hub repo id ORG/NAME[@REV]")
+    if "@" in src and not rev:
+        raise UserError(f"{src!r}: empty revision after '@'")
     return repo, (rev or None)
 
 
 def resolve_source(
     src: str | os.PathLike[str], runtime: str = "torch", **hub_kwargs: object
 ) -> ResolvedSource:
-    """A local folder as is; otherwise download ``ORG/NAME[@REV]`` through :mod:`samix_hub.hub`."""
-    path = Path(os.path.expanduser(str(src)))
+    """A local folder as is; otherwise download ``ORG/NAME[@REV]`` through :mod:`samix_hub.hub`.
+
+    ``hub_kwargs`` go to :func:`samix_hub.hub.pull` (``endpoint``, ``token``, ``offline``,
+    ``local_dir``, ``repo_type``, ``cache_dir``). A local folder is returned unvalidated: the
+    loader validates it for the runtime it needs.
+    """
+    text = os.fspath(src)
+    path = Path(os.path.expanduser(text))
     if path.is_dir():
         return ResolvedSource(path=path)
     if path.exists():
         raise UserError(f"{path}: is a file, expected an artifact folder or ORG/NAME[@REV]")
-    repo_id, revision = parse_repo_id(str(src))
-    from . import hub  # noqa: PLC0415  (optional at import time)
+    if looks_like_path(text):
+        raise UserError(f"{path}: no such folder (and not a Hub repo id ORG/NAME[@REV])")
+    repo_id, revision = parse_repo_id(text)
+    from . import hub  # noqa: PLC0415  (imports huggingface_hub only when needed)
 
-    return hub.pull(repo_id, revision=revision, runtime=runtime, **hub_kwargs)  # type: ignore[attr-defined]
+    return hub.pull(repo_id, revision=revision, runtime=runtime, **hub_kwargs)  # type: ignore[arg-type]

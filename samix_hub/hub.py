@@ -1,0 +1,394 @@
+"""Publish and fetch samix-hub artifacts on the Hugging Face Hub (DESIGN.md "Hub").
+
+Everything goes through ``huggingface_hub`` (``HfApi.upload_folder`` for one-commit pushes,
+``snapshot_download`` with allow patterns for pulls). ``huggingface_hub`` reads ``HF_ENDPOINT``,
+``HF_HOME``, ``HF_HUB_OFFLINE`` and ``HF_HUB_DISABLE_XET`` when it is first imported, so it is
+imported lazily here; ``endpoint=`` overrides the endpoint per call.
+
+A pull is checked three ways before its path is returned: every downloaded file against the
+checksum the Hub gave as its ETag (sha256 for LFS files, git blob sha1 otherwise: catches a
+corrupt download), the repo listing (pickle weights are refused and never downloaded) and
+:func:`samix_hub.artifacts.validate_artifact` (format version, expected files, tensor shapes).
+Tokens are passed to ``huggingface_hub`` only: never printed, logged or written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from .artifacts import MIXED_DATASET, PICKLE_SUFFIXES, detect_kind, validate_artifact
+from .errors import ArtifactError, HubError, UserError
+from .sources import ResolvedSource
+
+__all__ = ["push", "pull", "RUNTIMES", "allow_patterns"]
+
+RUNTIMES = ("torch", "onnx", "all")
+_COMMON = ["README.md", "config.json", "data/*.parquet"]
+_PATTERNS = {
+    "torch": [*_COMMON, "generator.safetensors", "model.safetensors"],
+    "onnx": [*_COMMON, "onnx/*"],
+    "all": None,  # everything but pickles (see _IGNORE)
+}
+_IGNORE = [f"*{suffix}" for suffix in PICKLE_SUFFIXES]
+# Never uploaded: hidden files (temporary files of atomic writes, local caches) and pickles.
+_PUSH_IGNORE = [".*", "*/.*", "*.tmp", "*.partial", *_IGNORE]
+_COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
+
+
+def allow_patterns(runtime: str) -> list[str] | None:
+    """Files ``pull`` downloads for ``runtime``: only what that runtime needs (None: all)."""
+    if runtime not in RUNTIMES:
+        raise UserError(f"unknown runtime {runtime!r}; choose torch, onnx or all")
+    return _PATTERNS[runtime]
+
+
+def _connection_errors() -> tuple[type[BaseException], ...]:
+    """Connection-failure exception classes of whichever HTTP stack huggingface_hub uses."""
+    errors: list[type[BaseException]] = [ConnectionError, TimeoutError]
+    for module, names in (
+        ("httpx2", ("ConnectError", "TimeoutException", "RemoteProtocolError")),
+        ("httpx", ("ConnectError", "TimeoutException", "RemoteProtocolError")),
+        ("requests", ("ConnectionError", "Timeout")),
+    ):
+        with contextlib.suppress(ImportError):
+            mod = __import__(module)
+            errors += [getattr(mod, n) for n in names if hasattr(mod, n)]
+    return tuple(errors)
+
+
+@contextlib.contextmanager
+def _hub_errors(repo_id: str, revision: str | None, endpoint: str | None) -> Iterator[None]:
+    """Turn huggingface_hub and network exceptions into one-line :class:`HubError` messages."""
+    from huggingface_hub import constants
+    from huggingface_hub.errors import (
+        HfHubHTTPError,
+        LocalEntryNotFoundError,
+        RemoteEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    where = endpoint or constants.ENDPOINT
+    rev = revision or "main"
+    try:
+        yield
+    except RevisionNotFoundError:
+        raise HubError(f"{repo_id}: revision {rev!r} not found on {where}") from None
+    except RepositoryNotFoundError:
+        raise HubError(
+            f"{repo_id}: repository not found on {where} "
+            "(a private repo needs --token, HF_TOKEN or `hf auth login`)"
+        ) from None
+    except RemoteEntryNotFoundError as err:
+        raise HubError(f"{repo_id}@{rev}: file not found ({_first_line(err)})") from None
+    except LocalEntryNotFoundError as err:
+        if _is_offline(None) or "outgoing traffic has been disabled" in str(err):
+            raise HubError(
+                f"{repo_id}@{rev}: not in the local cache, and offline mode is on "
+                "(--offline / HF_HUB_OFFLINE=1); pull it once with network access"
+            ) from None
+        raise HubError(
+            f"{repo_id}@{rev}: cannot reach {where} and nothing is cached "
+            f"({_first_line(err.__cause__ or err)})"
+        ) from None
+    except HfHubHTTPError as err:
+        status = err.response.status_code if err.response is not None else "?"
+        if status in (401, 403):
+            raise HubError(
+                f"{repo_id}: not authorised on {where} (HTTP {status}); "
+                "pass --token, set HF_TOKEN or run `hf auth login`"
+            ) from None
+        raise HubError(f"{repo_id}: Hub error HTTP {status}: {_first_line(err)}") from None
+    except _connection_errors() as err:
+        raise HubError(f"{repo_id}: cannot reach {where} ({_first_line(err)})") from None
+    except OSError as err:
+        if "Consistency check failed" in str(err):
+            raise HubError(
+                f"{repo_id}@{rev}: download incomplete or truncated ({_first_line(err)}); "
+                "run the same command again to resume"
+            ) from None
+        raise
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip() or type(err).__name__
+    return text.splitlines()[0]
+
+
+def _is_offline(offline: bool | None) -> bool:
+    if offline is not None:
+        return offline
+    from huggingface_hub import constants
+
+    return bool(constants.is_offline_mode()) or os.environ.get("HF_HUB_OFFLINE", "0").upper() in (
+        "1",
+        "ON",
+        "YES",
+        "TRUE",
+    )
+
+
+# ---------------------------------------------------------------------------------- push
+def _check_no_token(folder: Path, token: str | None) -> None:
+    """Refuse to publish a folder that contains the token (a leaked secret is not revocable)."""
+    if not token or len(token) < 8:
+        return
+    needle = token.encode()
+    for path in folder.rglob("*"):
+        if path.is_file() and path.stat().st_size < 64 * 1024 * 1024:
+            if needle in path.read_bytes():
+                raise UserError(f"{path}: contains your Hub token; remove it before pushing")
+
+
+def push(
+    folder: str | os.PathLike[str],
+    repo_id: str,
+    revision: str | None = None,
+    tag: str | None = None,
+    private: bool = False,
+    repo_type: str | None = None,
+    message: str | None = None,
+    endpoint: str | None = None,
+    token: str | None = None,
+) -> tuple[str, str]:
+    """Validate ``folder`` and upload it to ``repo_id`` in ONE commit; return (commit_url, sha).
+
+    The folder must be a complete artifact (generator, backbone or mixed data set) with its
+    README.md card; it is refused before anything is uploaded otherwise. The repo is created
+    when needed, ``revision`` (a branch) is created from ``main`` when needed, remote files the
+    folder no longer has are deleted in the same commit (a pushed repo mirrors the folder), and
+    ``tag`` is created on the new commit.
+    """
+    from huggingface_hub import HfApi
+    from huggingface_hub.utils import get_token
+
+    from .sources import parse_repo_id
+
+    src = Path(folder)
+    if not src.is_dir():
+        raise UserError(f"{src}: no such folder")
+    repo_id, at_rev = parse_repo_id(repo_id)
+    if at_rev is not None:
+        raise UserError(f"{repo_id}@{at_rev}: give the branch with --revision, not @")
+    kind = detect_kind(src)
+    runtime = "all" if kind != MIXED_DATASET and (src / "onnx").is_dir() else "torch"
+    validate_artifact(src, runtime)
+    if not (src / "README.md").is_file():
+        raise ArtifactError(f"{src / 'README.md'}: missing (the card); run `samix-hub export`")
+    if kind != MIXED_DATASET and runtime == "torch":
+        print(
+            f"warning: {src} has no onnx/ export; `pull --runtime onnx` will fail", file=sys.stderr
+        )
+    expected_type = "dataset" if kind == MIXED_DATASET else "model"
+    if repo_type is not None and repo_type != expected_type:
+        raise UserError(f"{src} is a {kind}: push it with --repo-type {expected_type}")
+    _check_no_token(src, token or get_token())
+
+    api = HfApi(endpoint=endpoint, token=token)
+    with _hub_errors(repo_id, revision, endpoint):
+        api.create_repo(repo_id, repo_type=expected_type, private=private, exist_ok=True)
+        if revision not in (None, "main"):
+            api.create_branch(repo_id, branch=revision, repo_type=expected_type, exist_ok=True)
+        info = api.upload_folder(
+            folder_path=src,
+            repo_id=repo_id,
+            repo_type=expected_type,
+            revision=revision,
+            commit_message=message or f"samix-hub push: {kind}",
+            ignore_patterns=_PUSH_IGNORE,
+            delete_patterns="*",
+        )
+        if tag:
+            try:
+                api.create_tag(repo_id, tag=tag, revision=info.oid, repo_type=expected_type)
+            except Exception as err:
+                status = getattr(getattr(err, "response", None), "status_code", None)
+                if status == 409:
+                    raise HubError(f"{repo_id}: tag {tag!r} already exists") from None
+                raise
+    return info.commit_url, info.oid
+
+
+# ---------------------------------------------------------------------------------- pull
+def _verify_checksums(snapshot: Path) -> None:
+    """Each cached file against its blob name, the ETag the Hub gave (sha256 or git sha1).
+
+    The huggingface_hub cache stores ``snapshots/<commit>/<file>`` as a link to
+    ``blobs/<etag>``; a blob whose content does not hash to its name is removed, so the next
+    pull downloads it again.
+    """
+    for link in sorted(p for p in snapshot.rglob("*") if p.is_symlink()):
+        blob = link.resolve()
+        if not blob.is_file():
+            continue
+        expected = blob.name
+        data = blob.read_bytes()
+        if len(expected) == 64:
+            actual = hashlib.sha256(data).hexdigest()
+        elif len(expected) == 40:
+            actual = hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+        else:
+            continue
+        if actual != expected:
+            blob.unlink(missing_ok=True)
+            link.unlink(missing_ok=True)
+            rel = link.relative_to(snapshot).as_posix()
+            raise HubError(
+                f"{rel}: corrupt download (checksum {actual[:12]}… != {expected[:12]}…); "
+                "removed from the cache, run the same command again"
+            )
+
+
+def _check_listing(repo_id: str, repo_type: str, commit: str, cache_dir: str | None) -> None:
+    """Refuse repos with pickle weights, and repos that are not samix-hub artifacts at all."""
+    import huggingface_hub
+
+    get_tree = getattr(huggingface_hub, "get_cached_repo_tree", None)
+    if get_tree is None:  # huggingface_hub < 2.4: the folder validation below still runs
+        return
+    try:
+        paths = [
+            f.path
+            for f in get_tree(repo_id, repo_type=repo_type, revision=commit, cache_dir=cache_dir)
+        ]
+    except Exception:  # no cached listing (older cache); validation of the folder still runs
+        return
+    pickles = [p for p in paths if p.endswith(PICKLE_SUFFIXES)]
+    if pickles:
+        raise HubError(
+            f"{repo_id}@{commit[:12]}: contains pickle weights {pickles[:3]}; "
+            "samix-hub only loads safetensors (nothing was loaded)"
+        )
+    if "config.json" not in paths and not any(
+        p.startswith("data/") and p.endswith(".parquet") for p in paths
+    ):
+        raise HubError(
+            f"{repo_id}@{commit[:12]}: not a samix-hub artifact (no config.json, no data/*.parquet)"
+        )
+
+
+def _download(
+    repo_id: str,
+    revision: str | None,
+    runtime: str,
+    repo_type: str | None,
+    endpoint: str | None,
+    token: str | None,
+    offline: bool,
+    cache_dir: str | None,
+) -> tuple[Path, str]:
+    """snapshot_download into the cache; tries a model repo then a dataset repo when untyped."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError, RepositoryNotFoundError
+
+    types = [repo_type] if repo_type else ["model", "dataset"]
+    for i, kind in enumerate(types):
+        with _hub_errors(repo_id, revision, endpoint):
+            try:
+                path = snapshot_download(
+                    repo_id,
+                    repo_type=kind,
+                    revision=revision,
+                    allow_patterns=allow_patterns(runtime),
+                    ignore_patterns=_IGNORE,
+                    endpoint=endpoint,
+                    token=token,
+                    local_files_only=offline,
+                    cache_dir=cache_dir,
+                    library_name="samix-hub",
+                )
+            except (RepositoryNotFoundError, LocalEntryNotFoundError):
+                if i < len(types) - 1:  # not a model repo (or not cached as one): try dataset
+                    continue
+                raise
+        return Path(path), kind
+    raise AssertionError("unreachable")
+
+
+def _install(snapshot: Path, target: Path) -> Path:
+    """Copy a verified snapshot to ``target`` atomically: temp folder beside it, then rename."""
+    target = target.expanduser().absolute()
+    if target.exists() and not target.is_dir():
+        raise UserError(f"{target}: exists and is not a folder")
+    if target.is_dir() and any(target.iterdir()):
+        try:
+            detect_kind(target)
+        except ArtifactError:
+            raise UserError(
+                f"{target}: exists, is not empty and is not a samix-hub artifact; "
+                "choose another --dir"
+            ) from None
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
+    old = None
+    try:
+        for src in sorted(p for p in snapshot.rglob("*") if p.is_file()):
+            dst = tmp / src.relative_to(snapshot)
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src.resolve(), dst)
+        if target.exists():
+            old = target.with_name(f".{target.name}.{os.getpid()}.old")
+            os.replace(target, old)
+        os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None and not target.exists():
+            os.replace(old, target)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return target
+
+
+def pull(
+    repo_id: str,
+    revision: str | None = None,
+    runtime: str = "torch",
+    local_dir: str | os.PathLike[str] | None = None,
+    endpoint: str | None = None,
+    token: str | None = None,
+    offline: bool | None = None,
+    repo_type: str | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+) -> ResolvedSource:
+    """Download the files ``runtime`` needs from ``repo_id`` at ``revision``, verified.
+
+    Files go to the huggingface_hub cache (offline pulls read it); with ``local_dir`` they are
+    then copied into that folder atomically. Returns the local path, the resolved commit sha
+    and the artifact kind. ``repo_type`` None tries a model repo, then a dataset repo.
+    """
+    allow_patterns(runtime)
+    if repo_type not in (None, "model", "dataset"):
+        raise UserError(f"unknown repo type {repo_type!r}; choose model or dataset")
+    cache = str(cache_dir) if cache_dir is not None else None
+    is_offline = _is_offline(offline)
+    snapshot, kind_of_repo = _download(
+        repo_id, revision, runtime, repo_type, endpoint, token, is_offline, cache
+    )
+    commit = snapshot.name
+    if not _COMMIT_RE.match(commit):
+        raise HubError(f"{repo_id}: unexpected snapshot folder {snapshot}")
+    _check_listing(repo_id, kind_of_repo, commit, cache)
+    _verify_checksums(snapshot)
+    try:
+        kind = validate_artifact(snapshot, runtime)
+    except ArtifactError as err:
+        rel = str(err).replace(str(snapshot) + os.sep, "").replace(str(snapshot), ".")
+        raise HubError(f"{repo_id}@{commit[:12]}: {rel}") from None
+    path = _install(snapshot, Path(local_dir)) if local_dir is not None else snapshot
+    return ResolvedSource(
+        path=path,
+        repo_id=repo_id,
+        revision=revision or "main",
+        commit=commit,
+        kind=kind,
+        repo_type=kind_of_repo,
+    )
