@@ -1,0 +1,151 @@
+"""``samix-hub train``: online SAMix, AutoMix, SAMix^P and the classic baselines."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import click
+from click.core import ParameterSource
+
+from ..errors import UserError
+from ._common import device_option, quiet_option, seed_option
+
+REQUIRED = ("method", "data", "backbone", "out")
+
+
+def _image_size(value: str | None) -> tuple[int, int] | None:
+    if not value:
+        return None
+    try:
+        parts = [int(v) for v in value.lower().replace("x", " ").split()]
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r}: expected HxW or S", param_hint="--image-size"
+        ) from None
+    if len(parts) == 1:
+        parts = parts * 2
+    if len(parts) != 2 or min(parts) < 8:
+        raise click.BadParameter(f"{value!r}: expected HxW >= 8", param_hint="--image-size")
+    return parts[0], parts[1]
+
+
+@click.command("train")
+@click.option(
+    "--scenario",
+    type=click.Choice(["sl", "ssl"]),
+    default="sl",
+    show_default=True,
+    help="sl: supervised; ssl: self-supervised (MoCo v2 + SAMix).",
+)
+@click.option(
+    "--method",
+    help="sl: vanilla, mixup, cutmix, automix, samix (online) or samix-p (frozen --generator).",
+)
+@click.option("--data", help="Data set SPEC: cifar10:DIR, npz:FILE, folder:DIR, hf:NAME, digits...")
+@click.option("--backbone", help="timm model name, e.g. resnet18_cifar, resnet18_cifar_w16.")
+@click.option("--out", type=click.Path(file_okay=False), help="Run folder to write (RUN_DIR).")
+@click.option("--epochs", type=int, default=200, show_default=True)
+@click.option("--batch-size", type=int, default=100, show_default=True, help="Per device.")
+@click.option("--lr", type=float, default=0.1, show_default=True, help="SGD learning rate.")
+@click.option(
+    "--min-lr",
+    type=float,
+    default=None,
+    help="End of the cosine schedule [default: lr/2 for automix/samix (0.05), else 0].",
+)
+@click.option("--momentum", type=float, default=0.9, show_default=True, help="SGD momentum.")
+@click.option("--weight-decay", type=float, default=1e-4, show_default=True)
+@click.option(
+    "--alpha",
+    type=float,
+    default=None,
+    help="Beta(α, α) for λ [default: 2 automix/samix/samix-p, 1 mixup, 0.2 cutmix].",
+)
+@click.option("--eta", type=float, default=0.5, show_default=True, help="η of the mixer loss.")
+@click.option(
+    "--mask-adjust",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Probability of rescaling a mask to mean λ.",
+)
+@click.option(
+    "--mask-loss-weight", type=float, default=0.1, show_default=True, help="Mask regulariser."
+)
+@click.option("--ema-momentum", type=float, default=0.999, show_default=True, help="EMA start.")
+@click.option("--ema-end-momentum", type=float, default=0.999999, show_default=True)
+@click.option(
+    "--generator", default=None, help="samix-p: frozen generator folder or ORG/NAME[@REV]."
+)
+@click.option("--clean-loss", is_flag=True, help="samix-p: add the clean-batch CE (≈2.25x cost).")
+@seed_option
+@device_option
+@click.option(
+    "--amp/--no-amp", default=True, show_default=True, help="bf16/fp16 autocast (CUDA only)."
+)
+@click.option("--channels-last/--no-channels-last", default=True, show_default=True, help="CUDA.")
+@click.option("--workers", type=int, default=2, show_default=True, help="Data loader workers.")
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
+@click.option(
+    "--max-steps", type=int, default=None, help="Stop after this many steps (smoke runs)."
+)
+@click.option("--eval-every", type=int, default=1, show_default=True, help="Epochs; 0: never.")
+@click.option(
+    "--checkpoint-every", type=int, default=0, show_default=True, help="Also every N steps."
+)
+@click.option("--eval-batch-size", type=int, default=256, show_default=True)
+@click.option("--image-size", default=None, help="Resize images to HxW (default: native).")
+@click.option("--download", is_flag=True, help="Let torchvision download CIFAR when missing.")
+@quiet_option
+@click.pass_context
+def command(ctx: click.Context, resume: bool, quiet: bool, **opts: Any) -> None:
+    """Train a classifier with a mixup method; writes a run folder RUN_DIR.
+
+    \b
+    RUN_DIR gets config.json (the resolved options), metrics.jsonl (top-1/top-5 of the
+    classifier and of its EMA copy after each epoch), steps.jsonl (the losses of every step)
+    and checkpoints/last.pt (written atomically each epoch). An interrupted run continues
+    exactly where it stopped with --resume. Under torchrun it trains with DDP.
+
+    \b
+    Examples:
+      samix-hub train --method samix --data cifar100:~/data --backbone resnet18_cifar \\
+          --epochs 200 --out runs/c100-r18-samix
+      samix-hub train --method mixup --data digits --backbone resnet18_cifar_w16 \\
+          --epochs 2 --batch-size 64 --out runs/digits-mixup
+      samix-hub train --method samix-p --generator ORG/samix-generator --data npz:sub.npz \\
+          --backbone resnet18_cifar_w32 --epochs 30 --out runs/samix-p
+      samix-hub train --resume --out runs/c100-r18-samix       # after an interruption
+      torchrun --nproc-per-node 4 -m samix_hub train --method samix ... --out runs/ddp
+    """
+    from ..engine import TrainConfig, read_run_config, train
+    from ..engine.loop import RUNTIME_KEYS, config_from_run
+
+    opts["image_size"] = _image_size(opts["image_size"])
+    given = {
+        name
+        for name in opts
+        if ctx.get_parameter_source(name)
+        in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
+    }
+    out = opts["out"]
+    if resume and out and (Path(out) / "config.json").is_file():
+        cfg = config_from_run(read_run_config(out))
+        for name in sorted(given):
+            if name in RUNTIME_KEYS:
+                setattr(cfg, name, opts[name])
+            elif getattr(cfg, name) != opts[name]:
+                raise UserError(
+                    f"--{name.replace('_', '-')} {opts[name]!r} differs from the run in {out} "
+                    f"({getattr(cfg, name)!r}); omit it to resume, or use another --out"
+                )
+    else:
+        missing = [f"--{n}" for n in REQUIRED if not opts.get(n)]
+        if missing:
+            raise click.UsageError(f"missing option(s) {', '.join(missing)}")
+        cfg = TrainConfig(**opts)
+    run_dir = train(cfg, resume=resume, quiet=quiet)
+    if int(os.environ.get("RANK", "0")) == 0:
+        click.echo(str(run_dir))

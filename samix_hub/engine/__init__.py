@@ -1,0 +1,58 @@
+"""The training engine: one loop (:mod:`.loop`), scenarios with one step function per method.
+
+``train(TrainConfig(...))`` writes a run folder (``config.json``, ``metrics.jsonl``,
+``steps.jsonl``, ``checkpoints/last.pt``); ``samix-hub train`` is its command line.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+
+from . import supervised as supervised  # registers the "sl" scenario
+from .checkpoint import load_checkpoint, read_run_config, run_generator, save_checkpoint
+from .config import SL_METHODS, TrainConfig
+from .ema import ema_momentum, make_ema, update_ema
+from .evaluate import evaluate, topk_correct
+from .loop import NonFiniteLossError, config_from_run, train
+from .model import Classifier, Normalize, build_classifier, check_backbone
+from .scenario import (
+    SCENARIOS,
+    Scenario,
+    StepContext,
+    TrainModules,
+    get_scenario,
+    register_scenario,
+)
+
+# Scenarios added by other modules register themselves when present (e.g. ``selfsup``: "ssl").
+for _name in ("selfsup",):
+    if importlib.util.find_spec(f"{__name__}.{_name}") is not None:
+        importlib.import_module(f"{__name__}.{_name}")
+
+__all__ = [
+    "SL_METHODS",
+    "SCENARIOS",
+    "Classifier",
+    "NonFiniteLossError",
+    "Normalize",
+    "Scenario",
+    "StepContext",
+    "TrainConfig",
+    "TrainModules",
+    "build_classifier",
+    "check_backbone",
+    "config_from_run",
+    "ema_momentum",
+    "evaluate",
+    "get_scenario",
+    "load_checkpoint",
+    "make_ema",
+    "read_run_config",
+    "register_scenario",
+    "run_generator",
+    "save_checkpoint",
+    "topk_correct",
+    "train",
+    "update_ema",
+]

@@ -1,0 +1,127 @@
+"""Run folders: checkpoints (atomic ``torch.save``, ``weights_only=True`` loads), config, logs.
+
+``RUN_DIR/checkpoints/last.pt`` holds ``model``, ``ema``, ``mixer`` (state dicts), ``optimizer``,
+``scheduler``, ``scaler``, ``step``, ``epoch``, ``rng`` and ``config`` (the dict of
+``config.json``). A crash while writing leaves the previous checkpoint intact.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import UserError
+from ..fileio import atomic_write, atomic_write_text
+
+__all__ = [
+    "CHECKPOINT",
+    "save_checkpoint",
+    "load_checkpoint",
+    "read_run_config",
+    "truncate_jsonl",
+    "append_jsonl",
+    "run_generator",
+]
+
+CHECKPOINT = Path("checkpoints") / "last.pt"
+
+
+def save_checkpoint(run_dir: str | os.PathLike[str], state: dict[str, Any]) -> Path:
+    """Write ``state`` to ``RUN_DIR/checkpoints/last.pt`` atomically (temp file + rename)."""
+    return atomic_write(Path(run_dir) / CHECKPOINT, lambda p: torch.save(state, p))
+
+
+def load_checkpoint(
+    path: str | os.PathLike[str], map_location: str | torch.device = "cpu"
+) -> dict[str, Any]:
+    """Load a checkpoint file (or a run folder's ``last.pt``) with ``weights_only=True``."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / CHECKPOINT
+    if not path.is_file():
+        raise UserError(f"{path}: no checkpoint there")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # pickle/zip errors of a truncated or foreign file
+        raise UserError(f"{path}: unreadable checkpoint ({type(exc).__name__}: {exc})") from None
+    if not isinstance(state, dict) or "model" not in state or "step" not in state:
+        raise UserError(f"{path}: not a samix-hub training checkpoint")
+    return state
+
+
+def read_run_config(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """``RUN_DIR/config.json`` of a ``samix-hub train`` run."""
+    path = Path(run_dir) / "config.json"
+    if not path.is_file():
+        raise UserError(f"{path}: missing (not a samix-hub run folder)")
+    try:
+        config = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path}: not valid JSON ({exc})") from None
+    if config.get("kind") != "samix-run":
+        raise UserError(f"{path}: kind is {config.get('kind')!r}, not a samix-run")
+    return config
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """Records of a JSON-lines file; a line cut short by a crash is skipped."""
+    if not path.is_file():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return rows
+
+
+def truncate_jsonl(path: Path, max_step: int) -> None:
+    """Keep the records with ``step <= max_step`` (on resume: drop what the checkpoint lacks)."""
+    if not path.exists():
+        return
+    rows = [r for r in read_jsonl(path) if int(r.get("step", 0)) <= max_step]
+    atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
+
+
+def append_jsonl(path: Path, record: dict[str, Any]) -> None:
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(record) + "\n")
+        f.flush()
+
+
+def run_generator(run_dir: str | os.PathLike[str], use_ema: bool = True) -> Any:
+    """The SAMix^P generator of an online SAMix/AutoMix run (the contract in DESIGN.md).
+
+    Encoder weights from the EMA classifier (``use_ema``) or the online one, mixer from the mixer
+    state, normalisation and input size from ``config.json``.
+    """
+    from ..models import Generator, GeneratorConfig, MixerConfig
+
+    config = read_run_config(run_dir)
+    if not config.get("mixer"):
+        raise UserError(f"{run_dir}: method {config.get('method')!r} trained no mixer")
+    state = load_checkpoint(run_dir)
+    gcfg = GeneratorConfig(
+        backbone=config["backbone"],
+        mixer=MixerConfig.from_dict(config["mixer"]),
+        stage=int(config.get("stage", 3)),
+        in_chans=int(config["in_chans"]),
+        input_size=tuple(config["image_size"]),  # type: ignore[arg-type]
+        mean=tuple(config["mean"]),
+        std=tuple(config["std"]),
+        provenance={"run": str(run_dir), "method": config["method"], "step": state["step"]},
+    )
+    gen = Generator(gcfg)
+    weights = state["ema"] if use_ema and state.get("ema") is not None else state["model"]
+    target = gen.encoder.net.state_dict()
+    missing = [k for k in target if k not in weights]
+    if missing:
+        raise UserError(f"{run_dir}: checkpoint lacks encoder weights {missing[:4]}")
+    gen.encoder.net.load_state_dict({k: weights[k] for k in target})
+    gen.mixer.load_state_dict(state["mixer"])
+    return gen.freeze()

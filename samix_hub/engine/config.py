@@ -1,0 +1,138 @@
+"""The resolved configuration of a training run (what ``RUN_DIR/config.json`` holds).
+
+Defaults follow the reference CIFAR recipe (SAMIX.md sections 2 and 6; openmixup CIFAR configs):
+SGD lr 0.1, momentum 0.9, weight decay 1e-4, batch 100 per device, cosine to 0.05 for
+AutoMix/SAMix (mixer and backbone share the schedule) and to 0 for the baselines; α = 2 for
+AutoMix/SAMix/SAMix^P, 1 for MixUp, 0.2 for CutMix; η = 0.5; mask regulariser weight 0.1;
+λ margin 0.08; EMA momentum 0.999 -> 0.999999.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from ..errors import UserError
+from ..losses import check_eta
+from ..mixing.sampling import check_alpha
+
+__all__ = ["TrainConfig", "SL_METHODS", "DEFAULT_ALPHA", "RUN_KIND", "RUN_FORMAT_VERSION"]
+
+RUN_KIND = "samix-run"
+RUN_FORMAT_VERSION = 1
+SL_METHODS = ("vanilla", "mixup", "cutmix", "automix", "samix", "samix-p")
+#: Beta(α, α) per method on CIFAR (SAMIX.md sections 2, 5, 6).
+DEFAULT_ALPHA = {
+    "vanilla": 1.0,
+    "mixup": 1.0,
+    "cutmix": 0.2,
+    "automix": 2.0,
+    "samix": 2.0,
+    "samix-p": 2.0,
+}
+#: Methods whose cosine schedule ends at half the base lr (0.1 -> 0.05 in the reference).
+LEARNED_MIXERS = ("automix", "samix")
+
+
+@dataclass
+class TrainConfig:
+    """Options of ``samix-hub train``; :meth:`resolve` fills method-dependent defaults."""
+
+    method: str
+    data: str
+    backbone: str
+    out: str
+    scenario: str = "sl"
+    epochs: int = 200
+    batch_size: int = 100
+    lr: float = 0.1
+    min_lr: float | None = None
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    alpha: float | None = None
+    eta: float = 0.5
+    mask_adjust: float = 0.0
+    mask_loss_weight: float = 0.1
+    lam_margin: float = 0.08
+    ema_momentum: float = 0.999
+    ema_end_momentum: float = 0.999999
+    stage: int = 3
+    generator: str | None = None
+    clean_loss: bool = False
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = True
+    channels_last: bool = True
+    workers: int = 2
+    max_steps: int | None = None
+    eval_every: int = 1
+    checkpoint_every: int = 0
+    eval_batch_size: int = 256
+    download: bool = False
+    image_size: tuple[int, int] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def resolve(self) -> TrainConfig:
+        """Fill per-method defaults and validate every value (one clear error per mistake)."""
+        if self.scenario != "sl":
+            return self  # other scenarios validate their own options
+        if self.method not in SL_METHODS:
+            raise UserError(f"unknown method {self.method!r} (one of {', '.join(SL_METHODS)})")
+        if self.alpha is None:
+            self.alpha = DEFAULT_ALPHA[self.method]
+        try:
+            check_alpha(self.alpha)
+            check_eta(self.eta)
+        except ValueError as exc:
+            raise UserError(f"invalid --alpha/--eta: {exc}") from None
+        if self.min_lr is None:
+            self.min_lr = 0.5 * self.lr if self.method in LEARNED_MIXERS else 0.0
+        self.validate()
+        return self
+
+    def validate(self) -> None:
+        checks = [
+            (self.epochs >= 1, f"--epochs must be >= 1, got {self.epochs}"),
+            (
+                self.batch_size >= 2,
+                f"--batch-size must be >= 2 (mixup pairs), got {self.batch_size}",
+            ),
+            (_finite(self.lr) and self.lr > 0, f"--lr must be > 0, got {self.lr}"),
+            (self.weight_decay >= 0, f"--weight-decay must be >= 0, got {self.weight_decay}"),
+            (0 <= self.mask_adjust <= 1, f"--mask-adjust is a probability, got {self.mask_adjust}"),
+            (
+                0 <= self.ema_momentum <= self.ema_end_momentum <= 1,
+                f"--ema-momentum must satisfy 0 <= {self.ema_momentum} <= "
+                f"end {self.ema_end_momentum} <= 1",
+            ),
+            (0 <= self.lam_margin < 0.5, f"λ margin must be in [0, 0.5), got {self.lam_margin}"),
+            (self.max_steps is None or self.max_steps >= 1, "--max-steps must be >= 1"),
+            (self.eval_every >= 0, "--eval-every must be >= 0"),
+            (self.checkpoint_every >= 0, "--checkpoint-every must be >= 0"),
+            (self.workers >= 0, "--workers must be >= 0"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise UserError(message)
+        if self.method == "samix-p" and not self.generator:
+            raise UserError("--method samix-p needs --generator SRC (a generator folder or repo)")
+        if self.method != "samix-p" and self.generator:
+            raise UserError(f"--generator is only used by --method samix-p, not {self.method}")
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["image_size"] = list(self.image_size) if self.image_size else None
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        kwargs = {k: v for k, v in data.items() if k in known}
+        if kwargs.get("image_size") is not None:
+            kwargs["image_size"] = tuple(kwargs["image_size"])
+        return cls(**kwargs)
+
+
+def _finite(x: float) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x)

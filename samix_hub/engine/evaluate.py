@@ -1,0 +1,64 @@
+"""Top-1 / top-5 accuracy (percent) of a classifier, exact under DDP (counts summed over ranks)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterable
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .distributed import DistInfo, all_reduce_sum
+
+__all__ = ["evaluate", "topk_correct"]
+
+
+def topk_correct(logits: torch.Tensor, labels: torch.Tensor, ks: tuple[int, ...]) -> list[int]:
+    """Number of samples whose label is among the ``k`` highest logits, for each ``k``."""
+    kmax = min(max(ks), logits.shape[1])
+    top = logits.topk(kmax, dim=1).indices
+    hit = top == labels[:, None]
+    return [int(hit[:, : min(k, kmax)].any(dim=1).sum()) for k in ks]
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    device: torch.device,
+    info: DistInfo | None = None,
+    autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
+    channels_last: bool = False,
+) -> dict[str, float]:
+    """``{"top1", "top5", "loss", "count"}`` of ``model`` (images in [0, 1]) over ``batches``.
+
+    Runs in eval mode and restores the model's previous mode. With ``info`` under DDP every rank
+    passes its own shard and the counts are summed, so the result is the full-set accuracy.
+    """
+    was_training = model.training
+    model.eval()
+    totals = torch.zeros(4, dtype=torch.float64)
+    try:
+        for images, labels in batches:
+            images = images.to(device, non_blocking=True)
+            if channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
+            labels = labels.to(device, non_blocking=True)
+            with autocast():
+                logits = model(images)
+            logits = logits.float()
+            c1, c5 = topk_correct(logits, labels, (1, 5))
+            loss = F.cross_entropy(logits, labels, reduction="sum").item()
+            totals += torch.tensor([c1, c5, loss, labels.numel()], dtype=torch.float64)
+    finally:
+        model.train(was_training)
+    if info is not None:
+        totals = all_reduce_sum(totals.to(info.device), info).cpu()
+    n = max(float(totals[3]), 1.0)
+    return {
+        "top1": 100.0 * float(totals[0]) / n,
+        "top5": 100.0 * float(totals[1]) / n,
+        "loss": float(totals[2]) / n,
+        "count": int(totals[3]),
+    }

@@ -1,0 +1,121 @@
+"""Data loading for training: reproducible augmentation and a resumable, sharded sampler.
+
+Two properties make ``--resume`` continue exactly where a run stopped, on any number of ranks and
+workers: the epoch's permutation is a function of ``(seed, epoch)`` (as ``DistributedSampler``),
+and each sample's augmentation is drawn from a seed that is a function of
+``(seed, epoch, index)``. torchvision's v2 transforms take no generator, so the draw happens inside
+``torch.random.fork_rng``: the process's global RNG is left as it was.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import torch
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+__all__ = ["SeededTransform", "ResumableSampler", "train_loader", "eval_loader", "mix_seed"]
+
+_MASK = (1 << 63) - 1
+
+
+def mix_seed(*parts: int) -> int:
+    """A 63-bit seed from integers (splitmix64 steps): decorrelated streams per (seed, rank, ...)."""
+    x = 0x9E3779B97F4A7C15
+    for p in parts:
+        x = (x ^ (int(p) & 0xFFFFFFFFFFFFFFFF)) * 0xBF58476D1CE4E5B9 & 0xFFFFFFFFFFFFFFFF
+        x = (x ^ (x >> 31)) * 0x94D049BB133111EB & 0xFFFFFFFFFFFFFFFF
+    return x & _MASK
+
+
+class SeededTransform(Dataset):
+    """``(transform(image), label)`` with the transform's randomness seeded per (epoch, index)."""
+
+    def __init__(self, base: Dataset, transform: Callable[[torch.Tensor], torch.Tensor], seed: int):
+        self.base = base
+        self.transform = transform
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.base)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        image, label = self.base[index]
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(mix_seed(self.seed, self.epoch, index))
+            return self.transform(image), label
+
+
+class ResumableSampler(DistributedSampler):
+    """``DistributedSampler`` (seeded by ``(seed, epoch)``) that can start part-way into an epoch.
+
+    ``set_start(k)`` skips the first ``k`` samples of this rank's share, so a run resumed from a
+    mid-epoch checkpoint sees exactly the batches the interrupted run had not yet seen.
+    """
+
+    def __init__(self, dataset: Dataset, num_replicas: int, rank: int, seed: int) -> None:
+        super().__init__(
+            dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed, drop_last=True
+        )
+        self.start = 0
+
+    def set_start(self, start: int) -> None:
+        self.start = max(int(start), 0)
+
+    def __iter__(self) -> Iterator[int]:
+        indices = list(super().__iter__())
+        return iter(indices[self.start :])
+
+    def __len__(self) -> int:
+        return max(self.num_samples - self.start, 0)
+
+
+def train_loader(
+    dataset: SeededTransform,
+    batch_size: int,
+    sampler: ResumableSampler,
+    workers: int,
+    pin_memory: bool,
+) -> DataLoader:
+    """Batches of ``batch_size`` per rank; incomplete last batches are dropped (equal mixup pairs)."""
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        num_workers=workers,
+        drop_last=True,
+        pin_memory=pin_memory,
+        persistent_workers=False,
+    )
+
+
+class _Mapped(Dataset):
+    def __init__(self, base: Dataset, transform: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        self.base = base
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.base)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        image, label = self.base[index]
+        return self.transform(image), label
+
+
+def eval_loader(
+    dataset: Dataset,
+    transform: Callable[[torch.Tensor], torch.Tensor],
+    batch_size: int,
+    workers: int,
+    rank: int = 0,
+    world: int = 1,
+) -> DataLoader:
+    """Deterministic evaluation batches; rank ``r`` of ``world`` takes indices ``r::world``
+    (no padding, so counts summed over ranks are exact)."""
+    indices = list(range(rank, len(dataset), world))  # type: ignore[arg-type]
+    subset = torch.utils.data.Subset(_Mapped(dataset, transform), indices)
+    return DataLoader(subset, batch_size=batch_size, shuffle=False, num_workers=workers)

@@ -1,0 +1,89 @@
+"""Classifiers as the engine trains them: on-device normalisation in front of a timm model.
+
+Mixing happens in [0, 1] pixel space (SAMIX.md section 5: a generator takes raw images), so the
+models normalise on the device. Checkpoints store ``Classifier.net.state_dict()``: plain timm key
+names, loadable by ``timm.create_model(name, num_classes=...)`` after ``import samix_hub``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import timm
+import torch
+import torch.nn as nn
+
+from ..errors import UserError
+
+__all__ = ["Normalize", "Classifier", "build_classifier", "check_backbone"]
+
+
+class Normalize(nn.Module):
+    """``(x - mean) / std`` per channel; the statistics are not part of the state dict."""
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
+        super().__init__()
+        if len(mean) != len(std):
+            raise ValueError(f"mean has {len(mean)} values, std {len(std)}")
+        self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)
+
+
+class Classifier(nn.Module):
+    """``net(normalize(x))`` for images in [0, 1]; ``features`` reads an intermediate stage."""
+
+    def __init__(self, net: nn.Module, mean: Sequence[float], std: Sequence[float]) -> None:
+        super().__init__()
+        self.normalize = Normalize(mean, std)
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(self.normalize(x))
+
+    def features(self, x: torch.Tensor, stage: int = 3) -> torch.Tensor:
+        """Feature map after ``stage`` (timm ``forward_intermediates`` index; ResNet 3 = layer3).
+
+        Same tensor as :class:`samix_hub.models.StageEncoder` with these weights, without a copy:
+        this is how the EMA classifier feeds the mixer (SAMIX.md section 2, step 2).
+        """
+        feats = self.net.forward_intermediates(  # type: ignore[operator]
+            self.normalize(x), indices=[stage], intermediates_only=True, stop_early=True
+        )
+        return feats[-1]
+
+
+def check_backbone(name: str) -> str:
+    """A timm model name (after ``import samix_hub``); a clear error otherwise."""
+    if not timm.is_model(name):
+        close = timm.list_models(f"*{name.split('_')[0]}*")[:6]
+        hint = f" (similar: {', '.join(close)})" if close else ""
+        raise UserError(f"unknown backbone {name!r}: not a timm model name{hint}")
+    return name
+
+
+def build_classifier(
+    backbone: str,
+    num_classes: int,
+    mean: Sequence[float],
+    std: Sequence[float],
+    in_chans: int = 3,
+    seed: int | None = None,
+) -> Classifier:
+    """A freshly initialised timm classifier with normalisation in front.
+
+    ``seed`` makes the initialisation reproducible without leaving the global RNG changed
+    (timm initialises weights from it; the state is forked and restored).
+    """
+    check_backbone(backbone)
+    with torch.random.fork_rng(devices=[]):
+        if seed is not None:
+            torch.manual_seed(seed)
+        net = timm.create_model(
+            backbone, pretrained=False, num_classes=num_classes, in_chans=in_chans
+        )
+    if not hasattr(net, "forward_intermediates"):
+        raise UserError(f"backbone {backbone!r}: timm model without forward_intermediates")
+    return Classifier(net, mean, std)

@@ -1,0 +1,173 @@
+"""What a training scenario plugs into the loop: models, step functions, evaluation, state.
+
+The loop (:mod:`samix_hub.engine.loop`) owns everything common: data loading, DDP, AMP, the
+optimizer and schedule, NaN checks, checkpoints, metrics and progress. A scenario (supervised
+``sl`` here; self-supervised ``ssl`` and fine-tuning later) is a :class:`Scenario` registered with
+:func:`register_scenario`: a model builder plus one step function per method.
+
+A step function ``step(ctx, images, labels) -> {"loss": ..., component: ...}`` computes its losses
+and calls ``ctx.backward(loss, branch)`` for each branch itself, one after another (SAMIX.md
+section 2 sums the branches; running their backward passes separately frees each branch's
+activations before the next forward, which gives the same gradients at a lower peak memory).
+The loop then checks the returned values are finite and steps the optimizer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from ..data.specs import DataSource
+from ..errors import UserError
+from .config import TrainConfig
+from .distributed import DistInfo
+
+__all__ = [
+    "StepContext",
+    "StepFn",
+    "TrainModules",
+    "Scenario",
+    "register_scenario",
+    "get_scenario",
+    "SCENARIOS",
+]
+
+
+@dataclass
+class TrainModules:
+    """The modules of a run. ``model`` is what checkpoints store under ``"model"``.
+
+    ``wrapped`` holds the versions the step calls (DDP wrappers on several ranks, the modules
+    themselves otherwise) under the same names: ``"model"``, ``"mixer"``.
+    """
+
+    model: nn.Module
+    ema: nn.Module | None = None
+    mixer: nn.Module | None = None
+    frozen: nn.Module | None = None
+    wrapped: dict[str, nn.Module] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def call(self, name: str) -> nn.Module:
+        module = self.wrapped.get(name)
+        return module if module is not None else getattr(self, name)
+
+    def trainable(self) -> list[nn.Module]:
+        return [m for m in (self.model, self.mixer) if m is not None]
+
+
+@dataclass
+class StepContext:
+    """Everything a step function may use; built by the loop for every step."""
+
+    modules: TrainModules
+    cfg: TrainConfig
+    device: torch.device
+    generator: torch.Generator
+    step: int
+    total_steps: int
+    backward: Callable[[torch.Tensor, str], None]
+    autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext
+    channels_last: bool = False
+
+    def no_sync(self, name: str) -> contextlib.AbstractContextManager:
+        """DDP's ``no_sync`` for all but the last backward through ``name`` in a step."""
+        module = self.modules.call(name)
+        return module.no_sync() if hasattr(module, "no_sync") else contextlib.nullcontext()
+
+
+StepFn = Callable[[StepContext, torch.Tensor, torch.Tensor], dict[str, torch.Tensor]]
+
+
+class Scenario:
+    """Base class; subclasses implement :meth:`build` and :meth:`step_fn`."""
+
+    name = "base"
+    methods: tuple[str, ...] = ()
+
+    def resolve(self, cfg: TrainConfig) -> TrainConfig:
+        return cfg.resolve()
+
+    def build(self, cfg: TrainConfig, data: DataSource, device: torch.device) -> TrainModules:
+        raise NotImplementedError
+
+    def step_fn(self, method: str) -> StepFn:
+        raise NotImplementedError
+
+    def wrap(self, modules: TrainModules, info: DistInfo) -> None:
+        """DDP wrappers (in ``modules.wrapped``) for the trainable modules, on several ranks."""
+        if not info.enabled:
+            return
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        ids = [info.device.index] if info.device.type == "cuda" else None
+        for name in ("model", "mixer"):
+            module = getattr(modules, name)
+            if module is not None and any(p.requires_grad for p in module.parameters()):
+                modules.wrapped[name] = DDP(module, device_ids=ids)
+
+    def run_config(
+        self, cfg: TrainConfig, data: DataSource, modules: TrainModules
+    ) -> dict[str, Any]:
+        """Scenario-specific keys of ``config.json`` (merged over the common ones)."""
+        return {}
+
+    def after_step(self, modules: TrainModules, step: int, total: int, cfg: TrainConfig) -> None:
+        """After each optimizer step (EMA updates)."""
+
+    def evaluate(
+        self,
+        modules: TrainModules,
+        data: DataSource,
+        cfg: TrainConfig,
+        info: DistInfo,
+        autocast: Callable[[], contextlib.AbstractContextManager],
+        channels_last: bool,
+    ) -> dict[str, float]:
+        return {}
+
+    def state_dict(self, modules: TrainModules) -> dict[str, Any]:
+        """Checkpoint entries ``model``, ``ema``, ``mixer`` (state dicts or None)."""
+        return {
+            "model": _plain(modules.model),
+            "ema": _plain(modules.ema) if modules.ema is not None else None,
+            "mixer": modules.mixer.state_dict() if modules.mixer is not None else None,
+        }
+
+    def load_state_dict(self, modules: TrainModules, state: dict[str, Any]) -> None:
+        _load_plain(modules.model, state["model"])
+        if modules.ema is not None and state.get("ema") is not None:
+            _load_plain(modules.ema, state["ema"])
+        if modules.mixer is not None and state.get("mixer") is not None:
+            modules.mixer.load_state_dict(state["mixer"])
+
+
+def _plain(module: nn.Module) -> dict[str, torch.Tensor]:
+    """timm key names: the ``net`` inside a :class:`~samix_hub.engine.model.Classifier`."""
+    return getattr(module, "net", module).state_dict()
+
+
+def _load_plain(module: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    getattr(module, "net", module).load_state_dict(state)
+
+
+SCENARIOS: dict[str, Callable[[], Scenario]] = {}
+#: Scenarios that exist in the product design but are not implemented in this version.
+PLANNED = {"ssl": "self-supervised SAMix (--scenario ssl) is not available yet in this version"}
+
+
+def register_scenario(name: str, factory: Callable[[], Scenario]) -> None:
+    SCENARIOS[name] = factory
+
+
+def get_scenario(name: str) -> Scenario:
+    if name in SCENARIOS:
+        return SCENARIOS[name]()
+    if name in PLANNED:
+        raise UserError(PLANNED[name])
+    raise UserError(f"unknown scenario {name!r} (one of {', '.join(sorted(SCENARIOS))})")

@@ -1,0 +1,253 @@
+"""Supervised scenario: one step function per method (SAMIX.md sections 2, 5 and 6).
+
+- ``vanilla``: cross-entropy.
+- ``mixup`` / ``cutmix``: mixup cross-entropy on the mixed batch (λ ~ Beta(1, 1) / Beta(0.2, 0.2)).
+- ``samix`` (online SAMix, section 2) and ``automix`` (the same loop with the AutoMix mixer and
+  plain mixup CE for the mixer, section 1 note).
+- ``samix-p``: a frozen generator mixes the batch (section 5); ``--clean-loss`` adds the clean CE.
+
+Deviation from the reference (openmixup ``AutoMixup``): it trains two linear heads on the shared
+backbone (``head_one`` for the clean CE and ``head_mix`` for the mixup CE; the EMA copy of
+``head_mix`` scores the mixer). Here the classifier is one timm model with one head, which is what
+a published backbone is; both losses train that head and its EMA scores the mixer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..data.specs import DataSource
+from ..data.transforms import eval_transform
+from ..losses import eta_balanced_mixup_loss, mixup_cross_entropy
+from ..mixing import apply_mask, build_method, margin_fallback, mask_adjust
+from ..mixing.sampling import sample_lam, sample_partner
+from ..models import Mixer, MixerConfig
+from .config import SL_METHODS, TrainConfig
+from .ema import ema_momentum, make_ema, update_ema
+from .evaluate import evaluate
+from .loader import eval_loader
+from .model import build_classifier
+from .scenario import Scenario, StepContext, StepFn, TrainModules, register_scenario
+
+__all__ = [
+    "SupervisedScenario",
+    "vanilla_step",
+    "mix_step",
+    "online_samix_step",
+    "load_frozen_generator",
+]
+
+
+def vanilla_step(ctx: StepContext, images: torch.Tensor, labels: torch.Tensor) -> dict:
+    with ctx.autocast():
+        logits = ctx.modules.call("model")(images)
+    loss = F.cross_entropy(logits.float(), labels)
+    ctx.backward(loss, "classifier")
+    return {"loss": loss.detach()}
+
+
+def mix_step(ctx: StepContext, images: torch.Tensor, labels: torch.Tensor) -> dict:
+    """MixUp, CutMix and SAMix^P: mix (no grad), then mixup CE on the mixed batch only.
+
+    ``--clean-loss`` (SAMix^P) adds the clean-batch CE of the online recipe (section 5).
+    """
+    method = ctx.modules.extra["method"]
+    mixed = method(images, labels, generator=ctx.generator)
+    model = ctx.modules.call("model")
+    clean = ctx.cfg.clean_loss and ctx.cfg.method == "samix-p"
+    out: dict[str, torch.Tensor] = {}
+    with ctx.no_sync("model") if clean else contextlib.nullcontext():
+        with ctx.autocast():
+            logits = model(_layout(mixed.images, ctx))
+        loss_mix = mixup_cross_entropy(logits, mixed.label_a, mixed.label_b, mixed.lam)
+        ctx.backward(loss_mix, "classifier")
+    out["loss_mix"] = loss_mix.detach()
+    total = out["loss_mix"]
+    if clean:
+        with ctx.autocast():
+            logits = model(images)
+        loss_clean = F.cross_entropy(logits.float(), labels)
+        ctx.backward(loss_clean, "classifier")
+        out["loss_clean"] = loss_clean.detach()
+        total = total + out["loss_clean"]
+    return {"loss": total, **out}
+
+
+def online_samix_step(ctx: StepContext, images: torch.Tensor, labels: torch.Tensor) -> dict:
+    """One online SAMix / AutoMix step (SAMIX.md section 2, openmixup ``AutoMixup``).
+
+    1. λ_m, λ_c ~ Beta(α, α), two permutations π_m, π_c (explicit generator).
+    2. f = stage-3 features of the EMA classifier (no grad; it stays in train mode, as the
+       reference's ``backbone_k``, so BatchNorm uses batch statistics).
+    3. mask_m = mixer(f, λ_m, π_m) with grad; mask_c = mixer(f, λ_c, π_c) without, then optional
+       mask_adjust (probability ``--mask-adjust``) and the λ margin fallback.
+    4. Mixer loss: the mixed batch through the frozen EMA classifier, η-balanced loss (AutoMix:
+       mixup CE) with ``(y, y[π_m], λ_m)`` + 0.1 x mask regulariser; only the mixer gets grads.
+    5. Classifier loss: mixup CE on the batch mixed with mask_c + CE on the clean batch.
+    The three backward passes run one after another (see :mod:`samix_hub.engine.scenario`).
+    """
+    cfg, mods, g = ctx.cfg, ctx.modules, ctx.generator
+    mixer_raw: Mixer = mods.mixer  # type: ignore[assignment]
+    ema: nn.Module = mods.ema  # type: ignore[assignment]
+    n, size = images.shape[0], tuple(images.shape[-2:])
+    dev = images.device
+    lam_m = float(sample_lam(cfg.alpha, generator=g))  # type: ignore[arg-type]
+    lam_c = float(sample_lam(cfg.alpha, generator=g))  # type: ignore[arg-type]
+    pi_m = sample_partner(n, g).to(dev)
+    pi_c = sample_partner(n, g).to(dev)
+    adjust = bool(torch.rand((), generator=g) < cfg.mask_adjust)
+
+    with torch.no_grad(), ctx.autocast():
+        feats = ema.features(images, cfg.stage)  # type: ignore[operator]
+        mask_c = mixer_raw(feats, lam_c, pi_c, size).float()
+    if adjust:
+        mask_c = mask_adjust(mask_c, lam_c)
+    mask_c = margin_fallback(mask_c, lam_c, cfg.lam_margin)
+
+    # Mixer branch: grads reach the mixer only (EMA parameters do not require grad).
+    with ctx.autocast():
+        mask_m = mods.call("mixer")(feats, lam_m, pi_m, size).float()
+        logits_m = ema(_layout(apply_mask(images, mask_m, pi_m), ctx))
+    if mixer_raw.config.variant == "automix":
+        loss_mixer = mixup_cross_entropy(logits_m, labels, labels[pi_m], lam_m)
+    else:
+        loss_mixer = eta_balanced_mixup_loss(logits_m, labels, labels[pi_m], lam_m, cfg.eta)
+    loss_mask = cfg.mask_loss_weight * mixer_raw.mask_loss(mask_m, lam_m)
+    ctx.backward(loss_mixer + loss_mask, "mixer")
+    del logits_m, mask_m
+
+    model = mods.call("model")
+    with ctx.no_sync("model"):
+        with ctx.autocast():
+            logits = model(_layout(apply_mask(images, mask_c, pi_c), ctx))
+        loss_mix = mixup_cross_entropy(logits, labels, labels[pi_c], lam_c)
+        ctx.backward(loss_mix, "classifier")
+    with ctx.autocast():
+        logits = model(images)
+    loss_clean = F.cross_entropy(logits.float(), labels)
+    ctx.backward(loss_clean, "classifier")
+    parts = {
+        "loss_mix": loss_mix.detach(),
+        "loss_clean": loss_clean.detach(),
+        "loss_mixer": loss_mixer.detach(),
+        "loss_mask": loss_mask.detach(),
+    }
+    return {"loss": sum(parts.values()), **parts}  # type: ignore[dict-item]
+
+
+def _layout(x: torch.Tensor, ctx: StepContext) -> torch.Tensor:
+    return x.contiguous(memory_format=torch.channels_last) if ctx.channels_last else x
+
+
+def load_frozen_generator(src: str, device: torch.device) -> tuple[nn.Module, dict[str, Any]]:
+    """A frozen generator from a folder or ``ORG/NAME[@REV]`` and its provenance."""
+    import samix_hub
+
+    from ..sources import resolve_source
+
+    resolved = resolve_source(src)
+    loader: Callable[..., Any] | None = getattr(samix_hub, "load_generator", None)
+    try:
+        if loader is not None:
+            gen = loader(str(resolved.path), runtime="torch", device=device)
+        else:
+            gen = samix_hub.Generator.from_folder(resolved.path, device=device)
+    except (FileNotFoundError, ValueError) as exc:
+        from ..errors import UserError
+
+        raise UserError(f"--generator {src}: {exc}") from None
+    return gen, resolved.provenance()
+
+
+class SupervisedScenario(Scenario):
+    """``--scenario sl``: a timm classifier (+ EMA and mixer for AutoMix/SAMix)."""
+
+    name = "sl"
+    methods = SL_METHODS
+
+    def build(self, cfg: TrainConfig, data: DataSource, device: torch.device) -> TrainModules:
+        model = build_classifier(
+            cfg.backbone, data.num_classes, data.mean, data.std, data.channels, seed=cfg.seed
+        ).to(device)
+        mods = TrainModules(model=model)
+        # Every method tracks an EMA copy (evaluated as ema_top1); SAMix/AutoMix also use it.
+        mods.ema = make_ema(model)
+        m = cfg.method
+        if m in ("automix", "samix"):
+            with torch.no_grad():  # channel count of the stage the mixer reads
+                probe = torch.zeros(2, data.channels, *data.image_size, device=device)
+                channels = int(model.eval().features(probe, cfg.stage).shape[1])
+                model.train()
+            mcfg = MixerConfig(channels) if m == "samix" else MixerConfig.automix(channels)
+            if max(data.image_size) > 64:  # ImageNet-size settings (SAMIX.md section 1)
+                mcfg.lam_mul_k = -1.0
+                mcfg.dropout = 0.1
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(cfg.seed + 1)
+                mods.mixer = Mixer(mcfg).to(device)
+        elif m == "samix-p":
+            gen, provenance = load_frozen_generator(cfg.generator or "", device)
+            if gen.config.in_chans != data.channels:  # type: ignore[union-attr]
+                from ..errors import UserError
+
+                raise UserError(
+                    f"--generator {cfg.generator}: takes {gen.config.in_chans}-channel images, "  # type: ignore[union-attr]
+                    f"{cfg.data} has {data.channels}"
+                )
+            mods.frozen = gen
+            mods.extra["generator_provenance"] = provenance
+        if m in ("mixup", "cutmix", "samix-p"):
+            kwargs: dict[str, float] = {}
+            if m == "samix-p":
+                kwargs = {"mask_adjust": cfg.mask_adjust, "margin": cfg.lam_margin}
+            mods.extra["method"] = build_method(m, cfg.alpha, mask_fn=mods.frozen, **kwargs)
+        return mods
+
+    def step_fn(self, method: str) -> StepFn:
+        if method == "vanilla":
+            return vanilla_step
+        if method in ("mixup", "cutmix", "samix-p"):
+            return mix_step
+        if method in ("automix", "samix"):
+            return online_samix_step
+        raise ValueError(f"no step function for method {method!r}")
+
+    def run_config(self, cfg: TrainConfig, data: DataSource, mods: TrainModules) -> dict:
+        mixer = mods.mixer.config.to_dict() if mods.mixer is not None else None  # type: ignore[union-attr]
+        return {
+            "num_classes": data.num_classes,
+            "mixer": mixer,
+            "generator": mods.extra.get("generator_provenance"),
+        }
+
+    def after_step(self, mods: TrainModules, step: int, total: int, cfg: TrainConfig) -> None:
+        if mods.ema is None:
+            return
+        m = ema_momentum(step, total, cfg.ema_momentum, cfg.ema_end_momentum)
+        update_ema(mods.ema, mods.model, m, own_buffers=cfg.method in ("automix", "samix"))
+
+    def evaluate(self, mods, data, cfg, info, autocast, channels_last) -> dict[str, float]:  # type: ignore[override]
+        if data.test is None:
+            return {}
+        tf = eval_transform(data.image_size)
+        metrics: dict[str, float] = {}
+        for prefix, module in (("", mods.model), ("ema_", mods.ema)):
+            if module is None:
+                continue
+            batches = eval_loader(
+                data.test, tf, cfg.eval_batch_size, min(cfg.workers, 2), info.rank, info.world
+            )
+            res = evaluate(module, batches, info.device, info, autocast, channels_last)
+            metrics[f"{prefix}top1"] = res["top1"]
+            metrics[f"{prefix}top5"] = res["top5"]
+            metrics[f"{prefix}test_loss"] = res["loss"]
+        return metrics
+
+
+register_scenario("sl", SupervisedScenario)
