@@ -1,5 +1,6 @@
 """Data set specs, transforms and (in later modules) mixed-data-set I/O."""
 
+from .mixed import MixedDataset
 from .specs import SPEC_KINDS, ArrayDataset, DataSource, DataSpecError, FolderDataset, load_data
 from .transforms import eval_transform, train_transform
 
@@ -10,6 +11,7 @@ __all__ = [
     "DataSpecError",
     "FolderDataset",
     "load_data",
+    "MixedDataset",
     "eval_transform",
     "train_transform",
 ]

@@ -1,0 +1,491 @@
+"""Writing a mixed data set: load -> generator -> encode -> Parquet, overlapped and resumable.
+
+The main thread runs the generator batch after batch (on its runtime and device); a thread pool
+decodes the next batches and encodes finished ones to PNG/JPEG (Pillow and zlib release the
+GIL), and one writer thread turns each finished shard into a Parquet file, written atomically.
+A shard on disk is complete by construction, so an interrupted run (even SIGKILL) resumes by
+skipping the shards present. Under ``torchrun`` rank ``r`` of ``W`` writes shards
+``[r*T/W, (r+1)*T/W)``; whichever rank finds all shards present writes the card (its content
+depends on the shards only, so two ranks writing it at once write the same bytes).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..errors import UserError
+from ..fileio import atomic_write, atomic_write_json
+from ..mixing.masks import LAM_MARGIN, apply_mask, margin_fallback, mask_adjust
+from .mixed import (
+    DATA_DIR,
+    FORMAT_VERSION,
+    SHARD_RE,
+    STATE_NAME,
+    GroupPlan,
+    encode_images,
+    hf_features,
+    num_shards,
+    plan_shard,
+    shard_name,
+)
+from .mixed_card import render_card
+
+__all__ = ["MixSettings", "MixResult", "SourceLoader", "mix_group", "write_mixed", "write_card"]
+
+GenFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], Any]
+MAX_ERRORS_KEPT = 20
+
+
+@dataclass
+class MixSettings:
+    """Everything that determines the content of a mixed data set (resume checks it)."""
+
+    data: str
+    split: str
+    source_size: int
+    class_names: list[str]
+    method: str
+    alpha: float
+    num: int
+    seed: int
+    batch_size: int
+    shard_size: int
+    image_size: tuple[int, int]
+    image_format: str = "png"
+    save_masks: bool = False
+    mask_adjust: float = 0.0
+    margin: float = LAM_MARGIN
+    on_error: str = "stop"
+    generator: dict[str, Any] | None = None
+    runtime: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["image_size"] = list(self.image_size)
+        return data
+
+    @property
+    def num_shards(self) -> int:
+        return num_shards(self.num, self.shard_size)
+
+    def plan(self, shard: int) -> list[GroupPlan]:
+        return plan_shard(
+            shard,
+            num=self.num,
+            length=self.source_size,
+            shard_size=self.shard_size,
+            batch_size=self.batch_size,
+            method=self.method,
+            alpha=self.alpha,
+            seed=self.seed,
+            image_size=self.image_size,
+            mask_adjust=self.mask_adjust,
+        )
+
+    def planned_rows(self, shard: int) -> int:
+        return min((shard + 1) * self.shard_size, self.num) - shard * self.shard_size
+
+
+@dataclass
+class MixResult:
+    out: Path
+    rows: int = 0  # rows written by this call
+    skipped: int = 0
+    shards_written: int = 0
+    shards_total: int = 0
+    seconds: float = 0.0
+    complete: bool = False
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def images_per_s(self) -> float:
+        return self.rows / self.seconds if self.seconds > 0 else 0.0
+
+
+class SourceLoader:
+    """``loader(indices) -> (uint8 m x C x H x W, labels, errors)``; bad images become zeros.
+
+    In-memory array data sets are gathered in one step; others are read image by image and
+    resized to ``image_size`` (bilinear, antialiased) when their size differs.
+    """
+
+    def __init__(self, dataset: Any, image_size: tuple[int, int], channels: int) -> None:
+        self.dataset = dataset
+        self.image_size = tuple(image_size)
+        self.channels = channels
+        images = getattr(dataset, "images", None)
+        self.bulk = isinstance(images, np.ndarray) and hasattr(dataset, "labels")
+
+    def _fit(self, img: torch.Tensor, index: int) -> torch.Tensor:
+        if img.shape[0] != self.channels:
+            if img.shape[0] == 1:
+                img = img.expand(self.channels, -1, -1)
+            else:
+                raise ValueError(f"image {index} has {img.shape[0]} channels, not {self.channels}")
+        if tuple(img.shape[-2:]) != self.image_size:
+            from torchvision.transforms.v2 import functional as TF
+
+            img = TF.resize(img, list(self.image_size), antialias=True)
+        return img
+
+    def __call__(self, indices: np.ndarray) -> tuple[torch.Tensor, np.ndarray, list[str | None]]:
+        if self.bulk:
+            x = torch.from_numpy(self.dataset.images[indices]).permute(0, 3, 1, 2)
+            labels = self.dataset.labels[indices].astype(np.int64)
+            if tuple(x.shape[-2:]) != self.image_size or x.shape[1] != self.channels:
+                x = torch.stack([self._fit(img, int(i)) for img, i in zip(x, indices, strict=True)])
+            return x.contiguous(), labels, [None] * len(indices)
+        h, w = self.image_size
+        x = torch.zeros(len(indices), self.channels, h, w, dtype=torch.uint8)
+        labels = np.zeros(len(indices), dtype=np.int64)
+        errors: list[str | None] = [None] * len(indices)
+        for j, i in enumerate(indices):
+            try:
+                img, label = self.dataset[int(i)]
+                x[j] = self._fit(torch.as_tensor(img), int(i))
+                labels[j] = int(label)
+            except (OSError, ValueError, RuntimeError) as exc:  # DataSpecError is a ValueError
+                msg = str(exc)
+                errors[j] = msg if str(i) in msg or "/" in msg else f"source image {i}: {msg}"
+        return x, labels, errors
+
+
+@torch.inference_mode()
+def mix_group(
+    images: torch.Tensor,
+    plan: GroupPlan,
+    method: str,
+    generator: GenFn | None,
+    device: torch.device,
+    margin: float = LAM_MARGIN,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mask (weight of image a) and mixed images in [0, 1] for one planned batch.
+
+    SAMix: the generator's mask, optional ``mask_adjust``, then the 0.08 margin fallback to
+    plain MixUp (SAMIX.md section 5); the mix is recomputed from the final mask so that both
+    runtimes share one formula. MixUp: a constant λ mask; CutMix: the planned box is 0.
+    """
+    x = images.to(device, non_blocking=True).float().div_(255.0)
+    partner = plan.partner.to(device)
+    lam = plan.lam.to(device)
+    m, _, h, w = x.shape
+    if method == "mixup":
+        mask = lam.view(-1, 1, 1, 1).expand(m, 1, h, w)
+    elif method == "cutmix":
+        assert plan.boxes is not None
+        mask = torch.ones(m, 1, h, w, device=device)
+        for i, (y0, y1, x0, x1) in enumerate(plan.boxes):
+            mask[i, :, y0:y1, x0:x1] = 0
+    else:
+        if generator is None:
+            raise ValueError("samix needs a generator")
+        masks = getattr(generator, "masks", None)
+        raw = masks(x, partner, lam) if masks is not None else generator(x, partner, lam)[0]
+        mask = torch.as_tensor(raw).to(device, torch.float32)
+        if bool(plan.adjust.any()):
+            flags = plan.adjust.to(device).view(-1, 1, 1, 1)
+            mask = torch.where(flags, mask_adjust(mask, lam), mask)
+        mask = margin_fallback(mask, lam, margin)
+    return mask, apply_mask(x, mask, partner)
+
+
+@dataclass
+class _Part:
+    """One mixed batch waiting for its encoded images."""
+
+    encoded: Future
+    columns: dict[str, np.ndarray]
+    mask: np.ndarray | None
+    skipped: int
+    errors: list[str]
+
+
+def _done(value: Any) -> Future:
+    fut: Future = Future()
+    fut.set_result(value)
+    return fut
+
+
+def _build_table(parts: list[_Part], settings: MixSettings, shard: int) -> Any:
+    import pyarrow as pa
+
+    images = [b for part in parts for b in part.encoded.result()]
+    cols = {k: np.concatenate([p.columns[k] for p in parts]) for k in parts[0].columns}
+    n = len(images)
+    image = pa.StructArray.from_arrays(
+        [pa.array(images, pa.binary()), pa.nulls(n, pa.string())], names=["bytes", "path"]
+    )
+    arrays = {
+        "image": image,
+        "label_a": pa.array(cols["label_a"], pa.int64()),
+        "label_b": pa.array(cols["label_b"], pa.int64()),
+        "lam": pa.array(cols["lam"], pa.float32()),
+        "index_a": pa.array(cols["index_a"], pa.int64()),
+        "index_b": pa.array(cols["index_b"], pa.int64()),
+    }
+    if settings.save_masks:
+        h, w = settings.image_size
+        flat = np.concatenate([p.mask for p in parts]).astype(np.float32).reshape(-1)
+        inner = pa.ListArray.from_arrays(np.arange(0, n * h * w + 1, w, dtype=np.int32), flat)
+        arrays["mask"] = pa.ListArray.from_arrays(np.arange(0, n * h + 1, h, dtype=np.int32), inner)
+    errors = [e for p in parts for e in p.errors]
+    info = {
+        "format_version": FORMAT_VERSION,
+        "shard": shard,
+        "num_shards": settings.num_shards,
+        "rows": n,
+        "planned": settings.planned_rows(shard),
+        "skipped": sum(p.skipped for p in parts),
+        "errors": errors[:MAX_ERRORS_KEPT],
+    }
+    meta = {
+        "huggingface": json.dumps(
+            {"info": {"features": hf_features(settings.class_names, settings.save_masks)}}
+        ),
+        "samix": json.dumps(info),
+    }
+    return pa.table(arrays).replace_schema_metadata(meta)
+
+
+def _write_shard(path: Path, parts: list[_Part], settings: MixSettings, shard: int) -> int:
+    import pyarrow.parquet as pq
+
+    table = _build_table(parts, settings, shard)
+    atomic_write(
+        path,
+        lambda tmp: pq.write_table(
+            table,
+            tmp,
+            compression="zstd",
+            row_group_size=256,
+            use_dictionary=["label_a", "label_b"],
+            write_statistics=["label_a", "label_b", "lam", "index_a", "index_b"],
+        ),
+    )
+    return table.num_rows
+
+
+def shard_info(path: Path) -> dict[str, Any] | None:
+    """The ``samix`` metadata of a shard file, or None when it is unreadable."""
+    import pyarrow.parquet as pq
+
+    try:
+        meta = pq.read_schema(path).metadata or {}
+        return json.loads(meta[b"samix"])
+    except Exception:
+        return None
+
+
+def _complete(path: Path, settings: MixSettings, shard: int) -> bool:
+    info = shard_info(path) if path.is_file() else None
+    return bool(info) and info.get("planned") == settings.planned_rows(shard)  # type: ignore[union-attr]
+
+
+def _prepare(out: Path, settings: MixSettings, resume: bool, rank: int, mine: range) -> None:
+    """Check or write the state file; clear what a fresh (``--no-resume``) run replaces."""
+    data = out / DATA_DIR
+    state_path = out / STATE_NAME
+    state = {"kind": "samix-mix-state", "format_version": FORMAT_VERSION}
+    state["settings"] = settings.to_dict()
+    if resume and state_path.is_file():
+        try:
+            old = json.loads(state_path.read_text()).get("settings", {})
+        except (json.JSONDecodeError, OSError):
+            old = {}
+        diff = sorted(k for k in state["settings"] if old.get(k) != state["settings"][k])
+        if diff:
+            raise UserError(
+                f"{out}: holds a mixed data set made with other settings ({', '.join(diff)}); "
+                "pass --no-resume to replace it or choose another --out"
+            )
+    elif resume and any(data.glob("*.parquet")):
+        raise UserError(f"{data}: holds Parquet files but no {STATE_NAME}; not a `mix` output")
+    total = settings.num_shards
+    if not resume:
+        for p in data.glob("*.parquet"):
+            m = SHARD_RE.match(p.name)
+            if m and (int(m.group(2)) != total and rank == 0 or int(m.group(1)) in mine):
+                p.unlink(missing_ok=True)
+        if rank == 0:
+            (out / "README.md").unlink(missing_ok=True)
+    for i in mine:  # temporary files of a killed run
+        for tmp in data.glob(f".{shard_name(i, total)}.*.tmp"):
+            tmp.unlink(missing_ok=True)
+    data.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(state_path, state)
+
+
+def _groups(settings: MixSettings, shards: list[int]) -> Iterator[tuple[int, int, int, GroupPlan]]:
+    for s in shards:
+        plans = settings.plan(s)
+        for g, plan in enumerate(plans):
+            yield s, g, len(plans), plan
+
+
+def write_mixed(
+    out: str | Path,
+    dataset: Any,
+    settings: MixSettings,
+    generator: GenFn | None = None,
+    *,
+    device: str | torch.device = "cpu",
+    workers: int = 2,
+    resume: bool = True,
+    rank: int = 0,
+    world_size: int = 1,
+    progress: bool = True,
+    warn: Callable[[str], None] | None = None,
+) -> MixResult:
+    """Write (or complete) the mixed data set ``out``; see the module docstring."""
+    out = Path(out)
+    device = torch.device(device)
+    total = settings.num_shards
+    mine = range(rank * total // world_size, (rank + 1) * total // world_size)
+    _prepare(out, settings, resume, rank, mine)
+    paths = {s: out / DATA_DIR / shard_name(s, total) for s in mine}
+    todo = [s for s in mine if not (resume and _complete(paths[s], settings, s))]
+    result = MixResult(out, shards_total=total)
+    loader = SourceLoader(dataset, settings.image_size, _channels(dataset, settings))
+    pool = ThreadPoolExecutor(workers, "samix-mix") if workers > 0 else None
+    writer = ThreadPoolExecutor(1, "samix-mix-write") if workers > 0 else None
+
+    def submit(ex: ThreadPoolExecutor | None, fn: Callable[..., Any], *args: Any) -> Future:
+        return ex.submit(fn, *args) if ex is not None else _done(fn(*args))
+
+    from tqdm.auto import tqdm
+
+    rows_todo = sum(settings.planned_rows(s) for s in todo)
+    done_rows = sum(settings.planned_rows(s) for s in mine) - rows_todo
+    bar = tqdm(
+        total=rows_todo + done_rows,
+        initial=done_rows,
+        unit="img",
+        file=sys.stderr,
+        disable=not progress,
+        desc=f"mix {settings.method}",
+        dynamic_ncols=True,
+    )
+    warn = warn or (lambda msg: bar.write(msg, file=sys.stderr))
+    start = time.perf_counter()
+    work = _groups(settings, todo)
+    queue: deque[tuple[tuple[int, int, int, GroupPlan], Future]] = deque()
+    parts: list[_Part] = []
+    pending: deque[Future] = deque()
+    try:
+
+        def fill() -> None:
+            while len(queue) < max(2, 2 * workers):
+                item = next(work, None)
+                if item is None:
+                    return
+                queue.append((item, submit(pool, loader, item[3].load)))
+
+        fill()
+        while queue:
+            (shard, g, n_groups, plan), fut = queue.popleft()
+            fill()
+            images, labels, errors = fut.result()
+            bad = np.array([e is not None for e in errors])
+            if bad.any() and settings.on_error == "stop":
+                msg = next(e for e in errors if e is not None)
+                raise UserError(f"{msg} (pass --on-error skip to skip unreadable images)")
+            for e in errors:
+                if e is not None:
+                    warn(f"warning: {e}; skipped")
+            mask, mixed = mix_group(
+                images, plan, settings.method, generator, device, settings.margin
+            )
+            n, partner = plan.rows, plan.partner.numpy()
+            keep = ~(bad[:n] | bad[partner[:n]])
+            u8 = (mixed[:n][torch.from_numpy(keep).to(mixed.device)] * 255).round_()
+            u8 = u8.clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+            columns = {
+                "label_a": labels[:n][keep],
+                "label_b": labels[partner[:n]][keep],
+                "lam": plan.lam[:n].numpy()[keep],
+                "index_a": plan.index_a[keep],
+                "index_b": plan.index_b[keep],
+            }
+            kept_mask = mask[:n, 0].float().cpu().numpy()[keep] if settings.save_masks else None
+            msgs = [e for e in errors if e is not None]
+            encoded = submit(pool, encode_images, u8, settings.image_format)
+            parts.append(_Part(encoded, columns, kept_mask, int((~keep).sum()), msgs))
+            result.skipped += int((~keep).sum())
+            result.errors += msgs
+            bar.update(n)
+            if g == n_groups - 1:
+                pending.append(submit(writer, _write_shard, paths[shard], parts, settings, shard))
+                parts = []
+                while len(pending) > 2:
+                    result.rows += pending.popleft().result()
+                    result.shards_written += 1
+        while pending:
+            result.rows += pending.popleft().result()
+            result.shards_written += 1
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+        if writer is not None:
+            writer.shutdown(wait=True)  # a shard being written is finished, atomically
+        bar.close()
+    result.seconds = time.perf_counter() - start
+    result.complete = all(
+        _complete(out / DATA_DIR / shard_name(s, total), settings, s) for s in range(total)
+    )
+    if result.complete:
+        write_card(out, settings)
+    return result
+
+
+def _channels(dataset: Any, settings: MixSettings) -> int:
+    images = getattr(dataset, "images", None)
+    if isinstance(images, np.ndarray):
+        return int(images.shape[-1])
+    return int(getattr(dataset, "channels", 3))
+
+
+def write_card(out: str | Path, settings: MixSettings) -> Path:
+    """Sum the shards' counts and write ``README.md`` (last: its presence marks completion)."""
+    out = Path(out)
+    totals = {"rows": 0, "skipped": 0, "shards": settings.num_shards}
+    errors: list[str] = []
+    for s in range(settings.num_shards):
+        info = shard_info(out / DATA_DIR / shard_name(s, settings.num_shards)) or {}
+        totals["rows"] += int(info.get("rows", 0))
+        totals["skipped"] += int(info.get("skipped", 0))
+        errors += info.get("errors", [])
+    text = render_card(settings.to_dict(), totals, errors[:MAX_ERRORS_KEPT])
+    return atomic_write(out / "README.md", lambda p: Path(p).write_text(text, encoding="utf-8"))
+
+
+def preview_batch(
+    dataset: Any,
+    settings: MixSettings,
+    generator: GenFn | None = None,
+    device: str | torch.device = "cpu",
+    rows: int = 8,
+) -> tuple[torch.Tensor, ...]:
+    """``(image_a, image_b, mask, mixed, lam)`` of the first ``rows`` pairs of shard 0, exactly
+    as written (the mixed image quantised to 8 bits), for :func:`samix_hub.preview.save_preview`.
+    """
+    plan = settings.plan(0)[0]
+    loader = SourceLoader(dataset, settings.image_size, _channels(dataset, settings))
+    images, _, _ = loader(plan.load)
+    mask, mixed = mix_group(
+        images, plan, settings.method, generator, torch.device(device), settings.margin
+    )
+    k = min(rows, plan.rows)
+    x = images.float() / 255.0
+    mixed_u8 = (mixed[:k].cpu() * 255).round().clamp(0, 255) / 255.0
+    return x[:k], x[plan.partner[:k]], mask[:k].cpu(), mixed_u8, plan.lam[:k]

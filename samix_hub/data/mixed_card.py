@@ -1,0 +1,118 @@
+"""The data set card (``README.md``) of a mixed data set: provenance, counts, usage, citation.
+
+The text depends only on the settings and the shards' counts (no clock, no host name), so two
+ranks or two runs with the same inputs write the same bytes.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+__all__ = ["render_card"]
+
+CITATION = """@article{li2021samix,
+  title={Boosting Discriminative Visual Representation Learning with Scenario-Agnostic Mixup},
+  author={Li, Siyuan and Liu, Zicheng and Wang, Zedong and Wu, Di and Liu, Zihan and Li, Stan Z.},
+  journal={arXiv preprint arXiv:2111.15454},
+  year={2021}
+}"""
+
+
+def _generator_line(gen: dict[str, Any] | None, runtime: str | None) -> str:
+    if not gen:
+        return "none (a fixed mixing rule, no learned generator)"
+    if gen.get("repo_id"):
+        rev = f" (revision `{gen['revision']}`)" if gen.get("revision") else ""
+        return f"`{gen['repo_id']}` at commit `{gen.get('commit')}`{rev}, runtime {runtime}"
+    return (
+        f"local folder `{gen.get('name', gen.get('source'))}`, sha256 `{gen.get('sha256')}`, "
+        f"runtime {runtime}"
+    )
+
+
+def render_card(settings: dict[str, Any], totals: dict[str, int], errors: list[str]) -> str:
+    """Markdown with YAML front matter (``configs`` lets ``load_dataset(DIR)`` find the shards)."""
+    method = settings["method"]
+    names = settings.get("class_names") or []
+    shown = ", ".join(names[:20]) + (f", ... ({len(names)} in all)" if len(names) > 20 else "")
+    h, w = settings["image_size"]
+    rule = {
+        "samix": "a frozen SAMix^P generator's mask (SAMIX.md section 5), with the 0.08 margin "
+        "fallback to MixUp",
+        "mixup": "MixUp: a constant λ over the image",
+        "cutmix": "CutMix: a box of the partner pasted, λ corrected to the kept area",
+    }[method]
+    lines = [
+        "---",
+        "license: other",
+        "task_categories:",
+        "- image-classification",
+        "tags:",
+        "- mixup",
+        "- samix",
+        "- data-augmentation",
+        "- samix-hub",
+        "configs:",
+        "- config_name: default",
+        "  data_files:",
+        "  - split: train",
+        "    path: data/train-*",
+        "---",
+        "",
+        f"# Mixed data set: {method} on `{settings['data']}` ({settings['split']} split)",
+        "",
+        f"{totals['rows']} mixed {h}x{w} images made offline by `samix-hub mix`. Each image is "
+        f"worth `lam` of class `label_a` and `1 - lam` of class `label_b`; it mixes source "
+        f"images `index_a` and `index_b` with {rule}.",
+        "",
+        "## Provenance",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| generator | {_generator_line(settings.get('generator'), settings.get('runtime'))} |",
+        f"| source data set | `{settings['data']}`, split `{settings['split']}`, "
+        f"{settings['source_size']} images |",
+        f"| classes | {len(names)}: {shown} |",
+        f"| method | {method}, λ ~ Beta(α, α) per image with α = {settings['alpha']} |",
+        f"| seed | {settings['seed']} |",
+        f"| pairing | one random cycle within each batch of {settings['batch_size']} |",
+        f"| mixed images | {totals['rows']} in {totals['shards']} shards "
+        f"({settings['num']} planned, {totals['skipped']} skipped for unreadable images) |",
+        f"| image format | {settings['image_format']} |",
+        "",
+        "## Columns",
+        "",
+        "`image` (PNG/JPEG), `label_a`, `label_b`, `lam` (float32, share of `label_a`), "
+        "`index_a`, `index_b` (positions in the source split)"
+        + (", `mask` (float32 H x W, weight of image a)." if settings.get("save_masks") else "."),
+        "",
+        "## Use",
+        "",
+        "```python",
+        "from samix_hub.data import MixedDataset",
+        "ds = MixedDataset('THIS_FOLDER')  # (image in [0, 1], label_a, label_b, lam)",
+        "# loss = lam * CE(logits, label_a) + (1 - lam) * CE(logits, label_b)",
+        "",
+        "import datasets",
+        "hf = datasets.load_dataset('parquet', data_dir='THIS_FOLDER')",
+        "```",
+        "",
+    ]
+    if errors:
+        lines += ["## Skipped source images", ""] + [f"- {e}" for e in errors] + [""]
+    lines += [
+        "## Settings",
+        "",
+        "```json",
+        json.dumps(settings, indent=2, sort_keys=True),
+        "```",
+        "",
+        "## Citation",
+        "",
+        "```bibtex",
+        CITATION,
+        "```",
+        "",
+    ]
+    return "\n".join(lines)
