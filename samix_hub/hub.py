@@ -157,7 +157,7 @@ def push(
     repo_type: str | None = None,
     message: str | None = None,
     endpoint: str | None = None,
-    token: str | None = None,
+    token: str | bool | None = None,
 ) -> tuple[str, str]:
     """Validate ``folder`` and upload it to ``repo_id`` in ONE commit; return (commit_url, sha).
 
@@ -190,7 +190,9 @@ def push(
     expected_type = "dataset" if kind == MIXED_DATASET else "model"
     if repo_type is not None and repo_type != expected_type:
         raise UserError(f"{src} is a {kind}: push it with --repo-type {expected_type}")
-    _check_no_token(src, token or get_token())
+    _check_no_token(
+        src, token if isinstance(token, str) else get_token() if token is None else None
+    )
 
     api = HfApi(endpoint=endpoint, token=token)
     with _hub_errors(repo_id, revision, endpoint):
@@ -354,7 +356,7 @@ def pull(
     runtime: str = "torch",
     local_dir: str | os.PathLike[str] | None = None,
     endpoint: str | None = None,
-    token: str | None = None,
+    token: str | bool | None = None,
     offline: bool | None = None,
     repo_type: str | None = None,
     cache_dir: str | os.PathLike[str] | None = None,

@@ -177,8 +177,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     # ------------------------------------------------------------------ plumbing
     def _body(self) -> bytes:
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length else b""
+        """The request body, read once (always read, so keep-alive connections stay in sync)."""
+        if not hasattr(self, "_data"):
+            length = int(self.headers.get("Content-Length") or 0)
+            self._data = self.rfile.read(length) if length else b""
+        return self._data
 
     def _send(
         self,
@@ -208,6 +211,14 @@ class _Handler(BaseHTTPRequestHandler):
             raise HubError(401, None, "Invalid credentials in Authorization header")
 
     def _dispatch(self) -> None:
+        self.__dict__.pop("_data", None)
+        self._body()
+        sent = self.headers.get("Authorization")
+        if sent is not None and self.hub.token is not None and not self._authorized():
+            # Like the Hub: a wrong token is refused even where no token is needed.
+            message = "Invalid credentials in Authorization header"
+            self._json(401, {"error": message}, {"X-Error-Message": message})
+            return
         url = urlsplit(self.path)
         path, query = url.path, parse_qs(url.query)
         self.hub.requests.append((self.command, path))
