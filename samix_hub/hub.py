@@ -65,11 +65,14 @@ def _connection_errors() -> tuple[type[BaseException], ...]:
 
 
 @contextlib.contextmanager
-def _hub_errors(repo_id: str, revision: str | None, endpoint: str | None) -> Iterator[None]:
+def _hub_errors(
+    repo_id: str, revision: str | None, endpoint: str | None, offline: bool = False
+) -> Iterator[None]:
     """Turn huggingface_hub and network exceptions into one-line :class:`HubError` messages."""
     from huggingface_hub import constants
     from huggingface_hub.errors import (
         HfHubHTTPError,
+        IncompleteSnapshotError,
         LocalEntryNotFoundError,
         RemoteEntryNotFoundError,
         RepositoryNotFoundError,
@@ -89,8 +92,13 @@ def _hub_errors(repo_id: str, revision: str | None, endpoint: str | None) -> Ite
         ) from None
     except RemoteEntryNotFoundError as err:
         raise HubError(f"{repo_id}@{rev}: file not found ({_first_line(err)})") from None
+    except IncompleteSnapshotError:
+        raise HubError(
+            f"{repo_id}@{rev}: the cached copy lacks files this runtime needs and the Hub "
+            "cannot be used (offline or unreachable); pull once with network access"
+        ) from None
     except LocalEntryNotFoundError as err:
-        if _is_offline(None) or "outgoing traffic has been disabled" in str(err):
+        if offline or _is_offline(None) or "outgoing traffic has been disabled" in str(err):
             raise HubError(
                 f"{repo_id}@{rev}: not in the local cache, and offline mode is on "
                 "(--offline / HF_HUB_OFFLINE=1); pull it once with network access"
@@ -293,7 +301,7 @@ def _download(
 
     types = [repo_type] if repo_type else ["model", "dataset"]
     for i, kind in enumerate(types):
-        with _hub_errors(repo_id, revision, endpoint):
+        with _hub_errors(repo_id, revision, endpoint, offline):
             try:
                 path = snapshot_download(
                     repo_id,

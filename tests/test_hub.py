@@ -238,6 +238,18 @@ def test_mixed_dataset_roundtrip(hub: FakeHub, tmp_path: Path) -> None:
     assert (got.kind, got.repo_type, got.commit) == ("samix-mixed-dataset", "dataset", sha)
     table = pq.read_table(got.path / "data" / "train-00000-of-00001.parquet").to_pydict()
     assert table == columns
+    from PIL import Image
+
+    from samix_hub.data import MixedDataset
+
+    ds = MixedDataset(got.path)
+    assert len(ds) == len(columns["lam"])
+    for i in (0, len(ds) - 1):
+        image, label_a, label_b, lam = ds[i]
+        png = np.array(Image.open(io.BytesIO(columns["image"][i]["bytes"])))
+        assert torch.equal(image, torch.from_numpy(png).permute(2, 0, 1).float() / 255)
+        assert (label_a, label_b) == (columns["label_a"][i], columns["label_b"][i])
+        assert float(lam) == columns["lam"][i]
 
 
 def test_pull_downloads_only_what_the_runtime_needs(hub: FakeHub, tmp_path: Path) -> None:
@@ -309,6 +321,15 @@ def test_pull_failures_are_clear_and_leave_nothing(hub: FakeHub, tmp_path: Path)
         outputs(Generator.from_folder(tmp_path / "g"))[0],
     )
 
+    assert pull("me/gen-fail", local_dir=dest, **kw).path == dest  # replaces a previous pull
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "notes.txt").write_text("mine")
+    with pytest.raises(UserError, match="not empty and is not a samix-hub artifact"):
+        pull("me/gen-fail", local_dir=tmp_path / "busy", **kw)
+    assert files_of(tmp_path / "busy") == {"notes.txt"}
+    with pytest.raises(HubError, match=r"onnx/generator.onnx: missing"):
+        pull("me/gen-fail", runtime="onnx", **kw)
+
     other = tmp_path / "cache2"
     hub.corrupt.add("generator.safetensors")
     try:
@@ -365,21 +386,21 @@ def test_offline_and_server_down(tmp_path: Path) -> None:
     with pytest.raises(HubError, match="not in the local cache, and offline mode is on"):
         pull("me/never-pulled", offline=True, cache_dir=home / "hub")
 
-    # Server down and nothing cached: one clear line, exit 2, no half-written --dir.
-    out = cli(url, tmp_path / "empty", "pull", "me/gen-off", "--dir", str(tmp_path / "d2"))
-    assert out.returncode == 2
-    assert out.stderr.strip().splitlines()[-1].startswith("Error: me/gen-off@main: cannot reach")
-    assert "Traceback" not in out.stderr and not (tmp_path / "d2").exists()
+    # Server down and nothing cached: a clear error, and no half-written --dir.
+    with pytest.raises(HubError, match="me/gen-off@main: cannot reach .* nothing is cached"):
+        pull("me/gen-off", endpoint=url, local_dir=tmp_path / "d2", cache_dir=tmp_path / "empty")
+    assert not (tmp_path / "d2").exists()
 
 
 def test_cli_unknown_repo(hub: FakeHub, tmp_path: Path) -> None:
+    """A user error is one line on stderr, exit code 2, and --dir is not created."""
     out = cli(hub.url, tmp_path / "hf", "pull", "me/does-not-exist", "--dir", str(tmp_path / "d"))
     assert out.returncode == 2
     assert out.stderr.strip().splitlines()[-1] == (
         f"Error: me/does-not-exist: repository not found on {hub.url} "
         "(a private repo needs --token, HF_TOKEN or `hf auth login`)"
     )
-    assert not (tmp_path / "d").exists()
+    assert "Traceback" not in out.stderr and not (tmp_path / "d").exists()
 
 
 def test_resolve_source(hub: FakeHub, tmp_path: Path) -> None:
