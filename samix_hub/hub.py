@@ -69,14 +69,21 @@ def _hub_errors(
     repo_id: str, revision: str | None, endpoint: str | None, offline: bool = False
 ) -> Iterator[None]:
     """Turn huggingface_hub and network exceptions into one-line :class:`HubError` messages."""
-    from huggingface_hub import constants
+    from huggingface_hub import constants, errors
     from huggingface_hub.errors import (
         HfHubHTTPError,
-        IncompleteSnapshotError,
         LocalEntryNotFoundError,
-        RemoteEntryNotFoundError,
         RepositoryNotFoundError,
         RevisionNotFoundError,
+    )
+
+    class _Never(Exception):
+        pass
+
+    # huggingface_hub >= 2.4 tells an incomplete cached snapshot apart.
+    IncompleteSnapshotError = getattr(errors, "IncompleteSnapshotError", _Never)  # noqa: N806
+    RemoteEntryNotFoundError = getattr(  # noqa: N806  (EntryNotFoundError before 1.0)
+        errors, "RemoteEntryNotFoundError", errors.EntryNotFoundError
     )
 
     where = endpoint or constants.ENDPOINT
