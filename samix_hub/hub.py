@@ -212,6 +212,10 @@ def push(
     api = HfApi(endpoint=endpoint, token=token)
     with _hub_errors(repo_id, revision, endpoint):
         api.create_repo(repo_id, repo_type=expected_type, private=private, exist_ok=True)
+        if tag and tag in {
+            t.name for t in api.list_repo_refs(repo_id, repo_type=expected_type).tags
+        }:
+            raise HubError(f"{repo_id}: tag {tag!r} already exists (nothing was uploaded)")
         if revision not in (None, "main"):
             api.create_branch(repo_id, branch=revision, repo_type=expected_type, exist_ok=True)
         info = api.upload_folder(
@@ -224,13 +228,7 @@ def push(
             delete_patterns="*",
         )
         if tag:
-            try:
-                api.create_tag(repo_id, tag=tag, revision=info.oid, repo_type=expected_type)
-            except Exception as err:
-                status = getattr(getattr(err, "response", None), "status_code", None)
-                if status == 409:
-                    raise HubError(f"{repo_id}: tag {tag!r} already exists") from None
-                raise
+            api.create_tag(repo_id, tag=tag, revision=info.oid, repo_type=expected_type)
     return info.commit_url, info.oid
 
 

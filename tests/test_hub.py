@@ -176,6 +176,8 @@ def test_branch_commit_sha_and_tag(hub: FakeHub, tmp_path: Path) -> None:
     _, sha_dev = push(tmp_path / "g2", "me/gen-br", revision="dev", endpoint=hub.url, token=TOKEN)
     _, sha3 = push(tmp_path / "g2", "me/gen-br", endpoint=hub.url, token=TOKEN)  # main moves on
     assert len({sha1, sha_dev, sha3}) == 3
+    with pytest.raises(HubError, match="tag 'v1' already exists"):
+        push(tmp_path / "g1", "me/gen-br", tag="v1", endpoint=hub.url, token=TOKEN)
     repo = hub.repos[("model", "me/gen-br")]
     assert repo.branches == {"main": sha3, "dev": sha_dev} and repo.tags == {"v1": sha1}
 
