@@ -7,6 +7,16 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from .loading import load_backbone, load_generator
 from .models import Generator, GeneratorConfig, Mixer, MixerConfig, create_encoder
 
-__all__ = ["__version__", "Generator", "GeneratorConfig", "Mixer", "MixerConfig", "create_encoder"]
+__all__ = [
+    "__version__",
+    "Generator",
+    "GeneratorConfig",
+    "Mixer",
+    "MixerConfig",
+    "create_encoder",
+    "load_generator",
+    "load_backbone",
+]

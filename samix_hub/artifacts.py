@@ -23,6 +23,9 @@ __all__ = [
     "validate_artifact",
     "required_files",
     "PICKLE_SUFFIXES",
+    "BACKBONE_FORMAT_VERSION",
+    "backbone_meta",
+    "list_files",
 ]
 
 GENERATOR = "samix-generator"
@@ -30,6 +33,10 @@ BACKBONE = "samix-backbone"
 MIXED_DATASET = "samix-mixed-dataset"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt", ".pickle")
 SHARD_RE = re.compile(r"^train-(\d{5})-of-(\d{5})\.parquet$")
+#: Version of the ``samix_hub`` section samix-hub adds to a timm backbone ``config.json``.
+BACKBONE_FORMAT_VERSION = 1
+#: Input and output names of the ONNX graphs samix-hub writes.
+ONNX_INPUTS = {GENERATOR: ("images", "partner", "lam"), BACKBONE: ("images",)}
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -130,6 +137,30 @@ def _validate_generator(folder: Path, runtime: str) -> None:
         raise ArtifactError(str(exc)) from None
 
 
+def backbone_meta(cfg: dict[str, Any], cfg_path: str | Path) -> dict[str, Any]:
+    """The ``samix_hub`` section of a backbone config ({} for a plain timm repo); checks version."""
+    meta = cfg.get("samix_hub") or {}
+    if not isinstance(meta, dict):
+        raise ArtifactError(f"{cfg_path}: 'samix_hub' must be an object")
+    version = meta.get("format_version", BACKBONE_FORMAT_VERSION)
+    if version != BACKBONE_FORMAT_VERSION:
+        raise ArtifactError(
+            f"{cfg_path}: unknown backbone format_version {version!r} "
+            f"(this samix-hub reads version {BACKBONE_FORMAT_VERSION})"
+        )
+    return meta
+
+
+def _check_onnx_file(path: Path, kind: str) -> None:
+    """Parse the graph (no pickles, single file) and check its input names."""
+    from .onnx import check_onnx
+
+    model = check_onnx(path, full=False)
+    names = tuple(i.name for i in model.graph.input)
+    if names != ONNX_INPUTS[kind]:
+        raise ArtifactError(f"{path}: graph inputs {names}, expected {ONNX_INPUTS[kind]}")
+
+
 def _validate_backbone(folder: Path, runtime: str) -> None:
     import timm
 
@@ -137,17 +168,20 @@ def _validate_backbone(folder: Path, runtime: str) -> None:
 
     cfg_path = folder / "config.json"
     cfg = _read_json(cfg_path)
+    backbone_meta(cfg, cfg_path)
     arch = cfg.get("architecture")
     num_classes = cfg.get("num_classes")
     if not isinstance(arch, str) or not isinstance(num_classes, int):
         raise ArtifactError(f"{cfg_path}: needs 'architecture' (str) and 'num_classes' (int)")
     in_chans = int(cfg.get("pretrained_cfg", {}).get("input_size", [3])[0])
+    # timm's writer records the constructor arguments (``model_args``); build as timm would.
+    kwargs = dict(cfg.get("model_args") or {})
+    kwargs.setdefault("num_classes", num_classes)
+    kwargs.setdefault("in_chans", in_chans)
     if runtime in ("torch", "all"):
         try:
-            model = timm.create_model(
-                arch, pretrained=False, num_classes=num_classes, in_chans=in_chans
-            )
-        except RuntimeError as exc:
+            model = timm.create_model(arch, pretrained=False, **kwargs)
+        except (RuntimeError, TypeError) as exc:
             raise ArtifactError(f"{cfg_path}: unknown architecture {arch!r} ({exc})") from None
         expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
         _check_safetensors(folder / "model.safetensors", expected)
@@ -189,4 +223,17 @@ def validate_artifact(path: str | Path, runtime: str = "all") -> str:
         _validate_backbone(folder, runtime)
     else:
         _validate_mixed(folder)
+    if kind in ONNX_INPUTS and runtime in ("onnx", "all"):
+        onnx_file = required_files(kind, "onnx")[-1]
+        _check_onnx_file(folder / onnx_file, kind)
     return kind
+
+
+def list_files(path: str | Path) -> dict[str, int]:
+    """Relative path -> size in bytes of every file in an artifact folder (hidden ones skipped)."""
+    folder = Path(path)
+    return {
+        p.relative_to(folder).as_posix(): p.stat().st_size
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    }

@@ -1,0 +1,281 @@
+"""Model cards for generator and backbone folders (DESIGN.md "Cards").
+
+Templates are ``samix_hub/card_templates/*.md`` (package data, so they work from a wheel; the
+repository's ``model_cards/`` links to them). The YAML front matter is built with
+huggingface_hub's :class:`~huggingface_hub.ModelCardData` / :class:`~huggingface_hub.EvalResult`
+and the body with :class:`string.Template`. Every number in a card comes from the run's
+``metrics.jsonl``; nothing is invented: without measurements the card says so and carries no
+``model-index``.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import string
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from .errors import ArtifactError
+
+__all__ = [
+    "LIBRARY_NAME",
+    "TAGS",
+    "PAPER",
+    "load_template",
+    "dataset_info",
+    "summarize_metrics",
+    "recipe_table",
+    "render_card",
+    "validate_card",
+]
+
+LIBRARY_NAME = "samix-hub"
+TAGS = ("mixup", "samix", "data-augmentation")
+PAPER = "arxiv:2111.15454"
+#: Data set kinds whose Hugging Face Hub ids are known (for ``datasets:`` in the front matter).
+_HUB_DATASETS = {
+    "cifar10": ("CIFAR-10", "uoft-cs/cifar10"),
+    "cifar100": ("CIFAR-100", "uoft-cs/cifar100"),
+    "fashion-mnist": ("Fashion-MNIST", "zalando-datasets/fashion_mnist"),
+}
+_TASK = "image-classification"
+
+
+def load_template(kind: str) -> string.Template:
+    """The body template of ``kind`` (``generator`` or ``backbone``)."""
+    try:
+        text = resources.files("samix_hub").joinpath("card_templates", f"{kind}.md").read_text()
+    except FileNotFoundError:
+        raise ArtifactError(f"no model card template for {kind!r}") from None
+    return string.Template(text)
+
+
+def dataset_info(spec: str | None) -> tuple[str, str | None, str]:
+    """(display name, Hub data set id or None, spec safe to publish: no local paths)."""
+    if not spec:
+        return "an unrecorded data set", None, "unknown"
+    kind, sep, location = spec.partition(":")
+    if kind in _HUB_DATASETS:
+        name, hub_id = _HUB_DATASETS[kind]
+        return name, hub_id, kind
+    if kind == "hf" and location:
+        return location, location, spec
+    if not sep:
+        if kind == "digits":
+            return "digits (scikit-learn handwritten digits)", None, "digits"
+        return kind, None, kind
+    base = os.path.basename(location.rstrip("/\\")) or location
+    return f"{kind}:{base}", None, f"{kind}:{base}"
+
+
+def summarize_metrics(metrics: list[dict[str, Any]], key: str = "top1") -> dict[str, Any] | None:
+    """Measured accuracy for ``key`` (``top1``, ``ema_top1``, ``knn_top1``): last, best, median.
+
+    The paper reports the median top-1 of the last 10 epochs (SAMIX.md section 7); the card gives
+    that median over the last (up to) 10 evaluations beside the last value.
+    """
+    rows = [m for m in metrics if isinstance(m.get(key), (int, float))]
+    if not rows:
+        return None
+    values = [float(m[key]) for m in rows]
+    last = rows[-1]
+    out: dict[str, Any] = {
+        "key": key,
+        "last": values[-1],
+        "best": max(values),
+        "median_last": statistics.median(values[-10:]),
+        "window": min(10, len(values)),
+        "evaluations": len(values),
+        "epoch": last.get("epoch"),
+        "step": last.get("step"),
+    }
+    top5_key = key.replace("top1", "top5")
+    if top5_key != key and isinstance(last.get(top5_key), (int, float)):
+        out["last_top5"] = float(last[top5_key])
+    return out
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:g}"
+    if isinstance(v, (list, tuple)):
+        return "(" + ", ".join(_fmt(x) for x in v) + ")"
+    return str(v)
+
+
+_RECIPE_KEYS = (
+    ("scenario", "scenario"),
+    ("method", "method"),
+    ("backbone", "backbone"),
+    ("data", "data set"),
+    ("image_size", "image size"),
+    ("epochs", "epochs"),
+    ("max_steps", "max steps"),
+    ("batch_size", "batch size"),
+    ("optimizer", "optimizer"),
+    ("lr", "learning rate"),
+    ("weight_decay", "weight decay"),
+    ("alpha", "α (Beta(α, α) for λ)"),
+    ("eta", "η (balanced loss)"),
+    ("seed", "seed"),
+    ("samix_hub_version", "samix-hub version"),
+)
+
+
+def recipe_table(run_config: dict[str, Any] | None) -> str:
+    """A markdown table of the run's resolved options (data paths reduced to their name)."""
+    if not run_config:
+        return "No training run recorded (imported weights); see the provenance in config.json."
+    rows = []
+    for key, label in _RECIPE_KEYS:
+        if run_config.get(key) is None:
+            continue
+        value = dataset_info(run_config[key])[2] if key == "data" else _fmt(run_config[key])
+        rows.append(f"| {label} | {value} |")
+    mixer = run_config.get("mixer")
+    if isinstance(mixer, dict):
+        rows.append(f"| mixer | {_mixer_summary(mixer)} |")
+    gen = run_config.get("generator")
+    if isinstance(gen, dict) and gen:
+        src = gen.get("repo_id") or gen.get("source") or "a local generator"
+        rows.append(f"| frozen generator (SAMix^P) | {src} {gen.get('commit') or ''} |")
+    return "| option | value |\n|---|---|\n" + "\n".join(rows)
+
+
+def _mixer_summary(mixer: dict[str, Any]) -> str:
+    k = mixer.get("lam_mul_k", -1)
+    lam = f"λ encoding k={k}" if isinstance(k, (int, float)) and k >= 0 else "no λ encoding"
+    return (
+        f"{mixer.get('variant', 'samix')} mixer, {mixer.get('in_channels')} input channels, "
+        f"{mixer.get('upsample', 'bilinear')} upsampling, {lam}"
+    )
+
+
+def _results_text(summary: dict[str, Any] | None, what: str, ema: dict[str, Any] | None) -> str:
+    if summary is None:
+        return "No evaluation was recorded for this run, so no accuracy is reported."
+    lines = [
+        f"Evaluated on the test split during training ({summary['evaluations']} evaluations); "
+        f"{what}:",
+        "",
+        "| metric | value |",
+        "|---|---|",
+        f"| top-1 at the last evaluation (epoch {summary['epoch']}, step {summary['step']}) "
+        f"| {summary['last']:.2f} % |",
+    ]
+    if "last_top5" in summary:
+        lines.append(f"| top-5 at the last evaluation | {summary['last_top5']:.2f} % |")
+    lines.append(
+        f"| median top-1 of the last {summary['window']} evaluations | "
+        f"{summary['median_last']:.2f} % |"
+    )
+    lines.append(f"| best top-1 | {summary['best']:.2f} % |")
+    if ema is not None:
+        lines.append(f"| EMA classifier, top-1 at the last evaluation | {ema['last']:.2f} % |")
+    return "\n".join(lines)
+
+
+def _eval_results(
+    summary: dict[str, Any] | None, dataset_name: str, hub_id: str | None, metric_name: str
+) -> list[Any]:
+    from huggingface_hub import EvalResult
+
+    if summary is None:
+        return []
+    dtype = hub_id or dataset_name
+    results = [
+        EvalResult(
+            task_type=_TASK,
+            dataset_type=dtype,
+            dataset_name=dataset_name,
+            dataset_split="test",
+            metric_type="accuracy",
+            metric_value=round(summary["last"], 4),
+            metric_name=metric_name,
+        )
+    ]
+    if "last_top5" in summary:
+        results.append(
+            EvalResult(
+                task_type=_TASK,
+                dataset_type=dtype,
+                dataset_name=dataset_name,
+                dataset_split="test",
+                metric_type="top-5 accuracy",
+                metric_value=round(summary["last_top5"], 4),
+                metric_name=metric_name.replace("Top-1", "Top-5"),
+            )
+        )
+    return results
+
+
+def render_card(
+    kind: str,
+    fields: dict[str, Any],
+    *,
+    model_name: str,
+    data_spec: str | None,
+    summary: dict[str, Any] | None,
+    metric_name: str,
+    base_model: str | None = None,
+    license: str = "apache-2.0",
+    extra_tags: tuple[str, ...] = (),
+) -> str:
+    """Front matter (ModelCardData) + the ``kind`` template filled with ``fields``.
+
+    ``summary`` (from :func:`summarize_metrics`) feeds ``model-index``; None means no results.
+    """
+    from huggingface_hub import ModelCardData
+
+    name, hub_id, _ = dataset_info(data_spec)
+    data = ModelCardData(
+        library_name=LIBRARY_NAME,
+        license=license,
+        tags=[*TAGS, *extra_tags, PAPER],
+        datasets=[hub_id] if hub_id else None,
+        base_model=base_model,
+        model_name=model_name,
+        pipeline_tag=_TASK if kind == "backbone" else None,
+        eval_results=_eval_results(summary, name, hub_id, metric_name) or None,
+    )
+    body = load_template(kind).substitute({"dataset": name, **fields})
+    return f"---\n{data.to_yaml()}\n---\n\n{body}"
+
+
+def validate_card(source: str | os.PathLike[str], kind: str | None = None) -> Any:
+    """Parse a card with huggingface_hub and check the front matter samix-hub promises.
+
+    Returns the :class:`~huggingface_hub.ModelCard`; raises ArtifactError naming the problem.
+    """
+    from huggingface_hub import ModelCard
+
+    path = Path(source) if not str(source).lstrip().startswith("---") else None
+    label = str(path) if path else "model card"
+    if path is not None and not path.is_file():
+        raise ArtifactError(f"{path}: missing")
+    text = path.read_text(encoding="utf-8") if path else str(source)
+    if not text.startswith("---"):
+        raise ArtifactError(f"{label}: no YAML front matter")
+    try:
+        card = ModelCard(text, ignore_metadata_errors=False)
+    except Exception as exc:
+        raise ArtifactError(f"{label}: front matter does not parse ({exc})") from None
+    meta = card.data.to_dict()
+    if meta.get("library_name") != LIBRARY_NAME:
+        raise ArtifactError(f"{label}: library_name is {meta.get('library_name')!r}, not samix-hub")
+    missing = [t for t in TAGS if t not in (meta.get("tags") or [])]
+    if missing:
+        raise ArtifactError(f"{label}: tags lack {missing}")
+    if not meta.get("license"):
+        raise ArtifactError(f"{label}: no license")
+    for res in card.data.eval_results or []:
+        if not isinstance(res.metric_value, (int, float)) or not 0 <= res.metric_value <= 100:
+            raise ArtifactError(f"{label}: model-index value {res.metric_value!r} is not a percent")
+    if "arXiv:2111.15454" not in card.text:
+        raise ArtifactError(f"{label}: body lacks the paper citation")
+    usage = {"generator": "load_generator", "backbone": "create_model"}.get(kind or "")
+    if usage and usage not in card.text:
+        raise ArtifactError(f"{label}: no {kind} usage section ({usage})")
+    return card

@@ -1,0 +1,174 @@
+"""``samix-hub info``: what an artifact is, from its config, card and files."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..artifacts import (
+    BACKBONE,
+    GENERATOR,
+    MIXED_DATASET,
+    detect_kind,
+    list_files,
+    validate_artifact,
+)
+from ..errors import ArtifactError
+
+__all__ = ["command", "describe"]
+
+
+def _params(path: Path) -> int | None:
+    """Parameter count from a safetensors header (no tensor is read)."""
+    from safetensors import safe_open
+
+    if not path.is_file():
+        return None
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())
+    except Exception:
+        return None
+
+
+def _card(folder: Path) -> dict[str, Any]:
+    from huggingface_hub import metadata_load
+
+    readme = folder / "README.md"
+    try:
+        return (metadata_load(readme) or {}) if readme.is_file() else {}
+    except Exception:
+        return {}
+
+
+def _results(meta: dict[str, Any]) -> list[str]:
+    out = []
+    for model in meta.get("model-index") or []:
+        for res in model.get("results") or []:
+            ds = res.get("dataset", {})
+            for m in res.get("metrics") or []:
+                out.append(
+                    f"{m.get('name') or m.get('type')}: {m.get('value')} "
+                    f"({ds.get('name')}, {ds.get('split', 'test')})"
+                )
+    return out
+
+
+def describe(folder: str | Path, validate: bool = True) -> dict[str, Any]:
+    """A JSON-serialisable summary of an artifact folder."""
+    folder = Path(folder)
+    kind = detect_kind(folder)
+    info: dict[str, Any] = {"kind": kind, "path": str(folder)}
+    if validate:
+        try:
+            validate_artifact(folder, "all")
+            info["valid"] = True
+        except ArtifactError as exc:
+            info["valid"] = False
+            info["error"] = str(exc)
+    cfg = json.loads((folder / "config.json").read_text()) if kind != MIXED_DATASET else {}
+    meta = _card(folder)
+    if kind == GENERATOR:
+        mixer = cfg.get("mixer", {})
+        info["architecture"] = (
+            f"{cfg.get('backbone')} to stage {cfg.get('stage')} + {mixer.get('variant')} mixer "
+            f"({mixer.get('in_channels')} channels)"
+        )
+        size = cfg.get("input_size", [])
+        info["input"] = f"{cfg.get('in_chans')} x {' x '.join(map(str, size))}, in [0, 1]"
+        info["normalisation"] = {"mean": cfg.get("mean"), "std": cfg.get("std")}
+        info["parameters"] = _params(folder / "generator.safetensors")
+        info["provenance"] = cfg.get("provenance", {})
+        info["format_version"] = cfg.get("format_version")
+    elif kind == BACKBONE:
+        pcfg = cfg.get("pretrained_cfg", {})
+        info["architecture"] = f"{cfg.get('architecture')} ({cfg.get('num_classes')} classes)"
+        info["input"] = " x ".join(map(str, pcfg.get("input_size", [])))
+        info["normalisation"] = {"mean": pcfg.get("mean"), "std": pcfg.get("std")}
+        info["labels"] = cfg.get("label_names")
+        info["parameters"] = _params(folder / "model.safetensors")
+        samix = cfg.get("samix_hub") or {}
+        info["provenance"] = samix.get("provenance", {})
+        info["format_version"] = samix.get("format_version")
+    else:
+        import pyarrow.parquet as pq
+
+        rows = 0
+        for shard in sorted((folder / "data").glob("*.parquet")):
+            try:
+                rows += pq.read_metadata(shard).num_rows
+            except Exception as exc:
+                raise ArtifactError(f"{shard}: unreadable parquet ({exc})") from None
+        info["rows"] = rows
+        info["provenance"] = {k: v for k, v in meta.items() if k not in ("configs", "dataset_info")}
+    info["card"] = {
+        k: meta.get(k) for k in ("license", "tags", "datasets", "base_model") if k in meta
+    }
+    info["results"] = _results(meta)
+    info["files"] = list_files(folder)
+    return info
+
+
+def _print(info: dict[str, Any]) -> None:
+    width = 14
+    for key in ("kind", "path", "source", "commit", "architecture", "input", "parameters"):
+        if info.get(key) is not None:
+            value = info[key]
+            if key == "parameters":
+                value = f"{value:,}"
+            click.echo(f"{key + ':':<{width}} {value}")
+    if "valid" in info:
+        click.echo(f"{'valid:':<{width}} " + ("yes" if info["valid"] else f"NO: {info['error']}"))
+    if info.get("normalisation"):
+        n = info["normalisation"]
+        click.echo(f"{'normalise:':<{width}} mean {n['mean']}, std {n['std']}")
+    if info.get("labels"):
+        labels = info["labels"]
+        shown = ", ".join(map(str, labels[:10])) + (" ..." if len(labels) > 10 else "")
+        click.echo(f"{'labels:':<{width}} {shown}")
+    if info.get("rows") is not None:
+        click.echo(f"{'rows:':<{width}} {info['rows']}")
+    if info.get("provenance"):
+        prov = ", ".join(f"{k}={v}" for k, v in info["provenance"].items() if v is not None)
+        click.echo(f"{'provenance:':<{width}} {prov}")
+    for key, value in info.get("card", {}).items():
+        click.echo(f"{key + ':':<{width}} {value}")
+    click.echo(f"{'results:':<{width}} " + ("; ".join(info["results"]) or "none recorded"))
+    click.echo("files:")
+    for name, size in info["files"].items():
+        click.echo(f"  {name:<40} {size:>12,} B")
+
+
+@click.command("info")
+@click.argument("src")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.option("--no-validate", is_flag=True, help="Skip the full validation (faster).")
+def command(src: str, as_json: bool, no_validate: bool) -> None:
+    """Show what an artifact is: kind, architecture, sizes, provenance, results and files.
+
+    \b
+    SRC is a local artifact folder (generator, backbone or mixed data set) or a Hub repo id
+    ORG/NAME[@REV] (downloaded or read from the cache first). Validation problems are shown,
+    not raised, so a broken folder can still be inspected.
+
+    \b
+    Examples:
+      samix-hub info release/generator
+      samix-hub info ORG/samix-generator-r18-cifar10@v1
+      samix-hub info release/backbone --json | jq .results
+    """
+    from ..sources import resolve_source
+
+    resolved = resolve_source(src, runtime="all")
+    info = describe(resolved.path, validate=not no_validate)
+    if resolved.repo_id:
+        info["source"] = f"{resolved.repo_id}@{resolved.revision or 'main'}"
+        info["commit"] = resolved.commit
+    if as_json:
+        click.echo(json.dumps(info, indent=2, default=str))
+    else:
+        _print(info)

@@ -1,0 +1,528 @@
+"""A training run folder -> Hub-ready ``generator/`` and ``backbone/`` folders, validated.
+
+Reads ``RUN_DIR/config.json``, ``metrics.jsonl`` and ``checkpoints/last.pt`` (``weights_only``).
+The generator is the EMA encoder truncated after stage 3 plus the mixer (SAMIX.md section 5);
+the backbone is the timm classifier in timm's Hub layout. Each folder is written into a hidden
+staging folder, checked (files, tensors, ONNX checker, torch vs onnxruntime parity, card) and
+only then renamed into place, so a failed export never leaves a folder that looks complete.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from . import __version__
+from .artifacts import BACKBONE_FORMAT_VERSION, list_files, validate_artifact
+from .errors import ArtifactError, UserError
+from .fileio import atomic_write_json, atomic_write_text
+
+__all__ = [
+    "Run",
+    "ExportReport",
+    "load_run",
+    "load_checkpoint",
+    "build_generator",
+    "build_backbone",
+    "write_generator_folder",
+    "write_backbone_folder",
+    "export_run",
+    "PARITY_TOL",
+    "finalize_folder",
+    "staging_folder",
+]
+
+#: Max |torch - onnxruntime| accepted (issue 6): mask and mixed 1e-4, logits 1e-3.
+PARITY_TOL = {"mask": 1e-4, "mixed": 1e-4, "logits": 1e-3}
+WHAT = ("generator", "backbone")
+
+
+@dataclass
+class Run:
+    """A training run: its config, measured metrics and last checkpoint (tensors only)."""
+
+    path: Path
+    config: dict[str, Any]
+    metrics: list[dict[str, Any]]
+    checkpoint: dict[str, Any]
+
+
+@dataclass
+class ExportReport:
+    """What an export wrote and measured."""
+
+    kind: str
+    path: Path
+    files: dict[str, int] = field(default_factory=dict)
+    parity: dict[str, float] = field(default_factory=dict)
+    int8: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "path": str(self.path),
+            "files": self.files,
+            "parity": self.parity,
+            "int8": self.int8,
+        }
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """``torch.load(weights_only=True)``; a checkpoint needing arbitrary unpickling is refused."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: missing")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # UnpicklingError for arbitrary objects, RuntimeError if corrupt
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(
+            f"{path}: refused: not loadable with torch.load(weights_only=True) ({first}); "
+            "samix-hub never unpickles arbitrary objects"
+        ) from None
+    if not isinstance(ckpt, dict):
+        raise UserError(f"{path}: expected a dict of tensors, got {type(ckpt).__name__}")
+    return ckpt
+
+
+def load_run(run_dir: str | Path) -> Run:
+    """Read a run folder written by ``samix-hub train`` (RUN_DIR contract)."""
+    path = Path(run_dir)
+    cfg_path = path / "config.json"
+    if not cfg_path.is_file():
+        raise UserError(f"{cfg_path}: missing (not a samix-hub run folder?)")
+    try:
+        config = json.loads(cfg_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{cfg_path}: not valid JSON ({exc})") from None
+    if config.get("kind", "samix-run") != "samix-run" or config.get("format_version", 1) != 1:
+        raise UserError(
+            f"{cfg_path}: not a samix-run of format version 1 "
+            f"(kind {config.get('kind')!r}, format_version {config.get('format_version')!r})"
+        )
+    for key in ("backbone", "num_classes"):
+        if key not in config:
+            raise UserError(f"{cfg_path}: lacks {key!r}")
+    metrics = []
+    metrics_path = path / "metrics.jsonl"
+    if metrics_path.is_file():
+        for n, line in enumerate(metrics_path.read_text().splitlines(), 1):
+            if line.strip():
+                try:
+                    metrics.append(json.loads(line))
+                except json.JSONDecodeError:
+                    raise UserError(f"{metrics_path}:{n}: not valid JSON") from None
+    checkpoint = load_checkpoint(path / "checkpoints" / "last.pt")
+    return Run(path=path, config=config, metrics=metrics, checkpoint=checkpoint)
+
+
+def _chans(config: dict[str, Any]) -> int:
+    return int(config.get("in_chans", len(config.get("mean", (0, 0, 0)))))
+
+
+def _size(config: dict[str, Any]) -> tuple[int, int]:
+    size = config.get("image_size", (32, 32))
+    if isinstance(size, int):
+        return size, size
+    return int(size[0]), int(size[1])
+
+
+def _load_into(model: nn.Module, state: dict[str, torch.Tensor], what: str) -> None:
+    """Copy a timm state dict; keys the model lacks (e.g. an SSL projector) are ignored."""
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    if missing:
+        raise UserError(f"checkpoint {what!r} lacks {len(missing)} weights, e.g. {missing[:3]}")
+    for key, value in own.items():
+        if tuple(state[key].shape) != tuple(value.shape):
+            raise UserError(
+                f"checkpoint {what!r}: {key} has shape {tuple(state[key].shape)}, "
+                f"the model expects {tuple(value.shape)}"
+            )
+    model.load_state_dict({k: state[k] for k in own}, strict=True)
+
+
+def build_backbone(run: Run, weights: str = "model") -> nn.Module:
+    """The run's timm classifier with the ``model`` or ``ema`` weights, in eval mode."""
+    import timm
+
+    from . import models as _models  # noqa: F401
+
+    state = run.checkpoint.get(weights)
+    if not isinstance(state, dict):
+        raise UserError(f"{run.path}: checkpoint has no {weights!r} weights")
+    cfg = run.config
+    model = timm.create_model(
+        cfg["backbone"], pretrained=False, num_classes=int(cfg["num_classes"]), in_chans=_chans(cfg)
+    )
+    _load_into(model, state, weights)
+    return model.eval()
+
+
+def build_generator(run: Run) -> Any:
+    """The run's frozen generator: EMA encoder (to ``stage``) + mixer; None without a mixer."""
+    from .cards import dataset_info
+    from .models.generator import Generator, GeneratorConfig
+    from .models.mixer import MixerConfig
+
+    cfg = run.config
+    if not cfg.get("mixer") or not isinstance(run.checkpoint.get("mixer"), dict):
+        return None
+    source = "ema" if isinstance(run.checkpoint.get("ema"), dict) else "model"
+    provenance = {
+        "scenario": cfg.get("scenario"),
+        "method": cfg.get("method"),
+        "data": dataset_info(cfg.get("data"))[2],
+        "num_classes": cfg.get("num_classes"),
+        "epochs": cfg.get("epochs"),
+        "step": run.checkpoint.get("step"),
+        "seed": cfg.get("seed"),
+        "encoder_weights": source,
+        "trained_with": cfg.get("samix_hub_version"),
+        "samix_hub_version": __version__,
+    }
+    gcfg = GeneratorConfig(
+        backbone=cfg["backbone"],
+        mixer=MixerConfig.from_dict(cfg["mixer"]),
+        stage=int(cfg.get("stage", 3)),
+        in_chans=_chans(cfg),
+        input_size=_size(cfg),
+        mean=tuple(cfg["mean"]),
+        std=tuple(cfg["std"]),
+        provenance={k: v for k, v in provenance.items() if v is not None},
+    )
+    gen = Generator(gcfg)
+    classifier = build_backbone(run, source)
+    gen.encoder.load_from_backbone(classifier)
+    gen.mixer.load_state_dict(run.checkpoint["mixer"])
+    return gen.freeze()
+
+
+def finalize_folder(stage: Path, target: Path, force: bool) -> None:
+    """Rename a checked staging folder onto ``target`` (replacing it only with ``force``)."""
+    old = None
+    if target.exists():
+        if not force:
+            raise UserError(f"{target}: exists; pass --force to replace it")
+        old = target.with_name(f".{target.name}.old-{stage.name}")
+        target.rename(old)
+    stage.rename(target)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def staging_folder(out: Path, name: str) -> Path:
+    """A hidden, empty folder beside the final one (same file system, so rename is atomic)."""
+    out.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f".{name}.partial-", dir=out))
+
+
+def _num_params(module: nn.Module) -> str:
+    n = sum(p.numel() for p in module.parameters())
+    return f"{n / 1e6:.2f} M" if n >= 1e5 else f"{n / 1e3:.1f} k"
+
+
+def _files_cell(folder: Path) -> str:
+    return ", ".join(f"`{k}`" for k in list_files(folder) if k != "README.md") + ", `README.md`"
+
+
+def write_generator_folder(
+    gen: Any,
+    folder: Path,
+    *,
+    run_config: dict[str, Any] | None,
+    metrics: Sequence[dict[str, Any]],
+    onnx: bool = True,
+    opset: int = 18,
+    repo_id: str | None = None,
+    int8_calibration: torch.Tensor | None = None,
+    int8_eval: torch.Tensor | None = None,
+) -> ExportReport:
+    """Weights, config, ONNX (+ int8), parity, card, validation into ``folder`` (a staging dir)."""
+    from . import cards
+    from .loading import GENERATOR_ONNX, GENERATOR_ONNX_INT8, load_generator
+    from .onnx import export_generator_onnx, generator_parity, quantize_generator
+
+    gen.save(folder)
+    cfg = gen.config
+    data = cfg.to_dict()
+    data["encoder"] = {
+        "architecture": cfg.backbone,
+        "stage": cfg.stage,
+        "in_chans": cfg.in_chans,
+        "out_channels": gen.encoder.out_channels,
+        "reduction": gen.encoder.reduction,
+    }
+    atomic_write_json(folder / "config.json", data)
+    report = ExportReport(kind="samix-generator", path=folder)
+    if onnx:
+        export_generator_onnx(gen, folder / GENERATOR_ONNX, opset=opset)
+        report.parity = generator_parity(gen, load_generator(folder, "onnx", device="cpu"))
+        if int8_calibration is not None:
+            quantize_generator(
+                folder / GENERATOR_ONNX, folder / GENERATOR_ONNX_INT8, int8_calibration
+            )
+            report.int8 = _int8_fidelity(
+                folder, int8_eval if int8_eval is not None else int8_calibration
+            )
+    _check_parity(report.parity, folder)
+    prov = cfg.provenance
+    run_summary = cards.summarize_metrics(list(metrics), "top1")
+    ema = cards.summarize_metrics(list(metrics), "ema_top1")
+    h, w = cfg.input_size
+    fields = {
+        "title": f"SAMix generator: {cfg.backbone} on {cards.dataset_info(prov.get('data'))[0]}",
+        "backbone": cfg.backbone,
+        "stage": cfg.stage,
+        "method": prov.get("method", "samix"),
+        "repo_id": repo_id or "ORG/NAME",
+        "in_chans": cfg.in_chans,
+        "height": h,
+        "width": w,
+        "opset": opset,
+        "feature_channels": gen.encoder.out_channels,
+        "mixer_summary": cards._mixer_summary(cfg.mixer.to_dict()),
+        "mean": cards._fmt(tuple(cfg.mean)),
+        "std": cards._fmt(tuple(cfg.std)),
+        "lam_convention": data["lam_convention"],
+        "files": "",
+        "recipe": cards.recipe_table(run_config),
+        "results": cards._results_text(
+            run_summary, "accuracy of the classifier trained jointly with this generator", ema
+        ),
+        "extra_limitations": "" if onnx else "- This export has no ONNX graph.\n",
+        "samix_hub_version": __version__,
+    }
+    fields["files"] = _files_cell(folder)
+    text = cards.render_card(
+        "generator",
+        fields,
+        model_name=repo_id.split("/")[-1] if repo_id else f"samix-generator-{cfg.backbone}",
+        data_spec=(run_config or {}).get("data", prov.get("data")),
+        summary=run_summary,
+        metric_name="Top-1 (classifier trained jointly with this generator)",
+        extra_tags=("mixup-generator",),
+    )
+    atomic_write_text(folder / "README.md", text)
+    cards.validate_card(folder / "README.md", "generator")
+    validate_artifact(folder, "all" if onnx else "torch")
+    report.files = list_files(folder)
+    return report
+
+
+def _int8_fidelity(folder: Path, images: torch.Tensor) -> dict[str, float]:
+    """Mean / max |mask_int8 - mask_fp32| on real images (issue 6), seeded partners and λ."""
+    from .loading import load_generator
+
+    fp32 = load_generator(folder, "onnx", device="cpu")
+    int8 = load_generator(folder, "onnx", device="cpu", int8=True)
+    g = torch.Generator().manual_seed(1)
+    diffs = []
+    for start in range(0, images.shape[0], 64):
+        x = images[start : start + 64]
+        partner = torch.randperm(x.shape[0], generator=g)
+        lam = torch.rand(x.shape[0], generator=g)
+        diffs.append((fp32.masks(x, partner, lam) - int8.masks(x, partner, lam)).abs().flatten())
+    d = torch.cat(diffs)
+    return {"mask_mean_abs_diff": float(d.mean()), "mask_max_abs_diff": float(d.max())}
+
+
+def _check_parity(parity: dict[str, float], folder: Path) -> None:
+    for key, value in parity.items():
+        if not value <= PARITY_TOL[key]:
+            raise ArtifactError(
+                f"{folder}: onnxruntime differs from torch on {key} by {value:.2e} "
+                f"(> {PARITY_TOL[key]:.0e}); export refused"
+            )
+
+
+def write_backbone_folder(
+    model: nn.Module,
+    folder: Path,
+    *,
+    run_config: dict[str, Any],
+    metrics: Sequence[dict[str, Any]],
+    weights: str = "model",
+    onnx: bool = True,
+    opset: int = 18,
+    repo_id: str | None = None,
+    base_model: str | None = None,
+) -> ExportReport:
+    """timm Hub layout (``save_for_hf``) + ONNX + parity + card into ``folder`` (staging)."""
+    from timm.models import save_for_hf
+
+    from . import cards
+    from .loading import BACKBONE_ONNX, load_backbone
+    from .onnx import backbone_parity, export_backbone_onnx
+
+    cfg = run_config
+    h, w = _size(cfg)
+    c = _chans(cfg)
+    mean, std = tuple(cfg["mean"]), tuple(cfg["std"])
+    names = list(cfg.get("class_names") or [])
+    samix_meta = {
+        "kind": "samix-backbone",
+        "format_version": BACKBONE_FORMAT_VERSION,
+        "onnx": {"input": "images", "range": [0.0, 1.0], "normalised_inside": True},
+        "weights": weights,
+        "provenance": {
+            "scenario": cfg.get("scenario"),
+            "method": cfg.get("method"),
+            "data": cards.dataset_info(cfg.get("data"))[2],
+            "epochs": cfg.get("epochs"),
+            "seed": cfg.get("seed"),
+            "generator": cfg.get("generator"),
+            "trained_with": cfg.get("samix_hub_version"),
+            "samix_hub_version": __version__,
+        },
+    }
+    model_config: dict[str, Any] = {"samix_hub": samix_meta, "pretrained_cfg": {"tag": "samix"}}
+    if names and len(names) == model.num_classes:  # type: ignore[attr-defined]
+        model_config["label_names"] = names
+    save_for_hf(
+        model,
+        str(folder),
+        model_config=model_config,
+        safe_serialization=True,
+        data_config={"input_size": (c, h, w), "mean": mean, "std": std, "crop_pct": 1.0},
+    )
+    report = ExportReport(kind="samix-backbone", path=folder)
+    if onnx:
+        export_backbone_onnx(model, folder / BACKBONE_ONNX, mean, std, (c, h, w), opset=opset)
+        onnx_model, _ = load_backbone(folder, runtime="onnx", device="cpu")
+        report.parity = backbone_parity(model, onnx_model, mean, std, (c, h, w))
+    _check_parity(report.parity, folder)
+    key = "ema_top1" if weights == "ema" else "top1"
+    if cfg.get("scenario") == "ssl" or not int(cfg["num_classes"]):
+        key = "knn_top1"
+    summary = cards.summarize_metrics(list(metrics), key)
+    nc = int(cfg["num_classes"])
+    fields = {
+        "title": f"{cfg['backbone']} ({cfg.get('method', 'samix')}) on "
+        f"{cards.dataset_info(cfg.get('data'))[0]}",
+        "backbone": cfg["backbone"],
+        "head_summary": f"classifier ({nc} classes)" if nc else "feature extractor (no head)",
+        "method": cfg.get("method", "unknown"),
+        "repo_id": repo_id or "ORG/NAME",
+        "input_size": cards._fmt((c, h, w)),
+        "in_chans": c,
+        "height": h,
+        "width": w,
+        "mean": cards._fmt(mean),
+        "std": cards._fmt(std),
+        "opset": opset,
+        "onnx_output": "logits" if nc else "features",
+        "num_params": _num_params(model),
+        "classes": ", ".join(names) if names else str(nc),
+        "weights_source": "EMA copy of the classifier" if weights == "ema" else "online classifier",
+        "files": "",
+        "recipe": cards.recipe_table(cfg),
+        "results": cards._results_text(
+            summary,
+            "accuracy of these weights" + (" (k-NN on features)" if "knn" in key else ""),
+            None,
+        ),
+        "extra_limitations": "" if onnx else "- This export has no ONNX graph.\n",
+        "samix_hub_version": __version__,
+    }
+    fields["files"] = _files_cell(folder)
+    text = cards.render_card(
+        "backbone",
+        fields,
+        model_name=repo_id.split("/")[-1] if repo_id else f"{cfg['backbone']}-{cfg.get('method')}",
+        data_spec=cfg.get("data"),
+        summary=summary,
+        metric_name="Top-1 (k-NN)" if "knn" in key else "Top-1",
+        base_model=base_model,
+        extra_tags=("image-classification", "timm"),
+    )
+    atomic_write_text(folder / "README.md", text)
+    cards.validate_card(folder / "README.md", "backbone")
+    validate_artifact(folder, "all" if onnx else "torch")
+    report.files = list_files(folder)
+    return report
+
+
+def _base_model(config: dict[str, Any]) -> str | None:
+    """A Hub repo id the run started from (fine-tuning), when the run config records one."""
+    for key in ("base_model", "init", "pretrained", "backbone_source"):
+        value = config.get(key)
+        if isinstance(value, dict):
+            value = value.get("repo_id")
+        if isinstance(value, str) and value.count("/") == 1 and not Path(value).exists():
+            return value.split("@")[0]
+    return None
+
+
+def export_run(
+    run_dir: str | Path,
+    out: str | Path,
+    what: Sequence[str] = WHAT,
+    *,
+    opset: int = 18,
+    onnx: bool = True,
+    weights: str = "model",
+    int8_calibration: torch.Tensor | None = None,
+    int8_eval: torch.Tensor | None = None,
+    repo_ids: dict[str, str] | None = None,
+    force: bool = False,
+    log: Callable[[str], None] = lambda _msg: None,
+) -> list[ExportReport]:
+    """Export a run to ``out/generator`` and ``out/backbone``; returns one report per folder.
+
+    A run without a mixer (vanilla, mixup, cutmix, samix-p...) exports only the backbone.
+    """
+    unknown = sorted(set(what) - set(WHAT))
+    if unknown or not what:
+        raise UserError(f"--what {','.join(what)}: choose from generator, backbone")
+    if weights not in ("model", "ema"):
+        raise UserError(f"--weights {weights}: choose model or ema")
+    out = Path(out)
+    repo_ids = repo_ids or {}
+    for name in what:
+        if (out / name).exists() and not force:
+            raise UserError(f"{out / name}: exists; pass --force to replace it")
+    run = load_run(run_dir)
+    reports = []
+    if "generator" in what:
+        gen = build_generator(run)
+        if gen is None:
+            log(f"{run.path}: method {run.config.get('method')!r} has no mixer; no generator")
+        else:
+            stage = staging_folder(out, "generator")
+            try:
+                log("exporting generator ...")
+                rep = write_generator_folder(
+                    gen, stage, run_config=run.config, metrics=run.metrics, onnx=onnx,
+                    opset=opset, repo_id=repo_ids.get("generator"),
+                    int8_calibration=int8_calibration, int8_eval=int8_eval,
+                )  # fmt: skip
+                finalize_folder(stage, out / "generator", force)
+            finally:
+                shutil.rmtree(stage, ignore_errors=True)
+            rep.path = out / "generator"
+            reports.append(rep)
+    if "backbone" in what:
+        model = build_backbone(run, weights)
+        stage = staging_folder(out, "backbone")
+        try:
+            log("exporting backbone ...")
+            rep = write_backbone_folder(
+                model, stage, run_config=run.config, metrics=run.metrics, weights=weights,
+                onnx=onnx, opset=opset, repo_id=repo_ids.get("backbone"),
+                base_model=_base_model(run.config),
+            )  # fmt: skip
+            finalize_folder(stage, out / "backbone", force)
+        finally:
+            shutil.rmtree(stage, ignore_errors=True)
+        rep.path = out / "backbone"
+        reports.append(rep)
+    return reports

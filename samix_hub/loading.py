@@ -1,0 +1,110 @@
+"""Loading API: ``load_generator`` and ``load_backbone`` from a local folder or a Hub repo id.
+
+Every load validates the folder first (:func:`~samix_hub.artifacts.validate_artifact`): unknown
+format versions, missing files and tensors that do not match the config are refused with an
+:class:`~samix_hub.errors.ArtifactError` naming the file. Weights are read with safetensors only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import torch
+
+from .artifacts import BACKBONE, GENERATOR, backbone_meta, validate_artifact
+from .errors import ArtifactError, UserError
+from .sources import ResolvedSource, resolve_source
+
+__all__ = ["load_generator", "load_backbone", "GENERATOR_ONNX", "GENERATOR_ONNX_INT8"]
+
+GENERATOR_ONNX = "onnx/generator.onnx"
+GENERATOR_ONNX_INT8 = "onnx/generator.int8.onnx"
+BACKBONE_ONNX = "onnx/model.onnx"
+
+
+def _resolve(src: str | os.PathLike[str], runtime: str, kind: str, **hub: Any) -> ResolvedSource:
+    if runtime not in ("torch", "onnx"):
+        raise UserError(f"unknown runtime {runtime!r} (torch or onnx)")
+    resolved = src if isinstance(src, ResolvedSource) else resolve_source(src, runtime, **hub)
+    found = validate_artifact(resolved.path, runtime)
+    if found != kind:
+        raise ArtifactError(f"{resolved.path}: is a {found}, not a {kind}")
+    return resolved
+
+
+def load_generator(
+    src: str | os.PathLike[str] | ResolvedSource,
+    runtime: str = "torch",
+    device: str | torch.device | None = None,
+    int8: bool = False,
+    **hub_kwargs: Any,
+) -> Any:
+    """A frozen generator callable as ``gen(images [0, 1], partner, lam) -> (mask, mixed)``.
+
+    ``runtime="torch"``: a :class:`~samix_hub.models.generator.Generator` on ``device`` (default
+    cpu). ``runtime="onnx"``: a :class:`~samix_hub.onnx.OnnxGenerator`; ``device`` auto (the
+    default) takes CUDA when onnxruntime offers it, else CPU (see ``.providers``); ``int8`` picks
+    the quantised graph when the folder has one. ``.source`` records where it came from.
+    """
+    from .models.generator import Generator, GeneratorConfig
+
+    resolved = _resolve(src, runtime, GENERATOR, **hub_kwargs)
+    folder = resolved.path
+    if runtime == "torch":
+        if int8:
+            raise UserError("int8 generators run with runtime='onnx' only")
+        try:
+            gen: Any = Generator.from_folder(folder, device=device or "cpu")
+        except (ValueError, FileNotFoundError) as exc:
+            raise ArtifactError(str(exc)) from None
+    else:
+        from .onnx import OnnxGenerator
+
+        cfg_path = folder / "config.json"
+        try:
+            config = GeneratorConfig.from_dict(json.loads(cfg_path.read_text()), str(cfg_path))
+        except ValueError as exc:
+            raise ArtifactError(str(exc)) from None
+        graph = folder / (GENERATOR_ONNX_INT8 if int8 else GENERATOR_ONNX)
+        if not graph.is_file():
+            raise ArtifactError(f"{graph}: missing (export with --quantize int8 to get it)")
+        gen = OnnxGenerator(graph, config, device=str(device or "auto"))
+    gen.source = resolved
+    return gen
+
+
+def load_backbone(
+    src: str | os.PathLike[str] | ResolvedSource,
+    device: str | torch.device | None = None,
+    runtime: str = "torch",
+    **hub_kwargs: Any,
+) -> tuple[Any, dict[str, Any]]:
+    """(model, config.json as a dict) for a backbone folder or repo id.
+
+    ``runtime="torch"``: the timm model in eval mode, built through timm's own ``local-dir:``
+    loader from ``config.json`` + ``model.safetensors``; it expects normalised input
+    (``config["pretrained_cfg"]`` mean/std), as every timm model. ``runtime="onnx"``: a
+    :class:`~samix_hub.onnx.OnnxBackbone` taking images in [0, 1].
+    """
+    import timm
+
+    from . import models as _models  # noqa: F401  (registers the CIFAR backbones in timm)
+
+    resolved = _resolve(src, runtime, BACKBONE, **hub_kwargs)
+    folder = resolved.path
+    config = json.loads((folder / "config.json").read_text())
+    backbone_meta(config, folder / "config.json")  # refuses an unknown samix-hub format version
+    if runtime == "onnx":
+        from .onnx import OnnxBackbone
+
+        model: Any = OnnxBackbone(folder / BACKBONE_ONNX, config, device=str(device or "auto"))
+    else:
+        try:
+            model = timm.create_model(f"local-dir:{folder}", pretrained=True)
+        except (RuntimeError, ValueError, KeyError) as exc:
+            raise ArtifactError(f"{folder}: timm cannot build the backbone ({exc})") from None
+        model = model.to(device or "cpu").eval()
+    model.source = resolved
+    return model, config
