@@ -420,3 +420,20 @@ def test_resolve_source(hub: FakeHub, tmp_path: Path) -> None:
         "revision": "main",
         "commit": sha,
     }
+
+
+def test_onnx_generator_push_pull_load(hub: FakeHub, tmp_path: Path) -> None:
+    """runtime onnx: only the graph + config + card are fetched; same outputs as torch."""
+    onnx_export = pytest.importorskip("samix_hub.onnx")
+    loading = pytest.importorskip("samix_hub.loading")
+    gen = make_generator(tmp_path / "g", seed=6)
+    onnx_export.export_generator_onnx(gen, tmp_path / "g" / "onnx" / "generator.onnx")
+    _, sha = push(tmp_path / "g", "me/gen-onnx", endpoint=hub.url, token=TOKEN)
+    kw = dict(endpoint=hub.url, token=TOKEN, cache_dir=tmp_path / "c")
+    got = pull("me/gen-onnx", runtime="onnx", **kw)
+    assert got.commit == sha
+    assert files_of(got.path) == {"README.md", "config.json", "onnx/generator.onnx"}
+    onnx_gen = loading.load_generator("me/gen-onnx", runtime="onnx", device="cpu", **kw)
+    assert onnx_gen.source.commit == sha  # through the one SRC resolver
+    for a, b in zip(outputs(gen), outputs(onnx_gen), strict=True):
+        torch.testing.assert_close(torch.as_tensor(b), a, atol=1e-4, rtol=1e-4)
