@@ -303,9 +303,10 @@ def quantize_generator(
 ) -> Path:
     """Static int8 quantisation (QDQ, per-channel weights) with onnxruntime.quantization.
 
-    Only convolutions are quantised (the encoder dominates the cost): normalisation, attention,
-    upsampling and the final ``mask * x + (1 - mask) * x[partner]`` stay in float32, so the
-    mixed images follow the mask exactly.
+    Only the encoder's convolutions are quantised (the encoder dominates the cost); the mixer's
+    1x1 convolutions (whose sharp attention amplifies errors), normalisation, upsampling and the
+    final ``mask * x + (1 - mask) * x[partner]`` stay in float32, so the mixed images follow the
+    mask exactly.
 
     ``calibration``: real images in [0, 1] (N x C x H x W at the native size); partners are random
     and λ ~ Beta(2, 2) (SAMIX.md section 2), drawn with a seeded torch.Generator.
@@ -344,6 +345,12 @@ def quantize_generator(
         def get_next(self) -> dict[str, np.ndarray] | None:
             return next(self._it, None)
 
+    import onnx
+
+    graph = onnx.load(str(src)).graph
+    mixer_convs = [
+        n.name for n in graph.node if n.op_type == "Conv" and n.input[1].startswith("mixer.")
+    ]
     dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
 
@@ -359,6 +366,7 @@ def quantize_generator(
                     quant_format=QuantFormat.QDQ,
                     per_channel=True,
                     op_types_to_quantize=["Conv"],
+                    nodes_to_exclude=mixer_convs,
                     activation_type=QuantType.QUInt8,
                     weight_type=QuantType.QInt8,
                 )

@@ -351,3 +351,31 @@ def test_import_openmixup(tmp_path):
          "--out", str(tmp_path / "g3"), "--no-onnx"],
     )  # fmt: skip
     assert res.exit_code != 0 and not (tmp_path / "g3").exists()
+
+
+def test_train_then_export_then_load(tmp_path):
+    """``samix-hub train`` (a few steps on the bundled digits) -> export -> load both artifacts."""
+    runner = CliRunner()
+    args = ["train", "--method", "samix", "--data", "digits", "--backbone", ARCH,
+            "--epochs", "1", "--batch-size", "16", "--max-steps", "2", "--eval-every", "0",
+            "--device", "cpu", "--workers", "0", "--out", str(tmp_path / "run"), "-q"]  # fmt: skip
+    res = runner.invoke(cli, args)
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(
+        cli, ["export", str(tmp_path / "run"), "--out", str(tmp_path / "rel"), "--no-onnx", "-q"]
+    )
+    assert res.exit_code == 0, res.output
+    gen = samix_hub.load_generator(tmp_path / "rel" / "generator")
+    model, config = samix_hub.load_backbone(tmp_path / "rel" / "backbone")
+    ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)
+    for key, value in gen.encoder.net.state_dict().items():
+        assert torch.equal(value, ckpt["ema"][key]), key
+    for key, value in gen.mixer.state_dict().items():
+        assert torch.equal(value, ckpt["mixer"][key]), key
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, ckpt["model"][key]), key
+    assert tuple(gen.input_size) == tuple(ckpt["config"]["image_size"])
+    assert config["pretrained_cfg"]["mean"] == ckpt["config"]["mean"]
+    x = torch.rand(4, gen.config.in_chans, *gen.input_size)
+    mask, mixed = gen(x, torch.tensor([1, 2, 3, 0]), 0.5)
+    assert torch.allclose(mixed, mask * x + (1 - mask) * x[[1, 2, 3, 0]], atol=1e-6)
