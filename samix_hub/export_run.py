@@ -453,7 +453,7 @@ def write_backbone_folder(
 
 def _base_model(config: dict[str, Any]) -> str | None:
     """A Hub repo id the run started from (fine-tuning), when the run config records one."""
-    for key in ("base_model", "init", "pretrained", "backbone_source"):
+    for key in ("base_model", "backbone_provenance", "init", "pretrained", "backbone_source"):
         value = config.get(key)
         if isinstance(value, dict):
             value = value.get("repo_id")
