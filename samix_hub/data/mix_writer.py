@@ -39,12 +39,19 @@ from .mixed import (
     plan_shard,
     shard_name,
 )
-from .mixed_card import render_card
+from .mixed_card import MAX_ERRORS_KEPT, shard_info, write_card
 
-__all__ = ["MixSettings", "MixResult", "SourceLoader", "mix_group", "write_mixed", "write_card"]
+__all__ = [
+    "MixSettings",
+    "MixResult",
+    "SourceLoader",
+    "mix_group",
+    "write_mixed",
+    "write_card",
+    "preview_batch",
+]
 
 GenFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], Any]
-MAX_ERRORS_KEPT = 20
 
 
 @dataclass
@@ -202,9 +209,9 @@ def mix_group(
 
 @dataclass
 class _Part:
-    """One mixed batch waiting for its encoded images."""
+    """One mixed batch: ``encoded`` holds its uint8 images, then the future of their bytes."""
 
-    encoded: Future
+    encoded: Any
     columns: dict[str, np.ndarray]
     mask: np.ndarray | None
     skipped: int
@@ -276,17 +283,6 @@ def _write_shard(path: Path, parts: list[_Part], settings: MixSettings, shard: i
     return table.num_rows
 
 
-def shard_info(path: Path) -> dict[str, Any] | None:
-    """The ``samix`` metadata of a shard file, or None when it is unreadable."""
-    import pyarrow.parquet as pq
-
-    try:
-        meta = pq.read_schema(path).metadata or {}
-        return json.loads(meta[b"samix"])
-    except Exception:
-        return None
-
-
 def _complete(path: Path, settings: MixSettings, shard: int) -> bool:
     info = shard_info(path) if path.is_file() else None
     return bool(info) and info.get("planned") == settings.planned_rows(shard)  # type: ignore[union-attr]
@@ -324,6 +320,39 @@ def _prepare(out: Path, settings: MixSettings, resume: bool, rank: int, mine: ra
             tmp.unlink(missing_ok=True)
     data.mkdir(parents=True, exist_ok=True)
     atomic_write_json(state_path, state)
+
+
+def _mix_part(
+    images: torch.Tensor,
+    labels: np.ndarray,
+    errors: list[str | None],
+    plan: GroupPlan,
+    settings: MixSettings,
+    generator: GenFn | None,
+    device: torch.device,
+    warn: Callable[[str], None],
+) -> _Part:
+    """Mix one loaded batch; rows whose image a or b is unreadable are dropped (or stop)."""
+    bad = np.array([e is not None for e in errors])
+    msgs = [e for e in errors if e is not None]
+    if msgs and settings.on_error == "stop":
+        raise UserError(f"{msgs[0]} (pass --on-error skip to skip unreadable images)")
+    for e in msgs:
+        warn(f"warning: {e}; skipped")
+    mask, mixed = mix_group(images, plan, settings.method, generator, device, settings.margin)
+    n, partner = plan.rows, plan.partner.numpy()
+    keep = ~(bad[:n] | bad[partner[:n]])
+    u8 = (mixed[:n][torch.from_numpy(keep).to(mixed.device)] * 255).round_()
+    u8 = u8.clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    columns = {
+        "label_a": labels[:n][keep],
+        "label_b": labels[partner[:n]][keep],
+        "lam": plan.lam[:n].numpy()[keep],
+        "index_a": plan.index_a[keep],
+        "index_b": plan.index_b[keep],
+    }
+    kept_mask = mask[:n, 0].float().cpu().numpy()[keep] if settings.save_masks else None
+    return _Part(u8, columns, kept_mask, int((~keep).sum()), msgs)  # type: ignore[arg-type]
 
 
 def _groups(settings: MixSettings, shards: list[int]) -> Iterator[tuple[int, int, int, GroupPlan]]:
@@ -395,35 +424,12 @@ def write_mixed(
         while queue:
             (shard, g, n_groups, plan), fut = queue.popleft()
             fill()
-            images, labels, errors = fut.result()
-            bad = np.array([e is not None for e in errors])
-            if bad.any() and settings.on_error == "stop":
-                msg = next(e for e in errors if e is not None)
-                raise UserError(f"{msg} (pass --on-error skip to skip unreadable images)")
-            for e in errors:
-                if e is not None:
-                    warn(f"warning: {e}; skipped")
-            mask, mixed = mix_group(
-                images, plan, settings.method, generator, device, settings.margin
-            )
-            n, partner = plan.rows, plan.partner.numpy()
-            keep = ~(bad[:n] | bad[partner[:n]])
-            u8 = (mixed[:n][torch.from_numpy(keep).to(mixed.device)] * 255).round_()
-            u8 = u8.clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
-            columns = {
-                "label_a": labels[:n][keep],
-                "label_b": labels[partner[:n]][keep],
-                "lam": plan.lam[:n].numpy()[keep],
-                "index_a": plan.index_a[keep],
-                "index_b": plan.index_b[keep],
-            }
-            kept_mask = mask[:n, 0].float().cpu().numpy()[keep] if settings.save_masks else None
-            msgs = [e for e in errors if e is not None]
-            encoded = submit(pool, encode_images, u8, settings.image_format)
-            parts.append(_Part(encoded, columns, kept_mask, int((~keep).sum()), msgs))
-            result.skipped += int((~keep).sum())
-            result.errors += msgs
-            bar.update(n)
+            part = _mix_part(*fut.result(), plan, settings, generator, device, warn)
+            part.encoded = submit(pool, encode_images, part.encoded, settings.image_format)
+            parts.append(part)
+            result.skipped += part.skipped
+            result.errors += part.errors
+            bar.update(plan.rows)
             if g == n_groups - 1:
                 pending.append(submit(writer, _write_shard, paths[shard], parts, settings, shard))
                 parts = []
@@ -444,7 +450,7 @@ def write_mixed(
         _complete(out / DATA_DIR / shard_name(s, total), settings, s) for s in range(total)
     )
     if result.complete:
-        write_card(out, settings)
+        write_card(out, settings.to_dict(), total)
     return result
 
 
@@ -453,20 +459,6 @@ def _channels(dataset: Any, settings: MixSettings) -> int:
     if isinstance(images, np.ndarray):
         return int(images.shape[-1])
     return int(getattr(dataset, "channels", 3))
-
-
-def write_card(out: str | Path, settings: MixSettings) -> Path:
-    """Sum the shards' counts and write ``README.md`` (last: its presence marks completion)."""
-    out = Path(out)
-    totals = {"rows": 0, "skipped": 0, "shards": settings.num_shards}
-    errors: list[str] = []
-    for s in range(settings.num_shards):
-        info = shard_info(out / DATA_DIR / shard_name(s, settings.num_shards)) or {}
-        totals["rows"] += int(info.get("rows", 0))
-        totals["skipped"] += int(info.get("skipped", 0))
-        errors += info.get("errors", [])
-    text = render_card(settings.to_dict(), totals, errors[:MAX_ERRORS_KEPT])
-    return atomic_write(out / "README.md", lambda p: Path(p).write_text(text, encoding="utf-8"))
 
 
 def preview_batch(

@@ -7,9 +7,15 @@ ranks or two runs with the same inputs write the same bytes.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
-__all__ = ["render_card"]
+from ..fileio import atomic_write_text
+from .mixed import DATA_DIR, shard_name
+
+__all__ = ["render_card", "write_card", "shard_info", "MAX_ERRORS_KEPT"]
+
+MAX_ERRORS_KEPT = 20
 
 CITATION = """@article{li2021samix,
   title={Boosting Discriminative Visual Representation Learning with Scenario-Agnostic Mixup},
@@ -116,3 +122,29 @@ def render_card(settings: dict[str, Any], totals: dict[str, int], errors: list[s
         "",
     ]
     return "\n".join(lines)
+
+
+def shard_info(path: Path) -> dict[str, Any] | None:
+    """The ``samix`` metadata of a shard file, or None when it is unreadable."""
+    import pyarrow.parquet as pq
+
+    try:
+        meta = pq.read_schema(path).metadata or {}
+        return json.loads(meta[b"samix"])
+    except Exception:
+        return None
+
+
+def write_card(out: str | Path, settings: dict[str, Any], num_shards: int) -> Path:
+    """Sum the shards' counts and write ``README.md`` (last: its presence marks completion)."""
+    out = Path(out)
+    totals = {"rows": 0, "skipped": 0, "shards": num_shards}
+    errors: list[str] = []
+    for s in range(num_shards):
+        info = shard_info(out / DATA_DIR / shard_name(s, num_shards)) or {}
+        totals["rows"] += int(info.get("rows", 0))
+        totals["skipped"] += int(info.get("skipped", 0))
+        errors += info.get("errors", [])
+    return atomic_write_text(
+        out / "README.md", render_card(settings, totals, errors[:MAX_ERRORS_KEPT])
+    )
