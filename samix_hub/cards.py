@@ -139,9 +139,30 @@ def recipe_table(run_config: dict[str, Any] | None) -> str:
         rows.append(f"| mixer | {_mixer_summary(mixer)} |")
     gen = run_config.get("generator")
     if isinstance(gen, dict) and gen:
-        src = gen.get("repo_id") or gen.get("source") or "a local generator"
+        src = gen.get("repo_id") or gen.get("source") or gen.get("name") or "a local generator"
         rows.append(f"| frozen generator (SAMix^P) | {src} {gen.get('commit') or ''} |")
+    base = run_config.get("backbone_provenance")  # fine-tune runs (samix-hub finetune)
+    if isinstance(base, dict) and base:
+        rows.append(f"| base model (fine-tuned from) | {_base_summary(base)} |")
+    mixed = run_config.get("mixed_provenance")
+    if isinstance(mixed, dict) and mixed:
+        rows.append(
+            f"| offline mixed data set | {mixed.get('name')}: {mixed.get('rows')} images "
+            f"({mixed.get('method', '?')}), + {mixed.get('clean_images', 0)} clean images |"
+        )
     return "| option | value |\n|---|---|\n" + "\n".join(rows)
+
+
+def _base_summary(prov: dict[str, Any]) -> str:
+    """Where a fine-tuned backbone started: Hub repo and commit, timm weights, or a folder."""
+    if prov.get("repo_id"):
+        commit = f" (commit {prov['commit']})" if prov.get("commit") else ""
+        return f"{prov['repo_id']}{commit}"
+    if prov.get("kind") == "timm":
+        weights = prov.get("hf_hub_id") or ("pretrained" if prov.get("pretrained") else None)
+        return f"timm `{prov.get('name')}`, " + (f"weights {weights}" if weights else "random init")
+    sha = f" (sha256 {str(prov['sha256'])[:12]})" if prov.get("sha256") else ""
+    return f"local backbone `{prov.get('source')}`{sha}"
 
 
 def _mixer_summary(mixer: dict[str, Any]) -> str:

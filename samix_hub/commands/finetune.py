@@ -1,0 +1,165 @@
+"""``samix-hub finetune``: fine-tune a pretrained backbone with a frozen SAMix^P generator."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import click
+from click.core import ParameterSource
+
+from ..errors import UserError
+from ._common import device_option, quiet_option, seed_option
+from .train import _image_size
+
+__all__ = ["command"]
+
+METHODS = ("vanilla", "mixup", "cutmix", "samix-p", "mixed")
+#: Options that name the fine-tune itself (kept in ``config.json``; fixed on --resume).
+FT_ARGS = ("backbone", "generator", "mixed", "pretrained", "freeze_backbone", "clean_fraction")
+
+
+@click.command("finetune")
+@click.option(
+    "--backbone",
+    metavar="SRC",
+    help="Backbone folder, ORG/NAME[@REV], hf-hub:ORG/NAME or timm name.",
+)
+@click.option("--data", metavar="SPEC", help="Target data set: cifar10:DIR, npz:FILE, digits...")
+@click.option("--out", type=click.Path(file_okay=False), help="Run folder to write (RUN_DIR).")
+@click.option("--generator", metavar="SRC", help="Frozen generator (SAMix^P): folder or ORG/NAME.")
+@click.option(
+    "--mixed",
+    metavar="DIR",
+    type=click.Path(file_okay=False),
+    help="Train on an offline mixed data set written by `samix-hub mix`.",
+)
+@click.option(
+    "--method",
+    type=click.Choice(METHODS),
+    default=None,
+    help="Default: samix-p with --generator, mixed with --mixed, else vanilla.",
+)
+@click.option(
+    "--pretrained/--no-pretrained",
+    default=True,
+    show_default=True,
+    help="timm model names: start from timm's pretrained weights (needs network or cache).",
+)
+@click.option("--freeze-backbone", is_flag=True, help="Linear probe: train the classifier only.")
+@click.option(
+    "--clean-fraction",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="--mixed: share of clean images interleaved in each epoch, in [0, 1).",
+)
+@click.option("--epochs", type=int, default=30, show_default=True)
+@click.option("--batch-size", type=int, default=64, show_default=True, help="Per device.")
+@click.option("--lr", type=float, default=0.01, show_default=True, help="SGD learning rate.")
+@click.option("--min-lr", type=float, default=None, help="End of the cosine schedule [default: 0].")
+@click.option("--momentum", type=float, default=0.9, show_default=True, help="SGD momentum.")
+@click.option("--weight-decay", type=float, default=1e-4, show_default=True)
+@click.option(
+    "--alpha",
+    type=float,
+    default=None,
+    help="Beta(α, α) for λ [default: 2 samix-p, 1 mixup, 0.2 cutmix].",
+)
+@click.option(
+    "--mask-adjust",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="samix-p: probability of rescaling a mask to mean λ.",
+)
+@click.option("--clean-loss", is_flag=True, help="samix-p: add the clean-batch CE (≈2.25x cost).")
+@click.option("--image-size", default=None, help="Train at HxW [default: the backbone's size].")
+@seed_option
+@device_option
+@click.option(
+    "--amp/--no-amp", default=True, show_default=True, help="bf16/fp16 autocast (CUDA only)."
+)
+@click.option("--channels-last/--no-channels-last", default=True, show_default=True, help="CUDA.")
+@click.option("--workers", type=int, default=2, show_default=True, help="Data loader workers.")
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
+@click.option(
+    "--max-steps", type=int, default=None, help="Stop after this many steps (smoke runs)."
+)
+@click.option("--eval-every", type=int, default=1, show_default=True, help="Epochs; 0: never.")
+@click.option(
+    "--checkpoint-every", type=int, default=0, show_default=True, help="Also every N steps."
+)
+@click.option("--eval-batch-size", type=int, default=256, show_default=True)
+@click.option("--download", is_flag=True, help="Let torchvision download CIFAR when missing.")
+@quiet_option
+@click.pass_context
+def command(ctx: click.Context, resume: bool, quiet: bool, **opts: Any) -> None:
+    """Fine-tune a pretrained backbone on a new data set; writes a run folder RUN_DIR.
+
+    \b
+    With --generator, every step mixes the batch with a frozen pre-trained SAMix generator
+    (SAMix^P: one generator pass per step, no mixer training); --mixed trains on an offline
+    set from `samix-hub mix`; --method mixup|cutmix|vanilla are the baselines. The classifier
+    is replaced for the target classes; input size and normalisation follow the backbone.
+    RUN_DIR is a training run (config.json, metrics.jsonl, checkpoints/last.pt): evaluated
+    each epoch, resumable with --resume, exportable with `samix-hub export --what backbone`.
+    Prints RUN_DIR on stdout.
+
+    \b
+    Examples:
+      samix-hub finetune --backbone ORG/resnet18-c100 --generator ORG/samix-generator \\
+          --data cifar10:~/data --out runs/ft-samix-p
+      samix-hub finetune --backbone resnet18.a1_in1k --generator ORG/samix-generator \\
+          --data folder:~/flowers --image-size 160 --epochs 20 --out runs/flowers
+      samix-hub finetune --backbone release/backbone --mixed mixed/ --clean-fraction 0.5 \\
+          --data digits --out runs/ft-offline
+      samix-hub finetune --backbone resnet18_cifar_w16 --no-pretrained --method mixup \\
+          --data digits --epochs 2 --out runs/ft-mixup
+      samix-hub finetune --backbone hf-hub:timm/resnet18.a1_in1k --freeze-backbone \\
+          --data cifar10:~/data --out runs/probe
+      samix-hub finetune --resume --out runs/ft-samix-p        # after an interruption
+      samix-hub export runs/ft-samix-p --out release/ --what backbone
+    """
+    from ..engine import read_run_config, train
+    from ..engine.finetune import FT_OPTIONS, finetune_config
+    from ..engine.loop import RUNTIME_KEYS, config_from_run
+
+    opts["image_size"] = _image_size(opts["image_size"])
+    given = {
+        name
+        for name in opts
+        if ctx.get_parameter_source(name)
+        in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
+    }
+    out = opts["out"]
+    if resume and out and (Path(out) / "config.json").is_file():
+        run = read_run_config(out)
+        if run.get("scenario") != "finetune":
+            raise UserError(f"{out}: a {run.get('scenario')!r} run; resume it with samix-hub train")
+        cfg = config_from_run(run)
+        cfg.extra = {k: run.get(k, v) for k, v in FT_OPTIONS.items()}
+        saved = {**cfg.to_dict(), **cfg.extra, "backbone": cfg.extra["backbone_source"]}
+        for name in sorted(given):
+            if name in RUNTIME_KEYS:
+                setattr(cfg, name, opts[name])
+            elif saved.get(name) != opts[name]:
+                raise UserError(
+                    f"--{name.replace('_', '-')} {opts[name]!r} differs from the run in {out} "
+                    f"({saved.get(name)!r}); omit it to resume, or use another --out"
+                )
+    else:
+        missing = [f"--{n}" for n in ("backbone", "data", "out") if not opts.get(n)]
+        if missing:
+            raise click.UsageError(f"missing option(s) {', '.join(missing)}")
+        if opts["clean_fraction"] and not opts["mixed"]:
+            raise UserError("--clean-fraction interleaves clean images with --mixed DIR only")
+        ft = {k: opts.pop(k) for k in FT_ARGS}
+        cfg = finetune_config(
+            ft.pop("backbone"), opts.pop("data"), opts.pop("out"), method=opts.pop("method"), **ft,
+            **opts,
+        )  # fmt: skip
+    run_dir = train(cfg, resume=resume, quiet=quiet)
+    if int(os.environ.get("RANK", "0")) == 0:
+        click.echo(str(run_dir))

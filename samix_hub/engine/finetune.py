@@ -1,0 +1,328 @@
+"""Fine-tuning pretrained backbones: SAMix^P with a frozen generator, offline mixed data, baselines.
+
+SAMIX.md section 5: a published generator makes learned mixup cheap on a new data set. Each step
+(``samix-p``): λ ~ Beta(α, α) (α = 2), a permutation, ONE generator pass for the mask (the frozen
+generator, eval mode, no gradients, same device; at another image size than its native one it
+computes the mask at native size and upsamples it), the 0.08 λ margin fallback, optional
+mask_adjust, then mixup CE with labels ``(y, y[π], λ)`` on the mixed batch only (``--clean-loss``
+adds the clean CE of the online recipe). ``vanilla`` / ``mixup`` / ``cutmix`` are the baselines of
+section 6 at the same budget; ``mixed`` trains on an offline set from ``samix-hub mix``.
+
+This is a scenario of the one training loop (:mod:`samix_hub.engine.loop`), registered as
+``"finetune"``: the loop gives evaluation every epoch, ``metrics.jsonl``, progress, atomic
+checkpoints, ``--resume``, torchrun DDP and AMP on CUDA; what differs from ``--scenario sl`` is
+only the model (a pretrained backbone with a new head, its input size and normalisation) and,
+for ``mixed``, the training set.
+
+Deviations: the offline ``mixed`` images get the training augmentation (crop + flip) after mixing,
+while online methods augment before mixing; the λ label is kept as written (a reflect-pad crop
+moves at most 1/8 of the image). ``--freeze-backbone`` (linear probe) keeps the backbone's
+BatchNorm statistics frozen (eval mode) and trains only the classifier.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+from torch.utils.data import Dataset
+
+from ..data.specs import DataSource
+from ..errors import UserError
+from ..losses import mixup_cross_entropy
+from ..mixing import build_method
+from ..mixing.sampling import check_alpha
+from .config import DEFAULT_ALPHA, TrainConfig
+from .ema import make_ema
+from .model import Classifier
+from .pretrained import PretrainedBackbone, load_pretrained_backbone
+from .scenario import StepContext, StepFn, TrainModules, register_scenario
+from .supervised import SupervisedScenario, _layout, load_frozen_generator
+
+__all__ = [
+    "FT_METHODS",
+    "FT_OPTIONS",
+    "FinetuneScenario",
+    "ProbeClassifier",
+    "MixedTrainSet",
+    "finetune_config",
+    "mixed_step",
+]
+
+FT_METHODS = ("vanilla", "mixup", "cutmix", "samix-p", "mixed")
+#: Fine-tune options kept in ``TrainConfig.extra`` (and so in ``config.json``), with defaults.
+FT_OPTIONS: dict[str, Any] = {
+    "backbone_source": None,
+    "pretrained": True,
+    "freeze_backbone": False,
+    "mixed": None,
+    "clean_fraction": 0.0,
+}
+#: Fine-tuning defaults that differ from ``samix-hub train`` (a pretrained start: lower lr).
+FT_DEFAULTS: dict[str, Any] = {"epochs": 30, "batch_size": 64, "lr": 0.01}
+
+
+def finetune_config(
+    backbone: str,
+    data: str,
+    out: str,
+    *,
+    method: str | None = None,
+    generator: str | None = None,
+    mixed: str | None = None,
+    pretrained: bool = True,
+    freeze_backbone: bool = False,
+    clean_fraction: float = 0.0,
+    **options: Any,
+) -> TrainConfig:
+    """The :class:`TrainConfig` of a fine-tune run; ``samix_hub.engine.train(cfg)`` runs it.
+
+    ``method`` defaults to ``samix-p`` with ``generator``, ``mixed`` with ``mixed``, else
+    ``vanilla``. ``options`` are any other :class:`TrainConfig` fields (epochs, lr, ...).
+    """
+    if generator and mixed:
+        raise UserError("--generator and --mixed exclude each other (online or offline mixing)")
+    if method is None:
+        method = "samix-p" if generator else "mixed" if mixed else "vanilla"
+    extra = dict(options.pop("extra", None) or {})
+    extra.update(
+        backbone_source=backbone,
+        pretrained=bool(pretrained),
+        freeze_backbone=bool(freeze_backbone),
+        mixed=str(mixed) if mixed else None,
+        clean_fraction=float(clean_fraction),
+    )
+    kwargs = {**FT_DEFAULTS, **options}
+    return TrainConfig(
+        method=method, data=data, backbone=backbone, out=str(out), scenario="finetune",
+        generator=generator, extra=extra, **kwargs,
+    )  # fmt: skip
+
+
+class ProbeClassifier(Classifier):
+    """Linear probe: only the classifier trains; the backbone stays in eval mode (frozen BN)."""
+
+    def __init__(self, net: nn.Module, mean: Any, std: Any) -> None:
+        super().__init__(net, mean, std)
+        head = net.get_classifier()  # type: ignore[operator]
+        head_params = {id(p) for p in head.parameters()}
+        for p in net.parameters():
+            p.requires_grad_(id(p) in head_params)
+
+    def train(self, mode: bool = True) -> ProbeClassifier:
+        super().train(mode)
+        self.net.train(False)
+        self.net.get_classifier().train(mode)  # type: ignore[operator]
+        return self
+
+
+class MixedTrainSet(Dataset):
+    """An offline mixed set, optionally interleaved with clean images, as ``(image, packed)``.
+
+    ``packed`` is float64 ``[label_a, label_b, λ]`` (one tensor, so the loop's collation and
+    ``.to(device)`` work unchanged); a clean image is ``[y, y, 1]``. ``num_clean`` clean images
+    follow the mixed rows, drawn without repeats (while the split lasts) from a permutation
+    seeded by ``seed``; the loop's sampler shuffles both together each epoch.
+    """
+
+    def __init__(self, mixed: Dataset, clean: Dataset | None, num_clean: int, seed: int) -> None:
+        self.mixed = mixed
+        self.clean = clean
+        self.num_mixed = len(mixed)  # type: ignore[arg-type]
+        order = torch.empty(0, dtype=torch.long)
+        if num_clean > 0 and clean is not None:
+            n = len(clean)  # type: ignore[arg-type]
+            perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+            order = perm[torch.arange(num_clean) % n]
+        self.clean_index = order
+
+    def __len__(self) -> int:
+        return self.num_mixed + len(self.clean_index)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if index < self.num_mixed:
+            image, a, b, lam = self.mixed[index]
+            return image, torch.tensor([a, b, lam], dtype=torch.float64)
+        image, y = self.clean[int(self.clean_index[index - self.num_mixed])]  # type: ignore[index]
+        return image, torch.tensor([y, y, 1.0], dtype=torch.float64)
+
+
+def mixed_step(ctx: StepContext, images: torch.Tensor, packed: torch.Tensor) -> dict:
+    """Offline mixed data: ``λ CE(z, a) + (1 - λ) CE(z, b)`` with the λ written in the set."""
+    label_a, label_b = packed[:, 0].long(), packed[:, 1].long()
+    lam = packed[:, 2].float()
+    with ctx.autocast():
+        logits = ctx.modules.call("model")(_layout(images, ctx))
+    loss = mixup_cross_entropy(logits, label_a, label_b, lam)
+    ctx.backward(loss, "classifier")
+    return {"loss": loss.detach()}
+
+
+def _mixed_provenance(root: Path, rows: int) -> dict[str, Any]:
+    """What the mixed set records about itself (``samix-hub mix`` state file), no local paths."""
+    from ..data.mixed import STATE_NAME
+
+    prov: dict[str, Any] = {"name": root.resolve().name, "rows": rows}
+    try:
+        settings = json.loads((root / STATE_NAME).read_text()).get("settings", {})
+    except (OSError, json.JSONDecodeError):
+        settings = {}
+    for key in ("method", "alpha", "seed", "generator"):
+        if settings.get(key) is not None:
+            prov[key] = settings[key]
+    if settings.get("data"):
+        from ..cards import dataset_info
+
+        prov["data"] = dataset_info(settings["data"])[2]
+    return prov
+
+
+class FinetuneScenario(SupervisedScenario):
+    """``scenario="finetune"``: a pretrained backbone with a new head (see the module docstring)."""
+
+    name = "finetune"
+    methods = FT_METHODS
+
+    def __init__(self) -> None:
+        self.backbone: PretrainedBackbone | None = None
+
+    def resolve(self, cfg: TrainConfig) -> TrainConfig:
+        ex = cfg.extra
+        for key, default in FT_OPTIONS.items():
+            ex.setdefault(key, default)
+        if cfg.method not in FT_METHODS:
+            raise UserError(f"unknown fine-tune method {cfg.method!r} (one of {FT_METHODS})")
+        if cfg.method == "mixed" and not ex["mixed"]:
+            raise UserError("method 'mixed' needs --mixed DIR (a set written by samix-hub mix)")
+        if cfg.method != "mixed" and ex["mixed"]:
+            raise UserError(f"--mixed DIR trains on the offline set; drop --method {cfg.method}")
+        if not 0.0 <= float(ex["clean_fraction"]) < 1.0:
+            raise UserError(f"--clean-fraction must be in [0, 1), got {ex['clean_fraction']}")
+        if ex["clean_fraction"] and cfg.method != "mixed":
+            raise UserError("--clean-fraction interleaves clean images with --mixed data only")
+        if cfg.method != "mixed":
+            if cfg.alpha is None:
+                cfg.alpha = DEFAULT_ALPHA[cfg.method]
+            try:
+                check_alpha(cfg.alpha)
+            except ValueError as exc:
+                raise UserError(f"invalid --alpha: {exc}") from None
+        if cfg.min_lr is None:
+            cfg.min_lr = 0.0
+        cfg.validate()
+        src = ex["backbone_source"] or cfg.backbone
+        ex["backbone_source"] = src
+        self.backbone = load_pretrained_backbone(src, pretrained=ex["pretrained"], seed=cfg.seed)
+        cfg.backbone = self.backbone.architecture
+        if cfg.image_size is None:
+            cfg.image_size = self.backbone.input_size
+        return cfg
+
+    def build(self, cfg: TrainConfig, data: DataSource, device: torch.device) -> TrainModules:
+        bb = self.backbone
+        if bb is None:
+            raise RuntimeError("FinetuneScenario.build before resolve")
+        src = cfg.extra["backbone_source"]
+        if bb.in_chans != data.channels:
+            if bb.kind == "artifact":
+                raise UserError(
+                    f"--backbone {src} takes {bb.in_chans}-channel images, "
+                    f"{cfg.data} has {data.channels}-channel images"
+                )
+            bb = self.backbone = load_pretrained_backbone(
+                src, pretrained=cfg.extra["pretrained"], in_chans=data.channels, seed=cfg.seed
+            )
+        mean, std = bb.normalisation(data.channels)
+        net = bb.with_head(data.num_classes, cfg.seed)
+        wrapper = ProbeClassifier if cfg.extra["freeze_backbone"] else Classifier
+        model = wrapper(net, mean, std).to(device).train()
+        mods = TrainModules(model=model, ema=make_ema(model))
+        mods.extra["normalisation"] = (list(mean), list(std))
+        m = cfg.method
+        if m == "samix-p":
+            gen, prov = load_frozen_generator(cfg.generator or "", device)
+            chans = int(gen.config.in_chans)  # type: ignore[union-attr]
+            if chans != data.channels:
+                raise UserError(
+                    f"--generator {cfg.generator} takes {chans}-channel images, "
+                    f"{cfg.data} has {data.channels}-channel images"
+                )
+            mods.frozen = gen.freeze() if hasattr(gen, "freeze") else gen
+            mods.extra["generator_provenance"] = _generator_provenance(cfg.generator or "", prov)
+        if m in ("mixup", "cutmix", "samix-p"):
+            kwargs = {"mask_adjust": cfg.mask_adjust, "margin": cfg.lam_margin}
+            mods.extra["method"] = build_method(
+                m, cfg.alpha, mask_fn=mods.frozen, **(kwargs if m == "samix-p" else {})
+            )
+        if m == "mixed":
+            self._use_mixed(cfg, data, mods)
+        return mods
+
+    def _use_mixed(self, cfg: TrainConfig, data: DataSource, mods: TrainModules) -> None:
+        """Swap ``data.train`` (which the loop augments and samples) for the mixed set."""
+        from ..data.mixed import MixedDataset
+
+        root = Path(cfg.extra["mixed"]).expanduser()
+        try:
+            mixed = MixedDataset(root)
+        except (FileNotFoundError, ValueError) as exc:
+            raise UserError(f"--mixed {root}: {exc}") from None
+        if mixed.num_classes != data.num_classes:
+            raise UserError(
+                f"--mixed {root}: {mixed.num_classes} classes, {cfg.data} has "
+                f"{data.num_classes}; mix the same data set you fine-tune on"
+            )
+        chans = int(mixed[0][0].shape[0])
+        if chans != data.channels:
+            raise UserError(
+                f"--mixed {root}: {chans}-channel images, {cfg.data} has {data.channels}"
+            )
+        frac = float(cfg.extra["clean_fraction"])
+        num_clean = round(frac * len(mixed) / (1.0 - frac)) if frac else 0
+        data.train = MixedTrainSet(mixed, data.train, num_clean, cfg.seed)
+        prov = _mixed_provenance(root, len(mixed))
+        prov["clean_images"] = num_clean
+        mods.extra["mixed_provenance"] = prov
+        mods.extra["generator_provenance"] = prov.get("generator")
+
+    def step_fn(self, method: str) -> StepFn:
+        return mixed_step if method == "mixed" else super().step_fn(method)
+
+    def run_config(self, cfg: TrainConfig, data: DataSource, mods: TrainModules) -> dict:
+        bb = self.backbone
+        assert bb is not None
+        mean, std = mods.extra["normalisation"]
+        return {
+            **super().run_config(cfg, data, mods),
+            "mean": mean,
+            "std": std,
+            "in_chans": data.channels,
+            "base_model": bb.base_model,
+            "backbone_provenance": bb.provenance,
+            "mixed_provenance": mods.extra.get("mixed_provenance"),
+        }
+
+
+def _generator_provenance(src: str, prov: dict[str, Any]) -> dict[str, Any]:
+    """Repo and commit for a Hub generator; name and sha256 (no local path) for a folder."""
+    if prov.get("repo_id"):
+        return dict(prov)
+    from ..commands.mix import folder_sha256
+
+    folder = Path(str(prov.get("source") or src)).expanduser()
+    out: dict[str, Any] = {"source": folder.resolve().name}
+    if (folder / "generator.safetensors").is_file():
+        out["sha256"] = folder_sha256(folder, ["config.json", "generator.safetensors"])
+    try:
+        trained = json.loads((folder / "config.json").read_text()).get("provenance", {})
+    except (OSError, json.JSONDecodeError):
+        trained = {}
+    if isinstance(trained, dict) and trained.get("data"):
+        out["trained_on"] = trained["data"]
+    return out
+
+
+register_scenario("finetune", FinetuneScenario)

@@ -1,0 +1,185 @@
+"""Pretrained backbones to fine-tune: one resolver for every ``--backbone SRC`` (issue 9).
+
+``SRC`` is one of
+
+- a samix-hub backbone folder or Hub repo ``ORG/NAME[@REV]`` (timm's Hub layout, loaded through
+  :func:`samix_hub.load_backbone`, which validates it and reads safetensors only);
+- ``hf-hub:ORG/NAME``: any timm model on the Hub (``timm.create_model(SRC, pretrained=True)``);
+- a timm model name (``resnet18``, ``resnet18.a1_in1k``, ``resnet18_cifar_w16``): timm's pretrained
+  weights (downloaded by timm) or, with ``pretrained=False``, a seeded random initialisation.
+
+Input size and normalisation come from the backbone's ``pretrained_cfg`` (as timm's own
+``resolve_data_config``); the classifier is replaced for the target classes by
+:meth:`PretrainedBackbone.with_head`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from ..errors import ArtifactError, UserError
+
+__all__ = ["PretrainedBackbone", "load_pretrained_backbone", "backbone_kind"]
+
+_WEIGHT_KEYS = ("url", "hf_hub_id", "file", "state_dict")
+
+
+@dataclass
+class PretrainedBackbone:
+    """A loaded backbone (with its original head) and what fine-tuning needs to know about it."""
+
+    net: nn.Module
+    architecture: str
+    in_chans: int
+    input_size: tuple[int, int]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    #: Where the weights came from (recorded in the run's config.json, no local paths).
+    provenance: dict[str, Any] = field(default_factory=dict)
+    #: A Hub repo id the weights came from (a card's ``base_model``), None when there is none.
+    base_model: str | None = None
+    kind: str = "timm"
+
+    def with_head(self, num_classes: int, seed: int) -> nn.Module:
+        """The network with a fresh classifier for ``num_classes`` (seeded; global RNG kept)."""
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.net.reset_classifier(num_classes)  # type: ignore[operator]
+        return self.net
+
+    def normalisation(self, channels: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """mean/std for ``channels`` input channels (averaged when timm adapted the first conv)."""
+        if len(self.mean) == channels:
+            return self.mean, self.std
+        mean = sum(self.mean) / len(self.mean)
+        std = sum(self.std) / len(self.std)
+        return (mean,) * channels, (std,) * channels
+
+
+def backbone_kind(src: str) -> str:
+    """``artifact`` (folder or ``ORG/NAME``), ``hf-hub`` or ``timm`` (a model name)."""
+    if src.startswith("hf-hub:"):
+        return "hf-hub"
+    if Path(os.path.expanduser(src)).exists() or "/" in src or os.sep in src:
+        return "artifact"
+    return "timm"
+
+
+def _from_cfg(net: nn.Module, fallback: str) -> tuple[str, int, tuple[int, int], tuple, tuple]:
+    pcfg = dict(getattr(net, "pretrained_cfg", None) or {})
+    size = tuple(pcfg.get("input_size") or (3, 224, 224))
+    in_chans = int(getattr(net, "in_chans", 0) or size[0])
+    mean = tuple(float(v) for v in pcfg.get("mean") or (0.485, 0.456, 0.406))
+    std = tuple(float(v) for v in pcfg.get("std") or (0.229, 0.224, 0.225))
+    arch = str(pcfg.get("architecture") or fallback)
+    return arch, in_chans, (int(size[1]), int(size[2])), mean, std
+
+
+def _has_weights(name: str) -> tuple[bool, str | None]:
+    from timm.models import get_pretrained_cfg
+
+    try:
+        pcfg = get_pretrained_cfg(name, allow_unregistered=False)
+    except (RuntimeError, ValueError):
+        pcfg = None
+    if pcfg is None:
+        return False, None
+    return any(getattr(pcfg, k, None) for k in _WEIGHT_KEYS), getattr(pcfg, "hf_hub_id", None)
+
+
+def _timm_create(src: str, pretrained: bool, in_chans: int | None) -> nn.Module:
+    import timm
+
+    kwargs: dict[str, Any] = {} if in_chans is None else {"in_chans": in_chans}
+    try:
+        return timm.create_model(src, pretrained=pretrained, **kwargs)
+    except Exception as exc:  # download / cache errors: huggingface_hub, urllib, OSError...
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        hint = (
+            "pass --no-pretrained to start from random weights, or give a local backbone folder"
+            if pretrained
+            else "check the name"
+        )
+        raise UserError(
+            f"--backbone {src}: timm could not build it ({type(exc).__name__}: {first}); {hint}"
+        ) from None
+
+
+def load_pretrained_backbone(
+    src: str,
+    *,
+    pretrained: bool = True,
+    in_chans: int | None = None,
+    seed: int = 0,
+    **hub_kwargs: Any,
+) -> PretrainedBackbone:
+    """Resolve ``--backbone SRC`` (see the module docstring); errors are one line naming SRC.
+
+    ``in_chans`` (the data's channels) is passed to timm for model names and ``hf-hub:`` repos,
+    which adapt the first convolution of pretrained weights; an artifact must already match.
+    ``seed`` makes a random initialisation (``pretrained=False``) reproducible.
+    """
+    from .. import models as _models  # noqa: F401  (registers the CIFAR backbones in timm)
+    from .model import check_backbone
+
+    kind = backbone_kind(src)
+    if kind == "artifact":
+        if not pretrained:
+            raise UserError(f"--no-pretrained applies to timm model names, not to {src}")
+        from ..loading import load_backbone
+        from ..sources import resolve_source
+
+        resolved = resolve_source(src, runtime="torch", **hub_kwargs)
+        try:
+            net, config = load_backbone(resolved)
+        except ArtifactError as exc:
+            raise UserError(f"--backbone {src}: {exc}") from None
+        arch, chans, size, mean, std = _from_cfg(net, str(config.get("architecture")))
+        if resolved.repo_id is not None:
+            prov: dict[str, Any] = {"kind": "samix-backbone", **resolved.provenance()}
+        else:
+            from ..commands.mix import folder_sha256
+
+            files = ["config.json", "model.safetensors"]
+            prov = {
+                "kind": "samix-backbone",
+                "source": resolved.path.resolve().name,
+                "sha256": folder_sha256(resolved.path, files),
+            }
+        meta = config.get("samix_hub") or {}
+        if isinstance(meta, dict) and meta.get("provenance"):
+            prov["trained_on"] = meta["provenance"].get("data")
+        return PretrainedBackbone(
+            net.train(), arch, chans, size, mean, std, prov, resolved.repo_id, kind
+        )
+    if kind == "timm":
+        check_backbone(src.split(".")[0])
+        has, hub_id = _has_weights(src)
+        if pretrained and not has:
+            raise UserError(
+                f"--backbone {src}: timm has no pretrained weights for it; pass --no-pretrained "
+                "to fine-tune from a random initialisation, or give a trained backbone folder"
+            )
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            net = _timm_create(src, pretrained, in_chans)
+        arch, chans, size, mean, std = _from_cfg(net, src.split(".")[0])
+        prov = {"kind": "timm", "name": src, "pretrained": pretrained}
+        base = hub_id if pretrained else None
+        if base:
+            prov["hf_hub_id"] = base
+        return PretrainedBackbone(net.train(), arch, chans, size, mean, std, prov, base, kind)
+    repo = src[len("hf-hub:") :]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net = _timm_create(src, pretrained, in_chans)
+    arch, chans, size, mean, std = _from_cfg(net, repo)
+    prov = {"kind": "hf-hub", "repo_id": repo, "pretrained": pretrained}
+    base = repo.split("@")[0] if pretrained else None
+    return PretrainedBackbone(net.train(), arch, chans, size, mean, std, prov, base, kind)
