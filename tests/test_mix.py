@@ -334,14 +334,27 @@ def test_help_has_examples() -> None:
     assert res.exit_code == 0 and "Examples" in res.output and "--on-error" in res.output
 
 
-def test_image_bytes_are_plain_png(tmp_path: Path, capsys) -> None:
+def test_jpeg_and_resize(digits: object, tmp_path: Path, capsys) -> None:
     from PIL import Image
+    from torchvision.transforms.v2 import functional as TF
 
     out = tmp_path / "j"
     args = ["mix", "--method", "mixup", "--data", "digits", "--out", out, "--num", 8]
     assert run_cli([*args, "--image-format", "jpeg", "-q"], capsys)[0] == 0
     with Image.open(io.BytesIO(MixedDataset(out).image_bytes(0))) as im:
         assert im.format == "JPEG" and im.size == (16, 16)
+    small = tmp_path / "small"
+    args = ["mix", "--method", "mixup", "--data", "digits", "--out", small, "--num", 8]
+    assert run_cli([*args, "--image-size", "12x10", "-q"], capsys)[0] == 0
+    ds = MixedDataset(small)
+    for i in range(len(ds)):
+        image, _, _, lam = ds[i]
+        a, b = (
+            TF.resize(digits[int(j)][0], [12, 10], antialias=True).float() / 255
+            for j in (ds.index_a[i], ds.index_b[i])
+        )  # type: ignore[index]
+        assert image.shape == (3, 12, 10)
+        assert (image - (lam * a + (1 - lam) * b)).abs().max() <= 0.5 / 255 + 1e-5
 
 
 def test_onnx_runtime_matches_torch(gen_dir: Path, tmp_path: Path, capsys) -> None:

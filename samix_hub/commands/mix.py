@@ -201,6 +201,9 @@ def command(
       samix-hub mix --generator runs/gen/generator --data digits --out mixed/ --preview grid.png
       samix-hub mix --method mixup --data npz:cifar.npz --out mixup/ --num 100000
       torchrun --nproc-per-node 4 -m samix_hub mix --generator ORG/gen --data folder:imgs --out m/
+
+    \b
+    Under torchrun give --num as SAMIX_MIX_NUM=N (torchrun reads --num as its --numa-binding).
     """
     from ..data.mix_writer import MixSettings, preview_batch, write_mixed
     from ..data.mixed import DEFAULT_ALPHA
