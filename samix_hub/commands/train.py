@@ -13,6 +13,8 @@ from ..errors import UserError
 from ._common import device_option, quiet_option, seed_option
 
 REQUIRED = ("method", "data", "backbone", "out")
+#: Options of --scenario ssl only; they travel in TrainConfig.extra (and config.json).
+SSL_ONLY = ("queue_len", "temperature", "proj_dim")
 
 
 def _image_size(value: str | None) -> tuple[int, int] | None:
@@ -41,7 +43,8 @@ def _image_size(value: str | None) -> tuple[int, int] | None:
 )
 @click.option(
     "--method",
-    help="sl: vanilla, mixup, cutmix, automix, samix (online) or samix-p (frozen --generator).",
+    help="sl: vanilla, mixup, cutmix, automix, samix (online) or samix-p (frozen --generator); "
+    "ssl: moco, mixup (MoCo + MixUp) or samix (MoCo + SAMix).",
 )
 @click.option("--data", help="Data set SPEC: cifar10:DIR, npz:FILE, folder:DIR, hf:NAME, digits...")
 @click.option("--backbone", help="timm model name, e.g. resnet18_cifar, resnet18_cifar_w16.")
@@ -75,7 +78,23 @@ def _image_size(value: str | None) -> tuple[int, int] | None:
     "--mask-loss-weight", type=float, default=0.1, show_default=True, help="Mask regulariser."
 )
 @click.option("--ema-momentum", type=float, default=0.999, show_default=True, help="EMA start.")
-@click.option("--ema-end-momentum", type=float, default=0.999999, show_default=True)
+@click.option(
+    "--ema-end-momentum",
+    type=float,
+    default=0.999999,
+    show_default=True,
+    help="End of the EMA cosine schedule (ssl: defaults to --ema-momentum, MoCo's constant).",
+)
+@click.option(
+    "--queue-len",
+    type=int,
+    default=None,
+    help="ssl: negatives in the MoCo queue [default: sized for the data set, 4096 on CIFAR].",
+)
+@click.option(
+    "--temperature", type=float, default=None, help="ssl: InfoNCE temperature [default: 0.2]."
+)
+@click.option("--proj-dim", type=int, default=None, help="ssl: projection size [default: 128].")
 @click.option(
     "--generator", default=None, help="samix-p: frozen generator folder or ORG/NAME[@REV]."
 )
@@ -110,6 +129,11 @@ def command(ctx: click.Context, resume: bool, quiet: bool, **opts: Any) -> None:
     exactly where it stopped with --resume. Under torchrun it trains with DDP.
 
     \b
+    --scenario ssl trains without labels (MoCo v2 with a queue of negatives; mixup/samix add
+    the mixup InfoNCE, samix a label-free mixer); metrics.jsonl then holds knn_top1 (kNN
+    monitor on the test split) and `samix-hub eval RUN_DIR --linear-probe` scores the encoder.
+
+    \b
     Examples:
       samix-hub train --method samix --data cifar100:~/data --backbone resnet18_cifar \\
           --epochs 200 --out runs/c100-r18-samix
@@ -117,6 +141,8 @@ def command(ctx: click.Context, resume: bool, quiet: bool, **opts: Any) -> None:
           --epochs 2 --batch-size 64 --out runs/digits-mixup
       samix-hub train --method samix-p --generator ORG/samix-generator --data npz:sub.npz \\
           --backbone resnet18_cifar_w32 --epochs 30 --out runs/samix-p
+      samix-hub train --scenario ssl --method samix --data digits \\
+          --backbone resnet18_cifar_w16 --epochs 2 --batch-size 64 --lr 0.06 --out runs/ssl
       samix-hub train --resume --out runs/c100-r18-samix       # after an interruption
       torchrun --nproc-per-node 4 -m samix_hub train --method samix ... --out runs/ddp
     """
@@ -130,11 +156,23 @@ def command(ctx: click.Context, resume: bool, quiet: bool, **opts: Any) -> None:
         if ctx.get_parameter_source(name)
         in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
     }
+    ssl_opts = {k: opts.pop(k) for k in SSL_ONLY}
     out = opts["out"]
     if resume and out and (Path(out) / "config.json").is_file():
-        cfg = config_from_run(read_run_config(out))
+        run = read_run_config(out)
+        cfg = config_from_run(run)
+        if run.get("scenario") == "ssl":
+            from ..engine.selfsup import SSL_OPTIONS
+
+            cfg.extra.update({k: run[k] for k in SSL_OPTIONS if run.get(k) is not None})
         for name in sorted(given):
-            if name in RUNTIME_KEYS:
+            if name in SSL_ONLY:
+                if cfg.extra.get(name) != ssl_opts[name]:
+                    raise UserError(
+                        f"--{name.replace('_', '-')} {ssl_opts[name]!r} differs from the run in "
+                        f"{out} ({cfg.extra.get(name)!r}); omit it to resume, or use another --out"
+                    )
+            elif name in RUNTIME_KEYS:
                 setattr(cfg, name, opts[name])
             elif getattr(cfg, name) != opts[name]:
                 raise UserError(
@@ -145,7 +183,11 @@ def command(ctx: click.Context, resume: bool, quiet: bool, **opts: Any) -> None:
         missing = [f"--{n}" for n in REQUIRED if not opts.get(n)]
         if missing:
             raise click.UsageError(f"missing option(s) {', '.join(missing)}")
-        cfg = TrainConfig(**opts)
+        extra = {k: v for k, v in ssl_opts.items() if v is not None}
+        if extra and opts["scenario"] != "ssl":
+            flags = ", ".join(f"--{k.replace('_', '-')}" for k in extra)
+            raise click.UsageError(f"{flags}: only used with --scenario ssl")
+        cfg = TrainConfig(**opts, extra=extra)
     run_dir = train(cfg, resume=resume, quiet=quiet)
     if int(os.environ.get("RANK", "0")) == 0:
         click.echo(str(run_dir))

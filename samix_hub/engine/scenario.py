@@ -96,6 +96,17 @@ class Scenario:
     def build(self, cfg: TrainConfig, data: DataSource, device: torch.device) -> TrainModules:
         raise NotImplementedError
 
+    def train_transform(
+        self, cfg: TrainConfig, data: DataSource
+    ) -> Callable[[torch.Tensor], torch.Tensor]:
+        """Per-image training augmentation (run in the loader, seeded per epoch and image).
+
+        Default: :func:`samix_hub.data.transforms.train_transform`; ``ssl`` returns two views.
+        """
+        from ..data.transforms import train_transform
+
+        return train_transform(data.image_size)
+
     def step_fn(self, method: str) -> StepFn:
         raise NotImplementedError
 
