@@ -21,7 +21,6 @@ from tqdm.auto import tqdm
 
 from .. import __version__
 from ..data.specs import DataSource, DataSpecError, load_data
-from ..data.transforms import train_transform
 from ..errors import UserError
 from ..fileio import atomic_write_json
 from .checkpoint import (
@@ -156,7 +155,7 @@ def _train(cfg: TrainConfig, info: DistInfo, resume: bool, quiet: bool) -> Path:
     optimizer = torch.optim.SGD(
         params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
     )
-    train_ds = SeededTransform(data.train, train_transform(data.image_size), cfg.seed)
+    train_ds = SeededTransform(data.train, scenario.train_transform(cfg, data), cfg.seed)
     sampler = ResumableSampler(train_ds, info.world, info.rank, cfg.seed)
     spe = sampler.num_samples // cfg.batch_size
     if spe == 0:
