@@ -25,6 +25,7 @@ from samix_hub.data import eval_transform, load_data
 from samix_hub.engine import TrainConfig, evaluate, load_checkpoint, train
 from samix_hub.engine.finetune import FinetuneScenario, finetune_config
 from samix_hub.engine.loader import eval_loader
+from samix_hub.engine.pretrained import load_pretrained_backbone
 from samix_hub.errors import UserError
 from samix_hub.export_run import export_run
 
@@ -206,21 +207,23 @@ def test_export_of_fine_tuned_backbone_and_card(
     assert str(root) not in card
 
 
-def test_linear_probe_trains_the_head_only(root: Path, backbone: Path) -> None:
+def test_linear_probe_trains_the_head_only(root: Path, backbone: Path, generator: Path) -> None:
+    """``--freeze-backbone`` with SAMix^P at 24 px (the generator's native size is 16 px)."""
     cfg = finetune_config(
-        str(backbone), f"npz:{root / 'target.npz'}", str(root / "probe"), method="mixup",
-        freeze_backbone=True, epochs=1, max_steps=3, eval_every=0, lr=0.1, **FAST,
+        str(backbone), f"npz:{root / 'target.npz'}", str(root / "probe"), generator=str(generator),
+        freeze_backbone=True, image_size=(24, 24), epochs=1, max_steps=3, eval_every=0, lr=0.1,
+        **FAST,
     )  # fmt: skip
     run = train(cfg, quiet=True)
     ref = load_file(str(backbone / "model.safetensors"))
     model = load_checkpoint(run)["model"]
     body = [k for k in model if not k.startswith("fc.")]
     assert all(torch.equal(model[k], ref[k]) for k in body)  # weights and BN statistics
-    assert model["fc.weight"].shape == (5, ref["fc.weight"].shape[1])
-    head = finetune_config(
-        str(backbone), "digits", "unused", method="mixup", freeze_backbone=True
-    ).extra
-    assert head["freeze_backbone"] is True
+    start = load_pretrained_backbone(str(backbone)).with_head(5, seed=0).state_dict()
+    assert model["fc.weight"].shape == start["fc.weight"].shape
+    assert not torch.equal(model["fc.weight"], start["fc.weight"])  # the head did train
+    config = json.loads((run / "config.json").read_text())
+    assert config["image_size"] == [24, 24] and config["freeze_backbone"] is True
 
 
 def test_mixed_end_to_end_with_clean_images(
@@ -320,3 +323,59 @@ def test_clear_errors(root: Path, backbone: Path, generator: Path, capsys) -> No
 def test_help_has_examples(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run_cli(["finetune", "--help"], capsys)
     assert code == 0 and "Examples:" in out and "--generator" in out and "--mixed" in out
+
+
+@pytest.mark.hub
+def test_hub_sources_recorded_in_run_and_card(
+    root: Path, backbone: Path, generator: Path, capsys: pytest.CaptureFixture[str], monkeypatch
+) -> None:
+    """``--backbone ORG/NAME`` and ``--generator ORG/NAME`` from a (local, fake) Hub: the run and
+    the exported card record repo and commit; ``hf-hub:ORG/NAME`` goes through timm."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from fakehub import FakeHub
+    from huggingface_hub import constants
+
+    from samix_hub.hub import push
+
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
+
+    token = "hf_fakehubSecretToken0123456789"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGING", "SAMIX_"))}
+    env.update(HF_HOME=str(root / "hf"), HF_TOKEN=token, HF_HUB_DISABLE_XET="1")
+    with FakeHub(token=token) as hub:
+        env["HF_ENDPOINT"] = hub.url
+        _, bb_sha = push(backbone, "me/bb", endpoint=hub.url, token=token)
+        gen_copy = root / "gen-hub"  # a card is required to publish; the fixture has none
+        shutil.copytree(generator, gen_copy, dirs_exist_ok=True)
+        (gen_copy / "README.md").write_text("---\nlibrary_name: samix-hub\n---\n# test\n")
+        _, gen_sha = push(gen_copy, "me/gen", endpoint=hub.url, token=token)
+        for src, out in (("me/bb", "hub-run"), ("hf-hub:me/bb", "hfhub-run")):
+            args = ["finetune", "--backbone", src, "--data", f"npz:{root / 'target.npz'}",
+                    "--out", root / out, "--epochs", 1, "--max-steps", 2, "--batch-size", 16,
+                    "--workers", 0, "--quiet", "--generator", "me/gen"]  # fmt: skip
+            done = subprocess.run(
+                [sys.executable, "-m", "samix_hub", *map(str, args)],
+                env=env, capture_output=True, text=True, timeout=300,
+            )  # fmt: skip
+            assert done.returncode == 0, done.stderr[-2000:]
+    config = json.loads((root / "hub-run" / "config.json").read_text())
+    assert config["base_model"] == "me/bb"
+    assert config["backbone_provenance"]["commit"] == bb_sha
+    assert config["generator"]["repo_id"] == "me/gen" and config["generator"]["commit"] == gen_sha
+    hf = json.loads((root / "hfhub-run" / "config.json").read_text())
+    assert hf["base_model"] == "me/bb" and hf["backbone_provenance"]["kind"] == "hf-hub"
+    a, b = load_checkpoint(root / "hub-run"), load_checkpoint(root / "hfhub-run")
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])  # same start
+    code, _, err = run_cli(
+        ["export", root / "hub-run", "--out", root / "hub-release", "--what", "backbone",
+         "--no-onnx"], capsys,
+    )  # fmt: skip
+    assert code == 0, err
+    card = (root / "hub-release" / "backbone" / "README.md").read_text()
+    assert "base_model: me/bb" in card
+    assert f"me/gen {gen_sha}" in card and f"me/bb (commit {bb_sha})" in card
