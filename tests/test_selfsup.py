@@ -309,6 +309,16 @@ def test_unknown_method_and_bad_options(digits) -> None:
         sc.build(cfg, digits, CPU)
 
 
+def test_ssl_options_rejected_for_supervised_runs(tmp_path: Path, capsys) -> None:
+    args = ["train", "--method", "mixup", "--data", "digits", "--backbone", BACKBONE]
+    code, _, err = _run([*args, "--queue-len", 64, "--out", tmp_path / "r"], capsys)
+    assert code == 2 and "--queue-len: only used with --scenario ssl" in err
+    args[2] = "cutmix"
+    code, _, err = _run([*args, "--scenario", "ssl", "--out", tmp_path / "s"], capsys)
+    assert code == 2 and "unknown ssl method 'cutmix' (one of moco, mixup, samix)" in err
+    assert not (tmp_path / "r").exists() and not (tmp_path / "s").exists()
+
+
 # ---------------------------------------------------------------- runs on real data
 
 
@@ -325,19 +335,23 @@ def test_ssl_run_knn_probe_and_generator_export(tmp_path: Path, capsys) -> None:
     run = tmp_path / "ssl"
     args = ["train", "--scenario", "ssl", "--method", "samix", "--data", "digits"]
     args += ["--backbone", BACKBONE, "--epochs", 1, "--max-steps", 8, "--batch-size", 32]
-    args += ["--lr", 0.06, "--workers", 0, "--device", "cpu", "--queue-len", 64, "-q"]
+    args += ["--lr", 0.06, "--workers", 0, "--device", "cpu", "--queue-len", 96, "-q"]
     args += ["--out", run]
     code, out, err = _run(args, capsys)
     assert code == 0, err
     assert out.strip() == str(run)
     config = json.loads((run / "config.json").read_text())
     assert config["scenario"] == "ssl" and config["num_classes"] == 0
-    assert config["queue_len"] == 64 and config["mixer"]["in_channels"] == 64
+    assert config["queue_len"] == 96 and config["mixer"]["in_channels"] == 64
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [1]
     assert rows[-1]["knn_top1"] > KNN_MIN, rows
     state = load_checkpoint(run)
     assert state["ema"] is not None and state["mixer"] is not None and state["step"] == 8
+    # --resume rebuilds the ssl options from config.json (96 is not the default queue length).
+    assert _run(["train", "--resume", "--out", run, "-q"], capsys)[0] == 0
+    code, _, err = _run(["train", "--resume", "--out", run, "--temperature", 0.1], capsys)
+    assert code == 2 and "--temperature 0.1 differs from the run" in err
 
     code, out, err = _run(["eval", run, "--data", "digits", "--linear-probe", "--json",
                            "--probe-epochs", 30, "--workers", 0, "--device", "cpu"], capsys)  # fmt: skip
