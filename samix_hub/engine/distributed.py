@@ -13,7 +13,14 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-__all__ = ["DistInfo", "init_distributed", "all_reduce_sum", "broadcast_object", "barrier"]
+__all__ = [
+    "DistInfo",
+    "init_distributed",
+    "all_reduce_sum",
+    "broadcast_buffers",
+    "broadcast_object",
+    "barrier",
+]
 
 
 @dataclass
@@ -65,6 +72,18 @@ def broadcast_object(obj: object, info: DistInfo) -> object:
     box = [obj]
     dist.broadcast_object_list(box, src=0)
     return box[0]
+
+
+@torch.no_grad()
+def broadcast_buffers(modules: list[torch.nn.Module | None], info: DistInfo) -> None:
+    """Rank 0's buffers (BatchNorm statistics) on every rank: before evaluating, so that the
+    sharded evaluation scores exactly the weights rank 0 checkpoints."""
+    if not info.enabled:
+        return
+    for module in modules:
+        if module is not None:
+            for buf in module.buffers():
+                dist.broadcast(buf, src=0)
 
 
 def barrier(info: DistInfo) -> None:

@@ -32,7 +32,7 @@ from .checkpoint import (
     truncate_jsonl,
 )
 from .config import RUN_FORMAT_VERSION, RUN_KIND, TrainConfig
-from .distributed import DistInfo, all_reduce_sum, init_distributed, shutdown
+from .distributed import DistInfo, all_reduce_sum, broadcast_buffers, init_distributed, shutdown
 from .loader import ResumableSampler, SeededTransform, mix_seed, train_loader
 from .scenario import StepContext, get_scenario
 
@@ -290,6 +290,7 @@ def _train(cfg: TrainConfig, info: DistInfo, resume: bool, quiet: bool) -> Path:
         epochs_done = math.ceil(step / spe)
         if cfg.eval_every and (epochs_done % cfg.eval_every == 0 or step >= total):
             record: dict[str, Any] = {"epoch": epochs_done, "step": step}
+            broadcast_buffers([mods.model, mods.ema, mods.mixer], info)
             record.update(scenario.evaluate(mods, data, cfg, info, autocast, channels_last))
             record["train_loss"] = sums.get("loss", 0.0) / max(count, 1)
             for k, v in sums.items():

@@ -247,6 +247,7 @@ class SupervisedScenario(Scenario):
             metrics[f"{prefix}top1"] = res["top1"]
             metrics[f"{prefix}top5"] = res["top5"]
             metrics[f"{prefix}test_loss"] = res["loss"]
+            metrics["test_images"] = res["count"]
         return metrics
 
 
