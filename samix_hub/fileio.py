@@ -11,6 +11,9 @@ from typing import Any
 
 __all__ = ["atomic_write", "atomic_write_text", "atomic_write_json"]
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
 
 def atomic_write(target: str | os.PathLike[str], write: Callable[[str], Any]) -> Path:
     """Call ``write(tmp_path)`` then rename the temporary file onto ``target``.
@@ -23,6 +26,7 @@ def atomic_write(target: str | os.PathLike[str], write: Callable[[str], Any]) ->
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; published files are world-readable
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

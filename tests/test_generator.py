@@ -120,3 +120,15 @@ def test_mismatched_channels_rejected():
         gen(torch.rand(2, 1, 32, 32), torch.tensor([1, 0]), 0.5)
     with pytest.raises(ValueError, match="unknown backbone"):
         create_encoder("no_such_net")
+
+
+def test_saved_files_are_readable_by_others(tmp_path):
+    import os
+    import stat
+
+    _generator().save(tmp_path / "g")
+    umask = os.umask(0)
+    os.umask(umask)
+    for name in ("config.json", "generator.safetensors"):
+        mode = stat.S_IMODE((tmp_path / "g" / name).stat().st_mode)
+        assert mode == 0o666 & ~umask, oct(mode)
