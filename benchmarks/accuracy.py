@@ -12,6 +12,10 @@ Reports the top-1 of the last epoch and the median over the last ``min(10, epoch
 
     python benchmarks/accuracy.py --preset cpu --epochs 15 --seeds 0,1
     python benchmarks/accuracy.py --preset cuda --data cifar100:~/data
+    python benchmarks/accuracy.py --preset finetune [finetune_preset.py options]
+
+``--preset finetune`` (issue 9) runs ``benchmarks/finetune_preset.py``: fine-tuning from one
+backbone with vanilla, MixUp, CutMix and a frozen SAMix^P generator, plus the step-time ratio.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -43,6 +48,11 @@ PRESETS = {
 
 
 def main() -> None:
+    if sys.argv[1:3] == ["--preset", "finetune"]:  # issue 9, in finetune_preset.py
+        from finetune_preset import main as finetune_main  # beside this script
+
+        finetune_main(sys.argv[3:])
+        return
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--preset", choices=sorted(PRESETS), default="cpu")
     for key in ("data", "backbone", "device", "seeds"):
