@@ -38,7 +38,11 @@ from samix_hub.export_run import export_run
 
 REPO = Path(__file__).resolve().parent.parent
 CIFAR = REPO.parent / "shared" / "data" / "cifar10_subset_4k_1k.npz"
-METHODS = ("vanilla", "mixup", "cutmix", "samix-p")
+METHODS = ("vanilla", "mixup", "cutmix", "samix-p", "samix-p+adjust")
+#: Row name -> (finetune method, extra options); "+adjust": every mask rescaled to mean λ.
+VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "samix-p+adjust": ("samix-p", {"mask_adjust": 1.0}),
+}
 
 
 def split_classes(src: Path, out: Path) -> dict[str, str]:
@@ -89,21 +93,24 @@ def finetune_all(
 ) -> list[dict[str, Any]]:
     rows = []
     for seed in args.seeds:
-        for method in METHODS:
-            run = work / f"ft-{method}-s{seed}"
+        for name in METHODS:
+            method, extra = VARIANTS.get(name, (name, {}))
+            run = work / f"ft-{name}-s{seed}"
             cfg = finetune_config(
                 str(backbone), spec, str(run), method=method,
                 generator=str(generator) if method == "samix-p" else None,
                 epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=seed,
-                workers=args.workers, device=args.device,
+                workers=args.workers, device=args.device, **extra,
             )  # fmt: skip
             t0 = time.perf_counter()
-            train(cfg, resume=(run / "checkpoints" / "last.pt").is_file(), quiet=args.quiet)
+            reused = (run / "checkpoints" / "last.pt").is_file()
+            train(cfg, resume=reused, quiet=args.quiet)
             metrics = read_metrics(run)
             rows.append(
                 {
-                    "method": method,
+                    "method": name,
                     "seed": seed,
+                    "reused_run": reused,
                     "top1": metrics[-1]["top1"],
                     "ema_top1": metrics[-1].get("ema_top1"),
                     "best_top1": max(m["top1"] for m in metrics),
@@ -113,6 +120,91 @@ def finetune_all(
             )
             print(json.dumps(rows[-1]), file=sys.stderr)
     return rows
+
+
+def interleaved_step_ratio(
+    args: argparse.Namespace, spec: str, backbone: Path, generator: Path, steps: int = 12
+) -> dict[str, float]:
+    """Median step time of SAMix^P and vanilla, timed alternately on the same batches.
+
+    Alternating the two in one process cancels the drift of a shared machine's load, which
+    separate runs (the loop's ``images_per_s``) do not. A step = the method's step function
+    (mixing + forward + backward) + the optimizer step, as in the loop.
+    """
+    from samix_hub.data import load_data
+    from samix_hub.data.transforms import train_transform
+    from samix_hub.engine import StepContext
+    from samix_hub.engine.finetune import FinetuneScenario
+
+    device = torch.device("cuda" if args.device != "cpu" and torch.cuda.is_available() else "cpu")
+    parts = {}
+    for method in ("vanilla", "samix-p"):
+        sc = FinetuneScenario()
+        cfg = sc.resolve(
+            finetune_config(
+                str(backbone), spec, "unused", method=method, batch_size=args.batch_size,
+                generator=str(generator) if method == "samix-p" else None, amp=False,
+            )
+        )  # fmt: skip
+        data = load_data(spec)
+        data.image_size = tuple(cfg.image_size)  # type: ignore[assignment,arg-type]
+        mods = sc.build(cfg, data, device)
+        opt = torch.optim.SGD([p for p in mods.model.parameters() if p.requires_grad], lr=0.01)
+        parts[method] = (sc.step_fn(method), mods, cfg, opt, data)
+    data = parts["vanilla"][4]
+    tf = train_transform(data.image_size)
+    g = torch.Generator().manual_seed(0)
+    times: dict[str, list[float]] = {m: [] for m in parts}
+    for i in range(steps + 2):  # two warm-up rounds
+        idx = torch.randint(len(data.train), (args.batch_size,), generator=g).tolist()
+        items = [data.train[j] for j in idx]
+        x = torch.stack([tf(im) for im, _ in items]).to(device)
+        y = torch.tensor([lab for _, lab in items]).to(device)
+        for method, (fn, mods, cfg, opt, _) in parts.items():
+            ctx = StepContext(
+                mods, cfg, device, torch.Generator().manual_seed(i), i, steps,
+                lambda loss, _branch: loss.backward(),
+            )  # fmt: skip
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            opt.zero_grad(set_to_none=True)
+            fn(ctx, x, y)
+            opt.step()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            if i >= 2:
+                times[method].append(time.perf_counter() - t0)
+    med = {m: statistics.median(t) for m, t in times.items()}
+    return {
+        "vanilla_s": med["vanilla"],
+        "samix_p_s": med["samix-p"],
+        "ratio": med["samix-p"] / med["vanilla"],
+        "steps": steps,
+    }
+
+
+def mask_stats(generator: Path, spec: str, n: int = 64) -> list[dict[str, float]]:
+    """How the generator's masks relate to λ on target test images (mean should be ≈ λ)."""
+    from samix_hub.data import load_data
+
+    gen = samix_hub.load_generator(str(generator))
+    test = load_data(spec).test
+    x = torch.stack([test[i][0] for i in range(n)]).float() / 255.0  # type: ignore[index]
+    partner = torch.randperm(n, generator=torch.Generator().manual_seed(0))
+    out = []
+    for lam in (0.2, 0.5, 0.8):
+        with torch.no_grad():
+            m = gen.masks(x, partner, lam)
+        out.append(
+            {
+                "lam": lam,
+                "mask_mean": float(m.mean()),
+                "per_image_mean_std": float(m.mean((1, 2, 3)).std()),
+                "spatial_std": float(m.std((2, 3)).mean()),
+            }
+        )
+    return out
 
 
 def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -154,8 +246,23 @@ def markdown(result: dict[str, Any]) -> str:
     lines += [
         "",
         f"Step-time ratio SAMix^P / vanilla: {s['step_time_ratio_samix_p_vs_vanilla']:.2f}x "
-        f"(device {result['device']}, {result['threads']} torch threads).",
+        "from the runs' own timing (separate runs, so shared-machine load drift enters);",
+        f"{result['interleaved']['ratio']:.2f}x from steps timed alternately on the same "
+        f"batches (median of {result['interleaved']['steps']}: SAMix^P "
+        f"{1000 * result['interleaved']['samix_p_s']:.0f} ms, vanilla "
+        f"{1000 * result['interleaved']['vanilla_s']:.0f} ms; device {result['device']}, "
+        f"{result['threads']} torch threads).",
+        "",
+        "Generator masks on target test images (weight of image a; the mean should be ≈ λ):",
+        "",
+        "| λ | mask mean | std of per-image means | mean spatial std |",
+        "|---|---|---|---|",
     ]
+    for m in result["generator_masks"]:
+        lines.append(
+            f"| {m['lam']} | {m['mask_mean']:.3f} | {m['per_image_mean_std']:.3f} | "
+            f"{m['spatial_std']:.4f} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -186,6 +293,8 @@ def run_preset(args: argparse.Namespace) -> dict[str, Any]:
     specs = split_classes(args.data, work / "data")
     backbone, generator, pre = pretrain(args, specs["source"], work)
     rows = finetune_all(args, specs["target"], backbone, generator, work)
+    interleaved = interleaved_step_ratio(args, specs["target"], backbone, generator)
+    masks = mask_stats(generator, specs["target"])
     result = {
         "preset": "finetune",
         "backbone": args.backbone,
@@ -196,6 +305,8 @@ def run_preset(args: argparse.Namespace) -> dict[str, Any]:
         "pretrain": pre,
         "runs": rows,
         "summary": summarise(rows),
+        "interleaved": interleaved,
+        "generator_masks": masks,
         "device": "cuda" if args.device != "cpu" and torch.cuda.is_available() else "cpu",
         "threads": torch.get_num_threads(),
         "platform": platform.platform(),
