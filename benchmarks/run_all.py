@@ -5,7 +5,8 @@ Each benchmark is its own script (``benchmarks/*.py``) writing JSON + a markdown
 the budgets below) and pastes every ``results/*.md`` table, with the machine it was measured
 on, between the ``<!-- results:start -->`` / ``<!-- results:end -->`` markers of
 ``benchmarks/README.md`` and ``README.md``. The ``demo`` preset times ``samix-hub demo``
-itself (wall clock, fresh process) and writes ``results/demo.{json,md}``.
+itself (wall clock, fresh process) and writes ``results/demo.{json,md}`` and copies the demo's preview
+grid to ``docs/demo_preview.png`` (the README's picture).
 
     python benchmarks/run_all.py                      # every CPU preset (about 1-2 h on 2 cores)
     python benchmarks/run_all.py --only demo,mix      # some of them
@@ -18,6 +19,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -28,31 +30,33 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 RESULTS = HERE / "results"
+PREVIEW = REPO / "docs" / "demo_preview.png"  # the picture at the top of README.md
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 PY = sys.executable
 
-#: name -> (title, command, markdown table it writes, relative to results/). CPU budgets.
-PRESETS: dict[str, tuple[str, list[str], str]] = {
-    "demo": ("`samix-hub demo` (whole pipeline)", [], "demo.md"),
+#: name -> (title, command, markdown table(s) it writes, relative to results/; the newest
+#: existing one is shown). CPU budgets.
+PRESETS: dict[str, tuple[str, list[str], tuple[str, ...]]] = {
+    "demo": ("`samix-hub demo` (whole pipeline)", [], ("demo.md",)),
     "train_step": (
         "Training-step cost vs vanilla (`train_step.py`)",
         [PY, "benchmarks/train_step.py", "--device", "cpu", "--threads", "1"],
-        "train_step_cpu.md",
+        ("train_step_cpu.md",),
     ),
     "accuracy": (
         "Supervised top-1 at a fixed budget, CIFAR-10 subset (`accuracy.py --preset cpu`)",
         [PY, "benchmarks/accuracy.py", "--preset", "cpu", "--threads", "1"],
-        "accuracy_cpu.md",
+        ("accuracy_cpu.md",),
     ),
     "finetune": (
         "Fine-tuning with a frozen generator, SAMix^P vs baselines (`finetune_preset.py`)",
         [PY, "benchmarks/finetune_preset.py", "--out", "benchmarks/results"],
-        "finetune.md",
+        ("finetune_cpu.md", "finetune.md"),
     ),
     "ssl": (
         "Self-supervised: MoCo v2, + MixUp, + SAMix (`ssl_accuracy.py`)",
         [PY, "benchmarks/ssl_accuracy.py", "--out", "benchmarks/results/ssl"],
-        "ssl/results.md",
+        ("ssl_cpu.md", "ssl.md", "ssl/results.md"),
     ),
     "generator": (
         "Generator throughput, torch vs onnxruntime (`generator_throughput.py`)",
@@ -66,12 +70,12 @@ PRESETS: dict[str, tuple[str, list[str], str]] = {
             "--seconds",
             "3",
         ],
-        "generator_throughput.md",
+        ("generator_throughput.md",),
     ),  # fmt: skip
     "mix": (
         "`samix-hub mix` throughput vs its limit (`mix_throughput.py`)",
         [PY, "benchmarks/mix_throughput.py", "--device", "cpu"],
-        "mix_throughput.md",
+        ("mix_throughput.md",),
     ),
 }
 
@@ -101,9 +105,11 @@ def run_demo(out: Path) -> None:
             cwd=REPO, check=True, stdout=subprocess.PIPE,
         )  # fmt: skip
         wall = time.perf_counter() - t0
-    summary = json.loads(proc.stdout)
+        summary = json.loads(proc.stdout)
+        out.mkdir(parents=True, exist_ok=True)
+        PREVIEW.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(summary["mix"]["preview"], PREVIEW)
     result = {"wall_s": round(wall, 1), "machine": info, "summary": summary}
-    out.mkdir(parents=True, exist_ok=True)
     (out / "demo.json").write_text(json.dumps(result, indent=2) + "\n")
     (out / "demo.md").write_text(demo_table(result))
 
@@ -165,15 +171,28 @@ def _machine_line(md: Path) -> str:
 
 
 def tables() -> str:
-    """Every results table present, in preset order, with its machine line."""
-    parts = []
-    for name, (title, _, md_name) in PRESETS.items():
-        md = RESULTS / md_name
-        if not md.is_file():
+    """Every results table present, in preset order, with its machine line; then any others."""
+    parts, shown = [], set()
+    for name, (title, _, md_names) in PRESETS.items():
+        found = [RESULTS / n for n in md_names if (RESULTS / n).is_file()]
+        if not found:
             parts.append(f"#### {title}\n\nNot measured in this checkout yet (`--only {name}`).\n")
             continue
-        parts.append(f"#### {title}\n\n{md.read_text().strip()}\n\n{_machine_line(md)}\n")
+        md = max(found, key=lambda p: p.stat().st_mtime)
+        shown.update(found)
+        parts.append(f"#### {title}\n\n{_body(md)}\n\n{_machine_line(md)}\n")
+    for md in sorted(set(RESULTS.rglob("*.md")) - shown):
+        rel = md.relative_to(RESULTS).as_posix()
+        parts.append(f"#### Other result: `{rel}`\n\n{_body(md)}\n\n{_machine_line(md)}\n")
     return "\n".join(parts)
+
+
+def _body(md: Path) -> str:
+    """The table file without its own top-level heading (the section heading replaces it)."""
+    lines = md.read_text().strip().splitlines()
+    if lines and lines[0].startswith("# "):
+        lines[0] = f"_{lines[0][2:].strip()}_"
+    return "\n".join(lines)
 
 
 def refresh(readme: Path, block: str) -> bool:
