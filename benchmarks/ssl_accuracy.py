@@ -5,7 +5,7 @@ For each method: ``samix-hub train --scenario ssl`` on the CIFAR-10 subset (4k t
 augmentation, see :mod:`samix_hub.engine.linear_probe`) and the last kNN monitor value. A row for
 the same network at initialisation (no training) shows what the budget buys. Step time: the
 median of timed steps of each method's step function on one fixed two-view batch (after warm-up,
-same device, same process), and the ratio SSL SAMix / MoCo. Writes ``results.json`` and
+same device, same process, methods interleaved), and the ratio SSL SAMix / MoCo. Writes ``results.json`` and
 ``results.md`` under ``--out`` and prints the table.
 
     python benchmarks/ssl_accuracy.py                                   # CPU, small budget
@@ -42,33 +42,40 @@ DATA = REPO.parent / "shared" / "data" / "cifar10_subset_4k_1k.npz"
 METHODS = ("moco", "mixup", "samix")
 
 
-def step_time(cfg: TrainConfig, data: Any, device: torch.device, steps: int) -> float:
-    """Median seconds of one optimizer step (step function + SGD + key update), fixed batch."""
+def step_times(
+    cfgs: dict[str, TrainConfig], data: Any, device: torch.device, rounds: int
+) -> dict[str, float]:
+    """Median seconds of one optimizer step (step function + SGD + key update) per method, on
+    one fixed two-view batch. Methods are timed in interleaved rounds, so that load changes on
+    a shared machine hit every method alike."""
     sc = SelfSupScenario()
-    cfg = sc.resolve(cfg)
-    mods = sc.build(cfg, data, device)
-    sc.wrap(mods, DistInfo(device=device))
-    params = [p for m in mods.trainable() for p in m.parameters() if p.requires_grad]
-    opt = torch.optim.SGD(params, lr=cfg.lr, momentum=0.9)
-    ds = SeededTransform(data.train, sc.train_transform(cfg, data), cfg.seed)
-    images = torch.stack([ds[i][0] for i in range(cfg.batch_size)]).to(device)
-    step_fn = sc.step_fn(cfg.method)
-    times = []
-    for step in range(steps + 2):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        t0 = time.perf_counter()
-        opt.zero_grad(set_to_none=True)
-        gen = torch.Generator().manual_seed(step)
-        ctx = StepContext(mods, cfg, device, gen, step, 1000, lambda loss, b: loss.backward())
-        step_fn(ctx, images, None)
-        opt.step()
-        sc.after_step(mods, step, 1000, cfg)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        if step >= 2:  # warm-up
-            times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    setups = {}
+    for method, cfg in cfgs.items():
+        cfg = sc.resolve(cfg)
+        mods = sc.build(cfg, data, device)
+        sc.wrap(mods, DistInfo(device=device))
+        params = [p for m in mods.trainable() for p in m.parameters() if p.requires_grad]
+        opt = torch.optim.SGD(params, lr=cfg.lr, momentum=0.9)
+        ds = SeededTransform(data.train, sc.train_transform(cfg, data), cfg.seed)
+        images = torch.stack([ds[i][0] for i in range(cfg.batch_size)]).to(device)
+        setups[method] = (cfg, mods, opt, images, sc.step_fn(cfg.method))
+    times: dict[str, list[float]] = {m: [] for m in cfgs}
+    for step in range(rounds + 2):
+        for method, (cfg, mods, opt, images, step_fn) in setups.items():
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            t0 = time.perf_counter()
+            opt.zero_grad(set_to_none=True)
+            gen = torch.Generator().manual_seed(step)
+            ctx = StepContext(mods, cfg, device, gen, step, 1000, lambda loss, b: loss.backward())
+            step_fn(ctx, images, None)
+            opt.step()
+            sc.after_step(mods, step, 1000, cfg)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            if step >= 2:  # warm-up
+                times[method].append(time.perf_counter() - t0)
+    return {m: statistics.median(t) for m, t in times.items()}
 
 
 def main() -> None:
@@ -82,7 +89,7 @@ def main() -> None:
     ap.add_argument("--weight-decay", type=float, default=5e-4)
     ap.add_argument("--queue-len", type=int, default=None)
     ap.add_argument("--probe-epochs", type=int, default=100)
-    ap.add_argument("--timing-steps", type=int, default=5)
+    ap.add_argument("--timing-steps", type=int, default=10, help="timed rounds")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--workers", type=int, default=0)
@@ -117,27 +124,33 @@ def main() -> None:
     for method in args.methods.split(","):
         run = args.out / "runs" / method
         ckpt = run / "checkpoints" / "last.pt"
-        t0 = time.perf_counter()
+        wall = None  # a finished run in --out is reused, not retrained
         if not ckpt.is_file():
+            t0 = time.perf_counter()
             train(config(method, run), quiet=False)
-        wall = time.perf_counter() - t0
+            wall = time.perf_counter() - t0
         metrics = read_jsonl(run / "metrics.jsonl")
         state = load_checkpoint(run)
         model = build_moco(args.backbone, data.mean, data.std, data.channels)
         model.net.load_state_dict(state["model"])
         probe = linear_probe(model.to(device).embed, data, device, args.probe_epochs,
                              workers=args.workers)  # fmt: skip
-        st = step_time(config(method, run), data, device, args.timing_steps)
         rows.append({
             "method": f"moco+{method}" if method != "moco" else "moco",
             "knn_top1": metrics[-1]["knn_top1"] if metrics else None,
             "probe_top1": probe["top1"],
             "train_s": wall,
-            "step_s": st,
+            "step_s": None,
             "steps": int(state["step"]),
             "final_train_loss": metrics[-1]["train_loss"] if metrics else None,
         })  # fmt: skip
         print(json.dumps(rows[-1]), flush=True)
+    methods = args.methods.split(",")
+    timed = step_times(
+        {m: config(m, args.out / "runs" / m) for m in methods}, data, device, args.timing_steps
+    )
+    for r in rows[1:]:
+        r["step_s"] = timed[r["method"].removeprefix("moco+")]
     base = next((r["step_s"] for r in rows if r["method"] == "moco"), None)
     for r in rows:
         r["step_ratio_vs_moco"] = r["step_s"] / base if base and r["step_s"] else None
@@ -160,9 +173,9 @@ def main() -> None:
         knn = f"{r['knn_top1']:.2f}" if r["knn_top1"] is not None else "-"
         step = f"{r['step_s']:.3f}" if r["step_s"] else "-"
         ratio = f"{r['step_ratio_vs_moco']:.2f}" if r["step_ratio_vs_moco"] else "-"
+        wall = f"{r['train_s']:.0f}" if r["train_s"] is not None else "-"
         lines.append(
-            f"| {r['method']} | {knn} | {r['probe_top1']:.2f} | {step} | {ratio} | "
-            f"{r['train_s']:.0f} |"
+            f"| {r['method']} | {knn} | {r['probe_top1']:.2f} | {step} | {ratio} | {wall} |"
         )
     table = "\n".join(lines) + "\n"
     (args.out / "results.md").write_text(table)
