@@ -8,6 +8,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .models.mixer import as_lam_tensor
+
 __all__ = [
     "mixup_cross_entropy",
     "eta_balanced_mixup_loss",
@@ -19,13 +21,7 @@ __all__ = [
 
 
 def _lam(lam: float | torch.Tensor, n: int, ref: torch.Tensor) -> torch.Tensor:
-    lam_t = torch.as_tensor(lam, dtype=ref.dtype, device=ref.device)
-    if lam_t.dim() == 0:
-        lam_t = lam_t.expand(n)
-    lam_t = lam_t.reshape(-1)
-    if lam_t.shape[0] != n:
-        raise ValueError(f"lam has {lam_t.shape[0]} values for a batch of {n}")
-    return lam_t
+    return as_lam_tensor(lam, n, ref.device).to(ref.dtype)
 
 
 def check_eta(eta: float) -> float:

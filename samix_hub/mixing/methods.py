@@ -74,6 +74,14 @@ def _lam_vector(lam: torch.Tensor, n: int, device: torch.device) -> torch.Tensor
     return lam.to(device=device, dtype=torch.float32).expand(n).clone()
 
 
+def _mixed_batch(
+    mixed: torch.Tensor, labels: torch.Tensor, params: MixParams, mask: torch.Tensor | None
+) -> MixedBatch:
+    """Labels ``(y, y[partner])`` weighted by the sampled λ, one value per sample."""
+    lam = _lam_vector(params.lam, mixed.shape[0], mixed.device)
+    return MixedBatch(mixed, labels, labels[params.partner], lam, mask, params.partner)
+
+
 class Vanilla(MixMethod):
     """No mixing: λ = 1, partner = self."""
 
@@ -102,17 +110,9 @@ class MixUp(MixMethod):
         return MixParams(lam=lam, partner=sample_partner(batch_size, generator))
 
     def apply(self, images, labels, params) -> MixedBatch:  # type: ignore[override]
-        n = images.shape[0]
         lam = params.lam.to(images.device, images.dtype)
         mixed = lam * images + (1 - lam) * images[params.partner]
-        return MixedBatch(
-            mixed,
-            labels,
-            labels[params.partner],
-            _lam_vector(params.lam, n, images.device),
-            None,
-            params.partner,
-        )
+        return _mixed_batch(mixed, labels, params, None)
 
 
 class CutMix(MixMethod):
@@ -142,14 +142,7 @@ class CutMix(MixMethod):
         mask = torch.ones(n, 1, h, w, dtype=images.dtype, device=images.device)
         mask[:, :, y0:y1, x0:x1] = 0
         mixed = apply_mask(images, mask, params.partner)
-        return MixedBatch(
-            mixed,
-            labels,
-            labels[params.partner],
-            _lam_vector(params.lam, n, images.device),
-            mask,
-            params.partner,
-        )
+        return _mixed_batch(mixed, labels, params, mask)
 
 
 MaskFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -195,17 +188,9 @@ class SAMix(MixMethod):
         return margin_fallback(mask, lam, self.margin)
 
     def apply(self, images, labels, params) -> MixedBatch:  # type: ignore[override]
-        n = images.shape[0]
         mask = self.masks(images, params)
         mixed = apply_mask(images, mask, params.partner)
-        return MixedBatch(
-            mixed,
-            labels,
-            labels[params.partner],
-            _lam_vector(params.lam, n, images.device),
-            mask,
-            params.partner,
-        )
+        return _mixed_batch(mixed, labels, params, mask)
 
 
 def build_method(
