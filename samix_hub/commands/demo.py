@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import click
 
 from ._common import quiet_option
 
-__all__ = ["command"]
+__all__ = ["command", "format_summary"]
+
+LABELS = {"samix-p": "SAMix^P (frozen generator)", "mixup": "MixUp", "vanilla": "plain (vanilla)"}
 
 
 @click.command("demo")
@@ -59,7 +62,7 @@ def command(out: Path, fast: bool, threads: int, seed: int, as_json: bool, quiet
 
     import torch
 
-    from ..demo import FAST, FULL, format_summary, run_demo
+    from ..demo import FAST, FULL, run_demo
 
     if threads:
         torch.set_num_threads(threads)
@@ -67,3 +70,45 @@ def command(out: Path, fast: bool, threads: int, seed: int, as_json: bool, quiet
     log = (lambda _m: None) if quiet else (lambda m: click.echo(m, err=True))
     summary = run_demo(out, config, quiet=quiet, log=log)
     click.echo(json.dumps(summary, indent=2) if as_json else format_summary(summary))
+
+
+def format_summary(s: dict[str, Any]) -> str:
+    """The human summary printed by ``samix-hub demo`` (stdout)."""
+
+    def pct(v: Any) -> str:
+        return "-" if v is None else f"{v:.1f} %"
+
+    t, ft, par = s["timings_s"], s["finetune"], s["parity"]
+    first = next(iter(ft.values()))
+    worst_export = max(par["export"].values()) if par["export"] else float("nan")
+    lines = [
+        f"samix-hub demo ({s['preset']}) finished in {t['total']:.0f} s -> {s['out']}",
+        "",
+        f"  data        {s['data']['source_train']} + {s['data']['target_train']} training images "
+        "(digits 0-4 -> 5-9, scikit-learn)",
+        f"  train       online SAMix, {s['train']['steps']} steps: top-1 {pct(s['train']['top1'])}"
+        f", EMA {pct(s['train']['ema_top1'])} (digits 0-4)       {t['train']:.0f} s",
+        f"  export      {s['artifacts']['generator']}",
+        f"              {s['artifacts']['backbone']}          {t['export']:.0f} s",
+        f"  publish     {s['hub']['cache']}",
+        f"  pull        {s['hub']['generator']['repo_id']}@{s['hub']['generator']['commit'][:12]}",
+        f"              {s['hub']['backbone']['repo_id']}@{s['hub']['backbone']['commit'][:12]}",
+        f"  parity      ONNX vs torch: export max {worst_export:.1e}; pulled generator on real "
+        f"images mask {par['pulled_onnx_vs_torch']['mask']:.1e}, "
+        f"mixed {par['pulled_onnx_vs_torch']['mixed']:.1e}",
+        f"  mix         {s['mix']['rows']} images, onnxruntime, {s['mix']['images_per_s']:.0f} img/s"
+        f" -> {s['mix']['path']}",
+        f"  preview     {s['mix']['preview']}",
+        f"  fine-tune   digits 5-9 from the pulled backbone, {first['steps']} steps each:",
+        *[
+            f"              {LABELS.get(m, m):<27}top-1 {pct(r['top1'])}   {r['seconds']:.0f} s"
+            for m, r in ft.items()
+        ],
+        "              (short budgets favour plain training; mixup pays off on long schedules)",
+        f"  summary     {Path(s['out']) / 'summary.json'}",
+        "",
+        "Next: samix-hub info " + s["artifacts"]["generator"],
+        "      samix-hub mix --generator " + s["artifacts"]["generator"] + " --data digits "
+        "--out mixed/ --preview grid.png",
+    ]
+    return "\n".join(lines)
