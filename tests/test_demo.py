@@ -72,6 +72,7 @@ def test_summary_has_the_expected_fields(demo: dict) -> None:
     assert s["data"]["source_train"] + s["data"]["target_train"] == 1797 - 360
     for i in range(1, 8):
         assert f"[{i}/7]" in demo["stderr"]  # progress on stderr
+    assert "warning: --ema-momentum" not in demo["stderr"]  # EMA horizon fits the budget
 
 
 def test_artifact_folders_are_valid(demo: dict) -> None:
