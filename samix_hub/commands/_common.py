@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import click
 import torch
 
-__all__ = ["device_option", "seed_option", "quiet_option", "resolve_device"]
+__all__ = ["device_option", "seed_option", "quiet_option", "run_options", "resolve_device"]
 
 device_option = click.option(
     "--device",
@@ -16,6 +19,35 @@ device_option = click.option(
 )
 seed_option = click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
 quiet_option = click.option("--quiet", "-q", is_flag=True, help="No progress bars or messages.")
+
+_RUN_OPTIONS = (
+    click.option(
+        "--amp/--no-amp", default=True, show_default=True, help="bf16/fp16 autocast (CUDA only)."
+    ),
+    click.option(
+        "--channels-last/--no-channels-last", default=True, show_default=True, help="CUDA."
+    ),
+    click.option("--workers", type=int, default=2, show_default=True, help="Data loader workers."),
+    click.option(
+        "--resume", is_flag=True, help="Continue the run in --out from its last checkpoint."
+    ),
+    click.option(
+        "--max-steps", type=int, default=None, help="Stop after this many steps (smoke runs)."
+    ),
+    click.option("--eval-every", type=int, default=1, show_default=True, help="Epochs; 0: never."),
+    click.option(
+        "--checkpoint-every", type=int, default=0, show_default=True, help="Also every N steps."
+    ),
+    click.option("--eval-batch-size", type=int, default=256, show_default=True),
+)
+
+
+def run_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """The options every training run takes (``train``, ``finetune``): AMP, layout, loader
+    workers, resume, step limit, evaluation and checkpoint cadence."""
+    for option in reversed(_RUN_OPTIONS):
+        func = option(func)
+    return func
 
 
 def resolve_device(name: str) -> torch.device:

@@ -10,7 +10,7 @@ import click
 from click.core import ParameterSource
 
 from ..errors import UserError
-from ._common import device_option, quiet_option, seed_option
+from ._common import device_option, quiet_option, run_options, seed_option
 from .train import _image_size
 
 __all__ = ["command"]
@@ -78,20 +78,7 @@ FT_ARGS = ("backbone", "generator", "mixed", "pretrained", "freeze_backbone", "c
 @click.option("--image-size", default=None, help="Train at HxW [default: the backbone's size].")
 @seed_option
 @device_option
-@click.option(
-    "--amp/--no-amp", default=True, show_default=True, help="bf16/fp16 autocast (CUDA only)."
-)
-@click.option("--channels-last/--no-channels-last", default=True, show_default=True, help="CUDA.")
-@click.option("--workers", type=int, default=2, show_default=True, help="Data loader workers.")
-@click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
-@click.option(
-    "--max-steps", type=int, default=None, help="Stop after this many steps (smoke runs)."
-)
-@click.option("--eval-every", type=int, default=1, show_default=True, help="Epochs; 0: never.")
-@click.option(
-    "--checkpoint-every", type=int, default=0, show_default=True, help="Also every N steps."
-)
-@click.option("--eval-batch-size", type=int, default=256, show_default=True)
+@run_options
 @click.option("--download", is_flag=True, help="Let torchvision download CIFAR when missing.")
 @quiet_option
 @click.pass_context

@@ -10,7 +10,7 @@ import click
 from click.core import ParameterSource
 
 from ..errors import UserError
-from ._common import device_option, quiet_option, seed_option
+from ._common import device_option, quiet_option, run_options, seed_option
 
 REQUIRED = ("method", "data", "backbone", "out")
 #: Options of --scenario ssl only; they travel in TrainConfig.extra (and config.json).
@@ -101,20 +101,7 @@ def _image_size(value: str | None) -> tuple[int, int] | None:
 @click.option("--clean-loss", is_flag=True, help="samix-p: add the clean-batch CE (≈2.25x cost).")
 @seed_option
 @device_option
-@click.option(
-    "--amp/--no-amp", default=True, show_default=True, help="bf16/fp16 autocast (CUDA only)."
-)
-@click.option("--channels-last/--no-channels-last", default=True, show_default=True, help="CUDA.")
-@click.option("--workers", type=int, default=2, show_default=True, help="Data loader workers.")
-@click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
-@click.option(
-    "--max-steps", type=int, default=None, help="Stop after this many steps (smoke runs)."
-)
-@click.option("--eval-every", type=int, default=1, show_default=True, help="Epochs; 0: never.")
-@click.option(
-    "--checkpoint-every", type=int, default=0, show_default=True, help="Also every N steps."
-)
-@click.option("--eval-batch-size", type=int, default=256, show_default=True)
+@run_options
 @click.option("--image-size", default=None, help="Resize images to HxW (default: native).")
 @click.option("--download", is_flag=True, help="Let torchvision download CIFAR when missing.")
 @quiet_option
