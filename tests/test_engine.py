@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from samix_hub.data import eval_transform, load_data
+from samix_hub.data import eval_transform
 from samix_hub.engine import (
     NonFiniteLossError,
     StepContext,
@@ -27,20 +27,6 @@ from samix_hub.errors import UserError
 from samix_hub.models import Generator, GeneratorConfig, MixerConfig, create_encoder
 
 BACKBONE = "resnet18_cifar_w16"  # stage 3: 64 channels
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Two threads on two shared cores spin against each other; one is several times faster.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return load_data("digits")
 
 
 @pytest.fixture(scope="module")

@@ -19,15 +19,6 @@ RUN_KEYS = {
 }  # fmt: skip
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    # Two threads on two shared cores spin against each other; one is several times faster.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def samix_run(tmp_path_factory, _one_thread) -> Path:
     out = tmp_path_factory.mktemp("runs") / "samix"

@@ -33,15 +33,6 @@ ARCH = "resnet18_cifar_w16"  # stage 3: 64 channels
 FAST = {"workers": 0, "eval_batch_size": 512, "batch_size": 32}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Two threads on two shared cores spin against each other; one is several times faster.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def run_cli(args: list[object], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
     try:
         main([str(a) for a in args])

@@ -16,7 +16,6 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from samix_hub.cli import main
-from samix_hub.data import load_data
 from samix_hub.engine import StepContext, TrainConfig, load_checkpoint
 from samix_hub.engine.distributed import DistInfo
 from samix_hub.engine.knn import knn_accuracy, knn_scores
@@ -28,20 +27,6 @@ from samix_hub.engine.selfsup import SelfSupScenario, rescale_far_masks
 REPO = Path(__file__).resolve().parent.parent
 BACKBONE = "resnet18_cifar_w16"
 CPU = torch.device("cpu")
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Two threads on two shared cores spin against each other; one is several times faster.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return load_data("digits")
 
 
 def _setup(method: str, data, bs: int = 16, queue_len: int = 48, splits: int = 1, lr=0.05):
