@@ -211,6 +211,17 @@ def _parity(torch_gen: Any, onnx_gen: Any, images: torch.Tensor, seed: int) -> d
     }
 
 
+@torch.no_grad()
+def mask_mean_by_lam(
+    gen: Any, images: torch.Tensor, seed: int, lams: tuple[float, ...] = (0.2, 0.5, 0.8)
+) -> dict[str, float]:
+    """Mean mask (share of image i) for several λ on real images: a trained SAMix mixer should
+    give about λ (SAMIX.md section 1); short CPU runs fall well short of that."""
+    g = torch.Generator().manual_seed(seed)
+    partner = torch.randperm(images.shape[0], generator=g)
+    return {f"{lam:.1f}": round(float(gen(images, partner, lam)[0].mean()), 3) for lam in lams}
+
+
 def run_demo(
     out: str | os.PathLike[str],
     config: DemoConfig = FULL,
@@ -300,6 +311,7 @@ def run_demo(
         )
         images = torch.stack([target.test[i][0] for i in range(64)]).float() / 255.0  # type: ignore[index]
         parity = _parity(torch_gen, onnx_gen, images, cfg.seed)
+        mask_means = mask_mean_by_lam(torch_gen, images, cfg.seed)
 
     finetune: dict[str, Any] = {}
     with step(
@@ -377,6 +389,7 @@ def run_demo(
             "published_commits": commits,
         },
         "parity": {"export": export_parity, "pulled_onnx_vs_torch": parity},
+        "mask_mean_by_lam": mask_means,
         "mix": {
             "path": str(mixed.out),
             "rows": mixed.rows,

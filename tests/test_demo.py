@@ -69,6 +69,11 @@ def test_summary_has_the_expected_fields(demo: dict) -> None:
     assert {k: v["steps"] for k, v in s["finetune"].items()} == {"samix-p": 4, "vanilla": 4}
     assert set(s["parity"]["export"]) == {"mask", "mixed", "logits"}
     assert max(s["parity"]["pulled_onnx_vs_torch"].values()) < 1e-4
+    means = s["mask_mean_by_lam"]
+    assert set(means) == {"0.2", "0.5", "0.8"} and all(0 < v < 1 for v in means.values())
+    from samix_hub.commands.demo import format_summary
+
+    assert "mean mask (share of image a) at λ = 0.2: " in format_summary(s)
     assert s["data"]["source_train"] + s["data"]["target_train"] == 1797 - 360
     for i in range(1, 8):
         assert f"[{i}/7]" in demo["stderr"]  # progress on stderr
@@ -230,3 +235,14 @@ def test_readme_python_api_runs(demo: dict, tmp_path: Path, monkeypatch) -> None
     assert torch.allclose(mixed, mask * images + (1 - mask) * images[partner], atol=1e-5)
     assert ns["logits"].shape == (8, 5)  # the backbone's head: digits 0-4
     assert 0.0 <= float(ns["lam_0"]) <= 1.0
+
+
+def test_mask_mean_by_lam_reads_the_generator() -> None:
+    from samix_hub.demo import mask_mean_by_lam
+
+    def constant(images, partner, lam):  # a mask that is exactly λ everywhere
+        mask = torch.full((images.shape[0], 1, *images.shape[-2:]), float(lam))
+        return mask, images
+
+    means = mask_mean_by_lam(constant, torch.rand(4, 3, 8, 8), seed=0)
+    assert means == {"0.2": 0.2, "0.5": 0.5, "0.8": 0.8}

@@ -99,6 +99,9 @@ def format_summary(s: dict[str, Any]) -> str:
         f"  mix         {s['mix']['rows']} images, onnxruntime, {s['mix']['images_per_s']:.0f} img/s"
         f" -> {s['mix']['path']}",
         f"  preview     {s['mix']['preview']}",
+        "  masks       mean mask (share of image a) at λ = "
+        + ", ".join(f"{k}: {v:.2f}" for k, v in s["mask_mean_by_lam"].items())
+        + " (a trained SAMix mixer gives ≈ λ; short CPU runs do not get there)",
         f"  fine-tune   digits 5-9 from the pulled backbone, {first['steps']} steps each:",
         *[
             f"              {LABELS.get(m, m):<27}top-1 {pct(r['top1'])}   {r['seconds']:.0f} s"
