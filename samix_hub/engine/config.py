@@ -17,7 +17,14 @@ from ..errors import UserError
 from ..losses import check_eta
 from ..mixing.sampling import check_alpha
 
-__all__ = ["TrainConfig", "SL_METHODS", "DEFAULT_ALPHA", "RUN_KIND", "RUN_FORMAT_VERSION"]
+__all__ = [
+    "TrainConfig",
+    "SL_METHODS",
+    "DEFAULT_ALPHA",
+    "RUN_KIND",
+    "RUN_FORMAT_VERSION",
+    "resolve_method",
+]
 
 RUN_KIND = "samix-run"
 RUN_FORMAT_VERSION = 1
@@ -77,15 +84,7 @@ class TrainConfig:
         """Fill per-method defaults and validate every value (one clear error per mistake)."""
         if self.scenario != "sl":
             return self  # other scenarios validate their own options
-        if self.method not in SL_METHODS:
-            raise UserError(f"unknown method {self.method!r} (one of {', '.join(SL_METHODS)})")
-        if self.alpha is None:
-            self.alpha = DEFAULT_ALPHA[self.method]
-        try:
-            check_alpha(self.alpha)
-            check_eta(self.eta)
-        except ValueError as exc:
-            raise UserError(f"invalid --alpha/--eta: {exc}") from None
+        resolve_method(self, SL_METHODS, DEFAULT_ALPHA)
         if self.min_lr is None:
             self.min_lr = 0.5 * self.lr if self.method in LEARNED_MIXERS else 0.0
         self.validate()
@@ -132,6 +131,21 @@ class TrainConfig:
         if kwargs.get("image_size") is not None:
             kwargs["image_size"] = tuple(kwargs["image_size"])
         return cls(**kwargs)
+
+
+def resolve_method(
+    cfg: TrainConfig, methods: tuple[str, ...], default_alpha: dict[str, float], kind: str = ""
+) -> None:
+    """Check ``cfg.method`` is one of ``methods``, fill its default α, validate α and η."""
+    if cfg.method not in methods:
+        raise UserError(f"unknown {kind}method {cfg.method!r} (one of {', '.join(methods)})")
+    if cfg.alpha is None:
+        cfg.alpha = default_alpha[cfg.method]
+    try:
+        check_alpha(cfg.alpha)
+        check_eta(cfg.eta)
+    except ValueError as exc:
+        raise UserError(f"invalid --alpha/--eta: {exc}") from None
 
 
 def _finite(x: float) -> bool:

@@ -43,11 +43,11 @@ import torch.nn.functional as F
 from ..data.specs import DataSource
 from ..data.transforms import eval_transform
 from ..errors import UserError
-from ..losses import check_eta, info_nce, mixup_info_nce, ssl_eta_balanced_loss
+from ..losses import info_nce, mixup_info_nce, ssl_eta_balanced_loss
 from ..mixing import mask_adjust
-from ..mixing.sampling import check_alpha, sample_lam, sample_partner
+from ..mixing.sampling import sample_lam, sample_partner
 from ..models import Mixer, MixerConfig
-from .config import TrainConfig
+from .config import TrainConfig, resolve_method
 from .distributed import DistInfo
 from .ema import ema_momentum, make_ema, update_ema
 from .knn import knn_accuracy
@@ -270,15 +270,7 @@ class SelfSupScenario(Scenario):
     methods = SSL_METHODS
 
     def resolve(self, cfg: TrainConfig) -> TrainConfig:
-        if cfg.method not in SSL_METHODS:
-            raise UserError(f"unknown ssl method {cfg.method!r} (one of {', '.join(SSL_METHODS)})")
-        if cfg.alpha is None:
-            cfg.alpha = SSL_ALPHA[cfg.method]
-        try:
-            check_alpha(cfg.alpha)
-            check_eta(cfg.eta)
-        except ValueError as exc:
-            raise UserError(f"invalid --alpha/--eta: {exc}") from None
+        resolve_method(cfg, SSL_METHODS, SSL_ALPHA, kind="ssl ")
         if cfg.min_lr is None:
             cfg.min_lr = 0.0  # MoCo v2: cosine to 0
         if cfg.ema_end_momentum == _DEFAULT_END:
