@@ -14,8 +14,9 @@ import torch
 import torch.nn as nn
 
 from ..errors import UserError
+from ..models import Mixer, MixerConfig
 
-__all__ = ["Normalize", "Classifier", "build_classifier", "check_backbone"]
+__all__ = ["Normalize", "Classifier", "build_classifier", "build_mixer", "check_backbone"]
 
 
 class Normalize(nn.Module):
@@ -87,3 +88,31 @@ def build_classifier(
     if not hasattr(net, "forward_intermediates"):
         raise UserError(f"backbone {backbone!r}: timm model without forward_intermediates")
     return Classifier(net, mean, std)
+
+
+def build_mixer(
+    model: nn.Module,
+    in_chans: int,
+    image_size: Sequence[int],
+    variant: str,
+    stage: int,
+    seed: int,
+    device: torch.device,
+) -> Mixer:
+    """A fresh SAMix or AutoMix mixer for the stage-``stage`` features of ``model``.
+
+    The channel count comes from a probe through ``model.features``; ImageNet-size images get
+    λ' = λ and dropout 0.1 (SAMIX.md section 1). Initialised from ``seed + 1`` without touching
+    the caller's RNG.
+    """
+    with torch.no_grad():  # channel count of the stage the mixer reads
+        probe = torch.zeros(2, in_chans, *image_size, device=device)
+        channels = int(model.eval().features(probe, stage).shape[1])
+        model.train()
+    mcfg = MixerConfig(channels) if variant == "samix" else MixerConfig.automix(channels)
+    if max(image_size) > 64:
+        mcfg.lam_mul_k = -1.0
+        mcfg.dropout = 0.1
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed + 1)
+        return Mixer(mcfg).to(device)

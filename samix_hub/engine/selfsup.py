@@ -46,7 +46,7 @@ from ..errors import UserError
 from ..losses import info_nce, mixup_info_nce, ssl_eta_balanced_loss
 from ..mixing import mask_adjust
 from ..mixing.sampling import sample_lam, sample_partner
-from ..models import Mixer, MixerConfig
+from ..models import Mixer
 from .config import TrainConfig, resolve_method
 from .distributed import DistInfo
 from .ema import ema_momentum, make_ema, update_ema
@@ -61,7 +61,7 @@ from .moco import (
     shuffled_forward,
     two_view_transform,
 )
-from .model import check_backbone
+from .model import build_mixer, check_backbone
 from .scenario import Scenario, StepContext, StepFn, TrainModules, register_scenario
 
 __all__ = [
@@ -320,17 +320,9 @@ class SelfSupScenario(Scenario):
             dist=DistInfo(device=device),
         )
         if cfg.method == "samix":
-            with torch.no_grad():
-                probe = torch.zeros(2, data.channels, *data.image_size, device=device)
-                channels = int(model.eval().features(probe, cfg.stage).shape[1])
-                model.train()
-            mcfg = MixerConfig(channels)
-            if max(data.image_size) > 64:  # ImageNet-size settings (SAMIX.md section 1)
-                mcfg.lam_mul_k = -1.0
-                mcfg.dropout = 0.1
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(cfg.seed + 1)
-                mods.mixer = Mixer(mcfg).to(device)
+            mods.mixer = build_mixer(
+                model, data.channels, data.image_size, "samix", cfg.stage, cfg.seed, device
+            )
         return mods
 
     def wrap(self, modules: TrainModules, info: DistInfo) -> None:

@@ -27,12 +27,12 @@ from ..data.transforms import eval_transform
 from ..losses import eta_balanced_mixup_loss, mixup_cross_entropy
 from ..mixing import apply_mask, build_method, margin_fallback, mask_adjust
 from ..mixing.sampling import sample_lam, sample_partner
-from ..models import Mixer, MixerConfig
+from ..models import Mixer
 from .config import SL_METHODS, TrainConfig
 from .ema import ema_momentum, make_ema, update_ema
 from .evaluate import evaluate
 from .loader import eval_loader
-from .model import build_classifier
+from .model import build_classifier, build_mixer
 from .scenario import Scenario, StepContext, StepFn, TrainModules, register_scenario
 
 __all__ = [
@@ -180,17 +180,9 @@ class SupervisedScenario(Scenario):
         mods.ema = make_ema(model)
         m = cfg.method
         if m in ("automix", "samix"):
-            with torch.no_grad():  # channel count of the stage the mixer reads
-                probe = torch.zeros(2, data.channels, *data.image_size, device=device)
-                channels = int(model.eval().features(probe, cfg.stage).shape[1])
-                model.train()
-            mcfg = MixerConfig(channels) if m == "samix" else MixerConfig.automix(channels)
-            if max(data.image_size) > 64:  # ImageNet-size settings (SAMIX.md section 1)
-                mcfg.lam_mul_k = -1.0
-                mcfg.dropout = 0.1
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(cfg.seed + 1)
-                mods.mixer = Mixer(mcfg).to(device)
+            mods.mixer = build_mixer(
+                model, data.channels, data.image_size, m, cfg.stage, cfg.seed, device
+            )
         elif m == "samix-p":
             gen, provenance = load_frozen_generator(cfg.generator or "", device)
             if gen.config.in_chans != data.channels:  # type: ignore[union-attr]
