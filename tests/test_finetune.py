@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from cli_helpers import run_cli
 from safetensors.torch import load_file
 
 from samix_hub import Generator, GeneratorConfig, MixerConfig
-from samix_hub.cli import main
 from samix_hub.data import eval_transform, load_data
 from samix_hub.engine import TrainConfig, evaluate, load_checkpoint, train
 from samix_hub.engine.finetune import FinetuneScenario, finetune_config
@@ -31,16 +31,6 @@ from samix_hub.export_run import export_run
 
 ARCH = "resnet18_cifar_w16"  # stage 3: 64 channels
 FAST = {"workers": 0, "eval_batch_size": 512, "batch_size": 32}
-
-
-def run_cli(args: list[object], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def sha256(path: Path) -> str:

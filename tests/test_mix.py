@@ -19,24 +19,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from cli_helpers import run_cli
 
 from samix_hub import Generator, GeneratorConfig, MixerConfig
-from samix_hub.cli import main
 from samix_hub.data import MixedDataset, load_data
 from samix_hub.data.mixed import DATA_DIR, source_order
 from samix_hub.mixing.masks import margin_fallback
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture(scope="module")

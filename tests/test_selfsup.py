@@ -14,8 +14,8 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from cli_helpers import run_cli
 
-from samix_hub.cli import main
 from samix_hub.engine import StepContext, TrainConfig, load_checkpoint
 from samix_hub.engine.distributed import DistInfo
 from samix_hub.engine.knn import knn_accuracy, knn_scores
@@ -54,16 +54,6 @@ def _ctx(mods, cfg, step: int, backward=None) -> StepContext:
     return StepContext(
         mods, cfg, CPU, gen, step, 100, backward or (lambda loss, branch: loss.backward())
     )
-
-
-def _run(args: list[str], capsys) -> tuple[int, str, str]:
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 # ---------------------------------------------------------------- building blocks
@@ -296,10 +286,10 @@ def test_unknown_method_and_bad_options(digits) -> None:
 
 def test_ssl_options_rejected_for_supervised_runs(tmp_path: Path, capsys) -> None:
     args = ["train", "--method", "mixup", "--data", "digits", "--backbone", BACKBONE]
-    code, _, err = _run([*args, "--queue-len", 64, "--out", tmp_path / "r"], capsys)
+    code, _, err = run_cli([*args, "--queue-len", 64, "--out", tmp_path / "r"], capsys)
     assert code == 2 and "--queue-len: only used with --scenario ssl" in err
     args[2] = "cutmix"
-    code, _, err = _run([*args, "--scenario", "ssl", "--out", tmp_path / "s"], capsys)
+    code, _, err = run_cli([*args, "--scenario", "ssl", "--out", tmp_path / "s"], capsys)
     assert code == 2 and "unknown ssl method 'cutmix' (one of moco, mixup, samix)" in err
     assert not (tmp_path / "r").exists() and not (tmp_path / "s").exists()
 
@@ -322,7 +312,7 @@ def test_ssl_run_knn_probe_and_generator_export(tmp_path: Path, capsys) -> None:
     args += ["--backbone", BACKBONE, "--epochs", 1, "--max-steps", 8, "--batch-size", 32]
     args += ["--lr", 0.06, "--workers", 0, "--device", "cpu", "--queue-len", 96, "-q"]
     args += ["--out", run]
-    code, out, err = _run(args, capsys)
+    code, out, err = run_cli(args, capsys)
     assert code == 0, err
     assert out.strip() == str(run)
     config = json.loads((run / "config.json").read_text())
@@ -334,11 +324,11 @@ def test_ssl_run_knn_probe_and_generator_export(tmp_path: Path, capsys) -> None:
     state = load_checkpoint(run)
     assert state["ema"] is not None and state["mixer"] is not None and state["step"] == 8
     # --resume rebuilds the ssl options from config.json (96 is not the default queue length).
-    assert _run(["train", "--resume", "--out", run, "-q"], capsys)[0] == 0
-    code, _, err = _run(["train", "--resume", "--out", run, "--temperature", 0.1], capsys)
+    assert run_cli(["train", "--resume", "--out", run, "-q"], capsys)[0] == 0
+    code, _, err = run_cli(["train", "--resume", "--out", run, "--temperature", 0.1], capsys)
     assert code == 2 and "--temperature 0.1 differs from the run" in err
 
-    code, out, err = _run(["eval", run, "--data", "digits", "--linear-probe", "--json",
+    code, out, err = run_cli(["eval", run, "--data", "digits", "--linear-probe", "--json",
                            "--probe-epochs", 30, "--workers", 0, "--device", "cpu"], capsys)  # fmt: skip
     assert code == 0, err
     probe = json.loads(out)
