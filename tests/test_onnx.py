@@ -142,3 +142,31 @@ def test_broken_graphs_are_refused(samix_onnx, tmp_path):
     with pytest.raises(UserError, match="opset >= 18"):
         export_generator_onnx(_generator(), tmp_path / "old.onnx", opset=13)
     assert not (tmp_path / "old.onnx").exists()
+
+
+@pytest.mark.parametrize("scale", [1.0, 10.0])
+def test_calibrated_generator_parity_and_exact_means_in_onnx(tmp_path, scale):
+    torch.manual_seed(0)
+    mixer = MixerConfig(in_channels=64, calibration="exact", variance="image")
+    gen = Generator(GeneratorConfig(ARCH, mixer, input_size=(32, 32)))
+    sharpen(gen.mixer)
+    with torch.no_grad():  # scale 10: near-binary masks (logits up to about ±40)
+        gen.mixer.value.conv[1].conv.weight.mul_(scale)
+    gen.freeze()
+    path = export_generator_onnx(gen, tmp_path / "g.onnx")
+    sess = OnnxGenerator(path, gen.config, device="cpu")
+    parity = generator_parity(gen, sess)
+    assert parity["mask"] <= 1e-4 and parity["mixed"] <= 1e-4
+    g = torch.Generator().manual_seed(1)
+    for n, h, w in [(8, 32, 32), (5, 48, 40)]:
+        x = torch.rand(n, 3, h, w, generator=g)
+        partner = torch.randperm(n, generator=g)
+        lam = torch.linspace(0.02, 0.98, n)
+        o_mask = sess.masks(x, partner, lam)
+        with torch.no_grad():
+            t_mask = gen.masks(x, partner, lam)
+        assert (o_mask.mean(dim=(1, 2, 3)) - lam).abs().max() <= 1e-3
+        assert (t_mask.mean(dim=(1, 2, 3)) - lam).abs().max() <= 1e-3
+        assert (o_mask - t_mask).abs().max() <= 1e-4
+    if scale > 1:  # the masks really are near-binary
+        assert ((t_mask < 0.01) | (t_mask > 0.99)).float().mean() > 0.4

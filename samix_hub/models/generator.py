@@ -131,6 +131,10 @@ class Generator(nn.Module):
         # Identity when the size already is the native one (bilinear at scale 1 is exact).
         x = F.interpolate(x, size=native, mode="bilinear", align_corners=False)
         feats = self.encoder(x)
+        if self.config.mixer.calibration == "exact":
+            # λ-exact masks are calibrated at the images' own size, so mean(mask_i) = λ_i holds
+            # at any size (the mixer upsamples its logits straight to it).
+            return self.mixer(feats, lam, partner, images.shape[-2:])
         mask = self.mixer(feats, lam, partner, native)
         return F.interpolate(mask, size=images.shape[-2:], mode="bilinear", align_corners=False)
 

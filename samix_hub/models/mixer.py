@@ -15,7 +15,22 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["MixerConfig", "Mixer", "rescale_lam", "as_lam_tensor"]
+__all__ = [
+    "MixerConfig",
+    "Mixer",
+    "rescale_lam",
+    "as_lam_tensor",
+    "calibrate_logits",
+    "CALIBRATION_MODES",
+    "VARIANCE_MODES",
+]
+
+#: ``calibration`` values: "none" (the reference) or "exact" (λ-exact masks, docs/algorithm.md).
+CALIBRATION_MODES = ("none", "exact")
+#: ``variance`` values of the mask regulariser: "batch" (the reference) or "image" (per image).
+VARIANCE_MODES = ("batch", "image")
+#: Fixed iteration count of the calibration solve (safeguarded Newton; exports unrolled to ONNX).
+CALIBRATION_ITERS = 16
 
 
 @dataclass
@@ -35,6 +50,13 @@ class MixerConfig:
     lam_concat: bool = False
     #: margin δ of the L1 term of the mask regulariser.
     mask_loss_margin: float = 0.1
+    #: "exact": shift each image's mask logits so that mean(mask_i) = λ_i exactly (a deviation
+    #: from the paper, docs/algorithm.md); "none": the reference mixer. A config without the
+    #: field (artifacts written before it existed) means "none".
+    calibration: str = "none"
+    #: variance term of the mask regulariser: "batch" (the reference: over the whole batch) or
+    #: "image" (mean of each image's spatial variance; no per-image-constant degenerate optimum).
+    variance: str = "batch"
 
     def __post_init__(self) -> None:
         if self.variant not in ("samix", "automix"):
@@ -45,6 +67,12 @@ class MixerConfig:
             raise ValueError(f"upsample must be 'bilinear' or 'nearest', got {self.upsample!r}")
         if self.lam_concat and self.variant != "automix":
             raise ValueError("lam_concat is an AutoMix option")
+        if self.calibration not in CALIBRATION_MODES:
+            raise ValueError(
+                f"calibration must be one of {CALIBRATION_MODES}, got {self.calibration!r}"
+            )
+        if self.variance not in VARIANCE_MODES:
+            raise ValueError(f"variance must be one of {VARIANCE_MODES}, got {self.variance!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -85,6 +113,47 @@ def as_lam_tensor(lam: float | torch.Tensor, n: int, device: torch.device) -> to
     if lam_t.shape[0] != n:
         raise ValueError(f"lam has {lam_t.shape[0]} values for a batch of {n}")
     return lam_t
+
+
+def calibrate_logits(
+    logits: torch.Tensor, lam: torch.Tensor, iters: int = CALIBRATION_ITERS
+) -> torch.Tensor:
+    """Shift each image's logits by one scalar ``b_i`` so that ``mean(sigmoid(logits_i + b_i)) = λ_i``.
+
+    ``logits`` (N x 1 x H x W) are the logits of the weight of image ``i``; ``lam`` has N values
+    in (0, 1). ``g(b) = mean(sigmoid(s + b))`` is continuous and increasing, and its root lies in
+    ``[logit(λ) - max(s), logit(λ) - min(s)]``; a fixed number of Newton steps, replaced by
+    bisection of that bracket whenever Newton leaves it, finds it (branch-free: exports to
+    ONNX unrolled). The solve runs without autograd; one straight-through Newton step then carries
+    the implicit-function gradient ``db/ds_k = -sigmoid'(s_k + b) / sum_j sigmoid'(s_j + b)``
+    (and ``db/dλ``) without changing the value. Computed in fp32 (fp64 stays fp64).
+    """
+    dtype = torch.float64 if logits.dtype == torch.float64 else torch.float32
+    n = logits.shape[0]
+    flat = logits.to(dtype).reshape(n, -1)
+    target = lam.to(dtype).reshape(n).clamp(1e-6, 1 - 1e-6)
+    t = torch.log(target) - torch.log1p(-target)  # logit(λ)
+    with torch.no_grad():
+        s = flat.detach()
+        lo = t - s.amax(dim=1)
+        hi = t - s.amin(dim=1)
+        b = (t - s.mean(dim=1)).clamp(min=lo, max=hi)
+        for _ in range(iters):
+            p = torch.sigmoid(s + b[:, None])
+            f = p.mean(dim=1) - target
+            slope = (p * (1 - p)).mean(dim=1)
+            below = f < 0
+            lo = torch.where(below, b, lo)
+            hi = torch.where(below, hi, b)
+            newton = b - f / slope.clamp_min(1e-30)
+            inside = (newton >= lo) & (newton <= hi)
+            b = torch.where(inside, newton, 0.5 * (lo + hi))
+    p = torch.sigmoid(flat + b[:, None])
+    f = p.mean(dim=1) - target
+    slope = (p * (1 - p)).mean(dim=1).detach().clamp_min(1e-30)
+    step = f / slope
+    b = b - (step - step.detach())  # value b, gradient of the implicit solution
+    return (flat + b[:, None]).reshape(logits.shape).to(logits.dtype)
 
 
 def _normal_init(module: nn.Module, std: float = 0.01) -> None:
@@ -187,6 +256,9 @@ class Mixer(nn.Module):
             logits = F.interpolate(logits, size=tuple(size), mode="bilinear", align_corners=False)
         else:
             logits = F.interpolate(logits, size=tuple(size), mode="nearest")
+        if cfg.calibration == "exact":
+            # λ-exact masks (deviation, docs/algorithm.md): 1 - sigmoid(l) = sigmoid(-l).
+            return torch.sigmoid(calibrate_logits(-logits, lam_t.float().reshape(n)))
         partner_weight = torch.sigmoid(logits)  # the reference's m
         return 1 - partner_weight
 
@@ -210,7 +282,12 @@ class Mixer(nn.Module):
             l1 = torch.relu((1 - mu_i - lam_t).abs() - margin).mean()
         if self.config.variant == "automix":
             return l1
-        var = ((m - m.mean()) ** 2).mean()
+        if self.config.variance == "image":
+            # Per-image spatial variance (deviation, docs/algorithm.md): rewards sharp masks,
+            # not masks that are constant inside each image but differ between images.
+            var = m.reshape(n, -1).var(dim=1, unbiased=False).mean()
+        else:
+            var = ((m - m.mean()) ** 2).mean()
         return l1 - 2 * var
 
     def load_openmixup_state_dict(self, state_dict: dict[str, torch.Tensor]) -> None:
