@@ -10,6 +10,7 @@ and the body with :class:`string.Template`. Every number in a card comes from th
 
 from __future__ import annotations
 
+import math
 import os
 import statistics
 import string
@@ -26,6 +27,9 @@ __all__ = [
     "load_template",
     "dataset_info",
     "summarize_metrics",
+    "summarize_generator_metrics",
+    "generator_eval_results",
+    "teacher_summary",
     "recipe_table",
     "render_card",
     "validate_card",
@@ -97,6 +101,79 @@ def summarize_metrics(metrics: list[dict[str, Any]], key: str = "top1") -> dict[
     return out
 
 
+#: A generator's own measurements (``metrics.jsonl``; a fixed test batch, λ in 0.2..0.8), as
+#: (key, model-index metric name, what it means). The classifier's accuracy belongs to the
+#: backbone card, never to a generator's model-index.
+GENERATOR_METRICS = (
+    ("mask_slope", "Mask mean vs λ, least-squares slope", "1 when mask means follow λ"),
+    ("mask_spatial_std", "Mask spatial std", "mean per-image spatial std; 0 for flat blends"),
+    ("mask_lam_mae", "Mask mean error vs λ (mean absolute)", "0 when each mask's mean is its λ"),
+)
+
+
+def summarize_generator_metrics(metrics: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The generator's own statistics at the last evaluation that measured them (or None)."""
+    keys = [k for k, _, _ in GENERATOR_METRICS]
+    rows = [m for m in metrics if any(isinstance(m.get(k), (int, float)) for k in keys)]
+    if not rows:
+        return None
+    last = rows[-1]
+    values = {k: float(last[k]) for k in keys if isinstance(last.get(k), (int, float))}
+    return {"values": values, "epoch": last.get("epoch"), "step": last.get("step")}
+
+
+def generator_eval_results(summary: dict[str, Any] | None, data_spec: str | None) -> list[Any]:
+    """``model-index`` entries of a generator: its mask statistics on the test split only."""
+    from huggingface_hub import EvalResult
+
+    if summary is None:
+        return []
+    name, hub_id, _ = dataset_info(data_spec)
+    return [
+        EvalResult(
+            task_type=_TASK,
+            dataset_type=hub_id or name,
+            dataset_name=name,
+            dataset_split="test",
+            metric_type=key,
+            metric_value=round(summary["values"][key], 4),
+            metric_name=label,
+        )
+        for key, label, _ in GENERATOR_METRICS
+        if key in summary["values"]
+    ]
+
+
+def generator_results_text(summary: dict[str, Any] | None, scorer: str) -> str:
+    """The card's results section of a generator: its mask statistics, then who scored it."""
+    if summary is None:
+        lines = ["No mask statistics were recorded for this run."]
+    else:
+        lines = [
+            f"Mask statistics of this generator on a fixed test batch, λ in 0.2..0.8 (epoch "
+            f"{summary['epoch']}, step {summary['step']}):",
+            "",
+            "| metric | value | meaning |",
+            "|---|---|---|",
+        ]
+        for key, label, meaning in GENERATOR_METRICS:
+            if key in summary["values"]:
+                lines.append(f"| {label} | {summary['values'][key]:.4f} | {meaning} |")
+    return "\n".join([*lines, "", scorer])
+
+
+def teacher_summary(prov: dict[str, Any]) -> str:
+    """A teacher's source for a card: the SRC given, Hub repo + commit, or a run/folder name."""
+    if prov.get("repo_id"):
+        commit = f" (commit {prov['commit']})" if prov.get("commit") else ""
+        return f"`{prov.get('src') or prov['repo_id']}`{commit}"
+    if prov.get("kind") in ("timm", "hf-hub"):
+        return f"`{prov.get('src') or prov.get('name') or prov.get('repo_id')}` (timm weights)"
+    what = "training run" if prov.get("kind") == "samix-run" else "backbone folder"
+    sha = f" (sha256 {str(prov['sha256'])[:12]})" if prov.get("sha256") else ""
+    return f"local {what} `{prov.get('source')}`{sha}"
+
+
 def _fmt(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:g}"
@@ -141,6 +218,18 @@ def recipe_table(run_config: dict[str, Any] | None) -> str:
     if isinstance(gen, dict) and gen:
         src = gen.get("repo_id") or gen.get("source") or gen.get("name") or "a local generator"
         rows.append(f"| frozen generator (SAMix^P) | {src} {gen.get('commit') or ''} |")
+    teacher = run_config.get("teacher_provenance")  # mixer trained against a frozen teacher
+    if isinstance(teacher, dict) and teacher:
+        rows.append(
+            f"| frozen teacher (the mixer trained against it) | {teacher_summary(teacher)} |"
+        )
+        head = run_config.get("teacher_head") or {}
+        if head.get("fitted"):
+            test = f", test {head['test_top1']:.2f} %" if "test_top1" in head else ""
+            rows.append(
+                f"| teacher head | refit on frozen features ({head.get('reason')}): "
+                f"train {head['train_top1']:.2f} %{test} |"
+            )
     base = run_config.get("backbone_provenance")  # fine-tune runs (samix-hub finetune)
     if isinstance(base, dict) and base:
         rows.append(f"| base model (fine-tuned from) | {_base_summary(base)} |")
@@ -168,9 +257,11 @@ def _base_summary(prov: dict[str, Any]) -> str:
 def _mixer_summary(mixer: dict[str, Any]) -> str:
     k = mixer.get("lam_mul_k", -1)
     lam = f"λ encoding k={k}" if isinstance(k, (int, float)) and k >= 0 else "no λ encoding"
+    exact = mixer.get("calibration", "none") == "exact"
+    calibration = ", λ-exact masks (mean = λ)" if exact else ""
     return (
         f"{mixer.get('variant', 'samix')} mixer, {mixer.get('in_channels')} input channels, "
-        f"{mixer.get('upsample', 'bilinear')} upsampling, {lam}"
+        f"{mixer.get('upsample', 'bilinear')} upsampling, {lam}{calibration}"
     )
 
 
@@ -243,14 +334,21 @@ def render_card(
     base_model: str | None = None,
     license: str = "apache-2.0",
     extra_tags: tuple[str, ...] = (),
+    eval_results: list[Any] | None = None,
 ) -> str:
     """Front matter (ModelCardData) + the ``kind`` template filled with ``fields``.
 
     ``summary`` (from :func:`summarize_metrics`) feeds ``model-index``; None means no results.
+    ``eval_results`` (e.g. :func:`generator_eval_results`) replaces what ``summary`` would give.
     """
     from huggingface_hub import ModelCardData
 
     name, hub_id, _ = dataset_info(data_spec)
+    results = (
+        eval_results
+        if eval_results is not None
+        else _eval_results(summary, name, hub_id, metric_name)
+    )
     data = ModelCardData(
         library_name=LIBRARY_NAME,
         license=license,
@@ -259,10 +357,26 @@ def render_card(
         base_model=base_model,
         model_name=model_name,
         pipeline_tag=_TASK if kind == "backbone" else None,
-        eval_results=_eval_results(summary, name, hub_id, metric_name) or None,
+        eval_results=results or None,
     )
-    body = load_template(kind).substitute({"dataset": name, **fields})
+    body = load_template(kind).substitute({"dataset": name, **_defaults(kind, fields, name)})
     return f"---\n{data.to_yaml()}\n---\n\n{body}"
+
+
+def _defaults(kind: str, fields: dict[str, Any], dataset: str) -> dict[str, Any]:
+    """Template fields derived from older ones when a caller does not give them."""
+    out = dict(fields)
+    if kind == "backbone" and "method" in out:
+        out.setdefault("trained_how", f"trained with **{out['method']}** on **{dataset}**")
+    if kind == "generator" and "backbone" in out and "stage" in out:
+        out.setdefault(
+            "origin",
+            f"the EMA encoder of a `{out['backbone']}` truncated after stage {out['stage']} plus "
+            f"the SAMix mixer, trained with **{out.get('method', 'samix')}** on **{dataset}**",
+        )
+        out.setdefault("mask_mean", "its mean is close to λ")
+        out.setdefault("mean_limitation", "its mean only approximates λ.")
+    return out
 
 
 def validate_card(source: str | os.PathLike[str], kind: str | None = None) -> Any:
@@ -292,7 +406,10 @@ def validate_card(source: str | os.PathLike[str], kind: str | None = None) -> An
     if not meta.get("license"):
         raise ArtifactError(f"{label}: no license")
     for res in card.data.eval_results or []:
-        if not isinstance(res.metric_value, (int, float)) or not 0 <= res.metric_value <= 100:
+        if not isinstance(res.metric_value, (int, float)) or not math.isfinite(res.metric_value):
+            raise ArtifactError(f"{label}: model-index value {res.metric_value!r} is not a number")
+        percent = "accuracy" in str(res.metric_type)
+        if percent and not 0 <= res.metric_value <= 100:
             raise ArtifactError(f"{label}: model-index value {res.metric_value!r} is not a percent")
     if "arXiv:2111.15454" not in card.text:
         raise ArtifactError(f"{label}: body lacks the paper citation")

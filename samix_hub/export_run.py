@@ -189,6 +189,11 @@ def build_generator(run: Run) -> Any:
         "trained_with": cfg.get("samix_hub_version"),
         "samix_hub_version": __version__,
     }
+    teacher = cfg.get("teacher_provenance")
+    if isinstance(teacher, dict):  # engine/teacher.py: the encoder is the frozen teacher's
+        provenance["encoder_weights"] = "teacher"
+        provenance["trained_against"] = "a frozen teacher"
+        provenance["teacher"] = teacher  # no local paths: a folder is named, not located
     gcfg = GeneratorConfig(
         backbone=cfg["backbone"],
         mixer=MixerConfig.from_dict(cfg["mixer"]),
@@ -275,9 +280,10 @@ def write_generator_folder(
             )
     _check_parity(report.parity, folder)
     prov = cfg.provenance
-    run_summary = cards.summarize_metrics(list(metrics), "top1")
-    ema = cards.summarize_metrics(list(metrics), "ema_top1")
+    own = cards.summarize_generator_metrics(list(metrics))
     h, w = cfg.input_size
+    origin, scorer = _generator_origin(cfg, prov, run_config, list(metrics))
+    exact = cfg.mixer.calibration == "exact"
     fields = {
         "title": f"SAMix generator: {cfg.backbone} on {cards.dataset_info(prov.get('data'))[0]}",
         "backbone": cfg.backbone,
@@ -295,27 +301,73 @@ def write_generator_folder(
         "lam_convention": data["lam_convention"],
         "files": "",
         "recipe": cards.recipe_table(run_config),
-        "results": cards._results_text(
-            run_summary, "accuracy of the classifier trained jointly with this generator", ema
-        ),
+        "results": cards.generator_results_text(own, scorer),
+        "origin": origin,
+        "mask_mean": "its mean equals λ exactly" if exact else "its mean is close to λ",
+        "mean_limitation": "its mean equals λ (λ-exact calibration)."
+        if exact
+        else "its mean only approximates λ.",
         "extra_limitations": "" if onnx else "- This export has no ONNX graph.\n",
         "samix_hub_version": __version__,
     }
     fields["files"] = _files_cell(folder)
+    data_spec = (run_config or {}).get("data", prov.get("data"))
     text = cards.render_card(
         "generator",
         fields,
         model_name=repo_id.split("/")[-1] if repo_id else f"samix-generator-{cfg.backbone}",
-        data_spec=(run_config or {}).get("data", prov.get("data")),
-        summary=run_summary,
-        metric_name="Top-1 (classifier trained jointly with this generator)",
+        data_spec=data_spec,
+        summary=None,
+        metric_name="",
         extra_tags=("mixup-generator",),
+        eval_results=cards.generator_eval_results(own, data_spec),
     )
     atomic_write_text(folder / "README.md", text)
     cards.validate_card(folder / "README.md", "generator")
     validate_artifact(folder, "all" if onnx else "torch")
     report.files = list_files(folder)
     return report
+
+
+def _generator_origin(
+    cfg: Any,
+    prov: dict[str, Any],
+    run_config: dict[str, Any] | None,
+    metrics: list[dict[str, Any]],
+) -> tuple[str, str]:
+    """The card's description of the encoder and mixer, and of the classifier that scored it.
+
+    The classifier's accuracy is stated in the body only: it is the backbone card's result.
+    """
+    from . import cards
+
+    data = cards.dataset_info(prov.get("data"))[0]
+    summary = cards.summarize_metrics(metrics, "top1")
+    acc = f" (top-1 {summary['last']:.2f} % on the test split)" if summary else ""
+    teacher = prov.get("teacher")
+    if isinstance(teacher, dict):
+        who = cards.teacher_summary(teacher)
+        origin = (
+            f"the encoder of a frozen, already trained `{cfg.backbone}` classifier (the teacher, "
+            f"{who}) truncated after stage {cfg.stage}, plus a {cfg.mixer.variant} mixer "
+            f"**trained against a frozen teacher** on **{data}**; only the mixer was trained"
+        )
+        scorer = f"The mixer was trained against the frozen teacher {who}{acc}."
+        head = (run_config or {}).get("teacher_head") or {}
+        if head.get("fitted"):
+            scorer += f" Its head was refit on frozen features for this data ({head['reason']})."
+        return origin, scorer + " The teacher is exported as the backbone; see its card."
+    weights = "EMA encoder" if prov.get("encoder_weights") == "ema" else "encoder"
+    origin = (
+        f"the {weights} of a `{cfg.backbone}` truncated after stage {cfg.stage} plus the "
+        f"{cfg.mixer.variant} mixer, trained with **{prov.get('method', 'samix')}** on **{data}**"
+    )
+    if summary is None:
+        return origin, "The classifier trained jointly with it recorded no evaluation."
+    return origin, (
+        f"The classifier trained jointly with this generator scored top-1 {summary['last']:.2f} % "
+        "on the test split (a result of the backbone card, not of this generator)."
+    )
 
 
 def _int8_fidelity(folder: Path, images: torch.Tensor) -> dict[str, float]:
@@ -380,6 +432,7 @@ def write_backbone_folder(
             "epochs": cfg.get("epochs"),
             "seed": cfg.get("seed"),
             "generator": cfg.get("generator"),
+            "teacher": cfg.get("teacher_provenance"),
             "trained_with": cfg.get("samix_hub_version"),
             "samix_hub_version": __version__,
         },
@@ -405,6 +458,7 @@ def write_backbone_folder(
         key = "knn_top1"
     summary = cards.summarize_metrics(list(metrics), key)
     nc = int(cfg["num_classes"])
+    data_name = cards.dataset_info(cfg.get("data"))[0]
     fields = {
         "title": f"{cfg['backbone']} ({cfg.get('method', 'samix')}) on "
         f"{cards.dataset_info(cfg.get('data'))[0]}",
@@ -422,6 +476,7 @@ def write_backbone_folder(
         "onnx_output": "logits" if nc else "features",
         "num_params": _num_params(model),
         "classes": ", ".join(names) if names else str(nc),
+        "trained_how": f"trained with **{cfg.get('method', 'unknown')}** on **{data_name}**",
         "weights_source": "EMA copy of the classifier" if weights == "ema" else "online classifier",
         "files": "",
         "recipe": cards.recipe_table(cfg),
@@ -433,6 +488,15 @@ def write_backbone_folder(
         "extra_limitations": "" if onnx else "- This export has no ONNX graph.\n",
         "samix_hub_version": __version__,
     }
+    teacher = cfg.get("teacher_provenance")
+    if isinstance(teacher, dict):  # a teacher run: these are the teacher's frozen weights
+        head = cfg.get("teacher_head") or {}
+        refit = " with a linear head refit on its frozen features" if head.get("fitted") else ""
+        fields["trained_how"] = (
+            f"used unchanged{refit} as the frozen teacher of a {cfg.get('method')} generator "
+            f"trained on **{data_name}** (teacher: {cards.teacher_summary(teacher)})"
+        )
+        fields["weights_source"] = "the frozen teacher" + (" (head refit)" if refit else "")
     fields["files"] = _files_cell(folder)
     text = cards.render_card(
         "backbone",

@@ -51,7 +51,20 @@ def _image_size(value: str | None) -> tuple[int, int] | None:
 @click.option("--out", type=click.Path(file_okay=False), help="Run folder to write (RUN_DIR).")
 @click.option("--epochs", type=int, default=200, show_default=True)
 @click.option("--batch-size", type=int, default=100, show_default=True, help="Per device.")
-@click.option("--lr", type=float, default=0.1, show_default=True, help="SGD learning rate.")
+@click.option("--lr", type=float, default=0.1, show_default=True, help="Learning rate.")
+@click.option(
+    "--optimizer",
+    type=click.Choice(["sgd", "adamw"]),
+    default="sgd",
+    show_default=True,
+    help="sgd: the reference recipe (uses --momentum); adamw.",
+)
+@click.option(
+    "--mixer-lr",
+    type=float,
+    default=None,
+    help="automix/samix: the mixer's learning rate [default: --lr]; same cosine shape.",
+)
 @click.option(
     "--min-lr",
     type=float,
@@ -76,6 +89,28 @@ def _image_size(value: str | None) -> tuple[int, int] | None:
 )
 @click.option(
     "--mask-loss-weight", type=float, default=0.1, show_default=True, help="Mask regulariser."
+)
+@click.option(
+    "--calibration",
+    type=click.Choice(["exact", "none"]),
+    default=None,
+    help="automix/samix: 'exact' shifts each mask so its mean is λ exactly (SAMIX.md section 8); "
+    "'none' is the reference mixer [default: exact].",
+)
+@click.option(
+    "--mask-variance",
+    type=click.Choice(["image", "batch"]),
+    default=None,
+    help="automix/samix: variance term of the mask regulariser, per-image spatial or "
+    "batch-wide (the reference) [default: image].",
+)
+@click.option(
+    "--teacher",
+    default=None,
+    metavar="SRC",
+    help="samix/automix: train ONLY the mixer against this frozen, trained classifier (a run "
+    "folder, backbone folder, ORG/NAME[@REV], hf-hub:... or timm name); its stage 3 becomes "
+    "the generator's encoder. Replaces --backbone.",
 )
 @click.option("--ema-momentum", type=float, default=0.999, show_default=True, help="EMA start.")
 @click.option(
@@ -130,6 +165,8 @@ def command(ctx: click.Context, resume: bool, quiet: bool, **opts: Any) -> None:
           --backbone resnet18_cifar_w32 --epochs 30 --out runs/samix-p
       samix-hub train --scenario ssl --method samix --data digits \\
           --backbone resnet18_cifar_w16 --epochs 2 --batch-size 64 --lr 0.06 --out runs/ssl
+      samix-hub train --method samix --teacher runs/c100-r18-samix --data cifar100:~/data \\
+          --epochs 10 --out runs/c100-teacher       # mixer only, frozen trained teacher
       samix-hub train --resume --out runs/c100-r18-samix       # after an interruption
       torchrun --nproc-per-node 4 -m samix_hub train --method samix ... --out runs/ddp
     """
@@ -144,6 +181,10 @@ def command(ctx: click.Context, resume: bool, quiet: bool, **opts: Any) -> None:
         in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
     }
     ssl_opts = {k: opts.pop(k) for k in SSL_ONLY}
+    if opts["teacher"]:
+        if opts["scenario"] != "sl":
+            raise UserError("--teacher trains a supervised mixer, not --scenario ssl")
+        opts["scenario"] = "teacher"  # the frozen-teacher scenario (engine/teacher.py)
     out = opts["out"]
     if resume and out and (Path(out) / "config.json").is_file():
         run = read_run_config(out)
@@ -167,7 +208,8 @@ def command(ctx: click.Context, resume: bool, quiet: bool, **opts: Any) -> None:
                     f"({getattr(cfg, name)!r}); omit it to resume, or use another --out"
                 )
     else:
-        missing = [f"--{n}" for n in REQUIRED if not opts.get(n)]
+        required = [n for n in REQUIRED if not (n == "backbone" and opts["teacher"])]
+        missing = [f"--{n}" for n in required if not opts.get(n)]
         if missing:
             raise click.UsageError(f"missing option(s) {', '.join(missing)}")
         extra = {k: v for k, v in ssl_opts.items() if v is not None}

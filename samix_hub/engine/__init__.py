@@ -26,7 +26,7 @@ from .scenario import (
 )
 
 # Scenarios added by other modules register themselves when present (e.g. ``selfsup``: "ssl").
-for _name in ("selfsup", "finetune"):
+for _name in ("selfsup", "finetune", "teacher"):
     if importlib.util.find_spec(f"{__name__}.{_name}") is not None:
         importlib.import_module(f"{__name__}.{_name}")
 

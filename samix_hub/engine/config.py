@@ -24,6 +24,12 @@ __all__ = [
     "RUN_KIND",
     "RUN_FORMAT_VERSION",
     "resolve_method",
+    "resolve_mixer_options",
+    "legacy_values",
+    "LEGACY_DEFAULTS",
+    "CALIBRATIONS",
+    "MASK_VARIANCES",
+    "OPTIMIZERS",
 ]
 
 RUN_KIND = "samix-run"
@@ -40,6 +46,13 @@ DEFAULT_ALPHA = {
 }
 #: Methods whose cosine schedule ends at half the base lr (0.1 -> 0.05 in the reference).
 LEARNED_MIXERS = ("automix", "samix")
+#: λ-exact masks (SAMIX.md section 8) or the reference's free mask mean.
+CALIBRATIONS = ("exact", "none")
+#: The mask regulariser's variance: per-image spatial (section 8, cause b) or batch-wide (reference).
+MASK_VARIANCES = ("image", "batch")
+OPTIMIZERS = ("sgd", "adamw")
+#: What a ``config.json`` written before an option existed meant by its absence (for --resume).
+LEGACY_DEFAULTS: dict[str, Any] = {"optimizer": "sgd", "teacher": None}
 
 
 @dataclass
@@ -55,6 +68,9 @@ class TrainConfig:
     batch_size: int = 100
     lr: float = 0.1
     min_lr: float | None = None
+    #: learning rate of the mixer (online automix/samix); None: the same as ``lr``.
+    mixer_lr: float | None = None
+    optimizer: str = "sgd"
     momentum: float = 0.9
     weight_decay: float = 1e-4
     alpha: float | None = None
@@ -66,6 +82,11 @@ class TrainConfig:
     ema_end_momentum: float = 0.999999
     stage: int = 3
     generator: str | None = None
+    #: a frozen, trained classifier the mixer is trained against (``scenario="teacher"``).
+    teacher: str | None = None
+    #: mixer options (automix/samix): "exact" | "none"; "image" | "batch" (resolved per method).
+    calibration: str | None = None
+    mask_variance: str | None = None
     clean_loss: bool = False
     seed: int = 0
     device: str = "auto"
@@ -87,6 +108,7 @@ class TrainConfig:
         resolve_method(self, SL_METHODS, DEFAULT_ALPHA)
         if self.min_lr is None:
             self.min_lr = 0.5 * self.lr if self.method in LEARNED_MIXERS else 0.0
+        resolve_mixer_options(self, self.method in LEARNED_MIXERS)
         self.validate()
         return self
 
@@ -110,6 +132,23 @@ class TrainConfig:
             (self.eval_every >= 0, "--eval-every must be >= 0"),
             (self.checkpoint_every >= 0, "--checkpoint-every must be >= 0"),
             (self.workers >= 0, "--workers must be >= 0"),
+            (
+                self.optimizer in OPTIMIZERS,
+                f"--optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}",
+            ),
+            (
+                self.mixer_lr is None or (_finite(self.mixer_lr) and self.mixer_lr > 0),
+                f"--mixer-lr must be > 0, got {self.mixer_lr}",
+            ),
+            (
+                self.calibration in (None, *CALIBRATIONS),
+                f"--calibration must be one of {', '.join(CALIBRATIONS)}, got {self.calibration!r}",
+            ),
+            (
+                self.mask_variance in (None, *MASK_VARIANCES),
+                f"--mask-variance must be one of {', '.join(MASK_VARIANCES)}, "
+                f"got {self.mask_variance!r}",
+            ),
         ]
         for ok, message in checks:
             if not ok:
@@ -118,6 +157,13 @@ class TrainConfig:
             raise UserError("--method samix-p needs --generator SRC (a generator folder or repo)")
         if self.method != "samix-p" and self.generator:
             raise UserError(f"--generator is only used by --method samix-p, not {self.method}")
+        if self.teacher and self.scenario != "teacher":
+            raise UserError(f"--teacher trains a mixer with --scenario sl, not {self.scenario}")
+        if self.scenario in ("ssl", "finetune"):
+            for name in ("calibration", "mask_variance", "mixer_lr"):
+                if getattr(self, name) is not None:
+                    flag = "--" + name.replace("_", "-")
+                    raise UserError(f"{flag} is not available with --scenario {self.scenario}")
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -146,6 +192,41 @@ def resolve_method(
         check_eta(cfg.eta)
     except ValueError as exc:
         raise UserError(f"invalid --alpha/--eta: {exc}") from None
+
+
+def resolve_mixer_options(cfg: TrainConfig, learned: bool) -> None:
+    """Mixer defaults for new runs with a learned mixer: λ-exact masks, per-image variance.
+
+    Both are this project's deviations from the reference (SAMIX.md section 8); MixerConfig's own
+    defaults ("none", "batch") keep older artifacts as they were. Other methods reject them.
+    """
+    if learned:
+        cfg.calibration = cfg.calibration or "exact"
+        cfg.mask_variance = cfg.mask_variance or "image"
+        cfg.mixer_lr = cfg.mixer_lr if cfg.mixer_lr is not None else cfg.lr
+        return
+    for name in ("calibration", "mask_variance", "mixer_lr"):
+        if getattr(cfg, name) is not None:
+            flag = "--" + name.replace("_", "-")
+            raise UserError(f"{flag} applies to --method automix/samix, not {cfg.method}")
+
+
+def legacy_values(run: dict[str, Any]) -> dict[str, Any]:
+    """What the options a run's ``config.json`` lacks meant when it was written (older versions).
+
+    A run with a mixer from before the mixer options had the reference's mixer (no calibration,
+    batch-wide variance) and one learning rate; every run had SGD and no teacher.
+    """
+    out = {k: v for k, v in LEGACY_DEFAULTS.items() if k not in run}
+    mixer = run.get("mixer")
+    if isinstance(mixer, dict) and run.get("scenario") != "ssl":
+        legacy = {
+            "calibration": mixer.get("calibration", "none"),
+            "mask_variance": mixer.get("variance", "batch"),
+            "mixer_lr": run.get("lr"),
+        }
+        out.update({k: v for k, v in legacy.items() if k not in run})
+    return out
 
 
 def _finite(x: float) -> bool:

@@ -227,7 +227,7 @@ class FinetuneScenario(SupervisedScenario):
             raise RuntimeError("FinetuneScenario.build before resolve")
         src = cfg.extra["backbone_source"]
         if bb.in_chans != data.channels:
-            if bb.kind == "artifact":
+            if bb.kind in ("artifact", "run"):
                 raise UserError(
                     f"--backbone {src} takes {bb.in_chans}-channel images, "
                     f"{cfg.data} has {data.channels}-channel images"

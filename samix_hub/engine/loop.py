@@ -31,7 +31,7 @@ from .checkpoint import (
     save_checkpoint,
     truncate_jsonl,
 )
-from .config import RUN_FORMAT_VERSION, RUN_KIND, TrainConfig
+from .config import RUN_FORMAT_VERSION, RUN_KIND, TrainConfig, legacy_values
 from .distributed import DistInfo, all_reduce_sum, broadcast_buffers, init_distributed, shutdown
 from .loader import ResumableSampler, SeededTransform, mix_seed, train_loader
 from .scenario import StepContext, get_scenario
@@ -43,6 +43,8 @@ RUNTIME_KEYS = frozenset(
     {"device", "amp", "workers", "eval_every", "checkpoint_every", "eval_batch_size", "download"}
     | {"out", "channels_last"}
 )
+#: ``config.json`` keys that describe a run but are recomputed on resume (not options).
+RESUME_INFO_KEYS = frozenset({"samix_hub_version", "teacher_head"})
 
 
 class NonFiniteLossError(UserError):
@@ -84,16 +86,19 @@ def run_config_dict(
 
 def config_from_run(run: dict[str, Any]) -> TrainConfig:
     """The :class:`TrainConfig` a run folder's ``config.json`` was written from."""
-    data = dict(run)
+    data = {**legacy_values(run), **run}
     data["generator"] = run.get("generator_source")
     data["image_size"] = tuple(run["image_size"]) if run.get("image_size") else None
     return TrainConfig.from_dict(data)
 
 
 def _check_resumable(saved: dict[str, Any], new: dict[str, Any], path: Path) -> None:
-    skip = RUNTIME_KEYS | {"samix_hub_version"}
+    saved = {**legacy_values(saved), **saved}
+    skip = RUNTIME_KEYS | RESUME_INFO_KEYS
     diff = [
-        k for k in sorted(set(saved) | set(new)) if k not in skip and saved.get(k) != new.get(k)
+        k
+        for k in sorted(set(saved) | set(new))
+        if k not in skip and saved.get(k) != new.get(k) and not _same_mixer(k, saved, new)
     ]
     if diff:
         k = diff[0]
@@ -101,6 +106,43 @@ def _check_resumable(saved: dict[str, Any], new: dict[str, Any], path: Path) -> 
             f"{path}: cannot resume with a different {k} ({saved.get(k)!r} in the run, "
             f"{new.get(k)!r} now); use another --out for a new run"
         )
+
+
+def _same_mixer(key: str, saved: dict[str, Any], new: dict[str, Any]) -> bool:
+    """Mixer configs equal once the fields an older version did not write take their defaults."""
+    a, b = saved.get(key), new.get(key)
+    if key != "mixer" or not isinstance(a, dict) or not isinstance(b, dict):
+        return False
+    from ..models import MixerConfig
+
+    try:
+        return MixerConfig.from_dict(a).to_dict() == MixerConfig.from_dict(b).to_dict()
+    except (TypeError, ValueError):
+        return False
+
+
+def _optimizer(groups: list[dict[str, Any]], cfg: TrainConfig) -> torch.optim.Optimizer:
+    """SGD (the reference recipe, SAMIX.md section 2) or AdamW over the scenario's groups."""
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+
+
+def _scheduler(
+    optimizer: torch.optim.Optimizer, cfg: TrainConfig, total: int
+) -> torch.optim.lr_scheduler.LRScheduler:
+    """Cosine from each group's lr; to ``min_lr`` (one lr) or to ``lr_g * min_lr / lr`` (several:
+    a mixer with its own lr keeps its ratio to the backbone's, as the reference's two cosines)."""
+    lrs = {float(g["lr"]) for g in optimizer.param_groups}
+    min_lr = cfg.min_lr or 0.0
+    if len(lrs) <= 1:
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total, eta_min=min_lr)
+    ratio = min_lr / cfg.lr
+
+    def factor(step: int) -> float:
+        return ratio + (1 - ratio) * 0.5 * (1 + math.cos(math.pi * min(step, total) / total))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
 def _amp(device: torch.device, enabled: bool) -> tuple[Callable[[], Any], Any]:
@@ -180,10 +222,7 @@ def _train(cfg: TrainConfig, info: DistInfo, resume: bool, quiet: bool) -> Path:
                 m.to(memory_format=torch.channels_last)
     autocast, scaler = _amp(device, cfg.amp)
 
-    params = [p for m in mods.trainable() for p in m.parameters() if p.requires_grad]
-    optimizer = torch.optim.SGD(
-        params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
-    )
+    optimizer = _optimizer(scenario.param_groups(mods, cfg), cfg)
     train_ds = SeededTransform(data.train, scenario.train_transform(cfg, data), cfg.seed)
     sampler = ResumableSampler(train_ds, info.world, info.rank, cfg.seed)
     spe = sampler.num_samples // cfg.batch_size
@@ -193,9 +232,7 @@ def _train(cfg: TrainConfig, info: DistInfo, resume: bool, quiet: bool) -> Path:
             f"{cfg.batch_size} per device (lower --batch-size)"
         )
     total = cfg.epochs * spe if cfg.max_steps is None else min(cfg.epochs * spe, cfg.max_steps)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
-        optimizer, T_max=total, eta_min=cfg.min_lr or 0.0
-    )
+    scheduler = _scheduler(optimizer, cfg, total)
     run_cfg = run_config_dict(cfg, data, scenario.run_config(cfg, data, mods), info.world)
     _warn_short_ema(cfg, total, info.is_main and not quiet)
 

@@ -98,18 +98,31 @@ def build_mixer(
     stage: int,
     seed: int,
     device: torch.device,
+    calibration: str | None = None,
+    variance: str | None = None,
 ) -> Mixer:
     """A fresh SAMix or AutoMix mixer for the stage-``stage`` features of ``model``.
 
     The channel count comes from a probe through ``model.features``; ImageNet-size images get
     λ' = λ and dropout 0.1 (SAMIX.md section 1). Initialised from ``seed + 1`` without touching
-    the caller's RNG.
+    the caller's RNG. ``calibration`` / ``variance`` set the mixer options of SAMIX.md section 8
+    (None: MixerConfig's defaults). ``model`` is returned to the mode it was in.
     """
+    was_training = model.training
     with torch.no_grad():  # channel count of the stage the mixer reads
         probe = torch.zeros(2, in_chans, *image_size, device=device)
         channels = int(model.eval().features(probe, stage).shape[1])
-        model.train()
-    mcfg = MixerConfig(channels) if variant == "samix" else MixerConfig.automix(channels)
+        model.train(was_training)
+    options: dict[str, str] = {}
+    if calibration is not None:
+        options["calibration"] = calibration
+    if variance is not None:
+        options["variance"] = variance
+    mcfg = (
+        MixerConfig(channels, **options)  # type: ignore[arg-type]
+        if variant == "samix"
+        else MixerConfig.automix(channels, **options)
+    )
     if max(image_size) > 64:
         mcfg.lam_mul_k = -1.0
         mcfg.dropout = 0.1

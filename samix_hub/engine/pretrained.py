@@ -2,6 +2,9 @@
 
 ``SRC`` is one of
 
+- a ``samix-hub train`` run folder (``RUN_DIR`` with ``config.json`` and ``checkpoints/last.pt``):
+  its classifier, with the online or the EMA weights, whichever scored higher at the last
+  evaluation (the ``model`` weights when nothing was evaluated);
 - a samix-hub backbone folder or Hub repo ``ORG/NAME[@REV]`` (timm's Hub layout, loaded through
   :func:`samix_hub.load_backbone`, which validates it and reads safetensors only);
 - ``hf-hub:ORG/NAME``: any timm model on the Hub (``timm.create_model(SRC, pretrained=True)``);
@@ -45,6 +48,8 @@ class PretrainedBackbone:
     #: A Hub repo id the weights came from (a card's ``base_model``), None when there is none.
     base_model: str | None = None
     kind: str = "timm"
+    #: The head's class names when the source records them (run folders, samix-hub backbones).
+    class_names: tuple[str, ...] | None = None
 
     def with_head(self, num_classes: int, seed: int) -> nn.Module:
         """The network with a fresh classifier for ``num_classes`` (seeded; global RNG kept)."""
@@ -63,9 +68,13 @@ class PretrainedBackbone:
 
 
 def backbone_kind(src: str) -> str:
-    """``artifact`` (folder or ``ORG/NAME``), ``hf-hub`` or ``timm`` (a model name)."""
+    """``run`` (a training run folder), ``artifact`` (folder or ``ORG/NAME``), ``hf-hub`` or
+    ``timm`` (a model name)."""
     if src.startswith("hf-hub:"):
         return "hf-hub"
+    folder = Path(os.path.expanduser(src))
+    if (folder / "config.json").is_file() and (folder / "checkpoints").is_dir():
+        return "run"
     if Path(os.path.expanduser(src)).exists() or "/" in src or os.sep in src:
         return "artifact"
     return "timm"
@@ -93,7 +102,47 @@ def _has_weights(name: str) -> tuple[bool, str | None]:
     return any(getattr(pcfg, k, None) for k in _WEIGHT_KEYS), getattr(pcfg, "hf_hub_id", None)
 
 
-def _timm_create(src: str, pretrained: bool, in_chans: int | None) -> nn.Module:
+def _from_run(src: str) -> PretrainedBackbone:
+    """The classifier of a ``samix-hub train`` run folder (see the module docstring)."""
+    from ..cards import dataset_info
+    from ..commands.mix import folder_sha256
+    from ..export_run import build_backbone, load_run
+
+    folder = Path(os.path.expanduser(src))
+    run = load_run(folder)
+    cfg, last = run.config, (run.metrics[-1] if run.metrics else {})
+    weights = "model"
+    ema_better = float(last.get("ema_top1", -1.0)) > float(last.get("top1", -1.0))
+    if ema_better and isinstance(run.checkpoint.get("ema"), dict):
+        weights = "ema"
+    net = build_backbone(run, weights)
+    size = cfg.get("image_size") or (32, 32)
+    size = (int(size), int(size)) if isinstance(size, int) else (int(size[0]), int(size[1]))
+    chans = int(cfg.get("in_chans", len(cfg.get("mean") or (0, 0, 0))))
+    prov: dict[str, Any] = {
+        "kind": "samix-run",
+        "source": folder.resolve().name,
+        "sha256": folder_sha256(folder, ["config.json", "checkpoints/last.pt"]),
+        "weights": weights,
+        "method": cfg.get("method"),
+        "scenario": cfg.get("scenario"),
+        "trained_on": dataset_info(cfg.get("data"))[2],
+        "step": run.checkpoint.get("step"),
+    }
+    top1 = last.get("ema_top1" if weights == "ema" else "top1")
+    if isinstance(top1, (int, float)):
+        prov["top1"] = float(top1)
+    names = tuple(str(c) for c in cfg.get("class_names") or ()) or None
+    mean = tuple(float(v) for v in cfg["mean"])
+    std = tuple(float(v) for v in cfg["std"])
+    base = cfg.get("base_model") if isinstance(cfg.get("base_model"), str) else None
+    arch = str(cfg["backbone"])
+    return PretrainedBackbone(net.train(), arch, chans, size, mean, std, prov, base, "run", names)
+
+
+def _timm_create(
+    src: str, pretrained: bool, in_chans: int | None, option: str = "--backbone"
+) -> nn.Module:
     import timm
 
     kwargs: dict[str, Any] = {} if in_chans is None else {"in_chans": in_chans}
@@ -103,11 +152,13 @@ def _timm_create(src: str, pretrained: bool, in_chans: int | None) -> nn.Module:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         hint = (
             "pass --no-pretrained to start from random weights, or give a local backbone folder"
+            if pretrained and option == "--backbone"
+            else "give a local folder"
             if pretrained
             else "check the name"
         )
         raise UserError(
-            f"--backbone {src}: timm could not build it ({type(exc).__name__}: {first}); {hint}"
+            f"{option} {src}: timm could not build it ({type(exc).__name__}: {first}); {hint}"
         ) from None
 
 
@@ -117,21 +168,28 @@ def load_pretrained_backbone(
     pretrained: bool = True,
     in_chans: int | None = None,
     seed: int = 0,
+    option: str = "--backbone",
     **hub_kwargs: Any,
 ) -> PretrainedBackbone:
     """Resolve ``--backbone SRC`` (see the module docstring); errors are one line naming SRC.
 
     ``in_chans`` (the data's channels) is passed to timm for model names and ``hf-hub:`` repos,
     which adapt the first convolution of pretrained weights; an artifact must already match.
-    ``seed`` makes a random initialisation (``pretrained=False``) reproducible.
+    ``seed`` makes a random initialisation (``pretrained=False``) reproducible. ``option`` is the
+    command-line option named in errors (``--teacher`` for a teacher run).
     """
     from .. import models as _models  # noqa: F401  (registers the CIFAR backbones in timm)
     from .model import check_backbone
 
     kind = backbone_kind(src)
+    if kind in ("artifact", "run") and not pretrained:
+        raise UserError(f"--no-pretrained applies to timm model names, not to {src}")
+    if kind == "run":
+        try:
+            return _from_run(src)
+        except UserError as exc:
+            raise UserError(f"{option} {src}: {exc}") from None
     if kind == "artifact":
-        if not pretrained:
-            raise UserError(f"--no-pretrained applies to timm model names, not to {src}")
         from ..loading import load_backbone
         from ..sources import resolve_source
 
@@ -139,7 +197,7 @@ def load_pretrained_backbone(
         try:
             net, config = load_backbone(resolved)
         except ArtifactError as exc:
-            raise UserError(f"--backbone {src}: {exc}") from None
+            raise UserError(f"{option} {src}: {exc}") from None
         arch, chans, size, mean, std = _from_cfg(net, str(config.get("architecture")))
         if resolved.repo_id is not None:
             prov: dict[str, Any] = {"kind": "samix-backbone", **resolved.provenance()}
@@ -155,20 +213,24 @@ def load_pretrained_backbone(
         meta = config.get("samix_hub") or {}
         if isinstance(meta, dict) and meta.get("provenance"):
             prov["trained_on"] = meta["provenance"].get("data")
+        names = tuple(str(c) for c in config.get("label_names") or ()) or None
         return PretrainedBackbone(
-            net.train(), arch, chans, size, mean, std, prov, resolved.repo_id, kind
+            net.train(), arch, chans, size, mean, std, prov, resolved.repo_id, kind, names
         )
     if kind == "timm":
         check_backbone(src.split(".")[0])
         has, hub_id = _has_weights(src)
         if pretrained and not has:
-            raise UserError(
-                f"--backbone {src}: timm has no pretrained weights for it; pass --no-pretrained "
-                "to fine-tune from a random initialisation, or give a trained backbone folder"
+            hint = (
+                "pass --no-pretrained to fine-tune from a random initialisation, or give a "
+                "trained backbone folder"
+                if option == "--backbone"
+                else "give a trained run folder, backbone folder or Hub repo ORG/NAME[@REV]"
             )
+            raise UserError(f"{option} {src}: timm has no pretrained weights for it; {hint}")
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            net = _timm_create(src, pretrained, in_chans)
+            net = _timm_create(src, pretrained, in_chans, option)
         arch, chans, size, mean, std = _from_cfg(net, src.split(".")[0])
         prov = {"kind": "timm", "name": src, "pretrained": pretrained}
         base = hub_id if pretrained else None
@@ -178,7 +240,7 @@ def load_pretrained_backbone(
     repo = src[len("hf-hub:") :]
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        net = _timm_create(src, pretrained, in_chans)
+        net = _timm_create(src, pretrained, in_chans, option)
     arch, chans, size, mean, std = _from_cfg(net, repo)
     prov = {"kind": "hf-hub", "repo_id": repo, "pretrained": pretrained}
     base = repo.split("@")[0] if pretrained else None

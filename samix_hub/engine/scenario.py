@@ -110,6 +110,11 @@ class Scenario:
     def step_fn(self, method: str) -> StepFn:
         raise NotImplementedError
 
+    def param_groups(self, modules: TrainModules, cfg: TrainConfig) -> list[dict[str, Any]]:
+        """Optimizer parameter groups: every trainable parameter at ``cfg.lr`` by default."""
+        params = [p for m in modules.trainable() for p in m.parameters() if p.requires_grad]
+        return [{"params": params, "lr": cfg.lr}]
+
     def wrap(self, modules: TrainModules, info: DistInfo) -> None:
         """DDP wrappers (in ``modules.wrapped``) for the trainable modules, on several ranks."""
         if not info.enabled:

@@ -181,8 +181,9 @@ class SupervisedScenario(Scenario):
         m = cfg.method
         if m in ("automix", "samix"):
             mods.mixer = build_mixer(
-                model, data.channels, data.image_size, m, cfg.stage, cfg.seed, device
-            )
+                model, data.channels, data.image_size, m, cfg.stage, cfg.seed, device,
+                calibration=cfg.calibration, variance=cfg.mask_variance,
+            )  # fmt: skip
         elif m == "samix-p":
             gen, provenance = load_frozen_generator(cfg.generator or "", device)
             if gen.config.in_chans != data.channels:  # type: ignore[union-attr]
@@ -200,6 +201,16 @@ class SupervisedScenario(Scenario):
                 kwargs = {"mask_adjust": cfg.mask_adjust, "margin": cfg.lam_margin}
             mods.extra["method"] = build_method(m, cfg.alpha, mask_fn=mods.frozen, **kwargs)
         return mods
+
+    def param_groups(self, mods: TrainModules, cfg: TrainConfig) -> list[dict[str, Any]]:
+        """The mixer at ``--mixer-lr`` when it differs from ``--lr`` (openmixup's ImageNet
+        recipes give the mixer its own schedule; SAMIX.md section 2), else one group."""
+        if mods.mixer is None or cfg.mixer_lr is None or cfg.mixer_lr == cfg.lr:
+            return super().param_groups(mods, cfg)
+        mixer = [p for p in mods.mixer.parameters() if p.requires_grad]
+        model = [p for p in mods.model.parameters() if p.requires_grad]
+        groups = [{"params": model, "lr": cfg.lr}, {"params": mixer, "lr": cfg.mixer_lr}]
+        return [g for g in groups if g["params"]]
 
     def step_fn(self, method: str) -> StepFn:
         if method == "vanilla":
@@ -240,6 +251,10 @@ class SupervisedScenario(Scenario):
             metrics[f"{prefix}top5"] = res["top5"]
             metrics[f"{prefix}test_loss"] = res["loss"]
             metrics["test_images"] = res["count"]
+        if mods.mixer is not None:  # the generator's own statistics, as it will be exported
+            from .teacher import generator_statistics
+
+            metrics.update(generator_statistics(mods, data, cfg, info.device, mods.ema))
         return metrics
 
 

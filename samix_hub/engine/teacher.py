@@ -1,0 +1,402 @@
+"""Teacher-trained generators: only the mixer trains, against a frozen, already trained classifier.
+
+SAMIX.md section 8: online SAMix scores the mixer with an EMA classifier that is near-random for
+the first ~1,000 steps; the reference's fine-grained recipes instead train the mixer against an
+ImageNet-pretrained model from step 0. Here (``samix-hub train --method samix --teacher SRC``,
+``scenario="teacher"``) the teacher is any trained classifier that
+:func:`~samix_hub.engine.pretrained.load_pretrained_backbone` resolves (a run folder, a backbone
+folder, ``ORG/NAME[@REV]``, ``hf-hub:...`` or a timm name with weights). Its stage 3 is the
+generator's encoder, so the exported generator is the teacher truncated after stage 3 + the mixer.
+
+One step (:func:`teacher_step`): λ ~ Beta(α, α), a permutation π, stage-3 features of the clean
+batch (no grad), the mask WITH grad, the mixed batch through the teacher (gradients reach the input
+only: the teacher's parameters do not require grad), η-balanced loss (section 4; AutoMix: mixup
+CE) + the mask regulariser. No EMA, no classifier loss: about one vanilla step of the same backbone.
+
+When the teacher's classes are not the data's (another count, other class names, or no head), a
+new linear head is first fitted on the teacher's frozen pooled features of the training set
+(:func:`fit_linear_head`: full-batch L-BFGS on standardised, cached features; seconds on CPU) and
+its train/test accuracy goes to ``config.json`` (``teacher_head``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..data.specs import DataSource
+from ..data.transforms import eval_transform
+from ..errors import UserError
+from ..losses import eta_balanced_mixup_loss, mixup_cross_entropy
+from ..mixing import apply_mask
+from ..mixing.sampling import sample_lam, sample_partner
+from ..models import Mixer
+from .config import DEFAULT_ALPHA, TrainConfig, resolve_method, resolve_mixer_options
+from .distributed import DistInfo
+from .evaluate import evaluate
+from .loader import eval_loader
+from .model import Classifier, build_mixer
+from .pretrained import PretrainedBackbone, load_pretrained_backbone
+from .scenario import StepContext, StepFn, TrainModules, register_scenario
+from .supervised import SupervisedScenario, _layout
+
+__all__ = [
+    "TEACHER_METHODS",
+    "FrozenClassifier",
+    "TeacherScenario",
+    "teacher_step",
+    "load_teacher",
+    "head_mismatch",
+    "pooled_features",
+    "fit_linear_head",
+    "fit_teacher_head",
+    "mask_statistics",
+    "generator_statistics",
+]
+
+TEACHER_METHODS = ("samix", "automix")
+#: λ grid of the per-epoch mask statistics (the range where labels and masks matter most).
+STAT_LAMS = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
+STAT_BATCH = 64
+
+
+class FrozenClassifier(Classifier):
+    """A classifier that stays in eval mode (BatchNorm running statistics) with frozen weights."""
+
+    def __init__(self, net: nn.Module, mean: Sequence[float], std: Sequence[float]) -> None:
+        super().__init__(net, mean, std)
+        for p in self.parameters():
+            p.requires_grad_(False)
+        self.eval()
+
+    def train(self, mode: bool = True) -> FrozenClassifier:
+        return super().train(False)  # type: ignore[return-value]
+
+
+def teacher_step(ctx: StepContext, images: torch.Tensor, labels: torch.Tensor) -> dict:
+    """One mixer step against the frozen teacher (see the module docstring)."""
+    cfg, mods, g = ctx.cfg, ctx.modules, ctx.generator
+    mixer_raw: Mixer = mods.mixer  # type: ignore[assignment]
+    teacher: Classifier = mods.model  # type: ignore[assignment]
+    n, size = images.shape[0], tuple(images.shape[-2:])
+    lam = float(sample_lam(cfg.alpha, generator=g))  # type: ignore[arg-type]
+    pi = sample_partner(n, g).to(images.device)
+    with torch.no_grad(), ctx.autocast():
+        feats = teacher.features(images, cfg.stage)
+    with ctx.autocast():
+        mask = mods.call("mixer")(feats, lam, pi, size).float()
+        logits = teacher(_layout(apply_mask(images, mask, pi), ctx))
+    if mixer_raw.config.variant == "automix":
+        loss_mixer = mixup_cross_entropy(logits, labels, labels[pi], lam)
+    else:
+        loss_mixer = eta_balanced_mixup_loss(logits, labels, labels[pi], lam, cfg.eta)
+    loss_mask = cfg.mask_loss_weight * mixer_raw.mask_loss(mask, lam)
+    ctx.backward(loss_mixer + loss_mask, "mixer")
+    parts = {"loss_mixer": loss_mixer.detach(), "loss_mask": loss_mask.detach()}
+    return {"loss": parts["loss_mixer"] + parts["loss_mask"], **parts}
+
+
+def load_teacher(
+    src: str, seed: int, in_chans: int | None = None, **hub_kwargs: Any
+) -> PretrainedBackbone:
+    """Resolve ``--teacher SRC`` with the ``--backbone`` resolver; errors are one line naming it."""
+    try:
+        bb = load_pretrained_backbone(
+            src, pretrained=True, in_chans=in_chans, seed=seed, option="--teacher", **hub_kwargs
+        )
+    except UserError as exc:
+        text = str(exc)
+        raise UserError(
+            text if text.startswith("--teacher") else f"--teacher {src}: {text}"
+        ) from None
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:  # not a classifier folder
+        first = (str(exc).strip().splitlines() or [""])[0]
+        raise UserError(
+            f"--teacher {src}: cannot load it ({type(exc).__name__}: {first})"
+        ) from None
+    if not hasattr(bb.net, "forward_intermediates"):
+        raise UserError(f"--teacher {src}: {bb.architecture} has no forward_intermediates (timm)")
+    bb.provenance = dict(bb.provenance)
+    local = bb.kind == "run" or (bb.kind == "artifact" and not bb.provenance.get("repo_id"))
+    if not local:  # the SRC string as given; a local path never goes into an artifact
+        bb.provenance["src"] = src
+    return bb
+
+
+def head_mismatch(bb: PretrainedBackbone, data: DataSource) -> str | None:
+    """Why the teacher's head cannot score ``data`` (None when it can)."""
+    k = int(getattr(bb.net, "num_classes", 0) or 0)
+    if k == 0:
+        return "the teacher has no classifier head"
+    if k != data.num_classes:
+        return f"the teacher has {k} classes, the data {data.num_classes}"
+    if bb.class_names is not None and list(bb.class_names) != [str(c) for c in data.class_names]:
+        return "the teacher's class names differ from the data's"
+    return None
+
+
+@torch.no_grad()
+def pooled_features(
+    teacher: Classifier,
+    dataset: Any,
+    image_size: Sequence[int],
+    batch_size: int,
+    device: torch.device,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pre-logits (pooled) features of the frozen teacher and the labels, over ``dataset``."""
+    net: Any = teacher.net
+    feats, labels = [], []
+    for x, y in eval_loader(dataset, eval_transform(tuple(image_size)), batch_size, 0):  # type: ignore[arg-type]
+        f = net.forward_head(net.forward_features(teacher.normalize(x.to(device))), pre_logits=True)
+        feats.append(f.float().flatten(1).cpu())
+        labels.append(torch.as_tensor(y))
+    return torch.cat(feats), torch.cat(labels).long()
+
+
+def fit_linear_head(
+    feats: torch.Tensor,
+    labels: torch.Tensor,
+    num_classes: int,
+    l2: float = 1e-3,
+    max_iter: int = 200,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Multinomial logistic regression on frozen features -> (weight K x C, bias K).
+
+    Full-batch L-BFGS (strong Wolfe) from zero on standardised features, then the standardisation
+    is folded into the weights. Deterministic: no random state (zero start, full batch).
+    """
+    mu = feats.mean(0)
+    sd = feats.std(0, unbiased=False).clamp_min(1e-6)
+    z = (feats - mu) / sd
+    w = torch.zeros(z.shape[1], num_classes, requires_grad=True)
+    b = torch.zeros(num_classes, requires_grad=True)
+    opt = torch.optim.LBFGS(
+        [w, b], lr=1.0, max_iter=max_iter, history_size=20, line_search_fn="strong_wolfe"
+    )
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = F.cross_entropy(z @ w + b, labels) + 0.5 * l2 * (w * w).sum()
+        loss.backward()
+        return loss
+
+    with torch.enable_grad():
+        opt.step(closure)
+    weight = (w.detach() / sd[:, None]).T.contiguous()
+    bias = b.detach() - (mu / sd) @ w.detach()
+    return weight, bias
+
+
+def _install_head(net: nn.Module, weight: torch.Tensor, bias: torch.Tensor, src: str) -> None:
+    net.reset_classifier(weight.shape[0])  # type: ignore[operator]
+    head = net.get_classifier()  # type: ignore[operator]
+    if not isinstance(head, nn.Linear) or head.in_features != weight.shape[1]:
+        raise UserError(f"--teacher {src}: its classifier is not one linear layer; cannot refit")
+    with torch.no_grad():
+        head.weight.copy_(weight.to(head.weight))
+        head.bias.copy_(bias.to(head.bias))
+    head.requires_grad_(False)
+
+
+def _accuracy(feats: torch.Tensor, labels: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> float:
+    return 100.0 * float(((feats @ w.T + b).argmax(1) == labels).float().mean())
+
+
+def fit_teacher_head(
+    teacher: Classifier, data: DataSource, cfg: TrainConfig, reason: str
+) -> dict[str, Any]:
+    """Fit and install a new head for ``data`` (see :func:`fit_linear_head`); what it scored."""
+    device = next(teacher.parameters()).device
+    bs = cfg.eval_batch_size
+    tr_f, tr_y = pooled_features(teacher, data.train, data.image_size, bs, device)
+    w, b = fit_linear_head(tr_f, tr_y, data.num_classes)
+    out: dict[str, Any] = {
+        "fitted": True,
+        "reason": reason,
+        "method": "L-BFGS logistic regression on frozen pooled features (l2 1e-3)",
+        "features": int(tr_f.shape[1]),
+        "train_images": int(tr_f.shape[0]),
+        "train_top1": _accuracy(tr_f, tr_y, w, b),
+    }
+    if data.test is not None:
+        te_f, te_y = pooled_features(teacher, data.test, data.image_size, bs, device)
+        out["test_top1"] = _accuracy(te_f, te_y, w, b)
+    _install_head(teacher.net, w, b, str(cfg.teacher))
+    return out
+
+
+@torch.no_grad()
+def mask_statistics(
+    mixer: Mixer, encoder: Classifier, images: torch.Tensor, stage: int
+) -> dict[str, float]:
+    """Mask statistics of the mixer on a fixed batch over λ in 0.2..0.8, as the exported
+    generator computes masks (mixer and encoder in eval mode; both modes are restored).
+
+    ``mask_slope``: least-squares slope of the batch-mean mask against λ (1 when masks follow
+    λ); ``mask_spatial_std``: mean over images of each mask's spatial std (0 for flat blends);
+    ``mask_lam_mae``: mean |mean(mask_i) - λ| over images and λ.
+    """
+    modes = [(m, m.training) for m in (mixer, encoder)]
+    mixer.eval()
+    encoder.eval()
+    try:
+        n, size = images.shape[0], tuple(images.shape[-2:])
+        feats = encoder.features(images, stage).float()
+        partner = torch.roll(torch.arange(n, device=images.device), 1)  # fixed, no self-pairs
+        means, stds, errs = [], [], []
+        for lam in STAT_LAMS:
+            mask = mixer(feats, lam, partner, size).float().flatten(1)
+            per_image = mask.mean(1)
+            means.append(float(per_image.mean()))
+            stds.append(float(mask.std(1, unbiased=False).mean()))
+            errs.append(float((per_image - lam).abs().mean()))
+    finally:
+        for module, mode in modes:
+            module.train(mode)
+    lam_mean = sum(STAT_LAMS) / len(STAT_LAMS)
+    m_mean = sum(means) / len(means)
+    cov = sum((lam - lam_mean) * (m - m_mean) for lam, m in zip(STAT_LAMS, means, strict=True))
+    var = sum((lam - lam_mean) ** 2 for lam in STAT_LAMS)
+    return {
+        "mask_slope": cov / var,
+        "mask_spatial_std": sum(stds) / len(stds),
+        "mask_lam_mae": sum(errs) / len(errs),
+    }
+
+
+def stat_batch(data: DataSource) -> torch.Tensor:
+    """The fixed batch of the mask statistics: the first (up to) 64 test images."""
+    n = min(STAT_BATCH, len(data.test))  # type: ignore[arg-type]
+    return next(iter(eval_loader(data.test, eval_transform(data.image_size), n, 0)))[0]
+
+
+def generator_statistics(
+    mods: TrainModules, data: DataSource, cfg: TrainConfig, device: torch.device, encoder: Any
+) -> dict[str, float]:
+    """:func:`mask_statistics` of a run's mixer with ``encoder`` (finite values only)."""
+    if mods.mixer is None or data.test is None or encoder is None:
+        return {}
+    batch = mods.extra.get("stat_batch")
+    if batch is None:
+        batch = mods.extra["stat_batch"] = stat_batch(data)
+    stats = mask_statistics(mods.mixer, encoder, batch.to(device), cfg.stage)  # type: ignore[arg-type]
+    return {k: v for k, v in stats.items() if math.isfinite(v)}
+
+
+class TeacherScenario(SupervisedScenario):
+    """``scenario="teacher"``: a frozen teacher classifier + a trainable mixer (no EMA)."""
+
+    name = "teacher"
+    methods = TEACHER_METHODS
+
+    def __init__(self) -> None:
+        self.backbone: PretrainedBackbone | None = None
+        self._teacher_eval: dict[str, float] | None = None
+
+    def resolve(self, cfg: TrainConfig) -> TrainConfig:
+        if not cfg.teacher:
+            raise UserError("a teacher run needs --teacher SRC (a trained classifier)")
+        resolve_method(cfg, TEACHER_METHODS, DEFAULT_ALPHA, kind="--teacher ")
+        if cfg.mixer_lr is not None and cfg.mixer_lr != cfg.lr:
+            raise UserError("--mixer-lr: the mixer is all a teacher run trains; set --lr instead")
+        if cfg.clean_loss:
+            raise UserError("--clean-loss trains a classifier; a teacher run trains the mixer only")
+        if cfg.min_lr is None:
+            cfg.min_lr = 0.5 * cfg.lr  # the learned-mixer schedule of section 2
+        resolve_mixer_options(cfg, learned=True)
+        cfg.validate()
+        self.backbone = load_teacher(cfg.teacher, cfg.seed)
+        arch = self.backbone.architecture
+        if cfg.backbone and cfg.backbone != arch:
+            raise UserError(
+                f"--backbone {cfg.backbone}: a teacher run uses the teacher's architecture "
+                f"({arch}); omit --backbone"
+            )
+        cfg.backbone = arch
+        if cfg.image_size is None:
+            cfg.image_size = self.backbone.input_size
+        return cfg
+
+    def build(self, cfg: TrainConfig, data: DataSource, device: torch.device) -> TrainModules:
+        bb = self.backbone
+        if bb is None:
+            raise RuntimeError("TeacherScenario.build before resolve")
+        if bb.in_chans != data.channels:
+            if bb.kind in ("artifact", "run"):
+                raise UserError(
+                    f"--teacher {cfg.teacher} takes {bb.in_chans}-channel images, "
+                    f"{cfg.data} has {data.channels}-channel images"
+                )
+            bb = self.backbone = load_teacher(str(cfg.teacher), cfg.seed, data.channels)
+        mean, std = bb.normalisation(data.channels)
+        teacher = FrozenClassifier(bb.net, mean, std).to(device)
+        reason = head_mismatch(bb, data)
+        head: dict[str, Any] = {"fitted": False}
+        if reason is not None:
+            head = fit_teacher_head(teacher, data, cfg, reason)
+        mods = TrainModules(model=teacher)
+        mods.mixer = build_mixer(
+            teacher, data.channels, data.image_size, cfg.method, cfg.stage, cfg.seed, device,
+            calibration=cfg.calibration, variance=cfg.mask_variance,
+        )  # fmt: skip
+        mods.extra.update(teacher_head=head, normalisation=(list(mean), list(std)))
+        return mods
+
+    def step_fn(self, method: str) -> StepFn:
+        if method not in TEACHER_METHODS:
+            raise ValueError(f"no teacher step function for method {method!r}")
+        return teacher_step
+
+    def after_step(self, mods: TrainModules, step: int, total: int, cfg: TrainConfig) -> None:
+        """Nothing: the teacher is frozen and there is no EMA."""
+
+    def run_config(self, cfg: TrainConfig, data: DataSource, mods: TrainModules) -> dict:
+        bb = self.backbone
+        assert bb is not None
+        mean, std = mods.extra["normalisation"]
+        return {
+            **super().run_config(cfg, data, mods),
+            "mean": mean,
+            "std": std,
+            "in_chans": data.channels,
+            "trained_against": "a frozen teacher",
+            "teacher_provenance": bb.provenance,
+            "teacher_head": mods.extra["teacher_head"],
+            "base_model": bb.base_model,
+        }
+
+    def evaluate(
+        self,
+        modules: TrainModules,
+        data: DataSource,
+        cfg: TrainConfig,
+        info: DistInfo,
+        autocast: Callable[[], contextlib.AbstractContextManager],
+        channels_last: bool,
+    ) -> dict[str, float]:
+        """The teacher's top-1/top-5 (computed once: it is frozen) + mask statistics."""
+        if data.test is None:
+            return {}
+        tf = eval_transform(data.image_size)
+        if self._teacher_eval is None:
+            batches = eval_loader(
+                data.test, tf, cfg.eval_batch_size, min(cfg.workers, 2), info.rank, info.world
+            )
+            res = evaluate(modules.model, batches, info.device, info, autocast, channels_last)
+            self._teacher_eval = {
+                "top1": res["top1"],
+                "top5": res["top5"],
+                "test_loss": res["loss"],
+                "test_images": res["count"],
+            }
+        stats = generator_statistics(modules, data, cfg, info.device, modules.model)
+        return {**self._teacher_eval, **stats}
+
+
+register_scenario("teacher", TeacherScenario)
