@@ -88,6 +88,8 @@ def make_run(
          "train_loss": 2.0 - 0.1 * e}
         for e, t1, t5, et in [(1, 30.5, 80.25, 28.0), (2, 41.0, 85.5, 39.5), (3, 39.75, 88.0, 44.25)]
     ]  # fmt: skip
+    if method == "samix":  # the generator's own statistics (engine: mask_statistics)
+        rows[-1].update(mask_slope=0.875, mask_spatial_std=0.125, mask_lam_mae=0.0625)
     if metrics:
         (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     torch.save(

@@ -204,3 +204,18 @@ def test_bad_teacher_is_one_line(
                            *args, *FAST])  # fmt: skip
     assert code != 0 and out == ""
     assert message.format(**fill) in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_fused_teacher_computes_the_same(teacher_run: Path) -> None:
+    from samix_hub.engine.pretrained import load_pretrained_backbone
+    from samix_hub.engine.teacher import FrozenClassifier, fuse_conv_bn
+
+    bb = load_pretrained_backbone(str(teacher_run))
+    teacher = FrozenClassifier(bb.net, bb.mean, bb.std)
+    fused = fuse_conv_bn(teacher)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fused.modules())
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in teacher.modules())  # untouched
+    x = torch.rand(8, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.allclose(fused(x), teacher(x), atol=1e-4)
+        assert torch.allclose(fused.features(x, 3), teacher.features(x, 3), atol=1e-4)
