@@ -219,3 +219,44 @@ def test_fused_teacher_computes_the_same(teacher_run: Path) -> None:
     with torch.no_grad():
         assert torch.allclose(fused(x), teacher(x), atol=1e-4)
         assert torch.allclose(fused.features(x, 3), teacher.features(x, 3), atol=1e-4)
+
+
+@pytest.mark.hub
+def test_teacher_from_the_hub(teacher_run: Path, tmp_path: Path, monkeypatch) -> None:
+    """``--teacher ORG/NAME``: a (local, fake) Hub backbone; the run, the generator config and
+    card record the repo id as given and the resolved commit, and no local path."""
+    import os
+    import subprocess
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from fakehub import FakeHub
+    from huggingface_hub import constants
+
+    from samix_hub.hub import push
+
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
+    export_run(teacher_run, tmp_path / "rel", what=["backbone"], onnx=False)
+    token = "hf_fakehubSecretToken0123456789"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGING", "SAMIX_"))}
+    env.update(HF_HOME=str(tmp_path / "hf"), HF_TOKEN=token, HF_HUB_DISABLE_XET="1")
+    with FakeHub(token=token) as hub:
+        env["HF_ENDPOINT"] = hub.url
+        _, sha = push(tmp_path / "rel" / "backbone", "me/teacher", endpoint=hub.url, token=token)
+        done = subprocess.run(
+            [sys.executable, "-m", "samix_hub", "train", "--method", "samix", "--teacher",
+             "me/teacher", "--data", "digits", "--max-steps", "3", "--out",
+             str(tmp_path / "run"), *FAST],
+            env=env, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    prov = json.loads((tmp_path / "run" / "config.json").read_text())["teacher_provenance"]
+    assert prov["src"] == "me/teacher" and prov["repo_id"] == "me/teacher"
+    assert prov["commit"] == sha and prov["kind"] == "samix-backbone"
+    export_run(tmp_path / "run", tmp_path / "out", onnx=False)
+    card = (tmp_path / "out" / "generator" / "README.md").read_text()
+    assert f"`me/teacher` (commit {sha})" in card and str(tmp_path) not in card
+    gen = json.loads((tmp_path / "out" / "generator" / "config.json").read_text())
+    assert gen["provenance"]["teacher"]["commit"] == sha
+    assert str(tmp_path) not in json.dumps(gen)
+    assert "base_model: me/teacher" in (tmp_path / "out" / "backbone" / "README.md").read_text()
