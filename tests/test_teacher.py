@@ -19,7 +19,8 @@ import torch
 import samix_hub
 from samix_hub.cli import main
 from samix_hub.engine import TrainConfig, train
-from samix_hub.engine.teacher import TeacherScenario, fit_linear_head
+from samix_hub.engine.teacher import TeacherScenario
+from samix_hub.engine.teacher_head import fit_linear_head
 from samix_hub.export_run import export_run
 
 ARCH = "resnet18_cifar_w16"
