@@ -94,7 +94,7 @@ def _image_size(value: str | None) -> tuple[int, int] | None:
     "--calibration",
     type=click.Choice(["exact", "none"]),
     default=None,
-    help="automix/samix: 'exact' shifts each mask so its mean is λ exactly (SAMIX.md section 8); "
+    help="automix/samix: 'exact' shifts each mask so its mean is λ exactly (docs/algorithm.md); "
     "'none' is the reference mixer [default: exact].",
 )
 @click.option(
