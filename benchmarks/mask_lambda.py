@@ -1,11 +1,22 @@
-"""How closely a generator's masks follow λ: mean mask (share of image i) per λ, on real images.
+"""How well a generator's masks follow λ and how sharp they are, on real test images.
 
-A trained SAMix mixer gives mean(mask) ~= λ (SAMIX.md section 1; the L1 term of the mask
-regulariser keeps it within ±0.1). Short CPU runs fall well short; this script measures it, for
-an exported generator folder (eval mode, as users run it) or a training run (both modes).
+For each λ on a grid it computes the generator's masks (weight of image i) for random pairs of
+test images and reports:
 
-    python benchmarks/mask_lambda.py samix-demo/release/generator --data digits
-    python benchmarks/mask_lambda.py runs/digits-samix --data digits --train-mode
+- ``slope``: least-squares slope of the mean mask against λ over λ in [0.2, 0.8] (ideal 1: the
+  mask gives each image the share its label says);
+- ``spatial_std``: mean over images of the per-image spatial standard deviation of the mask
+  (0 = a constant blend like MixUp; about 0.5 = a binary cut);
+- ``spread``: standard deviation of the per-image mean masks at one λ, averaged over λ (0 when
+  every image gets exactly its λ; large when the masks' amounts vary at random).
+
+``SRC`` is a generator folder, a Hub repo id, ``builtin:NAME`` or a training RUN_DIR (online
+SAMix or a teacher-trained run). Generators are used as users run them: eval mode, no margin
+fallback. See docs/algorithm.md (λ-exact calibration) for why the slope is 1 by construction
+for calibrated generators; spatial_std is then the figure that tells a learned mask from MixUp.
+
+    python benchmarks/mask_lambda.py builtin:cifar10-small --data npz:../shared/data/cifar10_subset_4k_1k.npz
+    python benchmarks/mask_lambda.py runs/digits-samix --data digits --train-mode --json out.json
 """
 
 from __future__ import annotations
@@ -13,33 +24,66 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import torch
 
 from samix_hub.data import eval_transform, load_data
 
-LAMS = (0.1, 0.2, 0.35, 0.5, 0.65, 0.8, 0.9)
+__all__ = ["LAMS", "mask_statistics", "load_any_generator"]
+
+LAMS = (0.2, 0.35, 0.5, 0.65, 0.8)
 
 
-def _generator(src: Path) -> torch.nn.Module:
-    if (src / "checkpoints").is_dir():
+def load_any_generator(src: str) -> torch.nn.Module:
+    """A generator folder / repo id / ``builtin:NAME``, or the generator of a RUN_DIR."""
+    path = Path(src)
+    if (path / "checkpoints").is_dir():
         from samix_hub.engine import run_generator
 
-        return run_generator(src)
+        return run_generator(path)
     from samix_hub import load_generator
 
-    return load_generator(str(src), runtime="torch")
+    return load_generator(src, runtime="torch")
 
 
 @torch.no_grad()
-def mask_means(gen: torch.nn.Module, images: torch.Tensor, seed: int) -> dict[float, float]:
-    partner = torch.randperm(images.shape[0], generator=torch.Generator().manual_seed(seed))
-    return {lam: float(gen(images, partner, lam)[0].mean()) for lam in LAMS}
+def mask_statistics(
+    gen: Any, images: torch.Tensor, seed: int = 0, lams: tuple[float, ...] = LAMS
+) -> dict[str, Any]:
+    """Mean mask per λ, its slope against λ, mean spatial std and spread of per-image means."""
+    n = images.shape[0]
+    partner = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    means, spatial, spread = [], [], []
+    for lam in lams:
+        mask = gen(images, partner, lam)[0].float()
+        per_image = mask.mean(dim=(1, 2, 3))
+        means.append(float(per_image.mean()))
+        spatial.append(float(mask.std(dim=(2, 3)).mean()))
+        spread.append(float(per_image.std()))
+    slope = float(np.polyfit(np.asarray(lams), np.asarray(means), 1)[0])
+    return {
+        "lams": list(lams),
+        "mask_means": means,
+        "slope": slope,
+        "spatial_std": float(np.mean(spatial)),
+        "spread": float(np.mean(spread)),
+        "images": n,
+    }
+
+
+def test_images(spec: str, size: tuple[int, int], count: int) -> torch.Tensor:
+    """The first ``count`` test images of data set ``spec``, in [0, 1] at ``size``."""
+    test = load_data(spec).split("test")
+    tf = eval_transform(size)
+    n = min(count, len(test))
+    return torch.stack([tf(test[i][0]) for i in range(n)])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("src", type=Path, help="generator folder or RUN_DIR")
+    parser.add_argument("src", help="generator folder, ORG/NAME, builtin:NAME or RUN_DIR")
     parser.add_argument("--data", default="digits", help="data set SPEC (test split is used)")
     parser.add_argument("--images", type=int, default=256)
     parser.add_argument("--seed", type=int, default=0)
@@ -47,26 +91,24 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
     args = parser.parse_args()
 
-    gen = _generator(args.src)
-    data = load_data(args.data)
-    test = data.split("test")
-    tf = eval_transform(tuple(gen.config.input_size))
-    n = min(args.images, len(test))
-    images = torch.stack([tf(test[i][0]) for i in range(n)])
-    rows = {"eval": mask_means(gen, images, args.seed)}
+    gen = load_any_generator(args.src)
+    images = test_images(args.data, tuple(gen.config.input_size), args.images)
+    rows = {"eval": mask_statistics(gen, images, args.seed)}
     if args.train_mode:
         torch.nn.Module.train(gen, True)  # Generator.train() pins eval mode; bypass it here
-        rows["train"] = mask_means(gen, images, args.seed)
-    slope = {k: (v[0.8] - v[0.2]) / 0.6 for k, v in rows.items()}
-    print(f"mean mask by λ on {n} {args.data} test images ({args.src})")
-    print("| mode | " + " | ".join(f"λ={lam}" for lam in LAMS) + " | slope (ideal 1) |")
-    print("|---" * (len(LAMS) + 2) + "|")
-    for mode, means in rows.items():
-        cells = " | ".join(f"{means[lam]:.3f}" for lam in LAMS)
-        print(f"| {mode} | {cells} | {slope[mode]:.2f} |")
+        rows["train"] = mask_statistics(gen, images, args.seed)
+    calibration = gen.config.mixer.calibration
+    print(f"masks of {args.src} (calibration {calibration}) on {len(images)} {args.data} images")
+    head = " | ".join(f"λ={lam}" for lam in LAMS)
+    print(f"| mode | {head} | slope (ideal 1) | spatial std | spread |")
+    print("|---" * (len(LAMS) + 4) + "|")
+    for mode, r in rows.items():
+        cells = " | ".join(f"{m:.3f}" for m in r["mask_means"])
+        print(
+            f"| {mode} | {cells} | {r['slope']:.3f} | {r['spatial_std']:.3f} | {r['spread']:.3f} |"
+        )
     if args.json:
-        payload = {m: {str(k): v for k, v in r.items()} for m, r in rows.items()}
-        args.json.write_text(json.dumps({"src": str(args.src), "means": payload, "slope": slope}))
+        args.json.write_text(json.dumps({"src": args.src, "calibration": calibration, **rows}))
 
 
 if __name__ == "__main__":

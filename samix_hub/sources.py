@@ -9,7 +9,18 @@ from pathlib import Path
 
 from .errors import UserError
 
-__all__ = ["ResolvedSource", "resolve_source", "parse_repo_id", "looks_like_path"]
+__all__ = [
+    "ResolvedSource",
+    "resolve_source",
+    "parse_repo_id",
+    "looks_like_path",
+    "builtin_names",
+    "BUILTIN_PREFIX",
+]
+
+#: ``builtin:NAME`` names a generator that ships inside the package (``samix_hub/builtin/NAME``).
+BUILTIN_PREFIX = "builtin:"
+_BUILTIN_DIR = Path(__file__).resolve().parent / "builtin"
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
@@ -24,11 +35,23 @@ class ResolvedSource:
     commit: str | None = None
     kind: str | None = None  # artifact kind when known (set by a Hub pull, which validates)
     repo_type: str | None = None  # "model" or "dataset" for a Hub source
+    builtin: str | None = None  # NAME of a ``builtin:NAME`` source
 
     def provenance(self) -> dict[str, str | None]:
+        if self.builtin is not None:
+            from . import __version__
+
+            return {"builtin": self.builtin, "samix_hub": __version__}
         if self.repo_id is None:
             return {"source": str(self.path)}
         return {"repo_id": self.repo_id, "revision": self.revision, "commit": self.commit}
+
+
+def builtin_names() -> list[str]:
+    """Names of the generators that ship inside the package (``builtin:NAME``)."""
+    if not _BUILTIN_DIR.is_dir():
+        return []
+    return sorted(p.name for p in _BUILTIN_DIR.iterdir() if (p / "config.json").is_file())
 
 
 def looks_like_path(src: str) -> bool:
@@ -64,6 +87,12 @@ def resolve_source(
     loader validates it for the runtime it needs.
     """
     text = os.fspath(src)
+    if text.startswith(BUILTIN_PREFIX):
+        name = text[len(BUILTIN_PREFIX) :]
+        if name not in builtin_names():
+            known = ", ".join(BUILTIN_PREFIX + n for n in builtin_names()) or "none installed"
+            raise UserError(f"{text!r}: no such built-in generator (known: {known})")
+        return ResolvedSource(path=_BUILTIN_DIR / name, builtin=name)
     path = Path(os.path.expanduser(text))
     if path.is_dir():
         return ResolvedSource(path=path)
