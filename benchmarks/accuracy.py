@@ -11,6 +11,7 @@ Reports the top-1 of the last epoch and the median over the last ``min(10, epoch
 (the reference's statistic), per seed and as mean over seeds; writes JSON and a markdown table.
 
     python benchmarks/accuracy.py --preset cpu --epochs 15 --seeds 0,1
+    python benchmarks/accuracy.py --preset cpu --methods samix,samix-reference   # λ-exact or not
     python benchmarks/accuracy.py --preset cuda --data cifar100:~/data
     python benchmarks/accuracy.py --preset finetune [finetune_preset.py options]
 
@@ -35,6 +36,13 @@ from samix_hub.engine import TrainConfig, train
 ROOT = Path(__file__).resolve().parent
 SUBSET = ROOT.parent.parent / "shared" / "data" / "cifar10_subset_4k_1k.npz"
 METHODS = ["vanilla", "mixup", "cutmix", "automix", "samix"]
+#: Extra rows: name -> (method, TrainConfig options). ``samix`` itself runs with this project's
+#: defaults (λ-exact masks, per-image variance; docs/algorithm.md); ``samix-reference`` is the
+#: reference mixer (no calibration, batch-wide variance), to measure what the deviation changes.
+VARIANTS: dict[str, tuple[str, dict]] = {
+    "samix-reference": ("samix", {"calibration": "none", "mask_variance": "batch"}),
+    "automix-reference": ("automix", {"calibration": "none", "mask_variance": "batch"}),
+}
 PRESETS = {
     "cpu": dict(
         data=f"npz:{SUBSET}", backbone="resnet18_cifar_w16", epochs=15, batch_size=100,
@@ -78,8 +86,9 @@ def main() -> None:
         per_seed = []
         for seed in seeds:
             out = args.runs / f"{args.preset}-{method}-s{seed}"
+            base, extra = VARIANTS.get(method, (method, {}))
             cfg = TrainConfig(
-                method=method, out=str(out), seed=seed, max_steps=args.max_steps, **opts
+                method=base, out=str(out), seed=seed, max_steps=args.max_steps, **opts, **extra
             )
             t0 = time.time()
             train(cfg, resume=True, quiet=True)

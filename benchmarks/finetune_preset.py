@@ -1,20 +1,30 @@
-"""Fine-tune preset (issue 9): vanilla / MixUp / CutMix / frozen-generator SAMix^P, same start.
+"""Transfer benchmark: does a frozen generator (SAMix^P) beat MixUp, CutMix and plain training?
 
 On the CIFAR-10 subset beside the checkout (``../shared/data/cifar10_subset_4k_1k.npz``):
 
-1. source task = classes 0-4: online SAMix (``samix-hub train --method samix``) trains a backbone
-   and, with it, a generator; both are exported (``export_run``) as artifacts;
-2. target task = classes 5-9 (relabelled 0-4): ``samix-hub finetune`` from that backbone with
-   vanilla, MixUp, CutMix and SAMix^P (the exported generator, frozen), same epochs, batch, lr,
-   for each seed;
-3. reports the top-1 of each (last evaluation, mean over seeds) and the step-time ratio
-   SAMix^P / vanilla from the loop's own per-step timing (``images_per_s`` in metrics.jsonl,
-   data loading excluded).
+1. source task = classes 0-4, target task = classes 5-9 (relabelled 0-4); ``--target-images``
+   keeps only the first N target training images (N/5 per class);
+2. source backbone: plain training on the source classes (``samix-hub train --method vanilla``).
+   It is the starting point of every fine-tune and the teacher of generator (b);
+3. two generators, both λ-exact (docs/algorithm.md):
+   (a) online SAMix on the source classes (``train --method samix``, its own EMA encoder);
+   (b) the teacher recipe: only a mixer, trained against the frozen source backbone
+       (``train --method samix --teacher RUN --optimizer adamw``);
+4. ``--search REGIMES``: before the benchmark, vanilla vs MixUp (seed 0) on a validation split
+   held out of the target TRAINING images (the last 20 % of each class), for each regime
+   ``IMAGES:LR:EPOCHS``; the benchmark's regime should be one where MixUp beats vanilla, so that
+   mixing has something to give (chosen without the test split and without SAMix^P);
+5. fine-tuning on the target task from the source backbone with vanilla, MixUp, CutMix,
+   SAMix^P (a) and SAMix^P (b), same epochs, batch, lr, for each seed; top-1 on the target test
+   split (last epoch and the median of the last 5 evaluations), mean ± std over seeds;
+6. mask statistics of both generators on target test images (``mask_lambda.mask_statistics``)
+   and the step-time ratio SAMix^P / vanilla, timed alternately on the same batches.
 
-Reduced CPU budgets are the default (see ``--help``); the paper's budgets are hundreds of epochs.
-Writes ``finetune.json`` and ``finetune.md`` into ``--out``.
+Every stage reuses finished runs in ``--work``, so an interrupted benchmark resumes.
+Writes ``finetune.json`` and ``finetune.md`` (and ``search.json``/``search.md``) into ``--out``.
 
-    python benchmarks/finetune_preset.py --out benchmarks/results
+    python benchmarks/finetune_preset.py --search 2000:0.01:15,500:0.05:40
+    python benchmarks/finetune_preset.py --target-images 500 --lr 0.05 --epochs 40 --seeds 0 1 2
 """
 
 from __future__ import annotations
@@ -36,32 +46,67 @@ from samix_hub.engine import TrainConfig, train
 from samix_hub.engine.finetune import finetune_config
 from samix_hub.export_run import export_run
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from mask_lambda import mask_statistics, test_images  # noqa: E402
+
 REPO = Path(__file__).resolve().parent.parent
 CIFAR = REPO.parent / "shared" / "data" / "cifar10_subset_4k_1k.npz"
-METHODS = ("vanilla", "mixup", "cutmix", "samix-p", "samix-p+adjust")
-#: Row name -> (finetune method, extra options); "+adjust": every mask rescaled to mean λ.
-VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
-    "samix-p+adjust": ("samix-p", {"mask_adjust": 1.0}),
+#: Row name -> (finetune method, which generator).
+METHODS: dict[str, tuple[str, str | None]] = {
+    "vanilla": ("vanilla", None),
+    "mixup": ("mixup", None),
+    "cutmix": ("cutmix", None),
+    "samix-p (online generator)": ("samix-p", "online"),
+    "samix-p (teacher generator)": ("samix-p", "teacher"),
 }
 
 
-def split_classes(src: Path, out: Path) -> dict[str, str]:
-    """``source.npz`` (classes 0-4) and ``target.npz`` (5-9 as 0-4) from the CIFAR subset."""
+def split_classes(src: Path, out: Path, target_images: int | None = None) -> dict[str, str]:
+    """``source.npz`` (classes 0-4), ``target.npz`` (5-9 as 0-4) and ``search.npz``.
+
+    ``target_images`` keeps the first N/5 training images of each target class. ``search.npz``
+    holds the target training images only: the first 80 % of each class as its training split
+    and the last 20 % as its test split (a validation split for :func:`search`).
+    """
     out.mkdir(parents=True, exist_ok=True)
-    specs = {}
     with np.load(src) as data:
         arrays = {k: data[k] for k in data.files}
+    parts: dict[str, dict[str, np.ndarray]] = {}
     for name, lo in (("source", 0), ("target", 5)):
         part = {}
         for split in ("train", "test"):
             y = arrays[f"y_{split}"].astype(np.int64).reshape(-1)
-            sel = (y >= lo) & (y < lo + 5)
+            sel = np.flatnonzero((y >= lo) & (y < lo + 5))
+            if name == "target" and split == "train" and target_images:
+                sel = np.concatenate(
+                    [sel[y[sel] == c][: target_images // 5] for c in range(lo, lo + 5)]
+                )
+                sel.sort()
             part[f"x_{split}"] = arrays[f"x_{split}"][sel]
             part[f"y_{split}"] = y[sel] - lo
         if "classes" in arrays:
             part["classes"] = arrays["classes"][lo : lo + 5]
-        np.savez(out / f"{name}.npz", **part)
-        specs[name] = f"npz:{out / f'{name}.npz'}"
+        parts[name] = part
+    t = parts["target"]
+    train_idx, val_idx = [], []
+    for c in range(5):
+        idx = np.flatnonzero(t["y_train"] == c)
+        cut = int(round(0.8 * len(idx)))
+        train_idx.append(idx[:cut])
+        val_idx.append(idx[cut:])
+    tr, va = np.sort(np.concatenate(train_idx)), np.sort(np.concatenate(val_idx))
+    parts["search"] = {
+        "x_train": t["x_train"][tr], "y_train": t["y_train"][tr],
+        "x_test": t["x_train"][va], "y_test": t["y_train"][va],
+        **({"classes": t["classes"]} if "classes" in t else {}),
+    }  # fmt: skip
+    suffix = f"-{target_images}" if target_images else ""
+    specs = {}
+    for name, part in parts.items():
+        path = out / (f"{name}{suffix}.npz" if name != "source" else "source.npz")
+        if not path.is_file():
+            np.savez(path, **part)
+        specs[name] = f"npz:{path}"
     return specs
 
 
@@ -69,56 +114,95 @@ def read_metrics(run: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
 
 
-def pretrain(args: argparse.Namespace, spec: str, work: Path) -> tuple[Path, Path, dict]:
-    """Online SAMix on the source classes; exported backbone and generator folders."""
-    run = work / "pretrain-samix"
-    cfg = TrainConfig(
-        method="samix", data=spec, backbone=args.backbone, out=str(run),
-        epochs=args.pretrain_epochs, batch_size=args.batch_size, lr=0.1, seed=0,
+def _train(cfg: TrainConfig, quiet: bool) -> float:
+    """Train (or resume, or reuse a finished run); seconds spent."""
+    run = Path(cfg.out)
+    done = run / "metrics.jsonl"
+    if done.is_file() and len(read_metrics(run)) >= cfg.epochs:
+        return 0.0
+    t0 = time.perf_counter()
+    train(cfg, resume=(run / "checkpoints" / "last.pt").is_file(), quiet=quiet)
+    return time.perf_counter() - t0
+
+
+def source_models(args: argparse.Namespace, spec: str, work: Path) -> dict[str, Any]:
+    """Source backbone (vanilla), online-SAMix generator, teacher-recipe generator; exported."""
+    common = dict(
+        data=spec, backbone=args.backbone, batch_size=args.batch_size, seed=0,
         workers=args.workers, device=args.device,
     )  # fmt: skip
-    t0 = time.perf_counter()
-    train(cfg, resume=(run / "checkpoints" / "last.pt").is_file(), quiet=args.quiet)
-    seconds = time.perf_counter() - t0
-    release = work / "release"
-    if not (release / "backbone").is_dir():
-        export_run(run, release, onnx=False, force=True)
-    last = read_metrics(run)[-1]
-    info = {"epochs": args.pretrain_epochs, "top1": last.get("top1"), "seconds": seconds}
-    return release / "backbone", release / "generator", info
+    runs = {
+        "backbone": TrainConfig(
+            method="vanilla", out=str(work / "source-vanilla"), epochs=args.source_epochs,
+            lr=0.1, **common,
+        ),
+        "online": TrainConfig(
+            method="samix", out=str(work / "source-samix"), epochs=args.online_epochs, lr=0.1,
+            ema_momentum=0.99, ema_end_momentum=0.999, **common,
+        ),
+        "teacher": TrainConfig(
+            method="samix", out=str(work / "source-teacher"), epochs=args.teacher_epochs,
+            teacher=str(work / "source-vanilla"), optimizer="adamw", lr=args.teacher_lr,
+            weight_decay=0.0, **{**common, "backbone": None},
+        ),
+    }  # fmt: skip
+    info: dict[str, Any] = {}
+    for name, cfg in runs.items():
+        seconds = _train(cfg, args.quiet)
+        release = work / f"release-{name}"
+        if not (release / "backbone").is_dir():
+            export_run(Path(cfg.out), release, onnx=False, force=True)
+        last = read_metrics(Path(cfg.out))[-1]
+        info[name] = {
+            "run": Path(cfg.out).name,
+            "epochs": cfg.epochs,
+            "steps": last.get("step"),
+            "top1": last.get("top1"),
+            "ema_top1": last.get("ema_top1"),
+            "seconds": round(seconds, 1),
+            "path": release / ("backbone" if name == "backbone" else "generator"),
+        }
+    return info
 
 
-def finetune_all(
-    args: argparse.Namespace, spec: str, backbone: Path, generator: Path, work: Path
-) -> list[dict[str, Any]]:
+def _finetune(
+    args: argparse.Namespace, spec: str, backbone: Path, generator: Path | None, run: Path,
+    method: str, seed: int, lr: float, epochs: int,
+) -> dict[str, Any]:  # fmt: skip
+    cfg = finetune_config(
+        str(backbone), spec, str(run), method=method,
+        generator=str(generator) if generator is not None else None,
+        epochs=epochs, batch_size=args.batch_size, lr=lr, seed=seed,
+        workers=args.workers, device=args.device,
+    )  # fmt: skip
+    seconds = _train(cfg, args.quiet)
+    metrics = read_metrics(run)
+    tops = [m["top1"] for m in metrics]
+    return {
+        "top1": tops[-1],
+        "median_last5": float(statistics.median(tops[-5:])),
+        "best_top1": max(tops),
+        "images_per_s": statistics.median(m["images_per_s"] for m in metrics),
+        "seconds": round(seconds, 1),
+    }
+
+
+def search(args: argparse.Namespace, spec: str, backbone: Path, work: Path) -> list[dict]:
+    """Vanilla vs MixUp, seed 0, on the validation split, for each regime IMAGES:LR:EPOCHS."""
     rows = []
-    for seed in args.seeds:
-        for name in METHODS:
-            method, extra = VARIANTS.get(name, (name, {}))
-            run = work / f"ft-{name}-s{seed}"
-            cfg = finetune_config(
-                str(backbone), spec, str(run), method=method,
-                generator=str(generator) if method == "samix-p" else None,
-                epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=seed,
-                workers=args.workers, device=args.device, **extra,
-            )  # fmt: skip
-            t0 = time.perf_counter()
-            reused = (run / "checkpoints" / "last.pt").is_file()
-            train(cfg, resume=reused, quiet=args.quiet)
-            metrics = read_metrics(run)
-            rows.append(
-                {
-                    "method": name,
-                    "seed": seed,
-                    "reused_run": reused,
-                    "top1": metrics[-1]["top1"],
-                    "ema_top1": metrics[-1].get("ema_top1"),
-                    "best_top1": max(m["top1"] for m in metrics),
-                    "images_per_s": statistics.median(m["images_per_s"] for m in metrics),
-                    "seconds": time.perf_counter() - t0,
-                }
+    for regime in args.search.split(","):
+        images, lr, epochs = regime.split(":")
+        specs = split_classes(args.data, work / "data", int(images) or None)
+        row: dict[str, Any] = {"regime": regime}
+        for method in ("vanilla", "mixup"):
+            run = work / f"search-{images}-{lr}-{epochs}-{method}"
+            r = _finetune(
+                args, specs["search"], backbone, None, run, method, 0, float(lr), int(epochs)
             )
-            print(json.dumps(rows[-1]), file=sys.stderr)
+            row[method] = r["median_last5"]
+            print(json.dumps({"regime": regime, "method": method, **r}), file=sys.stderr)
+        row["mixup_minus_vanilla"] = row["mixup"] - row["vanilla"]
+        rows.append(row)
     return rows
 
 
@@ -184,84 +268,81 @@ def interleaved_step_ratio(
     }
 
 
-def mask_stats(generator: Path, spec: str, n: int = 64) -> list[dict[str, float]]:
-    """How the generator's masks relate to λ on target test images (mean should be ≈ λ)."""
-    from samix_hub.data import load_data
-
-    gen = samix_hub.load_generator(str(generator))
-    test = load_data(spec).test
-    x = torch.stack([test[i][0] for i in range(n)]).float() / 255.0  # type: ignore[index]
-    partner = torch.randperm(n, generator=torch.Generator().manual_seed(0))
-    out = []
-    for lam in (0.2, 0.5, 0.8):
-        with torch.no_grad():
-            m = gen.masks(x, partner, lam)
-        out.append(
-            {
-                "lam": lam,
-                "mask_mean": float(m.mean()),
-                "per_image_mean_std": float(m.mean((1, 2, 3)).std()),
-                "spatial_std": float(m.std((2, 3)).mean()),
-            }
-        )
-    return out
-
-
 def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for method in METHODS:
-        mine = [r for r in rows if r["method"] == method]
+    for name in METHODS:
+        mine = [r for r in rows if r["method"] == name]
+        if not mine:
+            continue
         tops = [r["top1"] for r in mine]
-        out[method] = {
+        meds = [r["median_last5"] for r in mine]
+        out[name] = {
             "top1_mean": statistics.mean(tops),
             "top1_std": statistics.pstdev(tops),
             "top1_per_seed": tops,
+            "median_last5_mean": statistics.mean(meds),
+            "median_last5_std": statistics.pstdev(meds),
             "images_per_s": statistics.mean(r["images_per_s"] for r in mine),
         }
-    out["step_time_ratio_samix_p_vs_vanilla"] = (
-        out["vanilla"]["images_per_s"] / out["samix-p"]["images_per_s"]
-    )
     return out
 
 
-def markdown(result: dict[str, Any]) -> str:
-    s = result["summary"]
+def search_markdown(rows: list[dict[str, Any]]) -> str:
     lines = [
-        f"# Fine-tune preset ({result['backbone']}, CIFAR-10 subset classes 5-9, "
-        f"{result['epochs']} epochs, seeds {result['seeds']})",
+        "Budget search: vanilla vs MixUp fine-tuning from the source backbone, seed 0, on a "
+        "validation split held out of the target training images (last 20 % per class); "
+        "top-1 = median of the last 5 epochs.",
         "",
-        f"Start: online SAMix on classes 0-4 for {result['pretrain']['epochs']} epochs "
-        f"(source top-1 {result['pretrain']['top1']:.2f} %); its backbone and generator.",
-        "",
-        "| method | top-1 mean ± std (%) | per seed | images/s (train step) |",
+        "| images : lr : epochs | vanilla (%) | MixUp (%) | MixUp − vanilla |",
         "|---|---|---|---|",
     ]
-    for method in METHODS:
-        m = s[method]
+    for r in rows:
+        lines.append(
+            f"| {r['regime']} | {r['vanilla']:.2f} | {r['mixup']:.2f} | "
+            f"{r['mixup_minus_vanilla']:+.2f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def markdown(result: dict[str, Any]) -> str:
+    s, src = result["summary"], result["source"]
+    lines = [
+        f"Transfer ({result['backbone']}, CIFAR-10 subset): source classes 0-4 -> target classes "
+        f"5-9 with {result['target_images']} training images, {result['epochs']} epochs, lr "
+        f"{result['lr']}, batch {result['batch_size']}, seeds {result['seeds']}; top-1 on the "
+        "target test split.",
+        "",
+        f"Source backbone: plain training, {src['backbone']['epochs']} epochs, top-1 "
+        f"{src['backbone']['top1']:.2f} %. Generators: (a) online SAMix, "
+        f"{src['online']['epochs']} epochs ({src['online']['steps']} steps); (b) teacher recipe, "
+        f"{src['teacher']['epochs']} epochs ({src['teacher']['steps']} steps, mixer only).",
+        "",
+        "| method | top-1 last epoch, mean ± std (%) | median of last 5, mean ± std (%) | per seed |",
+        "|---|---|---|---|",
+    ]
+    for name, m in s.items():
         per = ", ".join(f"{v:.2f}" for v in m["top1_per_seed"])
         lines.append(
-            f"| {method} | {m['top1_mean']:.2f} ± {m['top1_std']:.2f} | {per} | "
-            f"{m['images_per_s']:.1f} |"
+            f"| {name} | {m['top1_mean']:.2f} ± {m['top1_std']:.2f} | "
+            f"{m['median_last5_mean']:.2f} ± {m['median_last5_std']:.2f} | {per} |"
         )
+    it = result["interleaved"]
     lines += [
         "",
-        f"Step-time ratio SAMix^P / vanilla: {s['step_time_ratio_samix_p_vs_vanilla']:.2f}x "
-        "from the runs' own timing (separate runs, so shared-machine load drift enters);",
-        f"{result['interleaved']['ratio']:.2f}x from steps timed alternately on the same "
-        f"batches (median of {result['interleaved']['steps']}: SAMix^P "
-        f"{1000 * result['interleaved']['samix_p_s']:.0f} ms, vanilla "
-        f"{1000 * result['interleaved']['vanilla_s']:.0f} ms; device {result['device']}, "
-        f"{result['threads']} torch threads).",
+        f"Step time SAMix^P / vanilla: {it['ratio']:.2f}x (median of {it['steps']} steps timed "
+        f"alternately on the same batches; device {result['device']}, {result['threads']} "
+        "torch threads).",
         "",
-        "Generator masks on target test images (weight of image a; the mean should be ≈ λ):",
+        "Generator masks on target test images (weight of image a):",
         "",
-        "| λ | mask mean | std of per-image means | mean spatial std |",
-        "|---|---|---|---|",
+        "| generator | mean mask at λ = 0.2 / 0.5 / 0.8 | slope | spatial std | spread |",
+        "|---|---|---|---|---|",
     ]
-    for m in result["generator_masks"]:
+    for name, m in result["generator_masks"].items():
+        at = dict(zip(m["lams"], m["mask_means"], strict=True))
         lines.append(
-            f"| {m['lam']} | {m['mask_mean']:.3f} | {m['per_image_mean_std']:.3f} | "
-            f"{m['spatial_std']:.4f} |"
+            f"| {name} | {at[0.2]:.3f} / {at[0.5]:.3f} / {at[0.8]:.3f} | {m['slope']:.3f} | "
+            f"{m['spatial_std']:.3f} | {m['spread']:.4f} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -270,11 +351,17 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", type=Path, default=CIFAR, help="The CIFAR-10 subset .npz.")
     p.add_argument("--backbone", default="resnet18_cifar_w16")
-    p.add_argument("--pretrain-epochs", type=int, default=4)
-    p.add_argument("--epochs", type=int, default=3, help="Fine-tune epochs (every method).")
+    p.add_argument("--source-epochs", type=int, default=30, help="Source backbone (vanilla).")
+    p.add_argument("--online-epochs", type=int, default=10, help="Online SAMix generator (a).")
+    p.add_argument("--teacher-epochs", type=int, default=10, help="Teacher-recipe generator (b).")
+    p.add_argument("--teacher-lr", type=float, default=1e-3, help="AdamW lr of the mixer (b).")
+    p.add_argument("--target-images", type=int, default=500, help="0: all 2,000.")
+    p.add_argument("--epochs", type=int, default=40, help="Fine-tune epochs (every method).")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=0.05)
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--methods", default=",".join(METHODS), help="Comma-separated rows to run.")
+    p.add_argument("--search", default=None, help="Regimes IMAGES:LR:EPOCHS,... (then stop).")
     p.add_argument("--device", default="auto")
     p.add_argument("--workers", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads.")
@@ -285,24 +372,53 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def run_preset(args: argparse.Namespace) -> dict[str, Any]:
-    """The whole preset (resumable: finished runs are reused); returns and writes the result."""
+    """The whole benchmark (resumable: finished runs are reused); returns and writes the result."""
     if not args.data.is_file():
         raise SystemExit(f"{args.data}: missing (the CIFAR-10 subset)")
     torch.set_num_threads(args.threads)
     work = args.work or args.out / "finetune"
-    specs = split_classes(args.data, work / "data")
-    backbone, generator, pre = pretrain(args, specs["source"], work)
-    rows = finetune_all(args, specs["target"], backbone, generator, work)
-    interleaved = interleaved_step_ratio(args, specs["target"], backbone, generator)
-    masks = mask_stats(generator, specs["target"])
+    args.out.mkdir(parents=True, exist_ok=True)
+    specs = split_classes(args.data, work / "data", args.target_images or None)
+    if args.search:
+        backbone = source_models(args, specs["source"], work)["backbone"]["path"]
+        rows = search(args, specs["search"], backbone, work)
+        (args.out / "search.json").write_text(json.dumps(rows, indent=2))
+        (args.out / "search.md").write_text(search_markdown(rows))
+        print(search_markdown(rows))
+        return {"search": rows}
+    source = source_models(args, specs["source"], work)
+    backbone = source["backbone"]["path"]
+    chosen = [m for m in args.methods.split(",") if m]
+    rows = []
+    for seed in args.seeds:
+        for name in chosen:
+            method, which = METHODS[name]
+            gen = source[which]["path"] if which else None
+            tag = name.replace(" ", "_").replace("(", "").replace(")", "")
+            run = work / f"ft{args.target_images}-{args.lr}-{args.epochs}-{tag}-s{seed}"
+            r = _finetune(
+                args, specs["target"], backbone, gen, run, method, seed, args.lr, args.epochs
+            )
+            rows.append({"method": name, "seed": seed, **r})
+            print(json.dumps(rows[-1]), file=sys.stderr)
+    teacher_gen = source["teacher"]["path"]
+    interleaved = interleaved_step_ratio(args, specs["target"], backbone, teacher_gen)
+    masks = {}
+    for which in ("online", "teacher"):
+        gen = samix_hub.load_generator(str(source[which]["path"]))
+        images = test_images(specs["target"], tuple(gen.config.input_size), 256)
+        masks[which] = mask_statistics(gen, images)
+    for info in source.values():
+        info["path"] = info["path"].name
     result = {
-        "preset": "finetune",
+        "preset": "transfer",
         "backbone": args.backbone,
+        "target_images": args.target_images or 2000,
         "epochs": args.epochs,
         "batch_size": args.batch_size,
         "lr": args.lr,
         "seeds": args.seeds,
-        "pretrain": pre,
+        "source": source,
         "runs": rows,
         "summary": summarise(rows),
         "interleaved": interleaved,
@@ -313,7 +429,6 @@ def run_preset(args: argparse.Namespace) -> dict[str, Any]:
         "torch": torch.__version__,
         "samix_hub": samix_hub.__version__,
     }
-    args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "finetune.json").write_text(json.dumps(result, indent=2))
     (args.out / "finetune.md").write_text(markdown(result))
     return result
@@ -321,7 +436,8 @@ def run_preset(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> None:
     result = run_preset(parse(argv))
-    print(markdown(result))
+    if "summary" in result:
+        print(markdown(result))
 
 
 if __name__ == "__main__":

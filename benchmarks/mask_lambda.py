@@ -1,7 +1,7 @@
 """How well a generator's masks follow λ and how sharp they are, on real test images.
 
-For each λ on a grid it computes the generator's masks (weight of image i) for random pairs of
-test images and reports:
+For each λ on a grid it computes the generator's masks (weight of image i) for pairs of test
+images (each with the next one) and reports:
 
 - ``slope``: least-squares slope of the mean mask against λ over λ in [0.2, 0.8] (ideal 1: the
   mask gives each image the share its label says);
@@ -26,14 +26,14 @@ import json
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from samix_hub.data import eval_transform, load_data
+from samix_hub.mixing.statistics import STAT_LAMS, generator_mask_statistics
 
 __all__ = ["LAMS", "mask_statistics", "load_any_generator"]
 
-LAMS = (0.2, 0.35, 0.5, 0.65, 0.8)
+LAMS = STAT_LAMS
 
 
 def load_any_generator(src: str) -> torch.nn.Module:
@@ -48,28 +48,19 @@ def load_any_generator(src: str) -> torch.nn.Module:
     return load_generator(src, runtime="torch")
 
 
-@torch.no_grad()
 def mask_statistics(
-    gen: Any, images: torch.Tensor, seed: int = 0, lams: tuple[float, ...] = LAMS
+    gen: Any, images: torch.Tensor, lams: tuple[float, ...] = LAMS
 ) -> dict[str, Any]:
-    """Mean mask per λ, its slope against λ, mean spatial std and spread of per-image means."""
-    n = images.shape[0]
-    partner = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-    means, spatial, spread = [], [], []
-    for lam in lams:
-        mask = gen(images, partner, lam)[0].float()
-        per_image = mask.mean(dim=(1, 2, 3))
-        means.append(float(per_image.mean()))
-        spatial.append(float(mask.std(dim=(2, 3)).mean()))
-        spread.append(float(per_image.std()))
-    slope = float(np.polyfit(np.asarray(lams), np.asarray(means), 1)[0])
+    """The library's statistics (:mod:`samix_hub.mixing.statistics`) under this script's names."""
+    stats = generator_mask_statistics(gen, images, lams)
     return {
         "lams": list(lams),
-        "mask_means": means,
-        "slope": slope,
-        "spatial_std": float(np.mean(spatial)),
-        "spread": float(np.mean(spread)),
-        "images": n,
+        "mask_means": stats["mask_means"],
+        "slope": stats["mask_slope"],
+        "spatial_std": stats["mask_spatial_std"],
+        "spread": stats["mask_spread"],
+        "lam_mae": stats["mask_lam_mae"],
+        "images": images.shape[0],
     }
 
 
@@ -86,17 +77,16 @@ def main() -> None:
     parser.add_argument("src", help="generator folder, ORG/NAME, builtin:NAME or RUN_DIR")
     parser.add_argument("--data", default="digits", help="data set SPEC (test split is used)")
     parser.add_argument("--images", type=int, default=256)
-    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--train-mode", action="store_true", help="also BatchNorm batch statistics")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
     args = parser.parse_args()
 
     gen = load_any_generator(args.src)
     images = test_images(args.data, tuple(gen.config.input_size), args.images)
-    rows = {"eval": mask_statistics(gen, images, args.seed)}
+    rows = {"eval": mask_statistics(gen, images)}
     if args.train_mode:
         torch.nn.Module.train(gen, True)  # Generator.train() pins eval mode; bypass it here
-        rows["train"] = mask_statistics(gen, images, args.seed)
+        rows["train"] = mask_statistics(gen, images)
     calibration = gen.config.mixer.calibration
     print(f"masks of {args.src} (calibration {calibration}) on {len(images)} {args.data} images")
     head = " | ".join(f"λ={lam}" for lam in LAMS)

@@ -36,6 +36,7 @@ from ..errors import UserError
 from ..losses import eta_balanced_mixup_loss, mixup_cross_entropy
 from ..mixing import apply_mask
 from ..mixing.sampling import sample_lam, sample_partner
+from ..mixing.statistics import mask_statistics as _mask_statistics
 from ..models import Mixer
 from .config import DEFAULT_ALPHA, TrainConfig, resolve_method, resolve_mixer_options
 from .distributed import DistInfo
@@ -60,7 +61,6 @@ __all__ = [
 
 TEACHER_METHODS = ("samix", "automix")
 #: λ grid of the per-epoch mask statistics (the range where labels and masks matter most).
-STAT_LAMS = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
 STAT_BATCH = 64
 
 
@@ -179,13 +179,8 @@ def load_teacher(
 def mask_statistics(
     mixer: Mixer, encoder: Classifier, images: torch.Tensor, stage: int
 ) -> dict[str, float]:
-    """Mask statistics of the mixer on a fixed batch over λ in 0.2..0.8, as the exported
-    generator computes masks (mixer and encoder in eval mode; both modes are restored).
-
-    ``mask_slope``: least-squares slope of the batch-mean mask against λ (1 when masks follow
-    λ); ``mask_spatial_std``: mean over images of each mask's spatial std (0 for flat blends);
-    ``mask_lam_mae``: mean |mean(mask_i) - λ| over images and λ.
-    """
+    """:func:`samix_hub.mixing.statistics.mask_statistics` of ``mixer`` on a fixed batch, as the
+    exported generator computes masks (mixer and encoder in eval mode; both modes restored)."""
     modes = [(m, m.training) for m in (mixer, encoder)]
     mixer.eval()
     encoder.eval()
@@ -193,25 +188,11 @@ def mask_statistics(
         n, size = images.shape[0], tuple(images.shape[-2:])
         feats = encoder.features(images, stage).float()
         partner = torch.roll(torch.arange(n, device=images.device), 1)  # fixed, no self-pairs
-        means, stds, errs = [], [], []
-        for lam in STAT_LAMS:
-            mask = mixer(feats, lam, partner, size).float().flatten(1)
-            per_image = mask.mean(1)
-            means.append(float(per_image.mean()))
-            stds.append(float(mask.std(1, unbiased=False).mean()))
-            errs.append(float((per_image - lam).abs().mean()))
+        stats = _mask_statistics(lambda lam: mixer(feats, lam, partner, size))
     finally:
         for module, mode in modes:
             module.train(mode)
-    lam_mean = sum(STAT_LAMS) / len(STAT_LAMS)
-    m_mean = sum(means) / len(means)
-    cov = sum((lam - lam_mean) * (m - m_mean) for lam, m in zip(STAT_LAMS, means, strict=True))
-    var = sum((lam - lam_mean) ** 2 for lam in STAT_LAMS)
-    return {
-        "mask_slope": cov / var,
-        "mask_spatial_std": sum(stds) / len(stds),
-        "mask_lam_mae": sum(errs) / len(errs),
-    }
+    return {k: v for k, v in stats.items() if isinstance(v, float)}
 
 
 def stat_batch(data: DataSource) -> torch.Tensor:
