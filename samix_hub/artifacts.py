@@ -1,4 +1,4 @@
-"""Artifact folders (DESIGN.md "Artifacts"): what kind a folder is, and whether it is complete.
+"""Artifact folders (docs/artifacts.md): what kind a folder is, and whether it is complete.
 
 Kinds: ``samix-generator`` (config.json + generator.safetensors [+ onnx/generator.onnx] +
 README.md), ``samix-backbone`` (timm Hub layout: config.json + model.safetensors

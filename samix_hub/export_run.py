@@ -1,7 +1,7 @@
 """A training run folder -> Hub-ready ``generator/`` and ``backbone/`` folders, validated.
 
 Reads ``RUN_DIR/config.json``, ``metrics.jsonl`` and ``checkpoints/last.pt`` (``weights_only``).
-The generator is the EMA encoder truncated after stage 3 plus the mixer (SAMIX.md section 5);
+The generator is the EMA encoder truncated after stage 3 plus the mixer (docs/algorithm.md "SAMix^P");
 the backbone is the timm classifier in timm's Hub layout. Each folder is written into a hidden
 staging folder, checked (files, tensors, ONNX checker, torch vs onnxruntime parity, card) and
 only then renamed into place, so a failed export never leaves a folder that looks complete.

@@ -1,4 +1,4 @@
-"""Publish and fetch samix-hub artifacts on the Hugging Face Hub (DESIGN.md "Hub").
+"""Publish and fetch samix-hub artifacts on the Hugging Face Hub (docs/README.md "Data flow").
 
 Everything goes through ``huggingface_hub`` (``HfApi.upload_folder`` for one-commit pushes,
 ``snapshot_download`` with allow patterns for pulls). ``huggingface_hub`` reads ``HF_ENDPOINT``,

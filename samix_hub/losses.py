@@ -1,4 +1,4 @@
-"""Losses: mixup cross-entropy, the η-balanced mixup loss (SAMIX.md section 4), InfoNCE.
+"""Losses: mixup cross-entropy, the η-balanced mixup loss (docs/algorithm.md "The η-balanced mixup loss"), InfoNCE.
 
 All return batch means. ``lam`` is a float or a tensor of N values (the share of ``label_a``).
 """
@@ -66,7 +66,7 @@ def eta_balanced_mixup_loss(
     lam: float | torch.Tensor,
     eta: float = 0.5,
 ) -> torch.Tensor:
-    """SAMix η-balanced mixup loss ``local + η global`` (SAMIX.md section 4).
+    """SAMix η-balanced mixup loss ``local + η global`` (docs/algorithm.md "The η-balanced mixup loss").
 
     local  = ``-λ log softmax(z)[a] - (1 - λ) log softmax(z)[b]``;
     global = ``-log softmax(z \\ b)[a] - log softmax(z \\ a)[b]``, 0 where ``a == b``.
@@ -112,7 +112,7 @@ def mixup_info_nce(
     lam: float | torch.Tensor,
     temperature: float = 0.2,
 ) -> torch.Tensor:
-    """Mixup InfoNCE (SAMIX.md section 3): the mixed query is pulled to ``key_a`` with weight λ
+    """Mixup InfoNCE (docs/algorithm.md "Self-supervised SAMix"): the mixed query is pulled to ``key_a`` with weight λ
     and to ``key_b`` with weight ``1 - λ``, each against the queue's negatives."""
     q = _normalize(query)
     lam_t = _lam(lam, q.shape[0], q)
@@ -134,7 +134,7 @@ def ssl_eta_balanced_loss(
     eta: float = 0.5,
     temperature: float = 0.2,
 ) -> torch.Tensor:
-    """Label-free η-balanced loss for the SSL mixer (SAMIX.md section 3).
+    """Label-free η-balanced loss for the SSL mixer (docs/algorithm.md "Self-supervised SAMix").
 
     local: the 2-way contrast between the two positives, ``-λ log p(a) - (1 - λ) log p(b)`` with
     ``p = softmax([q.k_a, q.k_b] / T)``; global: InfoNCE of each positive against the queue.

@@ -1,6 +1,6 @@
 """ONNX export of generators and backbones, and onnxruntime wrappers that behave like the torch ones.
 
-DESIGN.md "Artifacts": single-file graphs (no external data), dynamic batch, height and width.
+docs/artifacts.md: single-file graphs (no external data), dynamic batch, height and width.
 The generator graph takes ``images`` in [0, 1] (N x C x H x W float32), ``partner`` (int64, N) and
 ``lam`` (float32, N); it normalises inside, runs the encoder once per image and returns ``mask``
 (weight of each image) and ``mixed``. The backbone graph takes ``images`` in [0, 1] too and
@@ -309,7 +309,7 @@ def quantize_generator(
     mask exactly.
 
     ``calibration``: real images in [0, 1] (N x C x H x W at the native size); partners are random
-    and λ ~ Beta(2, 2) (SAMIX.md section 2), drawn with a seeded torch.Generator.
+    and λ ~ Beta(2, 2) (docs/algorithm.md "Online supervised SAMix"), drawn with a seeded torch.Generator.
     """
     from onnxruntime.quantization import (
         CalibrationDataReader,

@@ -71,7 +71,7 @@ def generator_from_openmixup(
     """A frozen :class:`~samix_hub.models.generator.Generator` from an openmixup checkpoint.
 
     ``input_size``/``mean``/``std`` default to the timm architecture's ``pretrained_cfg``;
-    ``lam_mul_k`` defaults to 0.25 for images <= 64 px, else λ' = λ (SAMIX.md section 1).
+    ``lam_mul_k`` defaults to 0.25 for images <= 64 px, else λ' = λ (docs/algorithm.md "The mixer").
     """
     import timm
 

@@ -180,7 +180,7 @@ def mix_group(
     """Mask (weight of image a) and mixed images in [0, 1] for one planned batch.
 
     SAMix: the generator's mask, optional ``mask_adjust``, then the 0.08 margin fallback to
-    plain MixUp (SAMIX.md section 5); the mix is recomputed from the final mask so that both
+    plain MixUp (docs/algorithm.md "SAMix^P"); the mix is recomputed from the final mask so that both
     runtimes share one formula. MixUp: a constant λ mask; CutMix: the planned box is 0.
     """
     x = images.to(device, non_blocking=True).float().div_(255.0)

@@ -1,11 +1,11 @@
-"""Offline mixed data sets (DESIGN.md "Mixed data set"): the shard format, the plan, the reader.
+"""Offline mixed data sets (docs/artifacts.md "Mixed data set"): the shard format, the plan, the reader.
 
 A mixed data set is a folder ``DIR`` with Parquet shards ``DIR/data/train-00000-of-000NN.parquet``
 and a ``README.md`` card written last. Each row is one mixed image:
 
 - ``image``: the ``datasets`` Image encoding, a struct ``{bytes: PNG/JPEG, path: null}``;
 - ``label_a``, ``label_b`` (``datasets`` ClassLabel), ``lam`` (float32): the image is worth
-  ``lam`` of ``label_a`` and ``1 - lam`` of ``label_b`` (SAMIX.md: labels use the sampled λ,
+  ``lam`` of ``label_a`` and ``1 - lam`` of ``label_b`` (docs/algorithm.md: labels use the sampled λ,
   never the mask mean);
 - ``index_a``, ``index_b``: the two source images' positions in the source split;
 - ``mask`` (optional, float32 H x W): the weight of image a per pixel.
@@ -55,7 +55,7 @@ FORMAT_VERSION = 1
 STATE_NAME = ".samix-mix.json"
 DATA_DIR = "data"
 SHARD_RE = re.compile(r"^train-(\d{5})-of-(\d{5})\.parquet$")
-#: Beta(α, α) defaults per method (SAMIX.md sections 5 and 6, CIFAR values).
+#: Beta(α, α) defaults per method (docs/algorithm.md: "SAMix^P" and "Baselines", CIFAR values).
 DEFAULT_ALPHA = {"samix": 2.0, "mixup": 1.0, "cutmix": 0.2}
 METHODS = tuple(DEFAULT_ALPHA)
 
@@ -113,7 +113,7 @@ def source_order(start: int, stop: int, length: int, seed: int) -> np.ndarray:
 class GroupPlan:
     """One generator batch: ``load`` images (``m``) of which the first ``rows`` become output.
 
-    ``partner`` pairs within the batch (the encoder runs once per image, SAMIX.md section 5);
+    ``partner`` pairs within the batch (the encoder runs once per image, docs/algorithm.md "SAMix^P");
     ``lam`` is per image (CutMix: corrected to the kept area); ``boxes`` are CutMix boxes.
     """
 

@@ -1,4 +1,4 @@
-"""Data set specs ``KIND:LOCATION`` (DESIGN.md): one loader per kind, one clear error per mistake.
+"""Data set specs ``KIND:LOCATION`` (docs/README.md): one loader per kind, one clear error per mistake.
 
 Kinds: ``cifar10:DIR``, ``cifar100:DIR`` (torchvision layout), ``fashion-mnist:DIR`` (torchvision
 raw layout or the idx files of Debian's ``dataset-fashion-mnist``), ``folder:DIR`` (``train/`` and

@@ -1,4 +1,4 @@
-"""Train and eval transforms (SAMIX.md section 2), producing float images in [0, 1].
+"""Train and eval transforms (docs/algorithm.md "Online supervised SAMix"), producing float images in [0, 1].
 
 Normalisation (mean/std) is NOT applied here: mixing happens in pixel space (a frozen
 generator takes images in [0, 1]) and models normalise on the device

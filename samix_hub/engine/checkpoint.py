@@ -95,7 +95,7 @@ def append_jsonl(path: Path, record: dict[str, Any]) -> None:
 
 
 def run_generator(run_dir: str | os.PathLike[str], use_ema: bool = True) -> Any:
-    """The SAMix^P generator of an online SAMix/AutoMix run (the contract in DESIGN.md).
+    """The SAMix^P generator of an online SAMix/AutoMix run (docs/artifacts.md).
 
     Encoder weights from the EMA classifier (``use_ema``) or the online one, mixer from the mixer
     state, normalisation and input size from ``config.json``.

@@ -1,6 +1,6 @@
 """The resolved configuration of a training run (what ``RUN_DIR/config.json`` holds).
 
-Defaults follow the reference CIFAR recipe (SAMIX.md sections 2 and 6; openmixup CIFAR configs):
+Defaults follow the reference CIFAR recipe (docs/algorithm.md: "Online supervised SAMix" and "Baselines"; openmixup CIFAR configs):
 SGD lr 0.1, momentum 0.9, weight decay 1e-4, batch 100 per device, cosine to 0.05 for
 AutoMix/SAMix (mixer and backbone share the schedule) and to 0 for the baselines; α = 2 for
 AutoMix/SAMix/SAMix^P, 1 for MixUp, 0.2 for CutMix; η = 0.5; mask regulariser weight 0.1;
@@ -35,7 +35,7 @@ __all__ = [
 RUN_KIND = "samix-run"
 RUN_FORMAT_VERSION = 1
 SL_METHODS = ("vanilla", "mixup", "cutmix", "automix", "samix", "samix-p")
-#: Beta(α, α) per method on CIFAR (SAMIX.md sections 2, 5, 6).
+#: Beta(α, α) per method on CIFAR (docs/algorithm.md: "Online supervised SAMix", "SAMix^P", "Baselines").
 DEFAULT_ALPHA = {
     "vanilla": 1.0,
     "mixup": 1.0,
@@ -46,7 +46,7 @@ DEFAULT_ALPHA = {
 }
 #: Methods whose cosine schedule ends at half the base lr (0.1 -> 0.05 in the reference).
 LEARNED_MIXERS = ("automix", "samix")
-#: λ-exact masks (SAMIX.md section 8) or the reference's free mask mean.
+#: λ-exact masks (docs/algorithm.md "Deviations") or the reference's free mask mean.
 CALIBRATIONS = ("exact", "none")
 #: The mask regulariser's variance: per-image spatial (section 8, cause b) or batch-wide (reference).
 MASK_VARIANCES = ("image", "batch")
@@ -197,7 +197,7 @@ def resolve_method(
 def resolve_mixer_options(cfg: TrainConfig, learned: bool) -> None:
     """Mixer defaults for new runs with a learned mixer: λ-exact masks, per-image variance.
 
-    Both are this project's deviations from the reference (SAMIX.md section 8); MixerConfig's own
+    Both are this project's deviations from the reference (docs/algorithm.md "Deviations"); MixerConfig's own
     defaults ("none", "batch") keep older artifacts as they were. Other methods reject them.
     """
     if learned:

@@ -1,4 +1,4 @@
-"""The EMA ("momentum") classifier of online SAMix and its momentum schedule (SAMIX.md section 2).
+"""The EMA ("momentum") classifier of online SAMix and its momentum schedule (docs/algorithm.md "Online supervised SAMix").
 
 Reference (openmixup ``AutoMixup.momentum_update`` + ``CosineScheduleHook(end_momentum=0.999999,
 adjust_scope=[0.1, 1.0], warming_up="constant")``): momentum ``m0`` (0.999) for the first 10 % of

@@ -1,6 +1,6 @@
 """Fine-tuning pretrained backbones: SAMix^P with a frozen generator, offline mixed data, baselines.
 
-SAMIX.md section 5: a published generator makes learned mixup cheap on a new data set. Each step
+docs/algorithm.md "SAMix^P": a published generator makes learned mixup cheap on a new data set. Each step
 (``samix-p``): λ ~ Beta(α, α) (α = 2), a permutation, ONE generator pass for the mask (the frozen
 generator, eval mode, no gradients, same device; at another image size than its native one it
 computes the mask at native size and upsamples it), the 0.08 λ margin fallback, optional

@@ -122,7 +122,7 @@ def _same_mixer(key: str, saved: dict[str, Any], new: dict[str, Any]) -> bool:
 
 
 def _optimizer(groups: list[dict[str, Any]], cfg: TrainConfig) -> torch.optim.Optimizer:
-    """SGD (the reference recipe, SAMIX.md section 2) or AdamW over the scenario's groups."""
+    """SGD (the reference recipe, docs/algorithm.md "Online supervised SAMix") or AdamW over the scenario's groups."""
     if cfg.optimizer == "adamw":
         return torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
     return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
@@ -165,7 +165,7 @@ def _device(name: str) -> torch.device:
 def _warn_short_ema(cfg: TrainConfig, total: int, show: bool) -> None:
     """Online SAMix/AutoMix score the mixer with the EMA classifier and publish its encoder.
 
-    The reference momentum (0.999, SAMIX.md section 2) averages over ~1,000 steps, made for runs
+    The reference momentum (0.999, docs/algorithm.md "Online supervised SAMix") averages over ~1,000 steps, made for runs
     of 10^5 steps. In a run of a few hundred steps the EMA stays near its random initialisation,
     so the mixer learns from a random classifier (measured on ``digits``: after 176 steps at
     0.999 the EMA scored 16 % top-1 while the online model scored 87 %). Say so.

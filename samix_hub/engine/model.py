@@ -1,6 +1,6 @@
 """Classifiers as the engine trains them: on-device normalisation in front of a timm model.
 
-Mixing happens in [0, 1] pixel space (SAMIX.md section 5: a generator takes raw images), so the
+Mixing happens in [0, 1] pixel space (docs/algorithm.md "SAMix^P": a generator takes raw images), so the
 models normalise on the device. Checkpoints store ``Classifier.net.state_dict()``: plain timm key
 names, loadable by ``timm.create_model(name, num_classes=...)`` after ``import samix_hub``.
 """
@@ -48,7 +48,7 @@ class Classifier(nn.Module):
         """Feature map after ``stage`` (timm ``forward_intermediates`` index; ResNet 3 = layer3).
 
         Same tensor as :class:`samix_hub.models.StageEncoder` with these weights, without a copy:
-        this is how the EMA classifier feeds the mixer (SAMIX.md section 2, step 2).
+        this is how the EMA classifier feeds the mixer (docs/algorithm.md "Online supervised SAMix", step 2).
         """
         feats = self.net.forward_intermediates(  # type: ignore[operator]
             self.normalize(x), indices=[stage], intermediates_only=True, stop_early=True
@@ -104,8 +104,8 @@ def build_mixer(
     """A fresh SAMix or AutoMix mixer for the stage-``stage`` features of ``model``.
 
     The channel count comes from a probe through ``model.features``; ImageNet-size images get
-    λ' = λ and dropout 0.1 (SAMIX.md section 1). Initialised from ``seed + 1`` without touching
-    the caller's RNG. ``calibration`` / ``variance`` set the mixer options of SAMIX.md section 8
+    λ' = λ and dropout 0.1 (docs/algorithm.md "The mixer"). Initialised from ``seed + 1`` without touching
+    the caller's RNG. ``calibration`` / ``variance`` set the mixer options of docs/algorithm.md "Deviations"
     (None: MixerConfig's defaults). ``model`` is returned to the mode it was in.
     """
     was_training = model.training

@@ -6,8 +6,7 @@ optimizer and schedule, NaN checks, checkpoints, metrics and progress. A scenari
 :func:`register_scenario`: a model builder plus one step function per method.
 
 A step function ``step(ctx, images, labels) -> {"loss": ..., component: ...}`` computes its losses
-and calls ``ctx.backward(loss, branch)`` for each branch itself, one after another (SAMIX.md
-section 2 sums the branches; running their backward passes separately frees each branch's
+and calls ``ctx.backward(loss, branch)`` for each branch itself, one after another (docs/algorithm.md "Online supervised SAMix" sums the branches; running their backward passes separately frees each branch's
 activations before the next forward, which gives the same gradients at a lower peak memory).
 The loop then checks the returned values are finite and steps the optimizer.
 """

@@ -1,5 +1,4 @@
-"""Self-supervised scenario (``--scenario ssl``): MoCo v2, MoCo + MixUp, MoCo + SAMix (SAMIX.md
-section 3; openmixup ``models/selfsup/moco_samix.py``). Labels are never used for training; the
+"""Self-supervised scenario (``--scenario ssl``): MoCo v2, MoCo + MixUp, MoCo + SAMix (docs/algorithm.md "Self-supervised SAMix"; openmixup ``models/selfsup/moco_samix.py``). Labels are never used for training; the
 kNN monitor (:mod:`.knn`) uses them to evaluate.
 
 Every step takes two MoCo v2 views ``v1, v2`` of each image (:func:`.moco.two_view_transform`).
@@ -88,7 +87,7 @@ SSL_OPTIONS: dict[str, Any] = {
     "knn_k": 200,
     "knn_t": 0.1,
 }
-#: Masks whose mean is further than this from λ are rescaled (SAMIX.md section 3).
+#: Masks whose mean is further than this from λ are rescaled (docs/algorithm.md "Self-supervised SAMix").
 MASK_TOLERANCE = 0.1
 _DEFAULT_END = next(
     f.default for f in dataclasses.fields(TrainConfig) if f.name == "ema_end_momentum"
@@ -203,7 +202,7 @@ def _pair_partner(pi: torch.Tensor) -> torch.Tensor:
 
 
 def samix_ssl_step(ctx: StepContext, images: torch.Tensor, labels: torch.Tensor) -> dict:
-    """MoCo + SAMix, label-free (SAMIX.md section 3); see the module docstring."""
+    """MoCo + SAMix, label-free (docs/algorithm.md "Self-supervised SAMix"); see the module docstring."""
     cfg, mods, g = ctx.cfg, ctx.modules, ctx.generator
     mixer_raw: Mixer = mods.mixer  # type: ignore[assignment]
     key: MoCoNet = mods.ema  # type: ignore[assignment]

@@ -1,4 +1,4 @@
-"""Supervised scenario: one step function per method (SAMIX.md sections 2, 5 and 6).
+"""Supervised scenario: one step function per method (docs/algorithm.md: "Online supervised SAMix", "SAMix^P", "Baselines").
 
 - ``vanilla``: cross-entropy.
 - ``mixup`` / ``cutmix``: mixup cross-entropy on the mixed batch (λ ~ Beta(1, 1) / Beta(0.2, 0.2)).
@@ -80,7 +80,7 @@ def mix_step(ctx: StepContext, images: torch.Tensor, labels: torch.Tensor) -> di
 
 
 def online_samix_step(ctx: StepContext, images: torch.Tensor, labels: torch.Tensor) -> dict:
-    """One online SAMix / AutoMix step (SAMIX.md section 2, openmixup ``AutoMixup``).
+    """One online SAMix / AutoMix step (docs/algorithm.md "Online supervised SAMix", openmixup ``AutoMixup``).
 
     1. λ_m, λ_c ~ Beta(α, α), two permutations π_m, π_c (explicit generator).
     2. f = stage-3 features of the EMA classifier (no grad; it stays in train mode, as the
@@ -204,7 +204,7 @@ class SupervisedScenario(Scenario):
 
     def param_groups(self, mods: TrainModules, cfg: TrainConfig) -> list[dict[str, Any]]:
         """The mixer at ``--mixer-lr`` when it differs from ``--lr`` (openmixup's ImageNet
-        recipes give the mixer its own schedule; SAMIX.md section 2), else one group."""
+        recipes give the mixer its own schedule; docs/algorithm.md "Online supervised SAMix"), else one group."""
         if mods.mixer is None or cfg.mixer_lr is None or cfg.mixer_lr == cfg.lr:
             return super().param_groups(mods, cfg)
         mixer = [p for p in mods.mixer.parameters() if p.requires_grad]

@@ -1,6 +1,6 @@
 """Teacher-trained generators: only the mixer trains, against a frozen, already trained classifier.
 
-SAMIX.md section 8: online SAMix scores the mixer with an EMA classifier that is near-random for
+docs/algorithm.md "Deviations": online SAMix scores the mixer with an EMA classifier that is near-random for
 the first ~1,000 steps; the reference's fine-grained recipes instead train the mixer against an
 ImageNet-pretrained model from step 0. Here (``samix-hub train --method samix --teacher SRC``,
 ``scenario="teacher"``) the teacher is any trained classifier that

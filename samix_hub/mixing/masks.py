@@ -1,4 +1,4 @@
-"""Mask helpers shared by online SAMix, SAMix^P and offline mixing (SAMIX.md sections 2 and 5).
+"""Mask helpers shared by online SAMix, SAMix^P and offline mixing (docs/algorithm.md: "Online supervised SAMix" and "SAMix^P").
 
 All masks are the weight of sample ``i`` (N x 1 x H x W); ``partner[i]`` gets ``1 - mask``.
 Everything here is branch-free tensor code so that it exports to ONNX.

@@ -17,7 +17,7 @@ from timm.models.resnet import BasicBlock, Bottleneck, ResNet
 
 __all__ = ["CifarResNet", "CIFAR_MEAN", "CIFAR_STD", "CIFAR_BACKBONES"]
 
-#: Normalisation of SAMIX.md section 2 (CIFAR recipe).
+#: Normalisation of docs/algorithm.md "Online supervised SAMix" (CIFAR recipe).
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2023, 0.1994, 0.201)
 

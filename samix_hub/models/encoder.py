@@ -1,4 +1,4 @@
-"""Encoders truncated after stage k: what the SAMix mixer reads (SAMIX.md section 1)."""
+"""Encoders truncated after stage k: what the SAMix mixer reads (docs/algorithm.md "The mixer")."""
 
 from __future__ import annotations
 

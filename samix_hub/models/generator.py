@@ -1,6 +1,6 @@
 """The SAMix^P generator: a frozen EMA encoder (to stage 3) + mixer + input normalisation.
 
-SAMIX.md section 5: the mixer cannot run without the encoder it was trained with, so both are
+docs/algorithm.md "SAMix^P": the mixer cannot run without the encoder it was trained with, so both are
 published together. ``forward`` takes images in [0, 1], runs the encoder ONCE per image, gathers
 the partner's features, and returns the mask (weight of each image, mean ~= λ) and the mix.
 Images of another size than the native one: the mask is computed at native size and upsampled.

@@ -1,4 +1,4 @@
-"""The SAMix mixer (mask generator) and its AutoMix predecessor (SAMIX.md section 1).
+"""The SAMix mixer (mask generator) and its AutoMix predecessor (docs/algorithm.md "The mixer").
 
 Convention: :meth:`Mixer.forward` returns ``mask``, the weight of each sample ``i``; its partner
 ``partner[i]`` gets ``1 - mask``. The reference's ``m`` (weight of the partner) is ``1 - mask``.
@@ -87,7 +87,7 @@ class MixerConfig:
 
     @classmethod
     def automix(cls, in_channels: int, **kwargs: Any) -> MixerConfig:
-        """AutoMix defaults: nearest upsampling, no λ encoding on CIFAR (SAMIX.md section 1 note)."""
+        """AutoMix defaults: nearest upsampling, no λ encoding on CIFAR (docs/algorithm.md "The mixer" note)."""
         kwargs.setdefault("upsample", "nearest")
         kwargs.setdefault("lam_mul_k", -1.0)
         return cls(in_channels=in_channels, variant="automix", **kwargs)
