@@ -29,6 +29,11 @@ FORMAT_VERSION = 1
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "generator.safetensors"
 LAM_CONVENTION = "mask is the weight of each image; partner[i] gets 1 - mask; mean(mask) ~= lam"
+#: The convention of a λ-exact generator (``mixer.calibration == "exact"``).
+LAM_CONVENTION_EXACT = (
+    "mask is the weight of each image; partner[i] gets 1 - mask; mean(mask[i]) == lam[i] exactly "
+    "(λ-exact calibration)"
+)
 
 
 @dataclass
@@ -53,7 +58,9 @@ class GeneratorConfig:
         return {
             "kind": "samix-generator",
             "format_version": FORMAT_VERSION,
-            "lam_convention": LAM_CONVENTION,
+            "lam_convention": (
+                LAM_CONVENTION_EXACT if self.mixer.calibration == "exact" else LAM_CONVENTION
+            ),
             **data,
         }
 
