@@ -216,7 +216,14 @@ def recipe_table(run_config: dict[str, Any] | None) -> str:
         rows.append(f"| mixer | {_mixer_summary(mixer)} |")
     gen = run_config.get("generator")
     if isinstance(gen, dict) and gen:
-        src = gen.get("repo_id") or gen.get("source") or gen.get("name") or "a local generator"
+        builtin = f"builtin:{gen['builtin']}" if gen.get("builtin") else None
+        src = (
+            gen.get("repo_id")
+            or builtin
+            or gen.get("source")
+            or gen.get("name")
+            or "a local generator"
+        )
         rows.append(f"| frozen generator (SAMix^P) | {src} {gen.get('commit') or ''} |")
     teacher = run_config.get("teacher_provenance")  # mixer trained against a frozen teacher
     if isinstance(teacher, dict) and teacher:

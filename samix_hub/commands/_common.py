@@ -8,7 +8,14 @@ from typing import Any
 import click
 import torch
 
-__all__ = ["device_option", "seed_option", "quiet_option", "run_options", "resolve_device"]
+__all__ = [
+    "device_option",
+    "seed_option",
+    "quiet_option",
+    "run_options",
+    "resolve_device",
+    "builtin_hint",
+]
 
 device_option = click.option(
     "--device",
@@ -57,3 +64,11 @@ def resolve_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise click.BadParameter("CUDA requested but no GPU is available", param_hint="--device")
     return torch.device(name)
+
+
+def builtin_hint() -> str:
+    """``"builtin:NAME (shipped, offline: builtin:a, builtin:b)"`` for a generator option's help."""
+    from ..sources import BUILTIN_PREFIX, builtin_names
+
+    names = ", ".join(BUILTIN_PREFIX + n for n in builtin_names())
+    return f"builtin:NAME (shipped, offline: {names or 'none installed'})"

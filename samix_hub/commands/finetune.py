@@ -10,7 +10,7 @@ import click
 from click.core import ParameterSource
 
 from ..errors import UserError
-from ._common import device_option, quiet_option, run_options, seed_option
+from ._common import builtin_hint, device_option, quiet_option, run_options, seed_option
 from .train import _image_size
 
 __all__ = ["command"]
@@ -28,7 +28,11 @@ FT_ARGS = ("backbone", "generator", "mixed", "pretrained", "freeze_backbone", "c
 )
 @click.option("--data", metavar="SPEC", help="Target data set: cifar10:DIR, npz:FILE, digits...")
 @click.option("--out", type=click.Path(file_okay=False), help="Run folder to write (RUN_DIR).")
-@click.option("--generator", metavar="SRC", help="Frozen generator (SAMix^P): folder or ORG/NAME.")
+@click.option(
+    "--generator",
+    metavar="SRC",
+    help=f"Frozen generator (SAMix^P): folder, ORG/NAME[@REV] or {builtin_hint()}.",
+)
 @click.option(
     "--mixed",
     metavar="DIR",
@@ -98,6 +102,8 @@ def command(ctx: click.Context, resume: bool, quiet: bool, **opts: Any) -> None:
     Examples:
       samix-hub finetune --backbone ORG/resnet18-c100 --generator ORG/samix-generator \\
           --data cifar10:~/data --out runs/ft-samix-p
+      samix-hub finetune --backbone release/backbone --generator builtin:cifar10-small \\
+          --data npz:cifar_subset.npz --out runs/ft-builtin
       samix-hub finetune --backbone resnet18.a1_in1k --generator ORG/samix-generator \\
           --data folder:~/flowers --image-size 160 --epochs 20 --out runs/flowers
       samix-hub finetune --backbone release/backbone --mixed mixed/ --clean-fraction 0.5 \\

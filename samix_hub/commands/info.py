@@ -82,7 +82,11 @@ def describe(folder: str | Path, validate: bool = True) -> dict[str, Any]:
         info["input"] = f"{cfg.get('in_chans')} x {' x '.join(map(str, size))}, in [0, 1]"
         info["normalisation"] = {"mean": cfg.get("mean"), "std": cfg.get("std")}
         info["parameters"] = _params(folder / "generator.safetensors")
-        info["provenance"] = cfg.get("provenance", {})
+        prov = dict(cfg.get("provenance") or {})
+        stats = prov.pop("mask_statistics", None) or cfg.get("mask_statistics")
+        if isinstance(stats, dict):
+            info["mask_statistics"] = stats
+        info["provenance"] = prov
         info["format_version"] = cfg.get("format_version")
     elif kind == BACKBONE:
         pcfg = cfg.get("pretrained_cfg", {})
@@ -113,6 +117,23 @@ def describe(folder: str | Path, validate: bool = True) -> dict[str, Any]:
     return info
 
 
+def _mask_line(stats: dict[str, Any]) -> str:
+    """One line of measured mask statistics (``benchmarks/mask_lambda.py:mask_statistics``)."""
+
+    def num(key: str) -> str:
+        value = stats.get(key)
+        return f"{value:.3f}" if isinstance(value, (int, float)) else "?"
+
+    where = ""
+    if stats.get("images"):
+        where = f" ({stats['images']:,} {stats.get('split', 'test')} images"
+        where += f" of {stats['data']})" if stats.get("data") else ")"
+    return (
+        f"slope {num('slope')} (ideal 1), spatial std {num('spatial_std')}, "
+        f"spread {num('spread')}{where}"
+    )
+
+
 def _print(info: dict[str, Any]) -> None:
     width = 14
     for key in ("kind", "path", "source", "commit", "architecture", "input", "parameters"):
@@ -135,6 +156,8 @@ def _print(info: dict[str, Any]) -> None:
     if info.get("provenance"):
         prov = ", ".join(f"{k}={v}" for k, v in info["provenance"].items() if v is not None)
         click.echo(f"{'provenance:':<{width}} {prov}")
+    if info.get("mask_statistics"):
+        click.echo(f"{'mask stats:':<{width}} {_mask_line(info['mask_statistics'])}")
     for key, value in info.get("card", {}).items():
         click.echo(f"{key + ':':<{width}} {value}")
     click.echo(f"{'results:':<{width}} " + ("; ".join(info["results"]) or "none recorded"))
@@ -143,31 +166,54 @@ def _print(info: dict[str, Any]) -> None:
         click.echo(f"  {name:<40} {size:>12,} B")
 
 
+def _no_artifact(as_json: bool) -> None:
+    from ..sources import BUILTIN_PREFIX, builtin_names
+
+    if as_json:
+        click.echo(json.dumps({"builtin": [BUILTIN_PREFIX + n for n in builtin_names()]}))
+        return
+    click.echo("usage: samix-hub info SRC   (a folder, ORG/NAME[@REV] or builtin:NAME)")
+    names = builtin_names()
+    click.echo("built-in generators (offline, shipped with samix-hub):")
+    for name in names:
+        click.echo(f"  {BUILTIN_PREFIX}{name}")
+    if not names:
+        click.echo("  none installed")
+
+
 @click.command("info")
-@click.argument("src")
+@click.argument("src", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.option("--no-validate", is_flag=True, help="Skip the full validation (faster).")
-def command(src: str, as_json: bool, no_validate: bool) -> None:
+def command(src: str | None, as_json: bool, no_validate: bool) -> None:
     """Show what an artifact is: kind, architecture, sizes, provenance, results and files.
 
     \b
-    SRC is a local artifact folder (generator, backbone or mixed data set) or a Hub repo id
-    ORG/NAME[@REV] (downloaded or read from the cache first). Validation problems are shown,
+    SRC is a local artifact folder (generator, backbone or mixed data set), a Hub repo id
+    ORG/NAME[@REV] (downloaded or read from the cache first) or builtin:NAME, a generator
+    shipped inside samix-hub (without SRC, info lists them). Validation problems are shown,
     not raised, so a broken folder can still be inspected.
 
     \b
     Examples:
       samix-hub info release/generator
       samix-hub info ORG/samix-generator-r18-cifar10@v1
+      samix-hub info builtin:cifar10-small           # shipped, offline
       samix-hub info release/backbone --json | jq .results
     """
     from ..sources import resolve_source
 
+    if not src:
+        _no_artifact(as_json)
+        return
     resolved = resolve_source(src, runtime="all")
     info = describe(resolved.path, validate=not no_validate)
     if resolved.repo_id:
         info["source"] = f"{resolved.repo_id}@{resolved.revision or 'main'}"
         info["commit"] = resolved.commit
+    elif resolved.builtin:
+        prov = resolved.provenance()
+        info["source"] = f"builtin:{resolved.builtin} (samix-hub {prov['samix_hub']})"
     if as_json:
         click.echo(json.dumps(info, indent=2, default=str))
     else:

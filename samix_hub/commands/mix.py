@@ -12,7 +12,7 @@ import click
 import torch
 
 from ..errors import UserError
-from ._common import device_option, quiet_option, resolve_device, seed_option
+from ._common import builtin_hint, device_option, quiet_option, resolve_device, seed_option
 
 __all__ = ["command", "load_mix_generator", "folder_sha256"]
 
@@ -40,7 +40,8 @@ def _has_onnxruntime() -> bool:
 def load_mix_generator(
     src: str, runtime: str, device: torch.device
 ) -> tuple[Any, dict[str, Any], str]:
-    """``(generator, provenance, runtime)`` for ``src`` (a folder or ``ORG/NAME[@REV]``).
+    """``(generator, provenance, runtime)`` for ``src`` (a folder, ``ORG/NAME[@REV]`` or
+    ``builtin:NAME``).
 
     ``runtime="auto"`` picks onnxruntime when the folder has ``onnx/generator.onnx`` and
     onnxruntime is installed, else torch.
@@ -72,6 +73,8 @@ def load_mix_generator(
         raise UserError(str(exc)) from None
     if resolved.repo_id is not None:
         prov: dict[str, Any] = resolved.provenance()
+    elif resolved.builtin is not None:  # shipped in the package: named and versioned, no path
+        prov = {**resolved.provenance(), "sha256": folder_sha256(folder, files)}
     else:
         prov = {"name": folder.resolve().name, "sha256": folder_sha256(folder, files)}
     return gen, prov, runtime
@@ -97,7 +100,10 @@ def _dist() -> tuple[int, int, int]:
 
 @click.command("mix")
 @click.option(
-    "--generator", "generator_src", metavar="SRC", help="Generator folder or ORG/NAME[@REV]."
+    "--generator",
+    "generator_src",
+    metavar="SRC",
+    help=f"Generator folder, ORG/NAME[@REV] or {builtin_hint()}.",
 )
 @click.option("--data", "data_spec", required=True, metavar="SPEC", help="Source data set.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Output folder.")
@@ -199,6 +205,7 @@ def command(
     Examples:
       samix-hub mix --generator ORG/samix-generator --data cifar10:~/data --out mixed/
       samix-hub mix --generator runs/gen/generator --data digits --out mixed/ --preview grid.png
+      samix-hub mix --generator builtin:cifar10-small --data cifar10:~/data --out mixed/
       samix-hub mix --method mixup --data npz:cifar.npz --out mixup/ --num 100000
       torchrun --nproc-per-node 4 -m samix_hub mix --generator ORG/gen --data folder:imgs --out m/
 

@@ -31,6 +31,12 @@ def _generator_line(gen: dict[str, Any] | None, runtime: str | None) -> str:
     if gen.get("repo_id"):
         rev = f" (revision `{gen['revision']}`)" if gen.get("revision") else ""
         return f"`{gen['repo_id']}` at commit `{gen.get('commit')}`{rev}, runtime {runtime}"
+    if gen.get("builtin"):
+        sha = f", sha256 `{gen['sha256']}`" if gen.get("sha256") else ""
+        return (
+            f"built-in `builtin:{gen['builtin']}` of samix-hub {gen.get('samix_hub')}{sha}, "
+            f"runtime {runtime}"
+        )
     return (
         f"local folder `{gen.get('name', gen.get('source'))}`, sha256 `{gen.get('sha256')}`, "
         f"runtime {runtime}"
@@ -44,7 +50,7 @@ def render_card(settings: dict[str, Any], totals: dict[str, int], errors: list[s
     shown = ", ".join(names[:20]) + (f", ... ({len(names)} in all)" if len(names) > 20 else "")
     h, w = settings["image_size"]
     rule = {
-        "samix": "a frozen SAMix^P generator's mask (SAMIX.md section 5), with the 0.08 margin "
+        "samix": "a frozen SAMix^P generator's mask (SAMix^P, arXiv 2111.15454), with the 0.08 margin "
         "fallback to MixUp",
         "mixup": "MixUp: a constant λ over the image",
         "cutmix": "CutMix: a box of the partner pasted, λ corrected to the kept area",
