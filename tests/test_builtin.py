@@ -223,11 +223,6 @@ def test_finetune_with_the_builtin(tmp_path, small_npz, capsys):
     assert str(FOLDER) not in text and "site-packages" not in text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine/finetune.py:_generator_provenance keeps only repo_id provenance; a builtin "
-    "is recorded as {'source': 'builtin:NAME'} until it also passes prov with 'builtin' through",
-)
 def test_finetune_records_the_builtin_provenance():
     from samix_hub.engine.finetune import _generator_provenance
 

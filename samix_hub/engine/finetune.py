@@ -308,7 +308,7 @@ class FinetuneScenario(SupervisedScenario):
 
 def _generator_provenance(src: str, prov: dict[str, Any]) -> dict[str, Any]:
     """Repo and commit for a Hub generator; name and sha256 (no local path) for a folder."""
-    if prov.get("repo_id"):
+    if prov.get("repo_id") or prov.get("builtin"):
         return dict(prov)
     from ..commands.mix import folder_sha256
 
