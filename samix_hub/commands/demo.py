@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,12 @@ from ._common import quiet_option
 
 __all__ = ["command", "format_summary"]
 
-LABELS = {"samix-p": "SAMix^P (frozen generator)", "mixup": "MixUp", "vanilla": "plain (vanilla)"}
+LABELS = {
+    "samix-p": "SAMix^P (frozen generator)",
+    "mixup": "MixUp",
+    "cutmix": "CutMix",
+    "vanilla": "plain (vanilla)",
+}
 
 
 @click.command("demo")
@@ -40,20 +46,23 @@ def command(out: Path, fast: bool, threads: int, seed: int, as_json: bool, quiet
     \b
     1. splits scikit-learn's bundled handwritten digits (real scans, no download) into a
        source task (digits 0-4) and a target task (digits 5-9);
-    2. trains a small SAMix generator online on the source task (samix-hub train);
-    3. exports it with its backbone: safetensors + ONNX + model cards (samix-hub export);
-    4. publishes both as repos samix-demo/... into a local Hub cache (OUT/hub);
-    5. pulls them back by repo id, offline, through the resolver every SRC argument uses;
-    6. mixes the target set with the pulled generator on onnxruntime and draws a preview grid
-       (samix-hub mix);
-    7. fine-tunes the pulled backbone on the target task with the frozen generator (SAMix^P)
-       and with plain training (samix-hub finetune);
-    then prints a summary (paths, timings, accuracies, ONNX vs torch parity) on stdout and
-    writes it to OUT/summary.json. Progress goes to stderr.
+    2. trains a plain classifier on the source task (samix-hub train --method vanilla);
+    3. trains a SAMix mixer alone against that frozen classifier, the teacher (samix-hub
+       train --method samix --teacher RUN_DIR --optimizer adamw --lr 0.001 --weight-decay 0);
+    4. exports the generator and the classifier (the backbone): safetensors + ONNX + model
+       cards (samix-hub export);
+    5. publishes both as repos samix-demo/... into a local Hub cache (OUT/hub);
+    6. pulls them back by repo id, offline, through the resolver every SRC argument uses;
+    7. mixes the target set with the pulled generator on onnxruntime, draws a preview grid
+       (samix-hub mix) and measures its masks (slope against λ, spatial std);
+    8. fine-tunes the pulled backbone on the target task with the frozen generator (SAMix^P),
+       MixUp, CutMix and plain training, same budget (samix-hub finetune);
+    then prints a summary (paths, timings, mask statistics, accuracies, ONNX vs torch parity) on
+    stdout and writes it to OUT/summary.json. Progress goes to stderr.
 
     \b
     Examples:
-      samix-hub demo                              # about 3-5 minutes on 2 CPU cores
+      samix-hub demo                              # about 2-3 minutes on 2 CPU cores
       samix-hub demo --fast --out /tmp/demo       # smoke test, under a minute
       samix-hub demo --json | jq .finetune        # the summary as JSON
       HF_HUB_CACHE=samix-demo/hub samix-hub pull samix-demo/samix-generator-digits --offline
@@ -78,16 +87,24 @@ def format_summary(s: dict[str, Any]) -> str:
     def pct(v: Any) -> str:
         return "-" if v is None else f"{v:.1f} %"
 
-    t, ft, par = s["timings_s"], s["finetune"], s["parity"]
-    first = next(iter(ft.values()))
+    def alpha(method: str, r: dict[str, Any]) -> str:
+        return "" if method == "vanilla" or r.get("alpha") is None else f"α {r['alpha']:g}"
+
+    t, ft, par, gen, masks = s["timings_s"], s["finetune"], s["parity"], s["generator"], s["masks"]
+    first = next(iter(ft.values()), {"steps": 0})
     worst_export = max(par["export"].values()) if par["export"] else float("nan")
+    settings = s["finetune_settings"]
     lines = [
         f"samix-hub demo ({s['preset']}) finished in {t['total']:.0f} s -> {s['out']}",
         "",
         f"  data        {s['data']['source_train']} + {s['data']['target_train']} training images "
         "(digits 0-4 -> 5-9, scikit-learn)",
-        f"  train       online SAMix, {s['train']['steps']} steps: top-1 {pct(s['train']['top1'])}"
-        f", EMA {pct(s['train']['ema_top1'])} (digits 0-4)       {t['train']:.0f} s",
+        f"  train       plain classifier, {s['train']['steps']} steps: top-1 "
+        f"{pct(s['train']['top1'])}, EMA {pct(s['train']['ema_top1'])} (digits 0-4)   "
+        f"{t['train']:.0f} s",
+        f"  generator   SAMix mixer alone against the frozen classifier ({gen['teacher_weights']} "
+        f"weights), {gen['steps']} steps, {gen['optimizer']} lr {gen['lr']:g}   "
+        f"{t['generator']:.0f} s",
         f"  export      {s['artifacts']['generator']}",
         f"              {s['artifacts']['backbone']}          {t['export']:.0f} s",
         f"  publish     {s['hub']['cache']}",
@@ -99,15 +116,18 @@ def format_summary(s: dict[str, Any]) -> str:
         f"  mix         {s['mix']['rows']} images, onnxruntime, {s['mix']['images_per_s']:.0f} img/s"
         f" -> {s['mix']['path']}",
         f"  preview     {s['mix']['preview']}",
-        "  masks       mean mask (share of image a) at λ = "
-        + ", ".join(f"{k}: {v:.2f}" for k, v in s["mask_mean_by_lam"].items())
-        + " (a trained SAMix mixer gives ≈ λ; short CPU runs do not get there)",
-        f"  fine-tune   digits 5-9 from the pulled backbone, {first['steps']} steps each:",
+        f"  masks       pulled generator, {masks['images']}: mask mean vs λ slope "
+        f"{masks['mask_slope']:.3f}",
+        f"              (1 = masks follow λ), mean per-image spatial std "
+        f"{masks['mask_spatial_std']:.3f} (0 = flat MixUp blend, ~0.5 = binary cut)",
+        f"  fine-tune   digits 5-9 from the pulled backbone, {first['steps']} steps each "
+        f"({settings['epochs']} epochs), lr {settings['lr']:g}:",
         *[
-            f"              {LABELS.get(m, m):<27}top-1 {pct(r['top1'])}   {r['seconds']:.0f} s"
+            f"              {LABELS.get(m, m):<27}{alpha(m, r):<8} top-1 {pct(r['top1'])}   "
+            f"{r['seconds']:.0f} s"
             for m, r in ft.items()
         ],
-        "              (short budgets favour plain training; mixup pays off on long schedules)",
+        *_comparison_lines(s),
         f"  summary     {Path(s['out']) / 'summary.json'}",
         "",
         "Next: samix-hub info " + s["artifacts"]["generator"],
@@ -115,3 +135,22 @@ def format_summary(s: dict[str, Any]) -> str:
         "--out mixed/ --preview grid.png",
     ]
     return "\n".join(lines)
+
+
+def _comparison_lines(s: dict[str, Any]) -> list[str]:
+    """What this run measured about SAMix^P vs the baselines, and how much that can say."""
+    diff = s["comparison"].get("samix-p_minus_mixup")
+    lines = []
+    if diff is not None:
+        verdict = "at least as good as" if diff >= 0 else "behind"
+        lines.append(
+            f"              SAMix^P - MixUp: {diff:+.1f} points: SAMix^P is {verdict} MixUp in "
+            "this run"
+        )
+    n = s["data"]["target_test"]
+    note = (
+        f"(one seed, {n} test images: one image is {100 / n:.2f} points; "
+        f"{s['finetune_settings']['choice']})"
+    )
+    lines += textwrap.wrap(note, 96, initial_indent=" " * 14, subsequent_indent=" " * 15)
+    return lines
