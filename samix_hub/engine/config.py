@@ -101,6 +101,11 @@ class TrainConfig:
     image_size: tuple[int, int] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        # A teacher means the frozen-teacher scenario (engine/teacher.py), as ``train --teacher``.
+        if self.teacher and self.scenario == "sl":
+            self.scenario = "teacher"
+
     def resolve(self) -> TrainConfig:
         """Fill per-method defaults and validate every value (one clear error per mistake)."""
         if self.scenario != "sl":
@@ -158,7 +163,7 @@ class TrainConfig:
         if self.method != "samix-p" and self.generator:
             raise UserError(f"--generator is only used by --method samix-p, not {self.method}")
         if self.teacher and self.scenario != "teacher":
-            raise UserError(f"--teacher trains a mixer with --scenario sl, not {self.scenario}")
+            raise UserError(f"--teacher trains a supervised mixer, not --scenario {self.scenario}")
         if self.scenario in ("ssl", "finetune"):
             for name in ("calibration", "mask_variance", "mixer_lr"):
                 if getattr(self, name) is not None:
