@@ -1,4 +1,4 @@
-"""Model cards for generator and backbone folders (DESIGN.md "Cards").
+"""Model cards for generator and backbone folders (docs/artifacts.md).
 
 Templates are ``samix_hub/card_templates/*.md`` (package data, so they work from a wheel; the
 repository's ``model_cards/`` links to them). The YAML front matter is built with
@@ -77,7 +77,7 @@ def dataset_info(spec: str | None) -> tuple[str, str | None, str]:
 def summarize_metrics(metrics: list[dict[str, Any]], key: str = "top1") -> dict[str, Any] | None:
     """Measured accuracy for ``key`` (``top1``, ``ema_top1``, ``knn_top1``): last, best, median.
 
-    The paper reports the median top-1 of the last 10 epochs (SAMIX.md section 7); the card gives
+    The paper reports the median top-1 of the last 10 epochs (arXiv 2111.15454); the card gives
     that median over the last (up to) 10 evaluations beside the last value.
     """
     rows = [m for m in metrics if isinstance(m.get(key), (int, float))]
@@ -381,8 +381,8 @@ def _defaults(kind: str, fields: dict[str, Any], dataset: str) -> dict[str, Any]
             f"the EMA encoder of a `{out['backbone']}` truncated after stage {out['stage']} plus "
             f"the SAMix mixer, trained with **{out.get('method', 'samix')}** on **{dataset}**",
         )
-        out.setdefault("mask_mean", "its mean is close to λ")
-        out.setdefault("mean_limitation", "its mean only approximates λ.")
+        out.setdefault("mask_mean", "its mean is free (not calibrated to λ)")
+        out.setdefault("mean_limitation", "its mean is not calibrated to λ.")
     return out
 
 

@@ -303,10 +303,12 @@ def write_generator_folder(
         "recipe": cards.recipe_table(run_config),
         "results": cards.generator_results_text(own, scorer),
         "origin": origin,
-        "mask_mean": "its mean equals λ exactly" if exact else "its mean is close to λ",
+        "mask_mean": "its mean equals λ exactly"
+        if exact
+        else "its mean is free (not calibrated to λ; see the measured slope)",
         "mean_limitation": "its mean equals λ (λ-exact calibration)."
         if exact
-        else "its mean only approximates λ.",
+        else "its mean is not calibrated to λ: check the measured slope.",
         "extra_limitations": "" if onnx else "- This export has no ONNX graph.\n",
         "samix_hub_version": __version__,
     }
