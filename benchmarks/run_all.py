@@ -118,25 +118,32 @@ def demo_table(result: dict[str, Any]) -> str:
     s, t = result["summary"], result["summary"]["timings_s"]
     ft = s["finetune"]
     par = max([*s["parity"]["export"].values(), *s["parity"]["pulled_onnx_vs_torch"].values()])
+    gen, masks = s["generator"], s["masks"]
     rows = [
         ("whole command (fresh process, wall clock)", f"{result['wall_s']:.0f} s", ""),
         ("1. data (digits 0-4 / 5-9)", f"{t['data']:.0f} s", ""),
         (
-            f"2. train online SAMix, {s['train']['steps']} steps",
+            f"2. train the plain classifier (teacher), {s['train']['steps']} steps",
             f"{t['train']:.0f} s",
             f"top-1 {s['train']['top1']:.1f} %, EMA {s['train']['ema_top1']:.1f} %",
         ),
-        ("3. export (safetensors + ONNX + cards)", f"{t['export']:.0f} s", f"max parity {par:.1e}"),
-        ("4-5. publish + pull back (offline)", f"{t['publish'] + t['pull']:.1f} s", ""),
         (
-            f"6. mix {s['mix']['rows']} images (onnxruntime) + preview",
+            f"3. train the generator against it (mixer only), {gen['steps']} steps",
+            f"{t['generator']:.0f} s",
+            f"spatial std {gen['mask_spatial_std']:.3f}",
+        ),
+        ("4. export (safetensors + ONNX + cards)", f"{t['export']:.0f} s", f"max parity {par:.1e}"),
+        ("5-6. publish + pull back (offline)", f"{t['publish'] + t['pull']:.1f} s", ""),
+        (
+            f"7. mix {s['mix']['rows']} images (onnxruntime) + preview",
             f"{t['mix']:.1f} s",
-            f"{s['mix']['images_per_s']:.0f} img/s",
+            f"{s['mix']['images_per_s']:.0f} img/s; pulled generator: slope "
+            f"{masks['mask_slope']:.3f}, spatial std {masks['mask_spatial_std']:.3f}",
         ),
     ]
     for method, r in ft.items():
         rows.append(
-            (f"7. fine-tune {method}, {r['steps']} steps", f"{r['seconds']:.0f} s",
+            (f"8. fine-tune {method}, {r['steps']} steps", f"{r['seconds']:.0f} s",
              f"top-1 {r['top1']:.1f} %")
         )  # fmt: skip
     m = result["machine"]
