@@ -3,7 +3,7 @@
 Presets:
 - ``cpu``: the CIFAR-10 subset in ../shared/data (4,000 train / 1,000 test images), a narrow
   ResNet-18 (``resnet18_cifar_w16``), the same epochs, batch and seeds for every method.
-- ``cuda``: the CIFAR-100 ResNet-18 200-epoch row of SAMIX.md section 7 (reference top-1:
+- ``cuda``: the CIFAR-100 ResNet-18 200-epoch row of the paper (reference top-1:
   vanilla 76.42, MixUp 78.52, CutMix 79.45, AutoMix 80.12, SAMix 81.21), given the full data set
   (``--data cifar100:DIR``) and a GPU.
 

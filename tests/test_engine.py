@@ -209,7 +209,7 @@ def test_online_gradient_routing(method, tmp_path, digits, batch):
 
 def test_online_samix_mixer_gradient_equals_mixer_loss_gradient(tmp_path, digits, batch):
     """The mixer's gradient after a full step is exactly that of the mixer loss alone,
-    recomputed independently from the same λ_m and π_m (SAMIX.md section 2, step 4)."""
+    recomputed independently from the same λ_m and π_m (docs/algorithm.md "Online supervised SAMix", step 4)."""
     from samix_hub.losses import eta_balanced_mixup_loss
     from samix_hub.mixing.sampling import sample_lam, sample_partner
 

@@ -1,7 +1,7 @@
 """``samix-hub push`` / ``pull`` with the REAL huggingface_hub client against tests/fakehub.py.
 
 The CLI runs in subprocesses whose environment (HF_ENDPOINT, HF_HOME, HF_TOKEN,
-HF_HUB_DISABLE_XET) is set before huggingface_hub is imported, as DESIGN.md "Hub" requires.
+HF_HUB_DISABLE_XET) is set before huggingface_hub is imported, as huggingface_hub reads them at import.
 In-process calls pass ``endpoint``, ``token`` and ``cache_dir`` explicitly; huggingface_hub may
 already have been imported by another test module, so Xet uploads are switched off through its
 ``HF_HUB_DISABLE_XET`` setting (what the environment variable sets) for each test.

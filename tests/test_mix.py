@@ -83,7 +83,7 @@ def test_samix_round_trip(gen_dir: Path, digits: object, tmp_path: Path, capsys)
         assert (image - expected).abs().max() <= 0.5 / 255 + 1e-5  # 8-bit rounding only
         pairs_a.append(a), pairs_b.append(b), masks.append(mask)
     # Reference: the generator re-run on every pair, in batches unlike the writer's, then the
-    # 0.08 margin fallback (SAMIX.md section 5).
+    # 0.08 margin fallback (docs/algorithm.md "SAMix^P").
     n, lam = len(ds), torch.from_numpy(ds.lam)
     images = torch.stack(pairs_a + pairs_b)
     partner = torch.cat([torch.arange(n, 2 * n), torch.arange(n)])

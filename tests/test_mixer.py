@@ -128,7 +128,7 @@ def _openmixup_state(c, variant):
 
 
 def _manual_samix(state, f, lam, partner, size, k=0.25):
-    """Independent re-computation of SAMIX.md section 1 from raw tensors."""
+    """Independent re-computation of docs/algorithm.md "The mixer" from raw tensors."""
     import torch.nn.functional as F
 
     p = {k_.replace("mix_block.", ""): v for k_, v in state.items()}
