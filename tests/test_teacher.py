@@ -76,6 +76,8 @@ def test_teacher_run_trains_only_the_mixer(teacher_run: Path, mixer_run: Path) -
     assert cfg["teacher_head"] == {"fitted": False}
     assert cfg["calibration"] == "exact" and cfg["mask_variance"] == "image"
     assert cfg["mixer"]["calibration"] == "exact" and cfg["mixer"]["variance"] == "image"
+    # the teacher recipe's optimiser defaults (not given on the command line)
+    assert (cfg["optimizer"], cfg["lr"], cfg["weight_decay"]) == ("adamw", 0.001, 0.0)
     # the teacher's weights are untouched and its accuracy is the teacher run's own
     before = torch.load(teacher_run / "checkpoints/last.pt", weights_only=True)
     after = torch.load(mixer_run / "checkpoints/last.pt", weights_only=True)
@@ -205,6 +207,18 @@ def test_bad_teacher_is_one_line(
                            *args, *FAST])  # fmt: skip
     assert code != 0 and out == ""
     assert message.format(**fill) in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_teacher_optimiser_given_on_the_command_line_is_kept(
+    teacher_run: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "sgd"
+    code, _, err = _cli(["train", "--method", "samix", "--teacher", str(teacher_run),
+                         "--data", "digits", "--max-steps", "2", "--optimizer", "sgd",
+                         "--lr", "0.05", "--out", str(out), *FAST])  # fmt: skip
+    assert code == 0, err
+    cfg = json.loads((out / "config.json").read_text())
+    assert (cfg["optimizer"], cfg["lr"], cfg["weight_decay"]) == ("sgd", 0.05, 0.0)
 
 
 def test_fused_teacher_computes_the_same(teacher_run: Path) -> None:
