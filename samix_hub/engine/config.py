@@ -165,10 +165,7 @@ class TrainConfig:
         if self.teacher and self.scenario != "teacher":
             raise UserError(f"--teacher trains a supervised mixer, not --scenario {self.scenario}")
         if self.scenario in ("ssl", "finetune"):
-            for name in ("calibration", "mask_variance", "mixer_lr"):
-                if getattr(self, name) is not None:
-                    flag = "--" + name.replace("_", "-")
-                    raise UserError(f"{flag} is not available with --scenario {self.scenario}")
+            _reject_mixer_options(self, f"is not available with --scenario {self.scenario}")
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -210,10 +207,14 @@ def resolve_mixer_options(cfg: TrainConfig, learned: bool) -> None:
         cfg.mask_variance = cfg.mask_variance or "image"
         cfg.mixer_lr = cfg.mixer_lr if cfg.mixer_lr is not None else cfg.lr
         return
+    _reject_mixer_options(cfg, f"applies to --method automix/samix, not {cfg.method}")
+
+
+def _reject_mixer_options(cfg: TrainConfig, why: str) -> None:
+    """A one-line error for the first learned-mixer option set where none is used."""
     for name in ("calibration", "mask_variance", "mixer_lr"):
         if getattr(cfg, name) is not None:
-            flag = "--" + name.replace("_", "-")
-            raise UserError(f"{flag} applies to --method automix/samix, not {cfg.method}")
+            raise UserError(f"--{name.replace('_', '-')} {why}")
 
 
 def legacy_values(run: dict[str, Any]) -> dict[str, Any]:

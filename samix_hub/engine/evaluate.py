@@ -1,17 +1,24 @@
-"""Top-1 / top-5 accuracy (percent) of a classifier, exact under DDP (counts summed over ranks)."""
+"""Top-1 / top-5 accuracy (percent) of a classifier, exact under DDP (counts summed over ranks);
+the mask statistics of a run's mixer (docs/algorithm.md "Mask statistics")."""
 
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..mixing.statistics import mask_statistics
 from .distributed import DistInfo, all_reduce_sum
 
-__all__ = ["evaluate", "topk_correct"]
+__all__ = ["evaluate", "topk_correct", "mixer_statistics"]
+
+#: Size of the fixed batch of first test images the mask statistics are measured on.
+STAT_BATCH = 64
 
 
 def topk_correct(logits: torch.Tensor, labels: torch.Tensor, ks: tuple[int, ...]) -> list[int]:
@@ -62,3 +69,37 @@ def evaluate(
         "loss": float(totals[2]) / n,
         "count": int(totals[3]),
     }
+
+
+@torch.no_grad()
+def mixer_statistics(
+    mods: Any, data: Any, stage: int, device: torch.device, encoder: nn.Module | None
+) -> dict[str, float]:
+    """:func:`~samix_hub.mixing.statistics.mask_statistics` of a run's mixer reading
+    ``encoder``'s stage ``stage`` on the first :data:`STAT_BATCH` test images, each paired with
+    the next, as the exported generator computes masks (mixer and encoder in eval mode; both
+    modes restored); finite values only. The batch is loaded once and kept in ``mods.extra``."""
+    mixer = mods.mixer
+    if mixer is None or data.test is None or encoder is None:
+        return {}
+    images = mods.extra.get("stat_batch")
+    if images is None:
+        from ..data.transforms import eval_transform
+        from .loader import eval_loader
+
+        n = min(STAT_BATCH, len(data.test))
+        loader = eval_loader(data.test, eval_transform(data.image_size), n, 0)
+        images = mods.extra["stat_batch"] = next(iter(loader))[0]
+    images = images.to(device)
+    modes = [(m, m.training) for m in (mixer, encoder)]
+    mixer.eval()
+    encoder.eval()
+    try:
+        n, size = images.shape[0], tuple(images.shape[-2:])
+        feats = encoder.features(images, stage).float()
+        partner = torch.roll(torch.arange(n, device=device), 1)  # fixed, no self-pairs
+        stats = mask_statistics(lambda lam: mixer(feats, lam, partner, size))
+    finally:
+        for module, mode in modes:
+            module.train(mode)
+    return {k: v for k, v in stats.items() if isinstance(v, float) and math.isfinite(v)}

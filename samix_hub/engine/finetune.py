@@ -294,13 +294,9 @@ class FinetuneScenario(SupervisedScenario):
     def run_config(self, cfg: TrainConfig, data: DataSource, mods: TrainModules) -> dict:
         bb = self.backbone
         assert bb is not None
-        mean, std = mods.extra["normalisation"]
         return {
             **super().run_config(cfg, data, mods),
-            "mean": mean,
-            "std": std,
-            "in_chans": data.channels,
-            "base_model": bb.base_model,
+            **bb.run_config(mods.extra["normalisation"], data.channels),
             "backbone_provenance": bb.provenance,
             "mixed_provenance": mods.extra.get("mixed_provenance"),
         }

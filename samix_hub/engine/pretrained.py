@@ -19,6 +19,7 @@ Input size and normalisation come from the backbone's ``pretrained_cfg`` (as tim
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,20 @@ class PretrainedBackbone:
             torch.manual_seed(seed)
             self.net.reset_classifier(num_classes)  # type: ignore[operator]
         return self.net
+
+    def run_config(
+        self, normalisation: tuple[Sequence[float], Sequence[float]], channels: int
+    ) -> dict[str, Any]:
+        """The keys a run started from this backbone adds to its ``config.json``: the
+        normalisation it trains with, the channel count and the ``base_model`` (teacher and
+        fine-tune runs)."""
+        mean, std = normalisation
+        return {
+            "mean": list(mean),
+            "std": list(std),
+            "in_chans": channels,
+            "base_model": self.base_model,
+        }
 
     def normalisation(self, channels: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
         """mean/std for ``channels`` input channels (averaged when timm adapted the first conv)."""

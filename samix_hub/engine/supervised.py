@@ -30,7 +30,7 @@ from ..mixing.sampling import sample_lam, sample_partner
 from ..models import Mixer
 from .config import SL_METHODS, TrainConfig
 from .ema import ema_momentum, make_ema, update_ema
-from .evaluate import evaluate
+from .evaluate import evaluate, mixer_statistics
 from .loader import eval_loader
 from .model import build_classifier, build_mixer
 from .scenario import Scenario, StepContext, StepFn, TrainModules, register_scenario
@@ -40,6 +40,7 @@ __all__ = [
     "vanilla_step",
     "mix_step",
     "online_samix_step",
+    "mixer_losses",
     "load_frozen_generator",
 ]
 
@@ -114,11 +115,7 @@ def online_samix_step(ctx: StepContext, images: torch.Tensor, labels: torch.Tens
     with ctx.autocast():
         mask_m = mods.call("mixer")(feats, lam_m, pi_m, size).float()
         logits_m = ema(_layout(apply_mask(images, mask_m, pi_m), ctx))
-    if mixer_raw.config.variant == "automix":
-        loss_mixer = mixup_cross_entropy(logits_m, labels, labels[pi_m], lam_m)
-    else:
-        loss_mixer = eta_balanced_mixup_loss(logits_m, labels, labels[pi_m], lam_m, cfg.eta)
-    loss_mask = cfg.mask_loss_weight * mixer_raw.mask_loss(mask_m, lam_m)
+    loss_mixer, loss_mask = mixer_losses(mixer_raw, logits_m, mask_m, labels, pi_m, lam_m, cfg)
     ctx.backward(loss_mixer + loss_mask, "mixer")
     del logits_m, mask_m
 
@@ -139,6 +136,24 @@ def online_samix_step(ctx: StepContext, images: torch.Tensor, labels: torch.Tens
         "loss_mask": loss_mask.detach(),
     }
     return {"loss": sum(parts.values()), **parts}  # type: ignore[dict-item]
+
+
+def mixer_losses(
+    mixer: Mixer,
+    logits: torch.Tensor,
+    mask: torch.Tensor,
+    labels: torch.Tensor,
+    partner: torch.Tensor,
+    lam: float,
+    cfg: TrainConfig,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The mixer's loss on the scorer's ``logits`` of the mixed batch, and its weighted mask
+    regulariser: η-balanced (AutoMix: mixup CE) with labels ``(y, y[π], λ)``."""
+    if mixer.config.variant == "automix":
+        loss = mixup_cross_entropy(logits, labels, labels[partner], lam)
+    else:
+        loss = eta_balanced_mixup_loss(logits, labels, labels[partner], lam, cfg.eta)
+    return loss, cfg.mask_loss_weight * mixer.mask_loss(mask, lam)
 
 
 def _layout(x: torch.Tensor, ctx: StepContext) -> torch.Tensor:
@@ -252,9 +267,7 @@ class SupervisedScenario(Scenario):
             metrics[f"{prefix}test_loss"] = res["loss"]
             metrics["test_images"] = res["count"]
         if mods.mixer is not None:  # the generator's own statistics, as it will be exported
-            from .teacher import generator_statistics
-
-            metrics.update(generator_statistics(mods, data, cfg, info.device, mods.ema))
+            metrics.update(mixer_statistics(mods, data, cfg.stage, info.device, mods.ema))
         return metrics
 
 

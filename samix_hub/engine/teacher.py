@@ -22,7 +22,6 @@ its train/test accuracy goes to ``config.json`` (``teacher_head``).
 from __future__ import annotations
 
 import contextlib
-import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -33,19 +32,17 @@ import torch.nn as nn
 from ..data.specs import DataSource
 from ..data.transforms import eval_transform
 from ..errors import UserError
-from ..losses import eta_balanced_mixup_loss, mixup_cross_entropy
 from ..mixing import apply_mask
 from ..mixing.sampling import sample_lam, sample_partner
-from ..mixing.statistics import mask_statistics as _mask_statistics
 from ..models import Mixer
 from .config import DEFAULT_ALPHA, TrainConfig, resolve_method, resolve_mixer_options
 from .distributed import DistInfo
-from .evaluate import evaluate
+from .evaluate import evaluate, mixer_statistics
 from .loader import eval_loader
 from .model import Classifier, build_mixer
 from .pretrained import PretrainedBackbone, load_pretrained_backbone
 from .scenario import StepContext, StepFn, TrainModules, register_scenario
-from .supervised import SupervisedScenario, _layout
+from .supervised import SupervisedScenario, _layout, mixer_losses
 from .teacher_head import fit_teacher_head, head_mismatch
 
 __all__ = [
@@ -55,13 +52,9 @@ __all__ = [
     "teacher_step",
     "fuse_conv_bn",
     "load_teacher",
-    "mask_statistics",
-    "generator_statistics",
 ]
 
 TEACHER_METHODS = ("samix", "automix")
-#: λ grid of the per-epoch mask statistics (the range where labels and masks matter most).
-STAT_BATCH = 64
 
 
 class FrozenClassifier(Classifier):
@@ -138,11 +131,7 @@ def teacher_step(ctx: StepContext, images: torch.Tensor, labels: torch.Tensor) -
     with ctx.autocast():
         mask = mods.call("mixer")(feats, lam, pi, size).float()
         logits = teacher(_layout(apply_mask(images, mask, pi), ctx))
-    if mixer_raw.config.variant == "automix":
-        loss_mixer = mixup_cross_entropy(logits, labels, labels[pi], lam)
-    else:
-        loss_mixer = eta_balanced_mixup_loss(logits, labels, labels[pi], lam, cfg.eta)
-    loss_mask = cfg.mask_loss_weight * mixer_raw.mask_loss(mask, lam)
+    loss_mixer, loss_mask = mixer_losses(mixer_raw, logits, mask, labels, pi, lam, cfg)
     ctx.backward(loss_mixer + loss_mask, "mixer")
     parts = {"loss_mixer": loss_mixer.detach(), "loss_mask": loss_mask.detach()}
     return {"loss": parts["loss_mixer"] + parts["loss_mask"], **parts}
@@ -173,45 +162,6 @@ def load_teacher(
     if not local:  # the SRC string as given; a local path never goes into an artifact
         bb.provenance["src"] = src
     return bb
-
-
-@torch.no_grad()
-def mask_statistics(
-    mixer: Mixer, encoder: Classifier, images: torch.Tensor, stage: int
-) -> dict[str, float]:
-    """:func:`samix_hub.mixing.statistics.mask_statistics` of ``mixer`` on a fixed batch, as the
-    exported generator computes masks (mixer and encoder in eval mode; both modes restored)."""
-    modes = [(m, m.training) for m in (mixer, encoder)]
-    mixer.eval()
-    encoder.eval()
-    try:
-        n, size = images.shape[0], tuple(images.shape[-2:])
-        feats = encoder.features(images, stage).float()
-        partner = torch.roll(torch.arange(n, device=images.device), 1)  # fixed, no self-pairs
-        stats = _mask_statistics(lambda lam: mixer(feats, lam, partner, size))
-    finally:
-        for module, mode in modes:
-            module.train(mode)
-    return {k: v for k, v in stats.items() if isinstance(v, float)}
-
-
-def stat_batch(data: DataSource) -> torch.Tensor:
-    """The fixed batch of the mask statistics: the first (up to) 64 test images."""
-    n = min(STAT_BATCH, len(data.test))  # type: ignore[arg-type]
-    return next(iter(eval_loader(data.test, eval_transform(data.image_size), n, 0)))[0]
-
-
-def generator_statistics(
-    mods: TrainModules, data: DataSource, cfg: TrainConfig, device: torch.device, encoder: Any
-) -> dict[str, float]:
-    """:func:`mask_statistics` of a run's mixer with ``encoder`` (finite values only)."""
-    if mods.mixer is None or data.test is None or encoder is None:
-        return {}
-    batch = mods.extra.get("stat_batch")
-    if batch is None:
-        batch = mods.extra["stat_batch"] = stat_batch(data)
-    stats = mask_statistics(mods.mixer, encoder, batch.to(device), cfg.stage)  # type: ignore[arg-type]
-    return {k: v for k, v in stats.items() if math.isfinite(v)}
 
 
 class TeacherScenario(SupervisedScenario):
@@ -284,16 +234,12 @@ class TeacherScenario(SupervisedScenario):
     def run_config(self, cfg: TrainConfig, data: DataSource, mods: TrainModules) -> dict:
         bb = self.backbone
         assert bb is not None
-        mean, std = mods.extra["normalisation"]
         return {
             **super().run_config(cfg, data, mods),
-            "mean": mean,
-            "std": std,
-            "in_chans": data.channels,
+            **bb.run_config(mods.extra["normalisation"], data.channels),
             "trained_against": "a frozen teacher",
             "teacher_provenance": bb.provenance,
             "teacher_head": mods.extra["teacher_head"],
-            "base_model": bb.base_model,
         }
 
     def evaluate(
@@ -320,7 +266,7 @@ class TeacherScenario(SupervisedScenario):
                 "test_loss": res["loss"],
                 "test_images": res["count"],
             }
-        stats = generator_statistics(modules, data, cfg, info.device, modules.model)
+        stats = mixer_statistics(modules, data, cfg.stage, info.device, modules.model)
         return {**self._teacher_eval, **stats}
 
 
