@@ -117,8 +117,8 @@ def read_metrics(run: Path) -> list[dict[str, Any]]:
 def _train(cfg: TrainConfig, quiet: bool) -> float:
     """Train (or resume, or reuse a finished run); seconds spent."""
     run = Path(cfg.out)
-    done = run / "metrics.jsonl"
-    if done.is_file() and read_metrics(run) and read_metrics(run)[-1]["epoch"] >= cfg.epochs:
+    rows = read_metrics(run) if (run / "metrics.jsonl").is_file() else []
+    if rows and rows[-1]["epoch"] >= cfg.epochs:
         return 0.0
     t0 = time.perf_counter()
     train(cfg, resume=(run / "checkpoints" / "last.pt").is_file(), quiet=quiet)
