@@ -38,6 +38,8 @@ _PATTERNS = {
     "all": None,  # everything but pickles (see _IGNORE)
 }
 _IGNORE = [f"*{suffix}" for suffix in PICKLE_SUFFIXES]
+#: The safetensors file that makes a repo with pickles usable (timm's Hub layout has both).
+SAFE_BESIDE_PICKLES = "model.safetensors"
 # Never uploaded: hidden files (temporary files of atomic writes, local caches) and pickles.
 _PUSH_IGNORE = [".*", "*/.*", "*.tmp", "*.partial", *_IGNORE]
 _COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
@@ -263,7 +265,11 @@ def _verify_checksums(snapshot: Path) -> None:
 
 
 def _check_listing(repo_id: str, repo_type: str, commit: str, cache_dir: str | None) -> None:
-    """Refuse repos with pickle weights, and repos that are not samix-hub artifacts at all."""
+    """Refuse repos with pickle weights, and repos that are not samix-hub artifacts at all.
+
+    A repo with ``model.safetensors`` beside its pickles (timm publishes both) is accepted with
+    one warning on stderr: the pickles are never downloaded (``_IGNORE``) nor loaded.
+    """
     import huggingface_hub
 
     get_tree = getattr(huggingface_hub, "get_cached_repo_tree", None)
@@ -277,7 +283,14 @@ def _check_listing(repo_id: str, repo_type: str, commit: str, cache_dir: str | N
     except Exception:  # no cached listing (older cache); validation of the folder still runs
         return
     pickles = [p for p in paths if p.endswith(PICKLE_SUFFIXES)]
-    if pickles:
+    if pickles and SAFE_BESIDE_PICKLES in paths:
+        # A timm / transformers repo publishes both formats: use the safetensors file only.
+        print(
+            f"warning: {repo_id}@{commit[:12]}: ignoring pickle files {pickles[:3]} "
+            f"(never downloaded nor loaded); using {SAFE_BESIDE_PICKLES}",
+            file=sys.stderr,
+        )
+    elif pickles:
         raise HubError(
             f"{repo_id}@{commit[:12]}: contains pickle weights {pickles[:3]}; "
             "samix-hub only loads safetensors (nothing was loaded)"

@@ -15,6 +15,7 @@ import torch
 
 from .artifacts import BACKBONE, GENERATOR, backbone_meta, validate_artifact
 from .errors import ArtifactError, UserError
+from .hub_api import ONNX_EXTRA, require_extra
 from .sources import ResolvedSource, resolve_source
 
 __all__ = ["load_generator", "load_backbone", "GENERATOR_ONNX", "GENERATOR_ONNX_INT8"]
@@ -27,6 +28,8 @@ BACKBONE_ONNX = "onnx/model.onnx"
 def _resolve(src: str | os.PathLike[str], runtime: str, kind: str, **hub: Any) -> ResolvedSource:
     if runtime not in ("torch", "onnx"):
         raise UserError(f"unknown runtime {runtime!r} (torch or onnx)")
+    if runtime == "onnx":
+        require_extra(("onnx", "onnxruntime"), ONNX_EXTRA, "runtime='onnx'")
     resolved = src if isinstance(src, ResolvedSource) else resolve_source(src, runtime, **hub)
     found = validate_artifact(resolved.path, runtime)
     if found != kind:
@@ -39,6 +42,12 @@ def load_generator(
     runtime: str = "torch",
     device: str | torch.device | None = None,
     int8: bool = False,
+    *,
+    revision: str | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    local_files_only: bool = False,
+    force_download: bool = False,
+    token: str | bool | None = None,
     **hub_kwargs: Any,
 ) -> Any:
     """A frozen generator callable as ``gen(images [0, 1], partner, lam) -> (mask, mixed)``.
@@ -47,9 +56,18 @@ def load_generator(
     cpu). ``runtime="onnx"``: a :class:`~samix_hub.onnx.OnnxGenerator`; ``device`` auto (the
     default) takes CUDA when onnxruntime offers it, else CPU (see ``.providers``); ``int8`` picks
     the quantised graph when the folder has one. ``.source`` records where it came from.
+
+    For a Hub repo id: ``revision`` (branch, tag or commit; the same as ``@REV``),
+    ``cache_dir``, ``local_files_only`` (cache only, no network), ``force_download`` and
+    ``token``, as ``from_pretrained`` in huggingface_hub (docs/python_api.md); further
+    ``hub_kwargs`` (``endpoint``, ``local_dir``, ``offline``) go to :func:`samix_hub.hub.pull`.
     """
     from .models.generator import Generator, GeneratorConfig
 
+    hub_kwargs.update(
+        revision=revision, cache_dir=cache_dir, local_files_only=local_files_only,
+        force_download=force_download, token=token,
+    )  # fmt: skip
     resolved = _resolve(src, runtime, GENERATOR, **hub_kwargs)
     folder = resolved.path
     if runtime == "torch":
@@ -79,6 +97,12 @@ def load_backbone(
     src: str | os.PathLike[str] | ResolvedSource,
     device: str | torch.device | None = None,
     runtime: str = "torch",
+    *,
+    revision: str | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    local_files_only: bool = False,
+    force_download: bool = False,
+    token: str | bool | None = None,
     **hub_kwargs: Any,
 ) -> tuple[Any, dict[str, Any]]:
     """(model, config.json as a dict) for a backbone folder or repo id.
@@ -86,12 +110,17 @@ def load_backbone(
     ``runtime="torch"``: the timm model in eval mode, built through timm's own ``local-dir:``
     loader from ``config.json`` + ``model.safetensors``; it expects normalised input
     (``config["pretrained_cfg"]`` mean/std), as every timm model. ``runtime="onnx"``: a
-    :class:`~samix_hub.onnx.OnnxBackbone` taking images in [0, 1].
+    :class:`~samix_hub.onnx.OnnxBackbone` taking images in [0, 1]. The Hub keywords are those
+    of :func:`load_generator`.
     """
     import timm
 
     from . import models as _models  # noqa: F401  (registers the CIFAR backbones in timm)
 
+    hub_kwargs.update(
+        revision=revision, cache_dir=cache_dir, local_files_only=local_files_only,
+        force_download=force_download, token=token,
+    )  # fmt: skip
     resolved = _resolve(src, runtime, BACKBONE, **hub_kwargs)
     folder = resolved.path
     config = json.loads((folder / "config.json").read_text())

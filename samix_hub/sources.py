@@ -78,13 +78,22 @@ def parse_repo_id(src: str) -> tuple[str, str | None]:
 
 
 def resolve_source(
-    src: str | os.PathLike[str], runtime: str = "torch", **hub_kwargs: object
+    src: str | os.PathLike[str],
+    runtime: str = "torch",
+    *,
+    revision: str | None = None,
+    local_files_only: bool = False,
+    force_download: bool = False,
+    **hub_kwargs: object,
 ) -> ResolvedSource:
     """A local folder as is; otherwise download ``ORG/NAME[@REV]`` through :mod:`samix_hub.hub`.
 
-    ``hub_kwargs`` go to :func:`samix_hub.hub.pull` (``endpoint``, ``token``, ``offline``,
-    ``local_dir``, ``repo_type``, ``cache_dir``). A local folder is returned unvalidated: the
-    loader validates it for the runtime it needs.
+    ``revision`` is the same as ``@REV`` (giving both, different, is an error);
+    ``local_files_only=True`` reads the local cache only (``offline``); ``force_download=True``
+    fetches the files again even when cached (docs/python_api.md "Keywords"). ``hub_kwargs``
+    go to :func:`samix_hub.hub.pull` (``endpoint``, ``token``, ``offline``, ``local_dir``,
+    ``repo_type``, ``cache_dir``). A local folder is returned unvalidated (the Hub keywords do
+    not apply to it): the loader validates it for the runtime it needs.
     """
     text = os.fspath(src)
     if text.startswith(BUILTIN_PREFIX):
@@ -100,7 +109,17 @@ def resolve_source(
         raise UserError(f"{path}: is a file, expected an artifact folder or ORG/NAME[@REV]")
     if looks_like_path(text):
         raise UserError(f"{path}: no such folder (and not a Hub repo id ORG/NAME[@REV])")
-    repo_id, revision = parse_repo_id(text)
+    repo_id, at_rev = parse_repo_id(text)
+    if revision is not None and at_rev is not None and revision != at_rev:
+        raise UserError(f"{text!r}: revision {revision!r} differs from the @{at_rev} in the id")
+    if local_files_only and force_download:
+        raise UserError("local_files_only=True and force_download=True exclude each other")
+    if local_files_only:
+        hub_kwargs["offline"] = True
     from . import hub  # noqa: PLC0415  (imports huggingface_hub only when needed)
 
-    return hub.pull(repo_id, revision=revision, runtime=runtime, **hub_kwargs)  # type: ignore[arg-type]
+    if force_download:
+        from .hub_api import refresh_cache  # noqa: PLC0415
+
+        refresh_cache(repo_id, revision or at_rev, runtime, **hub_kwargs)  # type: ignore[arg-type]
+    return hub.pull(repo_id, revision=revision or at_rev, runtime=runtime, **hub_kwargs)  # type: ignore[arg-type]

@@ -201,3 +201,78 @@ class Generator(nn.Module):
                 )
         gen.load_state_dict(state)
         return gen.to(device).freeze()
+
+    # ------------------------------------------------------------- Hub-style API
+    @classmethod
+    def from_pretrained(
+        cls,
+        repo_id_or_path: str | os.PathLike[str],
+        *,
+        revision: str | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
+        local_files_only: bool = False,
+        force_download: bool = False,
+        token: str | bool | None = None,
+        runtime: str = "torch",
+        device: str | torch.device | None = None,
+        int8: bool = False,
+        **hub_kwargs: Any,
+    ) -> Any:
+        """A generator from a folder, ``builtin:NAME`` or Hub repo id (docs/python_api.md).
+
+        The keywords are those of ``huggingface_hub``'s ``from_pretrained``; the download goes
+        through :func:`samix_hub.hub.pull` (only the runtime's files, no pickles, checksums,
+        validation). ``runtime="torch"`` returns a :class:`Generator`, ``runtime="onnx"`` an
+        :class:`~samix_hub.onnx.OnnxGenerator` with the same call and ``masks``. ``hub_kwargs``:
+        ``endpoint``, ``local_dir``, ``offline``.
+        """
+        from ..loading import load_generator
+
+        return load_generator(
+            repo_id_or_path, runtime=runtime, device=device, int8=int8, revision=revision,
+            cache_dir=cache_dir, local_files_only=local_files_only,
+            force_download=force_download, token=token, **hub_kwargs,
+        )  # fmt: skip
+
+    def save_pretrained(
+        self,
+        save_directory: str | os.PathLike[str],
+        *,
+        onnx: bool = True,
+        opset: int = 18,
+        repo_id: str | None = None,
+    ) -> Path:
+        """Write the folder ``samix-hub export`` writes: weights, config.json, card, ONNX.
+
+        ``onnx=False`` leaves out ``onnx/generator.onnx`` (no ONNX tools needed). The folder is
+        staged, checked and renamed into place; ``repo_id`` goes into the card's examples.
+        """
+        from ..hub_api import save_generator
+
+        return save_generator(self, save_directory, onnx=onnx, opset=opset, repo_id=repo_id)
+
+    def push_to_hub(
+        self,
+        repo_id: str,
+        *,
+        revision: str | None = None,
+        tag: str | None = None,
+        private: bool = False,
+        commit_message: str | None = None,
+        token: str | bool | None = None,
+        endpoint: str | None = None,
+        onnx: bool = True,
+        opset: int = 18,
+    ) -> tuple[str, str]:
+        """``save_pretrained`` into a temporary folder, then one validated commit to ``repo_id``.
+
+        ``revision`` is the branch (created from main when needed), ``tag`` tags the new commit.
+        Returns ``(commit_url, commit_sha)``; the token is only handed to huggingface_hub.
+        """
+        from ..hub_api import push_generator
+
+        return push_generator(
+            self, repo_id, revision=revision, tag=tag, private=private,
+            commit_message=commit_message, token=token, endpoint=endpoint, onnx=onnx,
+            opset=opset,
+        )  # fmt: skip
