@@ -17,7 +17,15 @@ __all__ = ["command"]
 
 METHODS = ("vanilla", "mixup", "cutmix", "samix-p", "mixed")
 #: Options that name the fine-tune itself (kept in ``config.json``; fixed on --resume).
-FT_ARGS = ("backbone", "generator", "mixed", "pretrained", "freeze_backbone", "clean_fraction")
+FT_ARGS = (
+    "backbone",
+    "generator",
+    "mixed",
+    "pretrained",
+    "freeze_backbone",
+    "clean_fraction",
+    "warmup_epochs",
+)
 
 
 @click.command("finetune")
@@ -61,10 +69,28 @@ FT_ARGS = ("backbone", "generator", "mixed", "pretrained", "freeze_backbone", "c
 )
 @click.option("--epochs", type=int, default=30, show_default=True)
 @click.option("--batch-size", type=int, default=64, show_default=True, help="Per device.")
-@click.option("--lr", type=float, default=0.01, show_default=True, help="SGD learning rate.")
+@click.option(
+    "--opt",
+    "--optimizer",
+    "optimizer",
+    type=click.Choice(["sgd", "adamw"]),
+    default="sgd",
+    show_default=True,
+    help="sgd (CNNs) or adamw (timm's, no decay on biases/norms: ViTs and other transformers).",
+)
+@click.option(
+    "--lr", type=float, default=None, help="Peak learning rate [default: sgd 0.01, adamw 1e-4]."
+)
 @click.option("--min-lr", type=float, default=None, help="End of the cosine schedule [default: 0].")
+@click.option(
+    "--warmup-epochs",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Linear warm-up from 0 to --lr over N epochs, then the cosine (timm's scheduler).",
+)
 @click.option("--momentum", type=float, default=0.9, show_default=True, help="SGD momentum.")
-@click.option("--weight-decay", type=float, default=1e-4, show_default=True)
+@click.option("--weight-decay", type=float, default=None, help="[default: sgd 1e-4, adamw 0.05].")
 @click.option(
     "--alpha",
     type=float,
@@ -110,6 +136,9 @@ def command(ctx: click.Context, resume: bool, quiet: bool, **opts: Any) -> None:
           --data digits --out runs/ft-offline
       samix-hub finetune --backbone resnet18_cifar_w16 --no-pretrained --method mixup \\
           --data digits --epochs 2 --out runs/ft-mixup
+      samix-hub finetune --backbone hf-hub:timm/vit_tiny_patch16_224.augreg_in21k \\
+          --opt adamw --warmup-epochs 2 --generator ORG/samix-generator \\
+          --data folder:~/flowers --out runs/vit
       samix-hub finetune --backbone hf-hub:timm/resnet18.a1_in1k --freeze-backbone \\
           --data cifar10:~/data --out runs/probe
       samix-hub finetune --resume --out runs/ft-samix-p        # after an interruption

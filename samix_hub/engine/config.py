@@ -221,9 +221,12 @@ def legacy_values(run: dict[str, Any]) -> dict[str, Any]:
     """What the options a run's ``config.json`` lacks meant when it was written (older versions).
 
     A run with a mixer from before the mixer options had the reference's mixer (no calibration,
-    batch-wide variance) and one learning rate; every run had SGD and no teacher.
+    batch-wide variance) and one learning rate; every run had SGD and no teacher, every
+    fine-tune no warm-up.
     """
     out = {k: v for k, v in LEGACY_DEFAULTS.items() if k not in run}
+    if run.get("scenario") == "finetune" and "warmup_epochs" not in run:
+        out["warmup_epochs"] = 0  # fine-tunes before --warmup-epochs had none
     mixer = run.get("mixer")
     if isinstance(mixer, dict) and run.get("scenario") != "ssl":
         legacy = {

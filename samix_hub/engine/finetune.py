@@ -37,6 +37,7 @@ from ..mixing import build_method
 from ..mixing.sampling import check_alpha
 from .config import DEFAULT_ALPHA, TrainConfig
 from .ema import make_ema
+from .finetune_optim import OPT_DEFAULTS, check_warmup, create_optimizer, create_scheduler
 from .model import Classifier
 from .pretrained import PretrainedBackbone, load_pretrained_backbone
 from .scenario import StepContext, StepFn, TrainModules, register_scenario
@@ -60,6 +61,7 @@ FT_OPTIONS: dict[str, Any] = {
     "freeze_backbone": False,
     "mixed": None,
     "clean_fraction": 0.0,
+    "warmup_epochs": 0,
 }
 #: Fine-tuning defaults that differ from ``samix-hub train`` (a pretrained start: lower lr).
 FT_DEFAULTS: dict[str, Any] = {"epochs": 30, "batch_size": 64, "lr": 0.01}
@@ -76,12 +78,16 @@ def finetune_config(
     pretrained: bool = True,
     freeze_backbone: bool = False,
     clean_fraction: float = 0.0,
+    warmup_epochs: int = 0,
     **options: Any,
 ) -> TrainConfig:
     """The :class:`TrainConfig` of a fine-tune run; ``samix_hub.engine.train(cfg)`` runs it.
 
     ``method`` defaults to ``samix-p`` with ``generator``, ``mixed`` with ``mixed``, else
-    ``vanilla``. ``options`` are any other :class:`TrainConfig` fields (epochs, lr, ...).
+    ``vanilla``. ``options`` are any other :class:`TrainConfig` fields (epochs, lr, ...);
+    ``lr`` and ``weight_decay`` left out (or None) take the defaults of ``optimizer``
+    (:data:`~samix_hub.engine.finetune_optim.OPT_DEFAULTS`). ``warmup_epochs`` > 0: a linear
+    warm-up, then the cosine (timm's scheduler, :mod:`samix_hub.engine.finetune_optim`).
     """
     if generator and mixed:
         raise UserError("--generator and --mixed exclude each other (online or offline mixing)")
@@ -94,8 +100,11 @@ def finetune_config(
         freeze_backbone=bool(freeze_backbone),
         mixed=str(mixed) if mixed else None,
         clean_fraction=float(clean_fraction),
+        warmup_epochs=warmup_epochs,
     )
-    kwargs = {**FT_DEFAULTS, **options}
+    defaults = {**FT_DEFAULTS, **OPT_DEFAULTS.get(options.get("optimizer") or "sgd", {})}
+    given = {k: v for k, v in options.items() if not (v is None and k in defaults)}
+    kwargs = {**defaults, **given}
     return TrainConfig(
         method=method, data=data, backbone=backbone, out=str(out), scenario="finetune",
         generator=generator, extra=extra, **kwargs,
@@ -213,6 +222,7 @@ class FinetuneScenario(SupervisedScenario):
         if cfg.min_lr is None:
             cfg.min_lr = 0.0
         cfg.validate()
+        ex["warmup_epochs"] = check_warmup(cfg, ex["warmup_epochs"])
         src = ex["backbone_source"] or cfg.backbone
         ex["backbone_source"] = src
         self.backbone = load_pretrained_backbone(src, pretrained=ex["pretrained"], seed=cfg.seed)
@@ -287,6 +297,14 @@ class FinetuneScenario(SupervisedScenario):
         prov["clean_images"] = num_clean
         mods.extra["mixed_provenance"] = prov
         mods.extra["generator_provenance"] = prov.get("generator")
+
+    def make_optimizer(self, modules: TrainModules, cfg: TrainConfig) -> Any:
+        return create_optimizer(modules.model, cfg)
+
+    def make_scheduler(
+        self, optimizer: torch.optim.Optimizer, cfg: TrainConfig, total: int, per_epoch: int
+    ) -> Any:
+        return create_scheduler(optimizer, cfg, total, per_epoch)
 
     def step_fn(self, method: str) -> StepFn:
         return mixed_step if method == "mixed" else super().step_fn(method)

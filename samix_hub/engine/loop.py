@@ -222,7 +222,9 @@ def _train(cfg: TrainConfig, info: DistInfo, resume: bool, quiet: bool) -> Path:
                 m.to(memory_format=torch.channels_last)
     autocast, scaler = _amp(device, cfg.amp)
 
-    optimizer = _optimizer(scenario.param_groups(mods, cfg), cfg)
+    optimizer = scenario.make_optimizer(mods, cfg)
+    if optimizer is None:
+        optimizer = _optimizer(scenario.param_groups(mods, cfg), cfg)
     train_ds = SeededTransform(data.train, scenario.train_transform(cfg, data), cfg.seed)
     sampler = ResumableSampler(train_ds, info.world, info.rank, cfg.seed)
     spe = sampler.num_samples // cfg.batch_size
@@ -232,7 +234,9 @@ def _train(cfg: TrainConfig, info: DistInfo, resume: bool, quiet: bool) -> Path:
             f"{cfg.batch_size} per device (lower --batch-size)"
         )
     total = cfg.epochs * spe if cfg.max_steps is None else min(cfg.epochs * spe, cfg.max_steps)
-    scheduler = _scheduler(optimizer, cfg, total)
+    scheduler = scenario.make_scheduler(optimizer, cfg, total, spe)
+    if scheduler is None:
+        scheduler = _scheduler(optimizer, cfg, total)
     run_cfg = run_config_dict(cfg, data, scenario.run_config(cfg, data, mods), info.world)
     _warn_short_ema(cfg, total, info.is_main and not quiet)
 

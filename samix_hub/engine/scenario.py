@@ -114,6 +114,20 @@ class Scenario:
         params = [p for m in modules.trainable() for p in m.parameters() if p.requires_grad]
         return [{"params": params, "lr": cfg.lr}]
 
+    def make_optimizer(
+        self, modules: TrainModules, cfg: TrainConfig
+    ) -> torch.optim.Optimizer | None:
+        """A scenario's own optimizer; None (the default): the loop's, over :meth:`param_groups`."""
+        return None
+
+    def make_scheduler(
+        self, optimizer: torch.optim.Optimizer, cfg: TrainConfig, total: int, per_epoch: int
+    ) -> Any | None:
+        """A scenario's own per-step schedule (``step``, ``get_last_lr``, ``state_dict``,
+        ``load_state_dict``) over ``total`` steps of ``per_epoch`` per epoch; None (the
+        default): the loop's cosine."""
+        return None
+
     def wrap(self, modules: TrainModules, info: DistInfo) -> None:
         """DDP wrappers (in ``modules.wrapped``) for the trainable modules, on several ranks."""
         if not info.enabled:
