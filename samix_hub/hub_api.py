@@ -51,14 +51,12 @@ def refresh_cache(
     cache_dir: str | os.PathLike[str] | None = None,
     repo_type: str | None = None,
     offline: bool | None = None,
-    local_dir: str | os.PathLike[str] | None = None,
 ) -> None:
     """``force_download=True``: fetch the files ``runtime`` needs again into the cache.
 
     Same allow patterns as a pull and pickles are never fetched; the pull that follows then
-    checks the listing, the checksums and the folder as always. ``local_dir`` is the pull's.
+    checks the listing, the checksums and the folder as always (and copies to ``local_dir``).
     """
-    del local_dir  # the copy into local_dir is made by the pull that follows
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import RepositoryNotFoundError
 

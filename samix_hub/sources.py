@@ -121,5 +121,6 @@ def resolve_source(
     if force_download:
         from .hub_api import refresh_cache  # noqa: PLC0415
 
-        refresh_cache(repo_id, revision or at_rev, runtime, **hub_kwargs)  # type: ignore[arg-type]
+        fetch = {k: v for k, v in hub_kwargs.items() if k != "local_dir"}
+        refresh_cache(repo_id, revision or at_rev, runtime, **fetch)  # type: ignore[arg-type]
     return hub.pull(repo_id, revision=revision or at_rev, runtime=runtime, **hub_kwargs)  # type: ignore[arg-type]

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from cli_helpers import run_cli
 
 from samix_hub import Generator, GeneratorConfig, MixerConfig, load_backbone, load_generator
 from samix_hub.artifacts import validate_artifact
@@ -167,7 +168,7 @@ def test_push_to_hub_then_pull_on_both_runtimes(hub: FakeHub, tmp_path: Path) ->
 
 
 def test_missing_onnx_extra_names_the_extra(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if it were not installed
     with pytest.raises(UserError, match=r"'onnxruntime'.*pip install 'samix-hub\[onnx\]'"):
@@ -179,6 +180,11 @@ def test_missing_onnx_extra_names_the_extra(
     assert not (tmp_path / "g").exists()
     # The torch runtime needs none of it.
     assert isinstance(load_generator("builtin:cifar10-small"), Generator)
+    # The CLI: one line, exit code 2, before any work.
+    code, _, err = run_cli(["export", tmp_path / "run", "--out", tmp_path / "out"], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "export (or --no-onnx) needs the Python package 'onnxruntime'" in err
+    assert not (tmp_path / "out").exists()
 
 
 def _timm_repo(folder: Path, pickle: bool, safetensors: bool) -> torch.nn.Module:

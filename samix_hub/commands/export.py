@@ -126,10 +126,13 @@ def command(
       samix-hub export runs/samix-r18 --out release/ --generator-repo me/samix-r18-cifar10
     """
     from ..export_run import export_run, load_run
+    from ..hub_api import ONNX_EXTRA, require_extra
 
     parts = tuple(p.strip() for p in what.split(",") if p.strip())
     if no_onnx and quantize != "none":
         raise click.UsageError("--quantize int8 needs the ONNX graph; drop --no-onnx")
+    if not no_onnx:
+        require_extra(("onnx", "onnxscript", "onnxruntime"), ONNX_EXTRA, "export (or --no-onnx)")
     log = (lambda _m: None) if quiet else (lambda m: click.echo(m, err=True))
     calib = evals = None
     if quantize == "int8" and "generator" in parts:
