@@ -138,3 +138,27 @@ def test_default_sgd_schedule_is_unchanged(
     assert state["scheduler"]["T_max"] == 5  # torch's CosineAnnealingLR, as before
     cosine = [0.005 * (1 + math.cos(math.pi * t / 5)) for t in range(5)]
     assert lrs(out) == pytest.approx(cosine, abs=1e-12)
+
+
+def test_adamw_skips_decay_on_vit_no_weight_decay_names() -> None:
+    """A timm ViT: its ``no_weight_decay()`` names (pos_embed, cls_token) and every 1-D
+    parameter get no weight decay; the matrices get --weight-decay."""
+    from samix_hub.engine import TrainConfig
+    from samix_hub.engine.finetune_optim import create_optimizer
+    from samix_hub.engine.model import Classifier
+
+    net = timm.create_model("vit_tiny_patch16_224", img_size=32, num_classes=5)
+    model = Classifier(net, (0.5,) * 3, (0.25,) * 3)
+    cfg = TrainConfig(method="vanilla", data="digits", backbone="vit", out="x", optimizer="adamw")
+    cfg.lr, cfg.weight_decay = 1e-4, 0.05
+    optimizer = create_optimizer(model, cfg)
+    assert isinstance(optimizer, torch.optim.AdamW)
+    decay = {id(p): g["weight_decay"] for g in optimizer.param_groups for p in g["params"]}
+    names = dict(net.named_parameters())
+    assert len(decay) == len(names)
+    assert decay[id(names["pos_embed"])] == decay[id(names["cls_token"])] == 0.0
+    for name, p in names.items():
+        if name not in ("pos_embed", "cls_token"):
+            assert decay[id(p)] == (0.0 if p.ndim <= 1 else 0.05), name
+    cfg.optimizer = "sgd"
+    assert create_optimizer(model, cfg) is None  # SGD stays the loop's own
