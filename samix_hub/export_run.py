@@ -322,7 +322,7 @@ def write_generator_folder(
         summary=None,
         metric_name="",
         extra_tags=("mixup-generator",),
-        eval_results=cards.generator_eval_results(own, data_spec),
+        eval_results=None,  # mask statistics are no Hub metric: they are in the body
     )
     atomic_write_text(folder / "README.md", text)
     cards.validate_card(folder / "README.md", "generator")
@@ -451,7 +451,10 @@ def write_backbone_folder(
     )
     report = ExportReport(kind="samix-backbone", path=folder)
     if onnx:
-        export_backbone_onnx(model, folder / BACKBONE_ONNX, mean, std, (c, h, w), opset=opset)
+        export_backbone_onnx(
+            model, folder / BACKBONE_ONNX, mean, std, (c, h, w), opset=opset,
+            label_names=model_config.get("label_names"),
+        )  # fmt: skip
         onnx_model, _ = load_backbone(folder, runtime="onnx", device="cpu")
         report.parity = backbone_parity(model, onnx_model, mean, std, (c, h, w))
     _check_parity(report.parity, folder)
