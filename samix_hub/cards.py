@@ -5,9 +5,10 @@ repository's ``model_cards/`` links to them). The YAML front matter is built wit
 huggingface_hub's :class:`~huggingface_hub.ModelCardData` / :class:`~huggingface_hub.EvalResult`
 and the body with :class:`string.Template`. Every number in a card comes from the run's
 ``metrics.jsonl``; nothing is invented: without measurements the card says so and carries no
-``model-index``. ``model-index`` holds only results on a named Hub data set, with the Hub's
-metric ids (``accuracy``; top-5 is ``accuracy`` with ``metric_config: top-5``); a generator's
-mask statistics are in its card's body. A card ends with the repo-id marker of
+``model-index``. ``model-index`` holds only results on a named data set (a Hub id when there is
+one, else the published spec such as ``digits``; never "unrecorded"), with the Hub's metric ids
+(``accuracy``; top-5 is ``accuracy`` with ``metric_config: top-5``). A generator's mask
+statistics are no Hub metric: they are in its card's body and its provenance (``measured``). A card ends with the repo-id marker of
 ``card_repo.py`` (``push`` puts the target repo id in), and names no local path.
 """
 
@@ -280,10 +281,10 @@ def _results_text(summary: dict[str, Any] | None, what: str, ema: dict[str, Any]
 def _eval_results(
     summary: dict[str, Any] | None, dataset_name: str, hub_id: str | None, metric_name: str
 ) -> list[Any]:
-    """Top-1 (and top-5) accuracy on a named Hub data set; nothing for an unnamed one."""
+    """Top-1 (and top-5) accuracy on a named data set; nothing for an unrecorded one."""
     from huggingface_hub import EvalResult
 
-    if summary is None or hub_id is None:
+    if summary is None or dataset_name == dataset_info(None)[0]:
         return []
     values = [("top-1", summary["last"], metric_name)]
     if "last_top5" in summary:
@@ -291,7 +292,7 @@ def _eval_results(
     return [
         EvalResult(
             task_type=_TASK,
-            dataset_type=hub_id,
+            dataset_type=hub_id or dataset_name,  # the Hub id, else the published spec
             dataset_name=dataset_name,
             dataset_split="test",
             metric_type="accuracy",  # the Hub's metric id; top-k in metric_config
@@ -326,11 +327,11 @@ def render_card(
 
     from .card_repo import repo_marker
 
-    name, hub_id, _ = dataset_info(data_spec)
+    name, hub_id, spec = dataset_info(data_spec)
     results = (
         eval_results
         if eval_results is not None
-        else _eval_results(summary, name, hub_id, metric_name)
+        else _eval_results(summary, name, hub_id or spec, metric_name)
     )
     data = ModelCardData(
         library_name=LIBRARY_NAME,

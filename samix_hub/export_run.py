@@ -169,7 +169,7 @@ def build_backbone(run: Run, weights: str = "model") -> nn.Module:
 
 def build_generator(run: Run) -> Any:
     """The run's frozen generator: EMA encoder (to ``stage``) + mixer; None without a mixer."""
-    from .cards import dataset_info
+    from .cards import dataset_info, summarize_generator_metrics
     from .models.generator import Generator, GeneratorConfig
     from .models.mixer import MixerConfig
 
@@ -188,6 +188,8 @@ def build_generator(run: Run) -> Any:
         "encoder_weights": source,
         "trained_with": cfg.get("samix_hub_version"),
         "samix_hub_version": __version__,
+        # the run's own mask statistics (test split), as the card's body states them
+        "measured": summarize_generator_metrics(run.metrics),
     }
     teacher = cfg.get("teacher_provenance")
     if isinstance(teacher, dict):  # engine/teacher.py: the encoder is the frozen teacher's

@@ -231,3 +231,23 @@ def test_mixed_card_names_a_hub_source_and_its_size() -> None:
     assert meta["size_categories"] == ["10K<n<100K"]
     assert "/home/someone" not in text and '"data": "cifar10"' in text
     assert [size_category(n) for n in (999, 1000, 10**6)] == ["n<1K", "1K<n<10K", "1M<n<10M"]
+
+
+def test_results_on_an_unrecorded_data_set_stay_out_of_model_index() -> None:
+    from test_cards import _fields, _metrics
+
+    from samix_hub.cards import render_card, summarize_metrics
+
+    summary = summarize_metrics(_metrics(3), "top1")
+    text = render_card(
+        "backbone", _fields(), model_name="bb", data_spec=None, summary=summary,
+        metric_name="Top-1",
+    )  # fmt: skip
+    assert "model-index" not in text
+    assert not ModelCard(text).data.eval_results
+    named = render_card(
+        "backbone", _fields(), model_name="bb", data_spec="digits", summary=summary,
+        metric_name="Top-1",
+    )  # fmt: skip
+    (result, *_) = ModelCard(named).data.eval_results
+    assert (result.dataset_type, result.metric_type) == ("digits", "accuracy")

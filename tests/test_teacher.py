@@ -113,11 +113,10 @@ def test_export_teacher_run(teacher_run: Path, mixer_run: Path, tmp_path: Path) 
     assert "trained against a frozen teacher" in card and f"`{teacher_run.name}`" in card
     assert str(tmp_path) not in card and str(teacher_run.parent) not in card
     index = samix_hub.cards.validate_card(tmp_path / "out" / "generator" / "README.md").data
-    # mask statistics are no Hub metric ids: in the body, not in model-index; and digits is no
-    # named Hub data set, so the backbone has no model-index either
+    # mask statistics are no Hub metric ids: in the body, not in model-index
     assert not index.eval_results and "Mask mean vs λ, least-squares slope" in card
     backbone = (tmp_path / "out" / "backbone" / "README.md").read_text()
-    assert "frozen teacher" in backbone and "model-index" not in backbone
+    assert "frozen teacher" in backbone and "type: accuracy" in backbone
 
 
 def test_resume_restores_the_mixer(teacher_run: Path, tmp_path: Path, monkeypatch) -> None:
