@@ -194,3 +194,22 @@ def test_builtin_source_on_both_runtimes() -> None:
     assert (tx - ox).abs().max() < 1e-4 and torch.equal(tt, ot)
     lam = float(torch_mix.last_params.lam)
     assert "alpha=2" in repr(torch_mix) and 0 < lam < 1
+
+
+def test_collate_in_worker_processes_draws_per_worker(gen: Generator) -> None:
+    """Two workers with a copy of one seeded rng would repeat each other's λ; they do not."""
+    images, _ = _batch(32)
+    labels = torch.arange(32) % 8  # distinct within each batch: target max is max(λ, 1 - λ)
+    data = list(zip(images, labels.tolist(), strict=True))
+    mixup = SAMixUp(gen, 10, per_sample=True, rng=torch.Generator().manual_seed(2))
+
+    def lams() -> list[torch.Tensor]:
+        loader = torch.utils.data.DataLoader(
+            data, batch_size=8, collate_fn=mixup.collate, num_workers=2,
+            generator=torch.Generator().manual_seed(0),
+        )  # fmt: skip
+        return [t.max(1).values for _, t in loader]
+
+    first = lams()
+    assert len(first) == 4 and not torch.equal(first[0], first[1])  # worker 0 vs worker 1
+    assert all(torch.equal(a, b) for a, b in zip(first, lams(), strict=True))  # seeded
