@@ -189,6 +189,7 @@ def test_builtin_source_on_both_runtimes() -> None:
     images, labels = _batch(6, size=32)
     torch_mix = SAMixUp("builtin:cifar10-small", 10, rng=torch.Generator().manual_seed(9))
     onnx_gen = samix_hub.load_generator("builtin:cifar10-small", runtime="onnx", device="cpu")
+    assert onnx_gen.metadata["calibration"] == "exact"  # the shipped graph describes itself
     onnx_mix = SAMixUp(onnx_gen, 10, rng=torch.Generator().manual_seed(9))
     (tx, tt), (ox, ot) = torch_mix(images, labels), onnx_mix(images, labels)
     assert (tx - ox).abs().max() < 1e-4 and torch.equal(tt, ot)
