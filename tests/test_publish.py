@@ -90,7 +90,7 @@ def test_onnx_wrappers_refuse_inputs_outside_the_recorded_range(release: Path) -
     gen = samix_hub.load_generator(release / "generator", runtime="onnx", device="cpu")
     partner, lam = torch.tensor([1, 2, 3, 0]), torch.full((4,), 0.6)
     with pytest.raises(UserError, match="divide by 255"):
-        gen(x * 255, partner, lam)  # would give masks of 1.0
+        gen(x * 255, partner, lam)  # would run and give wrong masks
     mask, _ = gen(x, partner, lam)
     assert 0 <= float(mask.min()) and float(mask.max()) <= 1
 
@@ -119,7 +119,10 @@ def test_generator_card_onnxruntime_snippet_runs(release: Path) -> None:
     assert mask.shape == (8, 1, 32, 32) and mask.dtype == np.float32
     assert 0 <= mask.min() and mask.max() <= 1
     assert np.allclose(mixed, mask * images + (1 - mask) * images[partner], atol=1e-5)
-    for text in ("`partner[i]` is an index **into this batch**", "0-255 input gives masks"):
+    for text in (
+        "`partner[i]` is an index **into this batch**",
+        "0-255 or normalised input runs but gives wrong masks",
+    ):
         assert text in card
 
 
