@@ -254,3 +254,18 @@ def test_results_on_an_unrecorded_data_set_stay_out_of_model_index() -> None:
     )  # fmt: skip
     (result, *_) = ModelCard(named).data.eval_results
     assert (result.dataset_type, result.metric_type) == ("digits", "accuracy")
+
+
+def test_skipped_image_errors_name_no_local_path() -> None:
+    from samix_hub.data.mixed_card import public_error
+
+    settings = {
+        "data": "folder:/home/someone/pets", "split": "train", "source_size": 10,
+        "class_names": ["cat", "dog"], "method": "mixup", "alpha": 1.0, "num": 8, "seed": 0,
+        "batch_size": 4, "shard_size": 8, "image_size": [16, 16], "image_format": "png",
+    }  # fmt: skip
+    error = "/home/someone/pets/train/dog/3.png: cannot identify image file"
+    text = render_mixed_card(settings, {"rows": 6, "skipped": 2, "shards": 1}, [error])
+    assert "- pets/train/dog/3.png: cannot identify image file" in text
+    assert "/home/" not in text
+    assert public_error("cannot read /srv/x/y.png", "digits") == "cannot read y.png"

@@ -9,6 +9,8 @@ and the usage snippet names ``ORG/NAME`` until ``push`` puts the repo id in (``c
 from __future__ import annotations
 
 import json
+import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,18 @@ LICENSE_NAME = "source-data-license"
 _SIZES = ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"),
           (1_000_000, "100K<n<1M"), (10_000_000, "1M<n<10M"), (100_000_000, "10M<n<100M"),
           (1_000_000_000, "100M<n<1B"))  # fmt: skip
+
+
+_ABS_PATH = re.compile(r"(?<![\w.:/~-])(?:[A-Za-z]:)?[/\\](?:[^\s/\\:'\"]+[/\\])*([^\s/\\:'\"]+)")
+
+
+def public_error(message: str, data_spec: str) -> str:
+    """A skipped image's error without local paths: the data root becomes its name, any other
+    absolute path its file name."""
+    location = data_spec.partition(":")[2].rstrip("/\\")
+    if location and os.path.isabs(location):
+        message = message.replace(location, os.path.basename(location))
+    return _ABS_PATH.sub(lambda m: m.group(1), message)
 
 
 def size_category(rows: int) -> str:
@@ -147,7 +161,8 @@ def render_card(settings: dict[str, Any], totals: dict[str, int], errors: list[s
         "",
     ]
     if errors:
-        lines += ["## Skipped source images", ""] + [f"- {e}" for e in errors] + [""]
+        shown_errors = [public_error(e, settings["data"]) for e in errors]
+        lines += ["## Skipped source images", ""] + [f"- {e}" for e in shown_errors] + [""]
     lines += [
         "## Settings",
         "",
