@@ -269,3 +269,14 @@ def test_skipped_image_errors_name_no_local_path() -> None:
     assert "- pets/train/dog/3.png: cannot identify image file" in text
     assert "/home/" not in text
     assert public_error("cannot read /srv/x/y.png", "digits") == "cannot read y.png"
+
+
+def test_int8_graph_keeps_the_metadata(release: Path, tmp_path: Path) -> None:
+    from samix_hub.onnx import quantize_generator
+
+    src = release / "generator" / "onnx" / "generator.onnx"
+    images = torch.rand(8, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    dst = quantize_generator(src, tmp_path / "generator.int8.onnx", images, batch_size=4)
+    meta = read_metadata(dst)
+    assert meta["quantized"] == "int8"
+    assert {k: v for k, v in meta.items() if k != "quantized"} == read_metadata(src)

@@ -135,7 +135,8 @@ class SAMixUp:
                     f"mean/std have {self.mean.shape[1]} values for {x.shape[1]}-channel images"
                 )
             x = x * self.std.to(x.device) + self.mean.to(x.device)
-        lo, hi = float(x.min()), float(x.max())
+        lo_t, hi_t = torch.aminmax(x)
+        lo, hi = float(lo_t), float(hi_t)
         if lo >= -self.tolerance and hi <= 1 + self.tolerance:
             return x
         where = "after un-normalising with mean/std " if normalised else ""
