@@ -146,6 +146,10 @@ def test_collate_fn_in_a_dataloader(gen: Generator) -> None:
     for k, (x, t) in enumerate(batches):
         rx, rt = ref((images[8 * k : 8 * k + 8], labels[8 * k : 8 * k + 8]))  # the tuple form
         assert torch.equal(x, rx) and torch.equal(t, rt)
+    # the instance itself is a collate_fn too (a list of samples), as torchvision's v2 examples
+    same = SAMixUp(gen, 10, rng=torch.Generator().manual_seed(2))
+    again = list(torch.utils.data.DataLoader(data, batch_size=8, collate_fn=same))
+    assert all(torch.equal(a[1], b[1]) for a, b in zip(batches, again, strict=True))
 
 
 def test_datasets_batched_map(gen: Generator) -> None:

@@ -202,9 +202,15 @@ class SAMixUp:
         return mixed.to(images.dtype), targets
 
     def __call__(self, *inputs: Any) -> tuple[torch.Tensor, torch.Tensor]:
-        """``mixup(images, labels)`` or ``mixup((images, labels))`` (a collated batch)."""
-        if len(inputs) == 1 and isinstance(inputs[0], (tuple, list)) and len(inputs[0]) == 2:
-            inputs = tuple(inputs[0])
+        """``mixup(images, labels)``, ``mixup((images, labels))`` (a collated batch) or
+        ``mixup([(image, label), ...])`` (samples, as a ``collate_fn``: see :meth:`collate`)."""
+        if len(inputs) == 1 and isinstance(inputs[0], (tuple, list)):
+            batch = inputs[0]
+            first = batch[0] if len(batch) else None
+            if len(batch) == 2 and isinstance(first, torch.Tensor) and first.dim() == 4:
+                inputs = tuple(batch)
+            else:
+                return self.collate(batch)
         if len(inputs) != 2:
             raise MixInputError(f"call as mixup(images, labels), got {len(inputs)} arguments")
         return self.mix(inputs[0], inputs[1])
