@@ -235,6 +235,12 @@ def install(
         card = (stage / "README.md").read_text()
         # usage examples name the builtin; it needs no `pull` (it is installed already)
         lines = [line for line in card.splitlines() if "samix-hub pull ORG/NAME" not in line]
+        # the onnxruntime snippet reads the installed folder, not a Hub download
+        local = f'folder = str(samix_hub.sources.resolve_source("builtin:{NAME}").path)'
+        lines = [
+            "import samix_hub\n" + local if line.startswith("folder = snapshot_download(") else line
+            for line in lines
+        ]
         card = "\n".join(lines).replace("ORG/NAME", f"builtin:{NAME}") + "\n"
         (stage / "README.md").write_text(add_section(card, section))
         validate_card(stage / "README.md", "generator")

@@ -8,6 +8,7 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from .loading import load_backbone, load_generator
+from .mixing.mixup import SAMixUp
 from .models import Generator, GeneratorConfig, Mixer, MixerConfig, create_encoder
 
 __all__ = [
@@ -16,6 +17,7 @@ __all__ = [
     "GeneratorConfig",
     "Mixer",
     "MixerConfig",
+    "SAMixUp",
     "create_encoder",
     "load_generator",
     "load_backbone",

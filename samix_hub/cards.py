@@ -5,13 +5,18 @@ repository's ``model_cards/`` links to them). The YAML front matter is built wit
 huggingface_hub's :class:`~huggingface_hub.ModelCardData` / :class:`~huggingface_hub.EvalResult`
 and the body with :class:`string.Template`. Every number in a card comes from the run's
 ``metrics.jsonl``; nothing is invented: without measurements the card says so and carries no
-``model-index``.
+``model-index``. ``model-index`` holds only results on a named data set (a Hub id when there is
+one, else the published spec such as ``digits``; never "unrecorded"), with the Hub's metric ids
+(``accuracy``; top-5 is ``accuracy`` with ``metric_config: top-5``). A generator's mask
+statistics are no Hub metric: they are in its card's body and its provenance (``measured``). A card ends with the repo-id marker of
+``card_repo.py`` (``push`` puts the target repo id in), and names no local path.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import re
 import statistics
 import string
 from importlib import resources
@@ -28,7 +33,6 @@ __all__ = [
     "dataset_info",
     "summarize_metrics",
     "summarize_generator_metrics",
-    "generator_eval_results",
     "teacher_summary",
     "recipe_table",
     "render_card",
@@ -120,28 +124,6 @@ def summarize_generator_metrics(metrics: list[dict[str, Any]]) -> dict[str, Any]
     last = rows[-1]
     values = {k: float(last[k]) for k in keys if isinstance(last.get(k), (int, float))}
     return {"values": values, "epoch": last.get("epoch"), "step": last.get("step")}
-
-
-def generator_eval_results(summary: dict[str, Any] | None, data_spec: str | None) -> list[Any]:
-    """``model-index`` entries of a generator: its mask statistics on the test split only."""
-    from huggingface_hub import EvalResult
-
-    if summary is None:
-        return []
-    name, hub_id, _ = dataset_info(data_spec)
-    return [
-        EvalResult(
-            task_type=_TASK,
-            dataset_type=hub_id or name,
-            dataset_name=name,
-            dataset_split="test",
-            metric_type=key,
-            metric_value=round(summary["values"][key], 4),
-            metric_name=label,
-        )
-        for key, label, _ in GENERATOR_METRICS
-        if key in summary["values"]
-    ]
 
 
 def generator_results_text(summary: dict[str, Any] | None, scorer: str) -> str:
@@ -299,35 +281,27 @@ def _results_text(summary: dict[str, Any] | None, what: str, ema: dict[str, Any]
 def _eval_results(
     summary: dict[str, Any] | None, dataset_name: str, hub_id: str | None, metric_name: str
 ) -> list[Any]:
+    """Top-1 (and top-5) accuracy on a named data set; nothing for an unrecorded one."""
     from huggingface_hub import EvalResult
 
-    if summary is None:
+    if summary is None or dataset_name == dataset_info(None)[0]:
         return []
-    dtype = hub_id or dataset_name
-    results = [
+    values = [("top-1", summary["last"], metric_name)]
+    if "last_top5" in summary:
+        values.append(("top-5", summary["last_top5"], metric_name.replace("Top-1", "Top-5")))
+    return [
         EvalResult(
             task_type=_TASK,
-            dataset_type=dtype,
+            dataset_type=hub_id or dataset_name,  # the Hub id, else the published spec
             dataset_name=dataset_name,
             dataset_split="test",
-            metric_type="accuracy",
-            metric_value=round(summary["last"], 4),
-            metric_name=metric_name,
+            metric_type="accuracy",  # the Hub's metric id; top-k in metric_config
+            metric_config=config,
+            metric_value=round(value, 4),
+            metric_name=name,
         )
+        for config, value, name in values
     ]
-    if "last_top5" in summary:
-        results.append(
-            EvalResult(
-                task_type=_TASK,
-                dataset_type=dtype,
-                dataset_name=dataset_name,
-                dataset_split="test",
-                metric_type="top-5 accuracy",
-                metric_value=round(summary["last_top5"], 4),
-                metric_name=metric_name.replace("Top-1", "Top-5"),
-            )
-        )
-    return results
 
 
 def render_card(
@@ -346,15 +320,18 @@ def render_card(
     """Front matter (ModelCardData) + the ``kind`` template filled with ``fields``.
 
     ``summary`` (from :func:`summarize_metrics`) feeds ``model-index``; None means no results.
-    ``eval_results`` (e.g. :func:`generator_eval_results`) replaces what ``summary`` would give.
+    ``eval_results`` replaces what ``summary`` would give. ``fields["repo_id"]`` (None: the
+    placeholder) is the repo id of the closing marker (``card_repo.py``).
     """
     from huggingface_hub import ModelCardData
 
-    name, hub_id, _ = dataset_info(data_spec)
+    from .card_repo import repo_marker
+
+    name, hub_id, spec = dataset_info(data_spec)
     results = (
         eval_results
         if eval_results is not None
-        else _eval_results(summary, name, hub_id, metric_name)
+        else _eval_results(summary, name, hub_id or spec, metric_name)
     )
     data = ModelCardData(
         library_name=LIBRARY_NAME,
@@ -367,7 +344,8 @@ def render_card(
         eval_results=results or None,
     )
     body = load_template(kind).substitute({"dataset": name, **_defaults(kind, fields, name)})
-    return f"---\n{data.to_yaml()}\n---\n\n{body}"
+    marker = repo_marker(fields.get("repo_id"))
+    return f"---\n{data.to_yaml()}\n---\n\n{body}\n{marker}\n"
 
 
 def _defaults(kind: str, fields: dict[str, Any], dataset: str) -> dict[str, Any]:
@@ -384,6 +362,13 @@ def _defaults(kind: str, fields: dict[str, Any], dataset: str) -> dict[str, Any]
         out.setdefault("mask_mean", "its mean is free (not calibrated to λ)")
         out.setdefault("mean_limitation", "its mean is not calibrated to λ.")
     return out
+
+
+#: Absolute local paths a published card must not contain (home, temp and mount folders).
+_LOCAL_PATH = re.compile(
+    r"(?<![\w.:/~-])/(?:home|Users|tmp|root|mnt|srv|work|private|var/folders)/[^\s`'\")]*"
+    r"|(?<![\w])[A-Za-z]:\\[^\s`'\")]*"
+)
 
 
 def validate_card(source: str | os.PathLike[str], kind: str | None = None) -> Any:
@@ -418,6 +403,9 @@ def validate_card(source: str | os.PathLike[str], kind: str | None = None) -> An
         percent = "accuracy" in str(res.metric_type)
         if percent and not 0 <= res.metric_value <= 100:
             raise ArtifactError(f"{label}: model-index value {res.metric_value!r} is not a percent")
+    leak = _LOCAL_PATH.search(text)
+    if leak:
+        raise ArtifactError(f"{label}: names a local path ({leak.group(0)!r})")
     if "arXiv:2111.15454" not in card.text:
         raise ArtifactError(f"{label}: body lacks the paper citation")
     usage = {"generator": "load_generator", "backbone": "create_model"}.get(kind or "")

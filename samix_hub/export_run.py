@@ -169,7 +169,7 @@ def build_backbone(run: Run, weights: str = "model") -> nn.Module:
 
 def build_generator(run: Run) -> Any:
     """The run's frozen generator: EMA encoder (to ``stage``) + mixer; None without a mixer."""
-    from .cards import dataset_info
+    from .cards import dataset_info, summarize_generator_metrics
     from .models.generator import Generator, GeneratorConfig
     from .models.mixer import MixerConfig
 
@@ -188,6 +188,8 @@ def build_generator(run: Run) -> Any:
         "encoder_weights": source,
         "trained_with": cfg.get("samix_hub_version"),
         "samix_hub_version": __version__,
+        # the run's own mask statistics (test split), as the card's body states them
+        "measured": summarize_generator_metrics(run.metrics),
     }
     teacher = cfg.get("teacher_provenance")
     if isinstance(teacher, dict):  # engine/teacher.py: the encoder is the frozen teacher's
@@ -322,7 +324,7 @@ def write_generator_folder(
         summary=None,
         metric_name="",
         extra_tags=("mixup-generator",),
-        eval_results=cards.generator_eval_results(own, data_spec),
+        eval_results=None,  # mask statistics are no Hub metric: they are in the body
     )
     atomic_write_text(folder / "README.md", text)
     cards.validate_card(folder / "README.md", "generator")
@@ -451,7 +453,10 @@ def write_backbone_folder(
     )
     report = ExportReport(kind="samix-backbone", path=folder)
     if onnx:
-        export_backbone_onnx(model, folder / BACKBONE_ONNX, mean, std, (c, h, w), opset=opset)
+        export_backbone_onnx(
+            model, folder / BACKBONE_ONNX, mean, std, (c, h, w), opset=opset,
+            label_names=model_config.get("label_names"),
+        )  # fmt: skip
         onnx_model, _ = load_backbone(folder, runtime="onnx", device="cpu")
         report.parity = backbone_parity(model, onnx_model, mean, std, (c, h, w))
     _check_parity(report.parity, folder)

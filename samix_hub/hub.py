@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from .artifacts import MIXED_DATASET, PICKLE_SUFFIXES, detect_kind, validate_artifact
+from .card_repo import set_card_repo_id
 from .errors import ArtifactError, HubError, UserError
 from .sources import ResolvedSource
 
@@ -211,6 +212,7 @@ def push(
         src, token if isinstance(token, str) else get_token() if token is None else None
     )
 
+    set_card_repo_id(src, repo_id)  # the card's snippets name this repo (card_repo.py)
     api = HfApi(endpoint=endpoint, token=token)
     with _hub_errors(repo_id, revision, endpoint):
         api.create_repo(repo_id, repo_type=expected_type, private=private, exist_ok=True)

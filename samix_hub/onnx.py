@@ -6,7 +6,8 @@ The generator graph takes ``images`` in [0, 1] (N x C x H x W float32), ``partne
 (weight of each image) and ``mixed``. The backbone graph takes ``images`` in [0, 1] too and
 normalises inside (deviation from timm's ONNX convention, which expects normalised input: the
 graph is self-contained, like the generator's), returning ``logits`` (``features`` when the
-backbone has no classifier head).
+backbone has no classifier head). Both graphs carry ``samix_hub.*`` ``metadata_props``
+(``onnx_metadata.py``): the wrappers read them to check the input range and report them.
 """
 
 from __future__ import annotations
@@ -25,6 +26,15 @@ import torch.nn as nn
 
 from .errors import ArtifactError, UserError
 from .fileio import atomic_write
+from .onnx_metadata import (
+    backbone_metadata,
+    check_against_config,
+    check_input_range,
+    generator_metadata,
+    read_metadata,
+    session_metadata,
+    write_metadata,
+)
 
 __all__ = [
     "DEFAULT_OPSET",
@@ -120,9 +130,10 @@ def export_generator_onnx(gen: nn.Module, path: str | os.PathLike[str], opset: i
     )
     b, hh, ww = _dims()
     shapes = {"images": {0: b, 2: hh, 3: ww}, "partner": {0: b}, "lam": {0: b}}
-    return _export(
+    out = _export(
         gen.cpu().eval(), example, Path(path), GENERATOR_INPUTS, GENERATOR_OUTPUTS, shapes, opset
     )
+    return write_metadata(out, generator_metadata(cfg))
 
 
 def export_backbone_onnx(
@@ -132,6 +143,7 @@ def export_backbone_onnx(
     std: Sequence[float],
     input_size: Sequence[int],
     opset: int = 18,
+    label_names: Sequence[str] | None = None,
 ) -> Path:
     """Export a timm classifier behind :class:`NormalizedBackbone`; ``input_size`` is (C, H, W)."""
     c, h, w = (int(v) for v in input_size)
@@ -139,9 +151,10 @@ def export_backbone_onnx(
     example = (torch.rand(2, c, h, w, generator=torch.Generator().manual_seed(0)),)
     b, hh, ww = _dims()
     out = "logits" if getattr(model, "num_classes", 1) else "features"
-    return _export(
+    graph = _export(
         wrapped, example, Path(path), ["images"], [out], {"images": {0: b, 2: hh, 3: ww}}, opset
     )
+    return write_metadata(graph, backbone_metadata(mean, std, (c, h, w), out, label_names))
 
 
 def check_onnx(path: str | os.PathLike[str], full: bool = True) -> Any:
@@ -227,6 +240,9 @@ class OnnxGenerator:
         names = tuple(i.name for i in self.session.get_inputs())
         if names != GENERATOR_INPUTS:
             raise ArtifactError(f"{self.path}: graph inputs {names}, expected {GENERATOR_INPUTS}")
+        #: the graph's ``samix_hub.*`` metadata ({} for graphs written before it existed)
+        self.metadata = session_metadata(self.session)
+        check_against_config(self.metadata, config.mean, config.std, str(self.path))
 
     @property
     def providers(self) -> list[str]:
@@ -246,13 +262,15 @@ class OnnxGenerator:
                 f"got shape {tuple(images.shape)}"
             )
         n = images.shape[0]
+        feed = images.detach().float().cpu().contiguous().numpy()
+        check_input_range(feed, self.metadata, str(self.path))
         lam_t = torch.as_tensor(lam, dtype=torch.float32).detach().cpu().reshape(-1)
         if lam_t.numel() == 1:
             lam_t = lam_t.expand(n)
         if lam_t.numel() != n:
             raise ValueError(f"lam has {lam_t.numel()} values for a batch of {n}")
         return {
-            "images": images.detach().float().cpu().contiguous().numpy(),
+            "images": feed,
             "partner": torch.as_tensor(partner).detach().cpu().long().numpy(),
             "lam": np.ascontiguousarray(lam_t.numpy()),
         }
@@ -281,13 +299,24 @@ class OnnxBackbone:
         self.path = Path(path)
         self.config = config
         self.session = _session(self.path, device)
+        #: the graph's ``samix_hub.*`` metadata ({} for graphs written before it existed)
+        self.metadata = session_metadata(self.session)
+        cfg = config.get("pretrained_cfg") or {}
+        check_against_config(self.metadata, cfg.get("mean"), cfg.get("std"), str(self.path))
 
     @property
     def providers(self) -> list[str]:
         return list(self.session.get_providers())
 
+    @property
+    def label_names(self) -> list[str]:
+        """Class names recorded in the graph (else in config.json), index = logit column."""
+        return list(self.metadata.get("label_names") or self.config.get("label_names") or [])
+
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        (out,) = self.session.run(None, {"images": images.detach().float().cpu().numpy()})
+        feed = images.detach().float().cpu().contiguous().numpy()
+        check_input_range(feed, self.metadata, str(self.path))
+        (out,) = self.session.run(None, {"images": feed})
         return torch.from_numpy(out).to(images.device)
 
     def __repr__(self) -> str:
@@ -375,7 +404,8 @@ def quantize_generator(
 
     atomic_write(dst, write)
     check_onnx(dst)
-    return dst
+    meta = read_metadata(src)
+    return write_metadata(dst, {**meta, "quantized": "int8"}) if meta else dst
 
 
 def _cases(native: Sequence[int]) -> list[tuple[int, int, int]]:

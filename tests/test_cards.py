@@ -68,8 +68,9 @@ def test_card_front_matter_carries_measured_results(tmp_path):
     assert meta["library_name"] == "samix-hub" and meta["license"] == "apache-2.0"
     assert {"mixup", "samix", "data-augmentation"} <= set(meta["tags"])
     assert meta["datasets"] == ["uoft-cs/cifar10"] and meta["base_model"] == "me/pretrained"
-    values = {r.metric_type: r.metric_value for r in card.data.eval_results}
-    assert values == {"accuracy": rows[-1]["top1"], "top-5 accuracy": rows[-1]["top5"]}
+    values = {r.metric_config: r.metric_value for r in card.data.eval_results}
+    assert values == {"top-1": rows[-1]["top1"], "top-5": rows[-1]["top5"]}
+    assert {r.metric_type for r in card.data.eval_results} == {"accuracy"}  # a Hub metric id
     assert all(r.dataset_type == "uoft-cs/cifar10" for r in card.data.eval_results)
     assert "/data/private" not in text
     assert 'timm.create_model("hf-hub:me/bb", pretrained=True)' in text

@@ -43,7 +43,7 @@ def test_describe_generator_and_backbone(folders):
     assert gen["provenance"]["method"] == "samix" and gen["provenance"]["seed"] == 0
     weights = load_file(str(folders / "generator" / "generator.safetensors"))
     assert gen["parameters"] == sum(v.numel() for v in weights.values())
-    # a generator's model-index holds its own mask statistics; top-1 is the backbone's result
+    # a generator's own mask statistics (provenance "measured"); top-1 is the backbone's result
     assert gen["results"][0].startswith("Mask mean vs λ") and "0.875" in gen["results"][0]
     assert len(gen["results"]) == 3 and not any("Top-1" in r for r in gen["results"])
     assert set(gen["files"]) == {"README.md", "config.json", "generator.safetensors"}

@@ -58,6 +58,23 @@ def _results(meta: dict[str, Any]) -> list[str]:
     return out
 
 
+def _measured(prov: dict[str, Any]) -> list[str]:
+    """A generator's own mask statistics from its provenance (no Hub metric: not in the card's
+    model-index), as :func:`_results` words them."""
+    from ..cards import GENERATOR_METRICS, dataset_info
+
+    measured = prov.get("measured")
+    if not isinstance(measured, dict):
+        return []
+    values = measured.get("values") or {}
+    data = dataset_info(prov.get("data"))[0]
+    return [
+        f"{label}: {values[key]} ({data}, test)"
+        for key, label, _ in GENERATOR_METRICS
+        if key in values
+    ]
+
+
 def describe(folder: str | Path, validate: bool = True) -> dict[str, Any]:
     """A JSON-serialisable summary of an artifact folder."""
     folder = Path(folder)
@@ -112,7 +129,7 @@ def describe(folder: str | Path, validate: bool = True) -> dict[str, Any]:
     info["card"] = {
         k: meta.get(k) for k in ("license", "tags", "datasets", "base_model") if k in meta
     }
-    info["results"] = _results(meta)
+    info["results"] = _results(meta) or _measured(info.get("provenance") or {})
     info["files"] = list_files(folder)
     return info
 

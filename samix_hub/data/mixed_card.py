@@ -1,21 +1,66 @@
 """The data set card (``README.md``) of a mixed data set: provenance, counts, usage, citation.
 
 The text depends only on the settings and the shards' counts (no clock, no host name), so two
-ranks or two runs with the same inputs write the same bytes.
+ranks or two runs with the same inputs write the same bytes. Nothing in it is a local path: the
+source data set is named by :func:`samix_hub.cards.dataset_info` (a folder by its name only),
+and the usage snippet names ``ORG/NAME`` until ``push`` puts the repo id in (``card_repo.py``).
 """
 
 from __future__ import annotations
 
 import json
+import os
+import re
 from pathlib import Path
 from typing import Any
 
 from ..fileio import atomic_write_text
 from .mixed import DATA_DIR, shard_name
 
-__all__ = ["render_card", "write_card", "shard_info", "MAX_ERRORS_KEPT"]
+__all__ = ["render_card", "write_card", "shard_info", "size_category", "MAX_ERRORS_KEPT"]
 
 MAX_ERRORS_KEPT = 20
+#: The mixed images carry the source data set's license, whatever that is.
+LICENSE_NAME = "source-data-license"
+_SIZES = ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"),
+          (1_000_000, "100K<n<1M"), (10_000_000, "1M<n<10M"), (100_000_000, "10M<n<100M"),
+          (1_000_000_000, "100M<n<1B"))  # fmt: skip
+
+
+_ABS_PATH = re.compile(r"(?<![\w.:/~-])(?:[A-Za-z]:)?[/\\](?:[^\s/\\:'\"]+[/\\])*([^\s/\\:'\"]+)")
+
+
+def public_error(message: str, data_spec: str) -> str:
+    """A skipped image's error without local paths: the data root becomes its name, any other
+    absolute path its file name."""
+    location = data_spec.partition(":")[2].rstrip("/\\")
+    if location and os.path.isabs(location):
+        message = message.replace(location, os.path.basename(location))
+    return _ABS_PATH.sub(lambda m: m.group(1), message)
+
+
+def size_category(rows: int) -> str:
+    """The Hub's ``size_categories`` value for ``rows`` examples."""
+    return next((label for limit, label in _SIZES if rows < limit), "n>1B")
+
+
+def _front_matter(settings: dict[str, Any], rows: int, data: str, hub_id: str | None) -> str:
+    from huggingface_hub import DatasetCardData
+
+    card = DatasetCardData(
+        license="other",
+        license_name=LICENSE_NAME,
+        pretty_name=f"{settings['method']} mixed {data} ({settings['split']})",
+        size_categories=[size_category(rows)],
+        source_datasets=[hub_id] if hub_id else None,
+        task_categories=["image-classification"],
+        tags=["mixup", "samix", "data-augmentation", "samix-hub"],
+        configs=[
+            {"config_name": "default", "data_files": [{"split": "train", "path": "data/train-*"}]}
+        ],
+    )
+    return card.to_yaml()
+
 
 CITATION = """@article{li2021samix,
   title={Boosting Discriminative Visual Representation Learning with Scenario-Agnostic Mixup},
@@ -45,6 +90,12 @@ def _generator_line(gen: dict[str, Any] | None, runtime: str | None) -> str:
 
 def render_card(settings: dict[str, Any], totals: dict[str, int], errors: list[str]) -> str:
     """Markdown with YAML front matter (``configs`` lets ``load_dataset(DIR)`` find the shards)."""
+    from ..card_repo import REPO_PLACEHOLDER, repo_marker
+    from ..cards import dataset_info
+
+    _, hub_id, data = dataset_info(settings["data"])
+    public = {**settings, "data": data}  # the settings without local paths
+    repo = REPO_PLACEHOLDER
     method = settings["method"]
     names = settings.get("class_names") or []
     shown = ", ".join(names[:20]) + (f", ... ({len(names)} in all)" if len(names) > 20 else "")
@@ -57,22 +108,10 @@ def render_card(settings: dict[str, Any], totals: dict[str, int], errors: list[s
     }[method]
     lines = [
         "---",
-        "license: other",
-        "task_categories:",
-        "- image-classification",
-        "tags:",
-        "- mixup",
-        "- samix",
-        "- data-augmentation",
-        "- samix-hub",
-        "configs:",
-        "- config_name: default",
-        "  data_files:",
-        "  - split: train",
-        "    path: data/train-*",
+        _front_matter(settings, totals["rows"], data, hub_id),
         "---",
         "",
-        f"# Mixed data set: {method} on `{settings['data']}` ({settings['split']} split)",
+        f"# Mixed data set: {method} on `{data}` ({settings['split']} split)",
         "",
         f"{totals['rows']} mixed {h}x{w} images made offline by `samix-hub mix`. Each image is "
         f"worth `lam` of class `label_a` and `1 - lam` of class `label_b`; it mixes source "
@@ -83,7 +122,7 @@ def render_card(settings: dict[str, Any], totals: dict[str, int], errors: list[s
         "| | |",
         "|---|---|",
         f"| generator | {_generator_line(settings.get('generator'), settings.get('runtime'))} |",
-        f"| source data set | `{settings['data']}`, split `{settings['split']}`, "
+        f"| source data set | `{data}`, split `{settings['split']}`, "
         f"{settings['source_size']} images |",
         f"| classes | {len(names)}: {shown} |",
         f"| method | {method}, λ ~ Beta(α, α) per image with α = {settings['alpha']} |",
@@ -102,22 +141,33 @@ def render_card(settings: dict[str, Any], totals: dict[str, int], errors: list[s
         "## Use",
         "",
         "```python",
-        "from samix_hub.data import MixedDataset",
-        "ds = MixedDataset('THIS_FOLDER')  # (image in [0, 1], label_a, label_b, lam)",
-        "# loss = lam * CE(logits, label_a) + (1 - lam) * CE(logits, label_b)",
-        "",
         "import datasets",
-        "hf = datasets.load_dataset('parquet', data_dir='THIS_FOLDER')",
+        f'hf = datasets.load_dataset("{repo}", split="train")  # image, label_a, label_b, lam, ...',
+        "",
+        "from huggingface_hub import snapshot_download",
+        "from samix_hub.data import MixedDataset",
+        f'ds = MixedDataset(snapshot_download("{repo}", repo_type="dataset"))',
+        "image, label_a, label_b, lam = ds[0]  # image: float32 C x H x W in [0, 1]",
+        "# loss = lam * CE(logits, label_a) + (1 - lam) * CE(logits, label_b)",
         "```",
+        "",
+        "A local copy (the folder `samix-hub mix` wrote, or `samix-hub pull`'s) loads with "
+        "`MixedDataset(FOLDER)` or `datasets.load_dataset(FOLDER)`.",
+        "",
+        "## License",
+        "",
+        f"The images are mixes of images of `{data}`: they carry that data set's license "
+        f"(`license_name: {LICENSE_NAME}`). The mixing code, samix-hub, is Apache-2.0.",
         "",
     ]
     if errors:
-        lines += ["## Skipped source images", ""] + [f"- {e}" for e in errors] + [""]
+        shown_errors = [public_error(e, settings["data"]) for e in errors]
+        lines += ["## Skipped source images", ""] + [f"- {e}" for e in shown_errors] + [""]
     lines += [
         "## Settings",
         "",
         "```json",
-        json.dumps(settings, indent=2, sort_keys=True),
+        json.dumps(public, indent=2, sort_keys=True),
         "```",
         "",
         "## Citation",
@@ -125,6 +175,8 @@ def render_card(settings: dict[str, Any], totals: dict[str, int], errors: list[s
         "```bibtex",
         CITATION,
         "```",
+        "",
+        repo_marker(repo),
         "",
     ]
     return "\n".join(lines)

@@ -154,7 +154,9 @@ class SAMix(MixMethod):
     ``mask_fn(images, partner, lam) -> mask`` (weight of each image). λ ~ Beta(α, α) (α = 2);
     labels use the sampled λ, never the mask mean; for ``λ <= 0.08`` or ``>= 0.92`` the mask is
     the constant λ (plain MixUp); with probability ``mask_adjust`` the mask is rescaled to mean λ.
-    A :class:`~samix_hub.Generator` expects images in [0, 1].
+    One λ per batch, as the reference; ``per_sample=True`` draws one per image.
+    A :class:`~samix_hub.Generator` expects images in [0, 1]; :class:`~samix_hub.SAMixUp` wraps
+    this path with soft targets, normalised input and input checks (docs/mixup.md).
     """
 
     name = "samix"
@@ -165,8 +167,10 @@ class SAMix(MixMethod):
         alpha: float = 2.0,
         margin: float = LAM_MARGIN,
         mask_adjust: float = 0.0,
+        per_sample: bool = False,
     ) -> None:
         self.mask_fn = getattr(mask_fn, "masks", mask_fn)
+        self.per_sample = per_sample
         self.alpha = check_alpha(alpha)
         if not 0.0 <= mask_adjust <= 1.0:
             raise ValueError(f"mask_adjust is a probability in [0, 1], got {mask_adjust}")
@@ -174,7 +178,7 @@ class SAMix(MixMethod):
         self.mask_adjust = mask_adjust
 
     def sample_params(self, batch_size, image_size, generator=None) -> MixParams:  # type: ignore[override]
-        lam = sample_lam(self.alpha, generator=generator)
+        lam = sample_lam(self.alpha, batch_size if self.per_sample else None, generator=generator)
         partner = sample_partner(batch_size, generator)
         adjust = bool(torch.rand((), generator=generator) < self.mask_adjust)
         return MixParams(lam=lam, partner=partner, adjust=adjust)
