@@ -22,6 +22,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ..config_fields import MAX_CLASSES
+
 __all__ = [
     "DataSpecError",
     "DataSource",
@@ -36,6 +38,8 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2023, 0.1994, 0.201)
+#: Largest channel count of an npz image array (grey, RGB, RGBA); more means NCHW or a mistake.
+MAX_NPZ_CHANNELS = 4
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
 
@@ -175,7 +179,12 @@ def _from_arrays(
     if labels.min() < 0:
         raise DataSpecError(f"{spec}: negative labels")
     num_classes = int(labels.max()) + 1
+    if class_names is not None and len(class_names) < num_classes:
+        raise DataSpecError(
+            f"{spec}: {len(class_names)} class names do not cover label {num_classes - 1}"
+        )
     names = list(class_names) if class_names is not None else [str(i) for i in range(num_classes)]
+    num_classes = len(names)
     if mean is None or std is None:
         mean, std = _stats(train.images)
     _, h, w, c = train.images.shape
@@ -198,6 +207,72 @@ def _load_digits(spec: str) -> DataSource:
     )
 
 
+def _npz_images(path: Path, key: str, x: np.ndarray) -> np.ndarray:
+    """``x_train`` / ``x_test`` as N x H x W x C uint8 (C in 1..4); one error per mistake."""
+    if x.size == 0 or x.ndim == 0 or len(x) == 0:
+        raise DataSpecError(f"{path}: array {key!r} is empty (no images)")
+    if x.dtype != np.uint8:
+        raise DataSpecError(
+            f"{path}: array {key!r} is {x.dtype}, expected uint8 pixels (0..255); "
+            "convert with (x * 255).round().astype(np.uint8) for images in [0, 1]"
+        )
+    if x.ndim == 3:
+        x = x[..., None]
+    if x.ndim != 4:
+        raise DataSpecError(f"{path}: array {key!r} has shape {x.shape}, expected N x H x W x C")
+    if x.shape[-1] > MAX_NPZ_CHANNELS:
+        if x.shape[1] <= MAX_NPZ_CHANNELS:
+            raise DataSpecError(
+                f"{path}: array {key!r} has shape {x.shape}, which looks like NCHW; "
+                "transpose to NHWC: np.transpose(x, (0, 2, 3, 1))"
+            )
+        raise DataSpecError(
+            f"{path}: array {key!r} has shape {x.shape}: {x.shape[-1]} channels, "
+            f"expected N x H x W x C with C <= {MAX_NPZ_CHANNELS}"
+        )
+    return x
+
+
+def _npz_labels(path: Path, key: str, y: np.ndarray, count: int) -> np.ndarray:
+    """Integer class labels, one per image."""
+    if y.dtype.kind not in "iu":
+        raise DataSpecError(
+            f"{path}: array {key!r} is {y.dtype}; labels must be integers "
+            "(e.g. y.astype(np.int64) after checking they are whole numbers)"
+        )
+    y = y.reshape(-1) if y.ndim == 2 and y.shape[-1] == 1 else y
+    if y.ndim != 1 or len(y) != count:
+        raise DataSpecError(
+            f"{path}: array {key!r} has shape {y.shape}, expected one label per image ({count})"
+        )
+    if len(y) and y.min() < 0:
+        raise DataSpecError(f"{path}: array {key!r} has a negative label ({int(y.min())})")
+    return y.astype(np.int64)
+
+
+def _npz_classes(path: Path, arrays: dict[str, np.ndarray], labels: np.ndarray) -> list[str]:
+    """Class names covering every label; the class count is bounded (docs/README.md)."""
+    top = int(labels.max()) + 1
+    if "classes" in arrays:
+        names = [str(c) for c in np.asarray(arrays["classes"]).reshape(-1)]
+        if len(names) < top:
+            raise DataSpecError(
+                f"{path}: 'classes' has {len(names)} names but the labels go up to {top - 1}; "
+                f"give one name per class (at least {top})"
+            )
+        if len(names) > MAX_CLASSES:
+            raise DataSpecError(f"{path}: 'classes' has {len(names)} names (max {MAX_CLASSES})")
+        return names
+    present = len(np.unique(labels))
+    if top > MAX_CLASSES or (top > 2 * present and top - present > 10):
+        raise DataSpecError(
+            f"{path}: labels go up to {top - 1} but only {present} distinct label(s) are "
+            f"present (at most {MAX_CLASSES} classes); relabel to 0..{present - 1} or add a "
+            "'classes' array naming every class"
+        )
+    return [str(i) for i in range(top)]
+
+
 def _load_npz(spec: str, location: str) -> DataSource:
     path = Path(location)
     if not path.is_file():
@@ -205,22 +280,29 @@ def _load_npz(spec: str, location: str) -> DataSource:
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, EOFError) as exc:
         raise DataSpecError(f"{path}: unreadable .npz ({exc})") from None
     for key in ("x_train", "y_train"):
         if key not in arrays:
             raise DataSpecError(
                 f"{path}: missing array {key!r} (needs x_train, y_train, x_test, y_test)"
             )
-    names = [str(c) for c in arrays["classes"]] if "classes" in arrays else None
-    return _from_arrays(
-        spec,
-        arrays["x_train"],
-        arrays["y_train"],
-        arrays.get("x_test"),
-        arrays.get("y_test"),
-        names,
-    )
+    if ("x_test" in arrays) != ("y_test" in arrays):
+        raise DataSpecError(f"{path}: has only one of 'x_test' and 'y_test'; give both or none")
+    x_train = _npz_images(path, "x_train", arrays["x_train"])
+    y_train = _npz_labels(path, "y_train", arrays["y_train"], len(x_train))
+    x_test = y_test = None
+    if "x_test" in arrays:
+        x_test = _npz_images(path, "x_test", arrays["x_test"])
+        y_test = _npz_labels(path, "y_test", arrays["y_test"], len(x_test))
+        if x_test.shape[1:] != x_train.shape[1:]:
+            raise DataSpecError(
+                f"{path}: x_test images are {x_test.shape[1:]}, x_train images "
+                f"{x_train.shape[1:]}; both splits need the same H x W x C"
+            )
+    labels = y_train if y_test is None else np.concatenate([y_train, y_test])
+    names = _npz_classes(path, arrays, labels)
+    return _from_arrays(spec, x_train, y_train, x_test, y_test, names)
 
 
 def _load_cifar(spec: str, kind: str, location: str, download: bool) -> DataSource:
