@@ -124,6 +124,14 @@ def _hub_errors(
         raise HubError(f"{repo_id}: Hub error HTTP {status}: {_first_line(err)}") from None
     except _connection_errors() as err:
         raise HubError(f"{repo_id}: cannot reach {where} ({_first_line(err)})") from None
+    except ValueError as err:
+        # huggingface_hub refuses repo file names with '..' segments or absolute paths.
+        if "filename" not in str(err).lower():
+            raise
+        raise HubError(
+            f"{repo_id}@{rev}: unsafe file name in the repo ({_first_line(err)}); "
+            "nothing was installed"
+        ) from None
     except OSError as err:
         if "Consistency check failed" in str(err):
             raise HubError(
@@ -152,15 +160,35 @@ def _is_offline(offline: bool | None) -> bool:
 
 
 # ---------------------------------------------------------------------------------- push
-def _check_no_token(folder: Path, token: str | None) -> None:
-    """Refuse to publish a folder that contains the token (a leaked secret is not revocable)."""
+#: Bytes read at a time by the token scan; consecutive reads overlap by len(token) - 1 bytes.
+TOKEN_SCAN_CHUNK = 8 * 1024 * 1024
+
+
+def _file_contains(path: Path, needle: bytes, chunk_size: int = TOKEN_SCAN_CHUNK) -> bool:
+    """Stream ``path`` in chunks; the overlap catches a needle that crosses a chunk boundary."""
+    keep = len(needle) - 1
+    tail = b""
+    with open(path, "rb") as f:
+        while True:
+            chunk = f.read(max(chunk_size, 1))
+            if not chunk:
+                return False
+            window = tail + chunk
+            if needle in window:
+                return True
+            tail = window[-keep:] if keep else b""
+
+
+def _check_no_token(folder: Path, token: str | None, chunk_size: int = TOKEN_SCAN_CHUNK) -> None:
+    """Refuse to publish a folder that contains the token (a leaked secret is not revocable).
+
+    Every file is scanned whatever its size, streamed in ``chunk_size`` reads."""
     if not token or len(token) < 8:
         return
     needle = token.encode()
-    for path in folder.rglob("*"):
-        if path.is_file() and path.stat().st_size < 64 * 1024 * 1024:
-            if needle in path.read_bytes():
-                raise UserError(f"{path}: contains your Hub token; remove it before pushing")
+    for path in sorted(folder.rglob("*")):
+        if path.is_file() and _file_contains(path, needle, chunk_size):
+            raise UserError(f"{path}: contains your Hub token; remove it before pushing")
 
 
 def push(
@@ -262,6 +290,12 @@ def _verify_checksums(snapshot: Path) -> None:
             )
 
 
+def _safe_repo_path(path: str) -> bool:
+    """A repo file name that stays inside the snapshot: relative, no '..', no backslash."""
+    parts = path.split("/")
+    return bool(path) and not path.startswith("/") and "\\" not in path and ".." not in parts
+
+
 def _check_listing(repo_id: str, repo_type: str, commit: str, cache_dir: str | None) -> None:
     """Refuse repos with pickle weights, and repos that are not samix-hub artifacts at all."""
     import huggingface_hub
@@ -276,6 +310,12 @@ def _check_listing(repo_id: str, repo_type: str, commit: str, cache_dir: str | N
         ]
     except Exception:  # no cached listing (older cache); validation of the folder still runs
         return
+    unsafe = [p for p in paths if not _safe_repo_path(p)]
+    if unsafe:
+        raise HubError(
+            f"{repo_id}@{commit[:12]}: file name {unsafe[0]!r} points outside the repo "
+            "(nothing was installed)"
+        )
     pickles = [p for p in paths if p.endswith(PICKLE_SUFFIXES)]
     if pickles:
         raise HubError(
