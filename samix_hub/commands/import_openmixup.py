@@ -106,11 +106,12 @@ def command(
 
     if out.exists() and not force:
         raise click.UsageError(f"{out}: exists; pass --force to replace it")
+    norm_mean, norm_std = _floats(mean, "--mean"), _floats(std, "--std", positive=True)
     ckpt = load_checkpoint(checkpoint)
     gen = generator_from_openmixup(
         ckpt, backbone,
         input_size=(input_size, input_size) if input_size else None,
-        mean=_floats(mean, "--mean"), std=_floats(std, "--std", positive=True),
+        mean=norm_mean, std=norm_std,
         lam_mul_k=lam_mul_k, source=str(checkpoint),
     )  # fmt: skip
     if data_name:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -280,7 +281,7 @@ def _load_npz(spec: str, location: str) -> DataSource:
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
-    except (OSError, ValueError, EOFError) as exc:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise DataSpecError(f"{path}: unreadable .npz ({exc})") from None
     for key in ("x_train", "y_train"):
         if key not in arrays:
