@@ -76,6 +76,8 @@ def describe(folder: str | Path, validate: bool = True) -> dict[str, Any]:
     info: dict[str, Any] = {"kind": kind, "path": str(folder)}
     if validate:
         try:
+            # torch first: a broken config or weights is named before a missing ONNX graph.
+            validate_artifact(folder, "torch")
             validate_artifact(folder, "all")
             info["valid"] = True
         except ArtifactError as exc:
