@@ -26,6 +26,7 @@ from pathlib import Path
 
 from .artifacts import MIXED_DATASET, PICKLE_SUFFIXES, detect_kind, validate_artifact
 from .errors import ArtifactError, HubError, UserError
+from .hub_checks import check_no_token, safe_repo_path
 from .sources import ResolvedSource
 
 __all__ = ["push", "pull", "RUNTIMES", "allow_patterns"]
@@ -160,37 +161,6 @@ def _is_offline(offline: bool | None) -> bool:
 
 
 # ---------------------------------------------------------------------------------- push
-#: Bytes read at a time by the token scan; consecutive reads overlap by len(token) - 1 bytes.
-TOKEN_SCAN_CHUNK = 8 * 1024 * 1024
-
-
-def _file_contains(path: Path, needle: bytes, chunk_size: int = TOKEN_SCAN_CHUNK) -> bool:
-    """Stream ``path`` in chunks; the overlap catches a needle that crosses a chunk boundary."""
-    keep = len(needle) - 1
-    tail = b""
-    with open(path, "rb") as f:
-        while True:
-            chunk = f.read(max(chunk_size, 1))
-            if not chunk:
-                return False
-            window = tail + chunk
-            if needle in window:
-                return True
-            tail = window[-keep:] if keep else b""
-
-
-def _check_no_token(folder: Path, token: str | None, chunk_size: int = TOKEN_SCAN_CHUNK) -> None:
-    """Refuse to publish a folder that contains the token (a leaked secret is not revocable).
-
-    Every file is scanned whatever its size, streamed in ``chunk_size`` reads."""
-    if not token or len(token) < 8:
-        return
-    needle = token.encode()
-    for path in sorted(folder.rglob("*")):
-        if path.is_file() and _file_contains(path, needle, chunk_size):
-            raise UserError(f"{path}: contains your Hub token; remove it before pushing")
-
-
 def push(
     folder: str | os.PathLike[str],
     repo_id: str,
@@ -233,9 +203,7 @@ def push(
     expected_type = "dataset" if kind == MIXED_DATASET else "model"
     if repo_type is not None and repo_type != expected_type:
         raise UserError(f"{src} is a {kind}: push it with --repo-type {expected_type}")
-    _check_no_token(
-        src, token if isinstance(token, str) else get_token() if token is None else None
-    )
+    check_no_token(src, token if isinstance(token, str) else get_token() if token is None else None)
 
     api = HfApi(endpoint=endpoint, token=token)
     with _hub_errors(repo_id, revision, endpoint):
@@ -290,12 +258,6 @@ def _verify_checksums(snapshot: Path) -> None:
             )
 
 
-def _safe_repo_path(path: str) -> bool:
-    """A repo file name that stays inside the snapshot: relative, no '..', no backslash."""
-    parts = path.split("/")
-    return bool(path) and not path.startswith("/") and "\\" not in path and ".." not in parts
-
-
 def _check_listing(repo_id: str, repo_type: str, commit: str, cache_dir: str | None) -> None:
     """Refuse repos with pickle weights, and repos that are not samix-hub artifacts at all."""
     import huggingface_hub
@@ -310,7 +272,7 @@ def _check_listing(repo_id: str, repo_type: str, commit: str, cache_dir: str | N
         ]
     except Exception:  # no cached listing (older cache); validation of the folder still runs
         return
-    unsafe = [p for p in paths if not _safe_repo_path(p)]
+    unsafe = [p for p in paths if not safe_repo_path(p)]
     if unsafe:
         raise HubError(
             f"{repo_id}@{commit[:12]}: file name {unsafe[0]!r} points outside the repo "

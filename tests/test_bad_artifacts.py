@@ -316,16 +316,16 @@ def test_token_in_a_large_file_is_never_pushed(tiny, tmp_path, capsys, no_networ
 @pytest.mark.parametrize("offset", [0, 5, 9, 15, 16, 31, 40])
 def test_token_across_a_chunk_boundary(offset, tmp_path):
     """Reads of 16 bytes overlap by len(token) - 1: a token split by a boundary is caught."""
-    from samix_hub.hub import _check_no_token
+    from samix_hub.hub_checks import check_no_token
 
     token = "hf_0123456789abcdef"
     data = bytearray(b"x" * 64)
     data[offset : offset + len(token)] = token.encode()
     (tmp_path / "f.bin").write_bytes(bytes(data[:64]))
     with pytest.raises(UserError, match="contains your Hub token"):
-        _check_no_token(tmp_path, token, chunk_size=16)
+        check_no_token(tmp_path, token, chunk_size=16)
     (tmp_path / "f.bin").write_bytes(b"x" * 64 + token.encode()[:-1])  # a prefix only
-    _check_no_token(tmp_path, token, chunk_size=16)
+    check_no_token(tmp_path, token, chunk_size=16)
 
 
 # ---------------------------------------------------------------------------------- printing

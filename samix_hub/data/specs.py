@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import gzip
 import os
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,8 +21,6 @@ from typing import Any
 import numpy as np
 import torch
 from torch.utils.data import Dataset
-
-from ..config_fields import MAX_CLASSES
 
 __all__ = [
     "DataSpecError",
@@ -39,8 +36,6 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2023, 0.1994, 0.201)
-#: Largest channel count of an npz image array (grey, RGB, RGBA); more means NCHW or a mistake.
-MAX_NPZ_CHANNELS = 4
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
 
@@ -208,104 +203,6 @@ def _load_digits(spec: str) -> DataSource:
     )
 
 
-def _npz_images(path: Path, key: str, x: np.ndarray) -> np.ndarray:
-    """``x_train`` / ``x_test`` as N x H x W x C uint8 (C in 1..4); one error per mistake."""
-    if x.size == 0 or x.ndim == 0 or len(x) == 0:
-        raise DataSpecError(f"{path}: array {key!r} is empty (no images)")
-    if x.dtype != np.uint8:
-        raise DataSpecError(
-            f"{path}: array {key!r} is {x.dtype}, expected uint8 pixels (0..255); "
-            "convert with (x * 255).round().astype(np.uint8) for images in [0, 1]"
-        )
-    if x.ndim == 3:
-        x = x[..., None]
-    if x.ndim != 4:
-        raise DataSpecError(f"{path}: array {key!r} has shape {x.shape}, expected N x H x W x C")
-    if x.shape[-1] > MAX_NPZ_CHANNELS:
-        if x.shape[1] <= MAX_NPZ_CHANNELS:
-            raise DataSpecError(
-                f"{path}: array {key!r} has shape {x.shape}, which looks like NCHW; "
-                "transpose to NHWC: np.transpose(x, (0, 2, 3, 1))"
-            )
-        raise DataSpecError(
-            f"{path}: array {key!r} has shape {x.shape}: {x.shape[-1]} channels, "
-            f"expected N x H x W x C with C <= {MAX_NPZ_CHANNELS}"
-        )
-    return x
-
-
-def _npz_labels(path: Path, key: str, y: np.ndarray, count: int) -> np.ndarray:
-    """Integer class labels, one per image."""
-    if y.dtype.kind not in "iu":
-        raise DataSpecError(
-            f"{path}: array {key!r} is {y.dtype}; labels must be integers "
-            "(e.g. y.astype(np.int64) after checking they are whole numbers)"
-        )
-    y = y.reshape(-1) if y.ndim == 2 and y.shape[-1] == 1 else y
-    if y.ndim != 1 or len(y) != count:
-        raise DataSpecError(
-            f"{path}: array {key!r} has shape {y.shape}, expected one label per image ({count})"
-        )
-    if len(y) and y.min() < 0:
-        raise DataSpecError(f"{path}: array {key!r} has a negative label ({int(y.min())})")
-    return y.astype(np.int64)
-
-
-def _npz_classes(path: Path, arrays: dict[str, np.ndarray], labels: np.ndarray) -> list[str]:
-    """Class names covering every label; the class count is bounded (docs/README.md)."""
-    top = int(labels.max()) + 1
-    if "classes" in arrays:
-        names = [str(c) for c in np.asarray(arrays["classes"]).reshape(-1)]
-        if len(names) < top:
-            raise DataSpecError(
-                f"{path}: 'classes' has {len(names)} names but the labels go up to {top - 1}; "
-                f"give one name per class (at least {top})"
-            )
-        if len(names) > MAX_CLASSES:
-            raise DataSpecError(f"{path}: 'classes' has {len(names)} names (max {MAX_CLASSES})")
-        return names
-    present = len(np.unique(labels))
-    if top > MAX_CLASSES or (top > 2 * present and top - present > 10):
-        raise DataSpecError(
-            f"{path}: labels go up to {top - 1} but only {present} distinct label(s) are "
-            f"present (at most {MAX_CLASSES} classes); relabel to 0..{present - 1} or add a "
-            "'classes' array naming every class"
-        )
-    return [str(i) for i in range(top)]
-
-
-def _load_npz(spec: str, location: str) -> DataSource:
-    path = Path(location)
-    if not path.is_file():
-        raise DataSpecError(f"{path}: no such .npz file")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-        raise DataSpecError(f"{path}: unreadable .npz ({exc})") from None
-    for key in ("x_train", "y_train"):
-        if key not in arrays:
-            raise DataSpecError(
-                f"{path}: missing array {key!r} (needs x_train, y_train, x_test, y_test)"
-            )
-    if ("x_test" in arrays) != ("y_test" in arrays):
-        raise DataSpecError(f"{path}: has only one of 'x_test' and 'y_test'; give both or none")
-    x_train = _npz_images(path, "x_train", arrays["x_train"])
-    y_train = _npz_labels(path, "y_train", arrays["y_train"], len(x_train))
-    x_test = y_test = None
-    if "x_test" in arrays:
-        x_test = _npz_images(path, "x_test", arrays["x_test"])
-        y_test = _npz_labels(path, "y_test", arrays["y_test"], len(x_test))
-        if x_test.shape[1:] != x_train.shape[1:]:
-            raise DataSpecError(
-                f"{path}: x_test images are {x_test.shape[1:]}, x_train images "
-                f"{x_train.shape[1:]}; both splits need the same H x W x C"
-            )
-    labels = y_train if y_test is None else np.concatenate([y_train, y_test])
-    names = _npz_classes(path, arrays, labels)
-    return _from_arrays(spec, x_train, y_train, x_test, y_test, names)
-
-
 def _load_cifar(spec: str, kind: str, location: str, download: bool) -> DataSource:
     from torchvision.datasets import CIFAR10, CIFAR100
 
@@ -442,7 +339,9 @@ def load_data(
         if kind == "digits":
             return _load_digits(spec)
         if os.path.isfile(spec) and spec.endswith(".npz"):
-            return _load_npz(f"npz:{spec}", spec)
+            from .npz import load_npz
+
+            return load_npz(f"npz:{spec}", spec)
         raise DataSpecError(
             f"unknown data set {spec!r}: use KIND:LOCATION with KIND in {', '.join(SPEC_KINDS)}, or 'digits'"
         )
@@ -456,7 +355,9 @@ def load_data(
     if kind == "folder":
         return _load_folder(spec, location, image_size)
     if kind == "npz":
-        return _load_npz(spec, location)
+        from .npz import load_npz
+
+        return load_npz(spec, location)
     if kind == "hf":
         return _load_hf(spec, location, image_size)
     raise DataSpecError(
