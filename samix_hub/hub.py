@@ -275,8 +275,8 @@ def _check_listing(repo_id: str, repo_type: str, commit: str, cache_dir: str | N
     unsafe = [p for p in paths if not safe_repo_path(p)]
     if unsafe:
         raise HubError(
-            f"{repo_id}@{commit[:12]}: file name {unsafe[0]!r} points outside the repo "
-            "(nothing was installed)"
+            f"{repo_id}@{commit[:12]}: unsafe file name {unsafe[0]!r} points outside the "
+            "repo; nothing was installed"
         )
     pickles = [p for p in paths if p.endswith(PICKLE_SUFFIXES)]
     if pickles:
