@@ -169,6 +169,26 @@ def test_corrupt_backbone(case, tiny, tmp_path, capsys, no_network):
     assert not no_network  # validation never opened a connection
 
 
+@pytest.mark.parametrize(
+    ("flag", "kind", "field", "value"),
+    [
+        ("--generator", "generator", "stage", "3"),
+        ("--generator", "generator", "backbone", "hf-hub:other/repo"),
+        ("--backbone", "backbone", "model_args.checkpoint_path", "/etc/hostname"),
+        ("--backbone", "backbone", "pretrained_cfg.input_size", [3, 32]),
+    ],
+)
+def test_finetune_refuses_broken_sources(flag, kind, field, value, tiny, tmp_path, capsys):
+    """finetune stops before training: one line naming the file and field, no run folder."""
+    src = copy_artifact(tiny, kind, tmp_path / "in")
+    edit_config(src, set_field(field, value))
+    out = tmp_path / "run"
+    args = ["finetune", "--backbone", tiny / "backbone", "--data", "digits", "--out", out,
+            "--epochs", 1, "--max-steps", 1, "--workers", 0, "-q", flag, src]  # fmt: skip
+    line = assert_fails(args, capsys, tmp_path, 2, f"field {field!r}", out=out)
+    assert str(src / "config.json") in line and not out.exists()
+
+
 # ---------------------------------------------------------------------------------- mixed data
 def _rewrite_rows(folder: Path) -> None:
     """Shard 0 keeps its rows but its samix metadata claims one more."""
