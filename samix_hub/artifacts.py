@@ -171,11 +171,27 @@ def backbone_meta(cfg: dict[str, Any], cfg_path: str | Path) -> dict[str, Any]:
     return meta
 
 
+def _check_onnx_finite(model: Any, path: Path) -> None:
+    """The graph's floating-point initializers (its weights) hold no NaN or infinity."""
+    import numpy as np
+    from onnx import numpy_helper
+
+    for tensor in model.graph.initializer:
+        array = numpy_helper.to_array(tensor)
+        if array.dtype.kind == "f" and not np.isfinite(array).all():
+            bad = int((~np.isfinite(array)).sum())
+            raise ArtifactError(
+                f"{path}: initializer {tensor.name!r} has {bad} non-finite value(s) "
+                "(NaN or inf); the weights are unusable"
+            )
+
+
 def _check_onnx_file(path: Path, kind: str) -> None:
     """Parse the graph (no pickles, single file) and check its input names."""
     from .onnx import check_onnx
 
     model = check_onnx(path, full=False)
+    _check_onnx_finite(model, path)
     names = tuple(i.name for i in model.graph.input)
     if names != ONNX_INPUTS[kind]:
         raise ArtifactError(f"{path}: graph inputs {names}, expected {ONNX_INPUTS[kind]}")

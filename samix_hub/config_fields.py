@@ -316,8 +316,16 @@ def check_backbone_config(cfg: Mapping[str, Any], source: str) -> int:
     chans = _check_pretrained_cfg(cfg.get("pretrained_cfg", {}), source)
     if "samix_hub" in cfg and cfg["samix_hub"] is not None:
         _object(cfg, "samix_hub", source)
+        meta = cfg["samix_hub"]
+        for key in ("onnx", "provenance"):
+            if key in meta and not isinstance(meta[key], dict):
+                raise _fail(source, f"samix_hub.{key}", "must be an object")
+        for key in ("kind", "weights"):
+            if key in meta and not isinstance(meta[key], str):
+                raise _fail(source, f"samix_hub.{key}", f"must be a string, got {meta[key]!r}")
     args = cfg.get("model_args") or {}
-    if "in_chans" in args and args["in_chans"] != chans and "pretrained_cfg" in cfg:
+    sized = isinstance(cfg.get("pretrained_cfg"), dict) and "input_size" in cfg["pretrained_cfg"]
+    if sized and "in_chans" in args and args["in_chans"] != chans:
         raise _fail(
             source,
             "model_args.in_chans",

@@ -90,6 +90,28 @@ def test_corrupt_generator(case, tiny, tmp_path, capsys, no_network):
     assert not no_network
 
 
+def test_nan_onnx_graph_is_refused(tmp_path, capsys, no_network):
+    """A NaN generator with an ONNX graph: `mix --runtime onnx` refuses it too (no black mix)."""
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    from samix_hub.sources import _BUILTIN_DIR
+
+    gen = Path(shutil.copytree(_BUILTIN_DIR / "cifar10-small", tmp_path / "in" / "gen"))
+    graph = gen / "onnx" / "generator.onnx"
+    model = onnx.load(str(graph))
+    first = next(t for t in model.graph.initializer if numpy_helper.to_array(t).dtype.kind == "f")
+    nan = np.full_like(numpy_helper.to_array(first), np.nan)
+    first.CopyFrom(numpy_helper.from_array(nan, first.name))
+    onnx.save(model, str(graph))
+    out = tmp_path / "in" / "mixed"
+    args = ["mix", "--generator", gen, "--data", "digits", "--out", out, "--runtime", "onnx",
+            "--num", 4, "--batch-size", 4, "-q"]  # fmt: skip
+    line = assert_fails(args, capsys, tmp_path, 2, f"initializer {first.name!r}", out=out)
+    assert str(graph) in line and "non-finite" in line and not out.exists()
+
+
 # ---------------------------------------------------------------------------------- backbone
 BB_CASES: dict[str, tuple[Callable[[Any], None], str, bool]] = {
     "checkpoint_path": (
