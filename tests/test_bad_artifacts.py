@@ -266,6 +266,27 @@ def test_corrupt_mixed_dataset_is_not_pushed(case, tiny, tmp_path, capsys, no_ne
     assert not no_network  # refused before any upload
 
 
+@pytest.mark.parametrize(
+    ("kind", "damage", "needle"),
+    [
+        ("generator", weights_filled("generator.safetensors", math.nan), "non-finite"),
+        ("backbone", weights_filled("model.safetensors", math.inf, "one"), "non-finite"),
+        (
+            "backbone",
+            lambda f: edit_config(f, set_field("model_args.checkpoint_path", "/etc/hostname")),
+            "field 'model_args.checkpoint_path'",
+        ),
+    ],
+    ids=["nan_generator", "inf_backbone", "checkpoint_path"],
+)
+def test_broken_model_is_not_pushed(kind, damage, needle, tiny, tmp_path, capsys, no_network):
+    folder = copy_artifact(tiny, kind, tmp_path / "in")
+    damage(folder)
+    args = ["push", folder, f"me/{kind}", "--endpoint", DEAD, "--token", TOKEN]
+    assert_fails(args, capsys, tmp_path, 2, needle)
+    assert not no_network  # refused before any upload
+
+
 def test_intact_mixed_dataset_validates(tiny):
     assert validate_artifact(tiny / "mixed") == "samix-mixed-dataset"
 
