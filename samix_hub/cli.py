@@ -59,6 +59,14 @@ def _register_commands() -> None:
 _register_commands()
 
 
+class _Never(Exception):
+    pass
+
+
+#: click >= 8.2 raises this for a bare group or command; it shows the help, not one line.
+_NO_ARGS_IS_HELP: type[Exception] = getattr(click.exceptions, "NoArgsIsHelpError", _Never)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: user errors become one line on stderr and a non-zero exit."""
     from .data.specs import DataSpecError
@@ -69,7 +77,7 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
         sys.exit(130)
-    except click.exceptions.NoArgsIsHelpError as exc:
+    except _NO_ARGS_IS_HELP as exc:
         exc.show()  # bare command: its help, as click prints it
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
