@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from .config_fields import check_backbone_config
 from .errors import ArtifactError
 
 __all__ = [
@@ -49,6 +50,11 @@ def _read_json(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ArtifactError(f"{path}: expected a JSON object")
     return data
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]
 
 
 def detect_kind(path: str | Path) -> str:
@@ -119,9 +125,23 @@ def _check_safetensors(path: Path, expected: dict[str, tuple[int, ...]]) -> None
     try:
         from safetensors.torch import load_file
 
-        load_file(str(path))
+        tensors = load_file(str(path))
     except Exception as exc:
         raise ArtifactError(f"{path}: corrupt or truncated ({exc})") from None
+    check_finite(tensors, path)
+
+
+def check_finite(tensors: dict[str, Any], path: str | Path) -> None:
+    """Refuse weights holding NaN or infinity (a diverged run mixes all-black images)."""
+    import torch
+
+    for key, value in tensors.items():
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            bad = int((~torch.isfinite(value)).sum())
+            raise ArtifactError(
+                f"{path}: tensor {key!r} has {bad} non-finite value(s) (NaN or inf); "
+                "the weights are unusable"
+            )
 
 
 def _validate_generator(folder: Path, runtime: str) -> None:
@@ -151,11 +171,27 @@ def backbone_meta(cfg: dict[str, Any], cfg_path: str | Path) -> dict[str, Any]:
     return meta
 
 
+def _check_onnx_finite(model: Any, path: Path) -> None:
+    """The graph's floating-point initializers (its weights) hold no NaN or infinity."""
+    import numpy as np
+    from onnx import numpy_helper
+
+    for tensor in model.graph.initializer:
+        array = numpy_helper.to_array(tensor)
+        if array.dtype.kind == "f" and not np.isfinite(array).all():
+            bad = int((~np.isfinite(array)).sum())
+            raise ArtifactError(
+                f"{path}: initializer {tensor.name!r} has {bad} non-finite value(s) "
+                "(NaN or inf); the weights are unusable"
+            )
+
+
 def _check_onnx_file(path: Path, kind: str) -> None:
     """Parse the graph (no pickles, single file) and check its input names."""
     from .onnx import check_onnx
 
     model = check_onnx(path, full=False)
+    _check_onnx_finite(model, path)
     names = tuple(i.name for i in model.graph.input)
     if names != ONNX_INPUTS[kind]:
         raise ArtifactError(f"{path}: graph inputs {names}, expected {ONNX_INPUTS[kind]}")
@@ -169,25 +205,59 @@ def _validate_backbone(folder: Path, runtime: str) -> None:
     cfg_path = folder / "config.json"
     cfg = _read_json(cfg_path)
     backbone_meta(cfg, cfg_path)
-    arch = cfg.get("architecture")
-    num_classes = cfg.get("num_classes")
-    if not isinstance(arch, str) or not isinstance(num_classes, int):
-        raise ArtifactError(f"{cfg_path}: needs 'architecture' (str) and 'num_classes' (int)")
-    in_chans = int(cfg.get("pretrained_cfg", {}).get("input_size", [3])[0])
+    # Every field's type and range; also refuses configs that name files, URLs or other repos.
+    in_chans = check_backbone_config(cfg, str(cfg_path))
+    arch = cfg["architecture"]
     # timm's writer records the constructor arguments (``model_args``); build as timm would.
     kwargs = dict(cfg.get("model_args") or {})
-    kwargs.setdefault("num_classes", num_classes)
+    kwargs.setdefault("num_classes", cfg["num_classes"])
     kwargs.setdefault("in_chans", in_chans)
     if runtime in ("torch", "all"):
         try:
             model = timm.create_model(arch, pretrained=False, **kwargs)
-        except (RuntimeError, TypeError) as exc:
-            raise ArtifactError(f"{cfg_path}: unknown architecture {arch!r} ({exc})") from None
+        except (RuntimeError, TypeError, ValueError, KeyError, AssertionError) as exc:
+            raise ArtifactError(
+                f"{cfg_path}: timm cannot build architecture {arch!r} with these model_args "
+                f"({_first_line(exc)})"
+            ) from None
         expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
         _check_safetensors(folder / "model.safetensors", expected)
 
 
+#: The card's count line (``data/mixed_card.py:render_card``): "| mixed images | N in S shards".
+_CARD_COUNT_RE = re.compile(r"^\| mixed images \| (\d+) in (\d+) shards", re.MULTILINE)
+
+
+def _shard_rows(shard: Path) -> int:
+    """Rows of one shard, after checking it opens and its recorded count matches."""
+    import pyarrow.parquet as pq
+
+    try:
+        meta = pq.read_metadata(shard)
+        schema = pq.read_schema(shard)
+    except Exception as exc:  # ArrowInvalid on a truncated or foreign file
+        raise ArtifactError(
+            f"{shard}: unreadable Parquet shard ({_first_line(exc)}); truncated?"
+        ) from None
+    rows = int(meta.num_rows)
+    info = (schema.metadata or {}).get(b"samix")
+    if info is not None:
+        try:
+            recorded = json.loads(info).get("rows")
+        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+            raise ArtifactError(f"{shard}: corrupt 'samix' metadata") from None
+        if recorded is not None and recorded != rows:
+            raise ArtifactError(f"{shard}: holds {rows} rows, its metadata records {recorded}")
+    # Reading every column chunk catches damage inside the file that the footer does not show.
+    try:
+        pq.ParquetFile(shard).read().validate(full=True)
+    except Exception as exc:
+        raise ArtifactError(f"{shard}: corrupt Parquet data ({_first_line(exc)})") from None
+    return rows
+
+
 def _validate_mixed(folder: Path) -> None:
+    """Complete shard set; every shard opens and its rows match the card's count."""
     shards = sorted((folder / "data").glob("*.parquet"))
     totals = set()
     indices = set()
@@ -205,6 +275,19 @@ def _validate_mixed(folder: Path) -> None:
         raise ArtifactError(
             f"{folder / 'data'}: incomplete, shards {missing[:5]} of {total} missing"
         )
+    rows = sum(_shard_rows(shard) for shard in shards)
+    card = folder / "README.md"
+    if card.is_file():
+        try:
+            text = card.read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ArtifactError(f"{card}: unreadable card ({exc})") from None
+        m = _CARD_COUNT_RE.search(text)
+        if m and (int(m.group(1)), int(m.group(2))) != (rows, total):
+            raise ArtifactError(
+                f"{card}: records {m.group(1)} rows in {m.group(2)} shards, the shards hold "
+                f"{rows} rows in {total}"
+            )
 
 
 def validate_artifact(path: str | Path, runtime: str = "all") -> str:

@@ -59,22 +59,38 @@ def _register_commands() -> None:
 _register_commands()
 
 
+class _Never(Exception):
+    pass
+
+
+#: click >= 8.2 raises this for a bare group or command; it shows the help, not one line.
+_NO_ARGS_IS_HELP: type[Exception] = getattr(click.exceptions, "NoArgsIsHelpError", _Never)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: user errors become one line on stderr and a non-zero exit."""
     from .data.specs import DataSpecError
+    from .display import printable
 
     try:
         cli.main(args=argv, prog_name="samix-hub", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
         sys.exit(130)
+    except _NO_ARGS_IS_HELP as exc:
+        exc.show()  # bare command: its help, as click prints it
+        sys.exit(exc.exit_code)
     except click.ClickException as exc:
-        exc.show()
+        # One line (usage errors exit 2): the message names the option and the value.
+        message = exc.format_message()
+        if isinstance(exc, click.UsageError) and exc.ctx is not None:
+            message += f" (see `{exc.ctx.command_path} --help`)"
+        click.echo(f"Error: {printable(message)}", err=True)
         sys.exit(exc.exit_code)
     except (UserError, DataSpecError, FileNotFoundError) as exc:
         if os.environ.get("SAMIX_DEBUG"):
             raise
-        click.echo(f"Error: {exc}", err=True)
+        click.echo(f"Error: {printable(exc)}", err=True)  # one line, no control characters
         sys.exit(getattr(exc, "exit_code", 2))
     except KeyboardInterrupt:
         click.echo("Interrupted; re-run the same command to resume.", err=True)

@@ -27,6 +27,7 @@ from pathlib import Path
 from .artifacts import MIXED_DATASET, PICKLE_SUFFIXES, detect_kind, validate_artifact
 from .card_repo import set_card_repo_id
 from .errors import ArtifactError, HubError, UserError
+from .hub_checks import check_no_token, safe_repo_path
 from .sources import ResolvedSource
 
 __all__ = ["push", "pull", "RUNTIMES", "allow_patterns"]
@@ -127,6 +128,14 @@ def _hub_errors(
         raise HubError(f"{repo_id}: Hub error HTTP {status}: {_first_line(err)}") from None
     except _connection_errors() as err:
         raise HubError(f"{repo_id}: cannot reach {where} ({_first_line(err)})") from None
+    except ValueError as err:
+        # huggingface_hub refuses repo file names with '..' segments or absolute paths.
+        if "filename" not in str(err).lower():
+            raise
+        raise HubError(
+            f"{repo_id}@{rev}: unsafe file name in the repo ({_first_line(err)}); "
+            "nothing was installed"
+        ) from None
     except OSError as err:
         if "Consistency check failed" in str(err):
             raise HubError(
@@ -155,17 +164,6 @@ def _is_offline(offline: bool | None) -> bool:
 
 
 # ---------------------------------------------------------------------------------- push
-def _check_no_token(folder: Path, token: str | None) -> None:
-    """Refuse to publish a folder that contains the token (a leaked secret is not revocable)."""
-    if not token or len(token) < 8:
-        return
-    needle = token.encode()
-    for path in folder.rglob("*"):
-        if path.is_file() and path.stat().st_size < 64 * 1024 * 1024:
-            if needle in path.read_bytes():
-                raise UserError(f"{path}: contains your Hub token; remove it before pushing")
-
-
 def push(
     folder: str | os.PathLike[str],
     repo_id: str,
@@ -208,9 +206,7 @@ def push(
     expected_type = "dataset" if kind == MIXED_DATASET else "model"
     if repo_type is not None and repo_type != expected_type:
         raise UserError(f"{src} is a {kind}: push it with --repo-type {expected_type}")
-    _check_no_token(
-        src, token if isinstance(token, str) else get_token() if token is None else None
-    )
+    check_no_token(src, token if isinstance(token, str) else get_token() if token is None else None)
 
     set_card_repo_id(src, repo_id)  # the card's snippets name this repo (card_repo.py)
     api = HfApi(endpoint=endpoint, token=token)
@@ -284,6 +280,12 @@ def _check_listing(repo_id: str, repo_type: str, commit: str, cache_dir: str | N
         ]
     except Exception:  # no cached listing (older cache); validation of the folder still runs
         return
+    unsafe = [p for p in paths if not safe_repo_path(p)]
+    if unsafe:
+        raise HubError(
+            f"{repo_id}@{commit[:12]}: unsafe file name {unsafe[0]!r} points outside the "
+            "repo; nothing was installed"
+        )
     pickles = [p for p in paths if p.endswith(PICKLE_SUFFIXES)]
     if pickles and SAFE_BESIDE_PICKLES in paths:
         # A timm / transformers repo publishes both formats: use the safetensors file only.

@@ -37,7 +37,9 @@ LABELS = {
     show_default=True,
     help="torch CPU threads (0: torch's default). One is fastest for these tiny models.",
 )
-@click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
+@click.option(
+    "--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True, help="Random seed."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @quiet_option
 def command(out: Path, fast: bool, threads: int, seed: int, as_json: bool, quiet: bool) -> None:

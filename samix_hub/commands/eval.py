@@ -10,7 +10,7 @@ import click
 import torch
 
 from ..errors import UserError
-from ._common import device_option, quiet_option, resolve_device, seed_option
+from ._common import POSITIVE, device_option, quiet_option, resolve_device, seed_option
 
 
 def _run_models(run_dir: Path, device: torch.device) -> tuple[dict[str, torch.nn.Module], dict]:
@@ -82,8 +82,8 @@ def _probe_encoder(src: str, path: Path, device: torch.device) -> tuple[torch.nn
 @click.command("eval")
 @click.argument("src")
 @click.option("--data", required=True, help="Data set SPEC (its test split is evaluated).")
-@click.option("--batch-size", type=int, default=256, show_default=True)
-@click.option("--workers", type=int, default=2, show_default=True)
+@click.option("--batch-size", type=click.IntRange(1), default=256, show_default=True)
+@click.option("--workers", type=click.IntRange(0), default=2, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
 @click.option(
     "--linear-probe",
@@ -91,8 +91,10 @@ def _probe_encoder(src: str, path: Path, device: torch.device) -> tuple[torch.nn
     help="Fit a linear classifier on the frozen backbone's features (train split), score it "
     "on the test split (self-supervised encoders; any backbone).",
 )
-@click.option("--probe-epochs", type=int, default=100, show_default=True, help="Linear probe.")
-@click.option("--probe-lr", type=float, default=0.1, show_default=True, help="Linear probe.")
+@click.option(
+    "--probe-epochs", type=click.IntRange(1), default=100, show_default=True, help="Linear probe."
+)
+@click.option("--probe-lr", type=POSITIVE, default=0.1, show_default=True, help="Linear probe.")
 @seed_option
 @device_option
 @quiet_option

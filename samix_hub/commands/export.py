@@ -58,7 +58,9 @@ def _human(n: int) -> str:
     show_default=True,
     help="Comma-separated: generator, backbone.",
 )
-@click.option("--opset", type=int, default=18, show_default=True, help="ONNX opset (>= 18).")
+@click.option(
+    "--opset", type=click.IntRange(18), default=18, show_default=True, help="ONNX opset (>= 18)."
+)
 @click.option("--no-onnx", is_flag=True, help="Skip the ONNX graphs (safetensors only).")
 @click.option(
     "--quantize",

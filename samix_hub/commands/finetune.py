@@ -10,8 +10,18 @@ import click
 from click.core import ParameterSource
 
 from ..errors import UserError
-from ._common import builtin_hint, device_option, quiet_option, run_options, seed_option
-from .train import _image_size
+from ._common import (
+    NON_NEGATIVE,
+    POSITIVE,
+    UNIT,
+    FiniteFloat,
+    ImageSize,
+    builtin_hint,
+    device_option,
+    quiet_option,
+    run_options,
+    seed_option,
+)
 
 __all__ = ["command"]
 
@@ -62,13 +72,15 @@ FT_ARGS = (
 @click.option("--freeze-backbone", is_flag=True, help="Linear probe: train the classifier only.")
 @click.option(
     "--clean-fraction",
-    type=float,
+    type=FiniteFloat(0, 1, max_open=True),
     default=0.0,
     show_default=True,
     help="--mixed: share of clean images interleaved in each epoch, in [0, 1).",
 )
-@click.option("--epochs", type=int, default=30, show_default=True)
-@click.option("--batch-size", type=int, default=64, show_default=True, help="Per device.")
+@click.option("--epochs", type=click.IntRange(1), default=30, show_default=True)
+@click.option(
+    "--batch-size", type=click.IntRange(2), default=64, show_default=True, help="Per device."
+)
 @click.option(
     "--opt",
     "--optimizer",
@@ -79,33 +91,42 @@ FT_ARGS = (
     help="sgd (CNNs) or adamw (timm's, no decay on biases/norms: ViTs and other transformers).",
 )
 @click.option(
-    "--lr", type=float, default=None, help="Peak learning rate [default: sgd 0.01, adamw 1e-4]."
+    "--lr", type=POSITIVE, default=None, help="Peak learning rate [default: sgd 0.01, adamw 1e-4]."
 )
-@click.option("--min-lr", type=float, default=None, help="End of the cosine schedule [default: 0].")
+@click.option(
+    "--min-lr", type=NON_NEGATIVE, default=None, help="End of the cosine schedule [default: 0]."
+)
 @click.option(
     "--warmup-epochs",
-    type=int,
+    type=click.IntRange(0),
     default=0,
     show_default=True,
     help="Linear warm-up from 0 to --lr over N epochs, then the cosine (timm's scheduler).",
 )
-@click.option("--momentum", type=float, default=0.9, show_default=True, help="SGD momentum.")
-@click.option("--weight-decay", type=float, default=None, help="[default: sgd 1e-4, adamw 0.05].")
+@click.option("--momentum", type=UNIT, default=0.9, show_default=True, help="SGD momentum.")
+@click.option(
+    "--weight-decay", type=NON_NEGATIVE, default=None, help="[default: sgd 1e-4, adamw 0.05]."
+)
 @click.option(
     "--alpha",
-    type=float,
+    type=POSITIVE,
     default=None,
     help="Beta(α, α) for λ [default: 2 samix-p, 1 mixup, 0.2 cutmix].",
 )
 @click.option(
     "--mask-adjust",
-    type=float,
+    type=UNIT,
     default=0.0,
     show_default=True,
     help="samix-p: probability of rescaling a mask to mean λ.",
 )
 @click.option("--clean-loss", is_flag=True, help="samix-p: add the clean-batch CE (≈2.25x cost).")
-@click.option("--image-size", default=None, help="Train at HxW [default: the backbone's size].")
+@click.option(
+    "--image-size",
+    type=ImageSize(),
+    default=None,
+    help="Train at HxW [default: the backbone's size].",
+)
 @seed_option
 @device_option
 @run_options
@@ -148,7 +169,6 @@ def command(ctx: click.Context, resume: bool, quiet: bool, **opts: Any) -> None:
     from ..engine.finetune import FT_OPTIONS, finetune_config
     from ..engine.loop import RUNTIME_KEYS, config_from_run
 
-    opts["image_size"] = _image_size(opts["image_size"])
     given = {
         name
         for name in opts

@@ -3,24 +3,31 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import click
 
-from ._common import quiet_option
+from ..config_fields import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE
+from ._common import FiniteFloat, quiet_option
 
 __all__ = ["command"]
 
 
-def _floats(value: str | None, name: str) -> tuple[float, ...] | None:
+def _floats(value: str | None, name: str, positive: bool = False) -> tuple[float, ...] | None:
+    """``"a,b,c"`` -> finite floats (``positive``: each > 0, as a std must be)."""
     if value is None:
         return None
     try:
-        return tuple(float(v) for v in value.split(","))
+        values = tuple(float(v) for v in value.split(","))
     except ValueError:
         raise click.BadParameter(
             f"{value!r}: comma-separated numbers expected", param_hint=name
         ) from None
+    if not all(math.isfinite(v) and (v > 0 or not positive) for v in values):
+        need = "positive finite numbers" if positive else "finite numbers"
+        raise click.BadParameter(f"{value!r}: {need} expected", param_hint=name)
+    return values
 
 
 @click.command("import-openmixup")
@@ -40,7 +47,7 @@ def _floats(value: str | None, name: str) -> tuple[float, ...] | None:
 )
 @click.option(
     "--input-size",
-    type=int,
+    type=click.IntRange(MIN_IMAGE_SIZE, MAX_IMAGE_SIZE),
     default=None,
     help="Native image size (default: the architecture's pretrained_cfg).",
 )
@@ -48,12 +55,12 @@ def _floats(value: str | None, name: str) -> tuple[float, ...] | None:
 @click.option("--std", default=None, metavar="S1,S2,S3", help="Normalisation std.")
 @click.option(
     "--lam-mul-k",
-    type=float,
+    type=FiniteFloat(),
     default=None,
     help="SAMix λ encoding k (default 0.25 up to 64 px, none above).",
 )
 @click.option("--data-name", default=None, help="Data set it was trained on (for the card).")
-@click.option("--opset", type=int, default=18, show_default=True)
+@click.option("--opset", type=click.IntRange(18), default=18, show_default=True)
 @click.option("--no-onnx", is_flag=True, help="Skip the ONNX graph.")
 @click.option("--repo-id", metavar="ORG/NAME", default=None, help="Repo id for the card.")
 @click.option("--force", is_flag=True, help="Replace --out if it exists.")
@@ -99,11 +106,12 @@ def command(
 
     if out.exists() and not force:
         raise click.UsageError(f"{out}: exists; pass --force to replace it")
+    norm_mean, norm_std = _floats(mean, "--mean"), _floats(std, "--std", positive=True)
     ckpt = load_checkpoint(checkpoint)
     gen = generator_from_openmixup(
         ckpt, backbone,
         input_size=(input_size, input_size) if input_size else None,
-        mean=_floats(mean, "--mean"), std=_floats(std, "--std"),
+        mean=norm_mean, std=norm_std,
         lam_mul_k=lam_mul_k, source=str(checkpoint),
     )  # fmt: skip
     if data_name:

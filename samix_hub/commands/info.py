@@ -17,6 +17,7 @@ from ..artifacts import (
     list_files,
     validate_artifact,
 )
+from ..display import printable
 from ..errors import ArtifactError
 
 __all__ = ["command", "describe"]
@@ -45,12 +46,22 @@ def _card(folder: Path) -> dict[str, Any]:
         return {}
 
 
+def _obj(value: Any) -> dict[str, Any]:
+    """``value`` when it is a JSON object, else {} (a broken config is described, not raised)."""
+    return value if isinstance(value, dict) else {}
+
+
+def _seq(value: Any) -> list[Any]:
+    """``value`` when it is a JSON list, else []."""
+    return value if isinstance(value, list) else []
+
+
 def _results(meta: dict[str, Any]) -> list[str]:
     out = []
-    for model in meta.get("model-index") or []:
-        for res in model.get("results") or []:
-            ds = res.get("dataset", {})
-            for m in res.get("metrics") or []:
+    for model in map(_obj, _seq(meta.get("model-index"))):
+        for res in map(_obj, _seq(model.get("results"))):
+            ds = _obj(res.get("dataset"))
+            for m in map(_obj, _seq(res.get("metrics"))):
                 out.append(
                     f"{m.get('name') or m.get('type')}: {m.get('value')} "
                     f"({ds.get('name')}, {ds.get('split', 'test')})"
@@ -82,38 +93,40 @@ def describe(folder: str | Path, validate: bool = True) -> dict[str, Any]:
     info: dict[str, Any] = {"kind": kind, "path": str(folder)}
     if validate:
         try:
+            # torch first: a broken config or weights is named before a missing ONNX graph.
+            validate_artifact(folder, "torch")
             validate_artifact(folder, "all")
             info["valid"] = True
         except ArtifactError as exc:
             info["valid"] = False
             info["error"] = str(exc)
-    cfg = json.loads((folder / "config.json").read_text()) if kind != MIXED_DATASET else {}
-    meta = _card(folder)
+    cfg = _obj(json.loads((folder / "config.json").read_text())) if kind != MIXED_DATASET else {}
+    meta = _obj(_card(folder))
     if kind == GENERATOR:
-        mixer = cfg.get("mixer", {})
+        mixer = _obj(cfg.get("mixer"))
         info["architecture"] = (
             f"{cfg.get('backbone')} to stage {cfg.get('stage')} + {mixer.get('variant')} mixer "
             f"({mixer.get('in_channels')} channels)"
         )
-        size = cfg.get("input_size", [])
+        size = _seq(cfg.get("input_size"))
         info["input"] = f"{cfg.get('in_chans')} x {' x '.join(map(str, size))}, in [0, 1]"
         info["normalisation"] = {"mean": cfg.get("mean"), "std": cfg.get("std")}
         info["parameters"] = _params(folder / "generator.safetensors")
-        prov = dict(cfg.get("provenance") or {})
+        prov = dict(_obj(cfg.get("provenance")))
         stats = prov.pop("mask_statistics", None) or cfg.get("mask_statistics")
         if isinstance(stats, dict):
             info["mask_statistics"] = stats
         info["provenance"] = prov
         info["format_version"] = cfg.get("format_version")
     elif kind == BACKBONE:
-        pcfg = cfg.get("pretrained_cfg", {})
+        pcfg = _obj(cfg.get("pretrained_cfg"))
         info["architecture"] = f"{cfg.get('architecture')} ({cfg.get('num_classes')} classes)"
-        info["input"] = " x ".join(map(str, pcfg.get("input_size", [])))
+        info["input"] = " x ".join(map(str, _seq(pcfg.get("input_size"))))
         info["normalisation"] = {"mean": pcfg.get("mean"), "std": pcfg.get("std")}
-        info["labels"] = cfg.get("label_names")
+        info["labels"] = _seq(cfg.get("label_names")) or None
         info["parameters"] = _params(folder / "model.safetensors")
-        samix = cfg.get("samix_hub") or {}
-        info["provenance"] = samix.get("provenance", {})
+        samix = _obj(cfg.get("samix_hub"))
+        info["provenance"] = _obj(samix.get("provenance"))
         info["format_version"] = samix.get("format_version")
     else:
         import pyarrow.parquet as pq
@@ -142,7 +155,7 @@ def _mask_line(stats: dict[str, Any]) -> str:
         return f"{value:.3f}" if isinstance(value, (int, float)) else "?"
 
     where = ""
-    if stats.get("images"):
+    if isinstance(stats.get("images"), int):
         where = f" ({stats['images']:,} {stats.get('split', 'test')} images"
         where += f" of {stats['data']})" if stats.get("data") else ")"
     return (
@@ -153,34 +166,38 @@ def _mask_line(stats: dict[str, Any]) -> str:
 
 def _print(info: dict[str, Any]) -> None:
     width = 14
+
+    def _line(text: str) -> None:
+        click.echo(printable(text))  # values come from the artifact: no control characters
+
     for key in ("kind", "path", "source", "commit", "architecture", "input", "parameters"):
         if info.get(key) is not None:
             value = info[key]
             if key == "parameters":
                 value = f"{value:,}"
-            click.echo(f"{key + ':':<{width}} {value}")
+            _line(f"{key + ':':<{width}} {value}")
     if "valid" in info:
-        click.echo(f"{'valid:':<{width}} " + ("yes" if info["valid"] else f"NO: {info['error']}"))
+        _line(f"{'valid:':<{width}} " + ("yes" if info["valid"] else f"NO: {info['error']}"))
     if info.get("normalisation"):
         n = info["normalisation"]
-        click.echo(f"{'normalise:':<{width}} mean {n['mean']}, std {n['std']}")
+        _line(f"{'normalise:':<{width}} mean {n['mean']}, std {n['std']}")
     if info.get("labels"):
         labels = info["labels"]
         shown = ", ".join(map(str, labels[:10])) + (" ..." if len(labels) > 10 else "")
-        click.echo(f"{'labels:':<{width}} {shown}")
+        _line(f"{'labels:':<{width}} {shown}")
     if info.get("rows") is not None:
-        click.echo(f"{'rows:':<{width}} {info['rows']}")
+        _line(f"{'rows:':<{width}} {info['rows']}")
     if info.get("provenance"):
         prov = ", ".join(f"{k}={v}" for k, v in info["provenance"].items() if v is not None)
-        click.echo(f"{'provenance:':<{width}} {prov}")
+        _line(f"{'provenance:':<{width}} {prov}")
     if info.get("mask_statistics"):
-        click.echo(f"{'mask stats:':<{width}} {_mask_line(info['mask_statistics'])}")
+        _line(f"{'mask stats:':<{width}} {_mask_line(info['mask_statistics'])}")
     for key, value in info.get("card", {}).items():
-        click.echo(f"{key + ':':<{width}} {value}")
-    click.echo(f"{'results:':<{width}} " + ("; ".join(info["results"]) or "none recorded"))
-    click.echo("files:")
+        _line(f"{key + ':':<{width}} {value}")
+    _line(f"{'results:':<{width}} " + ("; ".join(info["results"]) or "none recorded"))
+    _line("files:")
     for name, size in info["files"].items():
-        click.echo(f"  {name:<40} {size:>12,} B")
+        _line(f"  {name:<40} {size:>12,} B")
 
 
 def _no_artifact(as_json: bool) -> None:

@@ -12,7 +12,16 @@ import click
 import torch
 
 from ..errors import UserError
-from ._common import builtin_hint, device_option, quiet_option, resolve_device, seed_option
+from ._common import (
+    POSITIVE,
+    UNIT,
+    ImageSize,
+    builtin_hint,
+    device_option,
+    quiet_option,
+    resolve_device,
+    seed_option,
+)
 
 __all__ = ["command", "load_mix_generator", "folder_sha256"]
 
@@ -80,18 +89,6 @@ def load_mix_generator(
     return gen, prov, runtime
 
 
-def _parse_size(value: str | None) -> tuple[int, int] | None:
-    if not value:
-        return None
-    try:
-        parts = [int(v) for v in value.lower().split("x")]
-    except ValueError:
-        parts = []
-    if len(parts) not in (1, 2) or min(parts) < 1:
-        raise click.BadParameter(f"{value!r}: expected H or HxW", param_hint="--image-size")
-    return (parts[0], parts[-1])
-
-
 def _dist() -> tuple[int, int, int]:
     """(rank, world size, local rank) from torchrun's environment (1 process without it)."""
     rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
@@ -118,8 +115,12 @@ def _dist() -> tuple[int, int, int]:
     help="Generator runtime; auto: onnxruntime when the folder has onnx/generator.onnx.",
 )
 @device_option
-@click.option("--alpha", type=float, help="λ ~ Beta(α, α). [default: samix 2, mixup 1, cutmix 0.2]")
-@click.option("--num", type=int, help="Mixed images to write. [default: one per source image]")
+@click.option(
+    "--alpha", type=POSITIVE, help="λ ~ Beta(α, α). [default: samix 2, mixup 1, cutmix 0.2]"
+)
+@click.option(
+    "--num", type=click.IntRange(1), help="Mixed images to write. [default: one per source image]"
+)
 @click.option("--split", type=click.Choice(["train", "test"]), default="train", show_default=True)
 @click.option(
     "--batch-size",
@@ -141,14 +142,17 @@ def _dist() -> tuple[int, int, int]:
     "--image-format", type=click.Choice(["png", "jpeg"]), default="png", show_default=True
 )
 @click.option(
-    "--image-size", metavar="H[xW]", help="Resize source images (default: the data set's size)."
+    "--image-size",
+    type=ImageSize(),
+    metavar="H[xW]",
+    help="Resize source images (default: the data set's size).",
 )
 @click.option(
     "--save-masks", is_flag=True, help="Store each mask (float32 H x W) in a 'mask' column."
 )
 @click.option(
     "--mask-adjust",
-    type=click.FloatRange(0, 1),
+    type=UNIT,
     default=0.0,
     show_default=True,
     help="SAMix: probability of rescaling a mask to mean exactly λ.",
@@ -184,7 +188,7 @@ def command(
     workers: int,
     seed: int,
     image_format: str,
-    image_size: str | None,
+    image_size: tuple[int, int] | None,
     save_masks: bool,
     mask_adjust: float,
     on_error: str,
@@ -221,7 +225,7 @@ def command(
     dev = resolve_device(device)
     if dev.type == "cuda" and world > 1:
         dev = torch.device("cuda", local_rank % torch.cuda.device_count())
-    size = _parse_size(image_size)
+    size = image_size
     source = load_data(data_spec, download=download, image_size=size)
     dataset = source.split(split)
     length = len(dataset)  # type: ignore[arg-type]

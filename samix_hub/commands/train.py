@@ -10,7 +10,16 @@ import click
 from click.core import ParameterSource
 
 from ..errors import UserError
-from ._common import device_option, quiet_option, run_options, seed_option
+from ._common import (
+    NON_NEGATIVE,
+    POSITIVE,
+    UNIT,
+    ImageSize,
+    device_option,
+    quiet_option,
+    run_options,
+    seed_option,
+)
 
 REQUIRED = ("method", "data", "backbone", "out")
 #: Options of --scenario ssl only; they travel in TrainConfig.extra (and config.json).
@@ -19,22 +28,6 @@ SSL_ONLY = ("queue_len", "temperature", "proj_dim")
 
 #: Defaults of ``--teacher`` runs where the option is not given (docs/algorithm.md).
 TEACHER_DEFAULTS: dict[str, Any] = {"optimizer": "adamw", "lr": 0.001, "weight_decay": 0.0}
-
-
-def _image_size(value: str | None) -> tuple[int, int] | None:
-    if not value:
-        return None
-    try:
-        parts = [int(v) for v in value.lower().replace("x", " ").split()]
-    except ValueError:
-        raise click.BadParameter(
-            f"{value!r}: expected HxW or S", param_hint="--image-size"
-        ) from None
-    if len(parts) == 1:
-        parts = parts * 2
-    if len(parts) != 2 or min(parts) < 8:
-        raise click.BadParameter(f"{value!r}: expected HxW >= 8", param_hint="--image-size")
-    return parts[0], parts[1]
 
 
 @click.command("train")
@@ -53,10 +46,12 @@ def _image_size(value: str | None) -> tuple[int, int] | None:
 @click.option("--data", help="Data set SPEC: cifar10:DIR, npz:FILE, folder:DIR, hf:NAME, digits...")
 @click.option("--backbone", help="timm model name, e.g. resnet18_cifar, resnet18_cifar_w16.")
 @click.option("--out", type=click.Path(file_okay=False), help="Run folder to write (RUN_DIR).")
-@click.option("--epochs", type=int, default=200, show_default=True)
-@click.option("--batch-size", type=int, default=100, show_default=True, help="Per device.")
+@click.option("--epochs", type=click.IntRange(1), default=200, show_default=True)
 @click.option(
-    "--lr", type=float, default=0.1, show_default=True, help="Learning rate (--teacher: 0.001)."
+    "--batch-size", type=click.IntRange(2), default=100, show_default=True, help="Per device."
+)
+@click.option(
+    "--lr", type=POSITIVE, default=0.1, show_default=True, help="Learning rate (--teacher: 0.001)."
 )
 @click.option(
     "--optimizer",
@@ -67,36 +62,46 @@ def _image_size(value: str | None) -> tuple[int, int] | None:
 )
 @click.option(
     "--mixer-lr",
-    type=float,
+    type=POSITIVE,
     default=None,
     help="automix/samix: the mixer's learning rate [default: --lr]; same cosine shape.",
 )
 @click.option(
     "--min-lr",
-    type=float,
+    type=NON_NEGATIVE,
     default=None,
     help="End of the cosine schedule [default: lr/2 for automix/samix (0.05), else 0].",
 )
-@click.option("--momentum", type=float, default=0.9, show_default=True, help="SGD momentum.")
+@click.option("--momentum", type=UNIT, default=0.9, show_default=True, help="SGD momentum.")
 @click.option(
-    "--weight-decay", type=float, default=1e-4, show_default=True, help="--teacher: 0 by default."
+    "--weight-decay",
+    type=NON_NEGATIVE,
+    default=1e-4,
+    show_default=True,
+    help="--teacher: 0 by default.",
 )
 @click.option(
     "--alpha",
-    type=float,
+    type=POSITIVE,
     default=None,
     help="Beta(α, α) for λ [default: 2 automix/samix/samix-p, 1 mixup, 0.2 cutmix].",
 )
-@click.option("--eta", type=float, default=0.5, show_default=True, help="η of the mixer loss.")
+@click.option(
+    "--eta", type=NON_NEGATIVE, default=0.5, show_default=True, help="η of the mixer loss."
+)
 @click.option(
     "--mask-adjust",
-    type=float,
+    type=UNIT,
     default=0.0,
     show_default=True,
     help="Probability of rescaling a mask to mean λ.",
 )
 @click.option(
-    "--mask-loss-weight", type=float, default=0.1, show_default=True, help="Mask regulariser."
+    "--mask-loss-weight",
+    type=NON_NEGATIVE,
+    default=0.1,
+    show_default=True,
+    help="Mask regulariser.",
 )
 @click.option(
     "--calibration",
@@ -120,24 +125,26 @@ def _image_size(value: str | None) -> tuple[int, int] | None:
     "folder, backbone folder, ORG/NAME[@REV], hf-hub:... or timm name); its stage 3 becomes "
     "the generator's encoder. Replaces --backbone.",
 )
-@click.option("--ema-momentum", type=float, default=0.999, show_default=True, help="EMA start.")
+@click.option("--ema-momentum", type=UNIT, default=0.999, show_default=True, help="EMA start.")
 @click.option(
     "--ema-end-momentum",
-    type=float,
+    type=UNIT,
     default=0.999999,
     show_default=True,
     help="End of the EMA cosine schedule (ssl: defaults to --ema-momentum, MoCo's constant).",
 )
 @click.option(
     "--queue-len",
-    type=int,
+    type=click.IntRange(1),
     default=None,
     help="ssl: negatives in the MoCo queue [default: sized for the data set, 4096 on CIFAR].",
 )
 @click.option(
-    "--temperature", type=float, default=None, help="ssl: InfoNCE temperature [default: 0.2]."
+    "--temperature", type=POSITIVE, default=None, help="ssl: InfoNCE temperature [default: 0.2]."
 )
-@click.option("--proj-dim", type=int, default=None, help="ssl: projection size [default: 128].")
+@click.option(
+    "--proj-dim", type=click.IntRange(1), default=None, help="ssl: projection size [default: 128]."
+)
 @click.option(
     "--generator", default=None, help="samix-p: frozen generator folder or ORG/NAME[@REV]."
 )
@@ -145,7 +152,9 @@ def _image_size(value: str | None) -> tuple[int, int] | None:
 @seed_option
 @device_option
 @run_options
-@click.option("--image-size", default=None, help="Resize images to HxW (default: native).")
+@click.option(
+    "--image-size", type=ImageSize(), default=None, help="Resize images to HxW (default: native)."
+)
 @click.option("--download", is_flag=True, help="Let torchvision download CIFAR when missing.")
 @quiet_option
 @click.pass_context
@@ -181,7 +190,6 @@ def command(ctx: click.Context, resume: bool, quiet: bool, **opts: Any) -> None:
     from ..engine import TrainConfig, read_run_config, train
     from ..engine.loop import RUNTIME_KEYS, config_from_run
 
-    opts["image_size"] = _image_size(opts["image_size"])
     given = {
         name
         for name in opts

@@ -175,7 +175,12 @@ def _from_arrays(
     if labels.min() < 0:
         raise DataSpecError(f"{spec}: negative labels")
     num_classes = int(labels.max()) + 1
+    if class_names is not None and len(class_names) < num_classes:
+        raise DataSpecError(
+            f"{spec}: {len(class_names)} class names do not cover label {num_classes - 1}"
+        )
     names = list(class_names) if class_names is not None else [str(i) for i in range(num_classes)]
+    num_classes = len(names)
     if mean is None or std is None:
         mean, std = _stats(train.images)
     _, h, w, c = train.images.shape
@@ -195,31 +200,6 @@ def _load_digits(spec: str) -> DataSource:
     test_idx, train_idx = np.sort(perm[:n_test]), np.sort(perm[n_test:])
     return _from_arrays(
         spec, x[train_idx], y[train_idx], x[test_idx], y[test_idx], [str(i) for i in range(10)]
-    )
-
-
-def _load_npz(spec: str, location: str) -> DataSource:
-    path = Path(location)
-    if not path.is_file():
-        raise DataSpecError(f"{path}: no such .npz file")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    except (OSError, ValueError) as exc:
-        raise DataSpecError(f"{path}: unreadable .npz ({exc})") from None
-    for key in ("x_train", "y_train"):
-        if key not in arrays:
-            raise DataSpecError(
-                f"{path}: missing array {key!r} (needs x_train, y_train, x_test, y_test)"
-            )
-    names = [str(c) for c in arrays["classes"]] if "classes" in arrays else None
-    return _from_arrays(
-        spec,
-        arrays["x_train"],
-        arrays["y_train"],
-        arrays.get("x_test"),
-        arrays.get("y_test"),
-        names,
     )
 
 
@@ -359,7 +339,9 @@ def load_data(
         if kind == "digits":
             return _load_digits(spec)
         if os.path.isfile(spec) and spec.endswith(".npz"):
-            return _load_npz(f"npz:{spec}", spec)
+            from .npz import load_npz
+
+            return load_npz(f"npz:{spec}", spec)
         raise DataSpecError(
             f"unknown data set {spec!r}: use KIND:LOCATION with KIND in {', '.join(SPEC_KINDS)}, or 'digits'"
         )
@@ -373,7 +355,9 @@ def load_data(
     if kind == "folder":
         return _load_folder(spec, location, image_size)
     if kind == "npz":
-        return _load_npz(spec, location)
+        from .npz import load_npz
+
+        return load_npz(spec, location)
     if kind == "hf":
         return _load_hf(spec, location, image_size)
     raise DataSpecError(

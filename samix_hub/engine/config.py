@@ -138,6 +138,10 @@ class TrainConfig:
             (self.checkpoint_every >= 0, "--checkpoint-every must be >= 0"),
             (self.workers >= 0, "--workers must be >= 0"),
             (
+                self.eval_batch_size >= 1,
+                f"--eval-batch-size must be >= 1, got {self.eval_batch_size}",
+            ),
+            (
                 self.optimizer in OPTIMIZERS,
                 f"--optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}",
             ),

@@ -66,17 +66,24 @@ class GeneratorConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "config") -> GeneratorConfig:
+        """Read a ``config.json`` dict; every field's type and range is checked first
+        (``config_fields.py:check_generator_config``), errors name ``source`` and the field."""
+        from ..config_fields import check_generator_config
+
+        if not isinstance(data, dict):
+            raise ValueError(f"{source}: expected a JSON object")
         data = dict(data)
-        kind = data.pop("kind", "samix-generator")
+        kind = data.get("kind", "samix-generator")
         if kind != "samix-generator":
             raise ValueError(f"{source}: kind is {kind!r}, not a samix-generator")
-        version = data.pop("format_version", None)
-        if version != FORMAT_VERSION:
+        if data.get("format_version") != FORMAT_VERSION:
             raise ValueError(
-                f"{source}: unknown generator format_version {version!r} "
+                f"{source}: unknown generator format_version {data.get('format_version')!r} "
                 f"(this samix-hub reads version {FORMAT_VERSION})"
             )
-        data.pop("lam_convention", None)
+        check_generator_config(data, source)
+        for key in ("kind", "format_version", "lam_convention"):
+            data.pop(key, None)
         data.pop("encoder", None)  # informational summary written by the exporter
         try:
             mixer = MixerConfig.from_dict(data.pop("mixer"))
@@ -199,6 +206,9 @@ class Generator(nn.Module):
                     f"{weights}: tensor {key!r} has shape {tuple(value.shape)}, "
                     f"config expects {tuple(own[key].shape)}"
                 )
+        from ..artifacts import check_finite
+
+        check_finite(state, weights)
         gen.load_state_dict(state)
         return gen.to(device).freeze()
 
