@@ -62,13 +62,17 @@ class Repo:
     commits: dict[str, dict[str, bytes]] = field(default_factory=dict)
     branches: dict[str, str] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
+    prs: dict[int, str] = field(default_factory=dict)  # pull request number -> head commit
 
     def resolve(self, rev: str) -> str | None:
-        """Branch, tag or full commit sha -> commit sha (None when unknown)."""
+        """Branch, tag, ``refs/pr/N`` or full commit sha -> commit sha (None when unknown)."""
         if rev in self.branches:
             return self.branches[rev]
         if rev in self.tags:
             return self.tags[rev]
+        m = re.fullmatch(r"refs/pr/(\d+)", rev)
+        if m:
+            return self.prs.get(int(m.group(1)))
         return rev if rev in self.commits else None
 
     def add_commit(self, files: dict[str, bytes], parent: str | None, message: str) -> str:
@@ -326,7 +330,10 @@ class _Handler(BaseHTTPRequestHandler):
                 "branches": refs(repo.branches, "heads"),
                 "tags": refs(repo.tags, "tags"),
                 "converts": [],
-                "pullRequests": [],
+                "pullRequests": [
+                    {"name": f"refs/pr/{n}", "ref": f"refs/pr/{n}", "targetCommit": sha}
+                    for n, sha in sorted(repo.prs.items())
+                ],
             },
         )
 
@@ -412,9 +419,15 @@ class _Handler(BaseHTTPRequestHandler):
                 folder = value["path"].rstrip("/") + "/"
                 files = {p: d for p, d in files.items() if not p.startswith(folder)}
         sha = repo.add_commit(files, parent, message)
-        repo.branches[rev] = sha
         url = f"{self.hub.repo_url(repo)}/commit/{sha}"
-        self._json(200, {"success": True, "commitOid": sha, "commitUrl": url})
+        answer: dict[str, Any] = {"success": True, "commitOid": sha, "commitUrl": url}
+        if query.get("create_pr", ["0"])[0] in ("1", "true", "True"):
+            num = len(repo.prs) + 1
+            repo.prs[num] = sha  # the branch does not move until the PR is merged
+            answer["pullRequestUrl"] = f"{self.hub.repo_url(repo)}/discussions/{num}"
+        else:
+            repo.branches[rev] = sha
+        self._json(200, answer)
 
     # ------------------------------------------------------------------ downloads
     def resolve(

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import click
@@ -15,6 +16,7 @@ __all__ = [
     "run_options",
     "resolve_device",
     "builtin_hint",
+    "resume_hint",
 ]
 
 device_option = click.option(
@@ -72,3 +74,15 @@ def builtin_hint() -> str:
 
     names = ", ".join(BUILTIN_PREFIX + n for n in builtin_names())
     return f"builtin:NAME (shipped, offline: {names or 'none installed'})"
+
+
+@contextlib.contextmanager
+def resume_hint(how: str) -> Iterator[None]:
+    """Turn Ctrl-C into :class:`~samix_hub.errors.Interrupted` saying ``how`` to resume
+    (exit code 130, one line)."""
+    from ..errors import Interrupted
+
+    try:
+        yield
+    except KeyboardInterrupt:
+        raise Interrupted(f"to resume, run: {how}") from None

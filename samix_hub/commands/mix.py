@@ -12,7 +12,14 @@ import click
 import torch
 
 from ..errors import UserError
-from ._common import builtin_hint, device_option, quiet_option, resolve_device, seed_option
+from ._common import (
+    builtin_hint,
+    device_option,
+    quiet_option,
+    resolve_device,
+    resume_hint,
+    seed_option,
+)
 
 __all__ = ["command", "load_mix_generator", "folder_sha256"]
 
@@ -165,7 +172,7 @@ def _dist() -> tuple[int, int, int]:
     "--resume/--no-resume",
     default=True,
     show_default=True,
-    help="Continue an interrupted run in --out (else rewrite it).",
+    help="Continue an interrupted run in --out; --no-resume removes what an earlier `mix` wrote there (and nothing else), then rewrites it.",
 )
 @click.option("--download", is_flag=True, help="Download torchvision data sets if missing.")
 @quiet_option
@@ -212,11 +219,17 @@ def command(
     \b
     Under torchrun give --num as SAMIX_MIX_NUM=N (torchrun reads --num as its --numa-binding).
     """
+    from ..data.mix_out import check_mix_out
     from ..data.mix_writer import MixSettings, preview_batch, write_mixed
     from ..data.mixed import DEFAULT_ALPHA
     from ..data.specs import load_data
+    from ..fileio import check_writable_dir, check_writable_file
     from ..mixing.sampling import check_alpha
 
+    check_mix_out(out)  # before any long work: refuse a folder that is not ours
+    check_writable_dir(out, "--out")
+    if preview:
+        check_writable_file(preview, "--preview")
     rank, world, local_rank = _dist()
     dev = resolve_device(device)
     if dev.type == "cuda" and world > 1:
@@ -270,18 +283,20 @@ def command(
         generator=prov,
         runtime=used_runtime,
     )
-    result = write_mixed(
-        out,
-        dataset,
-        settings,
-        gen,
-        device=dev,
-        workers=workers,
-        resume=resume,
-        rank=rank,
-        world_size=world,
-        progress=not quiet and rank == 0,
-    )
+    how = f"the same command again without --no-resume (finished shards in {out} are kept)"
+    with resume_hint(how):
+        result = write_mixed(
+            out,
+            dataset,
+            settings,
+            gen,
+            device=dev,
+            workers=workers,
+            resume=resume,
+            rank=rank,
+            world_size=world,
+            progress=not quiet and rank == 0,
+        )
     if preview and rank == 0:
         from ..preview import save_preview
 

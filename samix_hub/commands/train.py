@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,7 @@ import click
 from click.core import ParameterSource
 
 from ..errors import UserError
-from ._common import device_option, quiet_option, run_options, seed_option
+from ._common import device_option, quiet_option, resume_hint, run_options, seed_option
 
 REQUIRED = ("method", "data", "backbone", "out")
 #: Options of --scenario ssl only; they travel in TrainConfig.extra (and config.json).
@@ -231,6 +232,7 @@ def command(ctx: click.Context, resume: bool, quiet: bool, **opts: Any) -> None:
             flags = ", ".join(f"--{k.replace('_', '-')}" for k in extra)
             raise click.UsageError(f"{flags}: only used with --scenario ssl")
         cfg = TrainConfig(**opts, extra=extra)
-    run_dir = train(cfg, resume=resume, quiet=quiet)
+    with resume_hint(f"samix-hub train --resume --out {shlex.quote(str(cfg.out))}"):
+        run_dir = train(cfg, resume=resume, quiet=quiet)
     if int(os.environ.get("RANK", "0")) == 0:
         click.echo(str(run_dir))

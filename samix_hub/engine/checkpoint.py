@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from ..errors import UserError
-from ..fileio import atomic_write, atomic_write_text
+from ..fileio import append_line, atomic_write, atomic_write_text
 
 __all__ = [
     "CHECKPOINT",
@@ -89,9 +89,7 @@ def truncate_jsonl(path: Path, max_step: int) -> None:
 
 
 def append_jsonl(path: Path, record: dict[str, Any]) -> None:
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(record) + "\n")
-        f.flush()
+    append_line(path, json.dumps(record))
 
 
 def run_generator(run_dir: str | os.PathLike[str], use_ema: bool = True) -> Any:

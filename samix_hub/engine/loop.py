@@ -22,7 +22,8 @@ from tqdm.auto import tqdm
 from .. import __version__
 from ..data.specs import DataSource, DataSpecError, load_data
 from ..errors import UserError
-from ..fileio import atomic_write_json
+from ..fileio import atomic_write_json, check_writable_dir, remove_stale_temps
+from ..locking import folder_lock
 from .checkpoint import (
     CHECKPOINT,
     append_jsonl,
@@ -192,12 +193,27 @@ def _suggest_momentum(total: int) -> float:
 
 
 def train(cfg: TrainConfig, resume: bool = False, quiet: bool = False) -> Path:
-    """Run (or resume) a training run into ``cfg.out``; returns the run folder."""
+    """Run (or resume) a training run into ``cfg.out``; returns the run folder.
+
+    The run folder is checked for writing first and locked for the whole run (rank 0 holds
+    :func:`samix_hub.locking.folder_lock`): a second run into the same folder is refused.
+    """
     info = init_distributed(_device(cfg.device))
     try:
-        return _train(cfg, info, resume, quiet)
+        if not info.is_main:
+            return _train(cfg, info, resume, quiet)
+        check_writable_dir(cfg.out, "--out")
+        with folder_lock(cfg.out, f"{cfg.scenario} run"):
+            _remove_stale_temps(Path(cfg.out))
+            return _train(cfg, info, resume, quiet)
     finally:
         shutdown(info)
+
+
+def _remove_stale_temps(run_dir: Path) -> None:
+    """Temporary files of atomic writes that a killed run left behind (fileio.atomic_write)."""
+    remove_stale_temps(run_dir, ["config.json", "metrics.jsonl", "steps.jsonl"])
+    remove_stale_temps(run_dir / CHECKPOINT.parent, [CHECKPOINT.name])
 
 
 def _train(cfg: TrainConfig, info: DistInfo, resume: bool, quiet: bool) -> Path:
