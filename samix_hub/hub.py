@@ -191,6 +191,10 @@ def push(
 
     from .sources import parse_repo_id
 
+    if create_pr and revision not in (None, "main"):
+        raise UserError(f"--create-pr opens a pull request against main, not {revision!r}")
+    if create_pr and tag:
+        raise UserError(f"--tag {tag}: tag the commit once the pull request is merged")
     src = Path(folder)
     if not src.is_dir():
         raise UserError(f"{src}: no such folder")
@@ -207,10 +211,6 @@ def push(
             f"warning: {src} has no onnx/ export; `pull --runtime onnx` will fail", file=sys.stderr
         )
     expected_type = "dataset" if kind == MIXED_DATASET else "model"
-    if create_pr and revision not in (None, "main"):
-        raise UserError(f"--create-pr opens a pull request against main, not {revision!r}")
-    if create_pr and tag:
-        raise UserError(f"--tag {tag}: tag the commit once the pull request is merged")
     if repo_type is not None and repo_type != expected_type:
         raise UserError(f"{src} is a {kind}: push it with --repo-type {expected_type}")
     _check_no_token(
