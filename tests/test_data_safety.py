@@ -144,6 +144,24 @@ def test_mix_checks_out_and_preview_before_working(tmp_path: Path, capsys) -> No
     assert not (tmp_path / "ok").exists() and tree(tmp_path) == outside
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["export", "runs/none", "--out"],
+        ["demo", "--fast", "-q", "--out"],
+        ["pull", "me/x", "--dir"],
+    ],
+)
+def test_other_outputs_are_checked_first(tmp_path: Path, capsys, args: list[str]) -> None:
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("a file, not a folder\n")
+    outside = tree(tmp_path)
+    code, _, err = run_cli([*args, blocker / "out"], capsys)
+    assert code == 1
+    assert_one_line(err, blocker / "out", args[-1], "not a folder")
+    assert tree(tmp_path) == outside
+
+
 def test_read_only_output_is_one_line(tmp_path: Path, capsys, monkeypatch) -> None:
     real = os.open
     ro = tmp_path / "ro"
