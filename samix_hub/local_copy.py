@@ -29,7 +29,10 @@ def _classify(target: Path, snapshot: Path, all_: bool) -> tuple[list[Path], lis
     foreign: list[Path] = []
     for root, dirs, files in os.walk(target):
         dirs.sort()
-        for name in sorted(files):
+        links = [
+            d for d in dirs if (Path(root) / d).is_symlink()
+        ]  # never ours: a pull writes files
+        for name in sorted(files) + links:
             path = Path(root) / name
             rel = path.relative_to(target)
             same = not path.is_symlink() and any(

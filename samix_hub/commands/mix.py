@@ -172,7 +172,8 @@ def _dist() -> tuple[int, int, int]:
     "--resume/--no-resume",
     default=True,
     show_default=True,
-    help="Continue an interrupted run in --out; --no-resume removes what an earlier `mix` wrote there (and nothing else), then rewrites it.",
+    help="Continue an interrupted run in --out; --no-resume deletes what an earlier `mix` "
+    "wrote there (and nothing else), then writes it again.",
 )
 @click.option("--download", is_flag=True, help="Download torchvision data sets if missing.")
 @quiet_option
@@ -283,7 +284,8 @@ def command(
         generator=prov,
         runtime=used_runtime,
     )
-    how = f"the same command again without --no-resume (finished shards in {out} are kept)"
+    how = f"the same `samix-hub mix ... --out {out}` again, without --no-resume"
+    how += " (finished shards are kept)"
     with resume_hint(how):
         result = write_mixed(
             out,
