@@ -32,9 +32,10 @@ FAULT_ERRNOS = frozenset({errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, 
 
 
 def _name_path(exc: BaseException, path: Path) -> None:
-    """Give an ``OSError`` raised by a write (which has no file name) the path being written."""
-    if isinstance(exc, OSError) and exc.filename is None:
-        exc.filename = str(path)
+    """Give the ``OSError`` behind a failed write (which has no file name) the path written."""
+    fault = exc if isinstance(exc, OSError) else fault_of(exc)
+    if fault is not None and fault.filename is None:
+        fault.filename = str(path)
 
 
 def atomic_write(target: str | os.PathLike[str], write: Callable[[str], Any]) -> Path:

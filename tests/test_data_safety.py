@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import hashlib
+import io
 import os
 import subprocess
 import sys
@@ -198,20 +199,27 @@ def test_disk_full_while_mixing_is_one_line(tmp_path: Path, capsys, monkeypatch)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mixed"]
 
 
-def test_disk_full_checkpoint_keeps_the_run_resumable(tmp_path: Path, capsys, monkeypatch) -> None:
-    real = os.replace
+def test_disk_full_while_checkpointing_is_one_line(tmp_path: Path, capsys, monkeypatch) -> None:
+    import builtins
 
-    def disk_full(src, dst, *args, **kw):
-        if str(dst).endswith("last.pt"):
+    real_open = builtins.open
+
+    class FullDisk(io.FileIO):
+        def write(self, data) -> int:  # what write(2) answers once the disk is full
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        return real(src, dst, *args, **kw)
 
-    monkeypatch.setattr(os, "replace", disk_full)
+    def opener(file, mode="r", *args, **kw):
+        if Path(str(file)).name.startswith(".last.pt.") and "w" in mode:
+            return FullDisk(file, mode)
+        return real_open(file, mode, *args, **kw)
+
+    monkeypatch.setattr(builtins, "open", opener)
     run = tmp_path / "run"
     code, _, err = run_cli([*TRAIN, "--out", run], capsys)
     assert code == 1
     assert_one_line(err, run / "checkpoints" / "last.pt", "no space left")
-    assert not list((run / "checkpoints").glob("*.tmp"))
+    assert not list((run / "checkpoints").glob("*.tmp"))  # the partial file was removed
+    assert not (run / "checkpoints" / "last.pt").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
 
 

@@ -32,7 +32,14 @@ CHECKPOINT = Path("checkpoints") / "last.pt"
 
 def save_checkpoint(run_dir: str | os.PathLike[str], state: dict[str, Any]) -> Path:
     """Write ``state`` to ``RUN_DIR/checkpoints/last.pt`` atomically (temp file + rename)."""
-    return atomic_write(Path(run_dir) / CHECKPOINT, lambda p: torch.save(state, p))
+
+    def write(tmp: str) -> None:
+        # Through a Python file: a full disk surfaces as OSError(ENOSPC) (torch's own writer
+        # would only say "unexpected pos"), which the CLI reports as one line.
+        with open(tmp, "wb") as f:
+            torch.save(state, f)
+
+    return atomic_write(Path(run_dir) / CHECKPOINT, write)
 
 
 def load_checkpoint(
