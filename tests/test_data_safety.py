@@ -103,6 +103,16 @@ def test_mix_refuses_a_generator_folder(tmp_path: Path, capsys) -> None:
     assert tree(gen) == before and tree(tmp_path, gen) == outside
 
 
+def test_train_refuses_a_generator_folder(tmp_path: Path, capsys) -> None:
+    gen = make_generator(tmp_path / "generator")
+    before, outside = tree(gen), tree(tmp_path, gen)
+    code, _, err = run_cli([*TRAIN, "--out", gen], capsys)
+    assert code == 2
+    assert_one_line(err, gen / "config.json", "not a samix-hub run")
+    assert tree(gen) == before
+    assert tree(tmp_path, gen) == outside
+
+
 def test_mix_no_resume_clears_only_what_its_marker_lists(tmp_path: Path, capsys) -> None:
     out = tmp_path / "mixed"
     assert run_cli([*MIX, "--out", out], capsys)[0] == 0

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from ..errors import UserError
-from ..fileio import append_line, atomic_write, atomic_write_text
+from ..fileio import append_line, atomic_write, atomic_write_text, remove_stale_temps
 
 __all__ = [
     "CHECKPOINT",
@@ -25,6 +25,8 @@ __all__ = [
     "truncate_jsonl",
     "append_jsonl",
     "run_generator",
+    "check_run_folder",
+    "remove_run_temps",
 ]
 
 CHECKPOINT = Path("checkpoints") / "last.pt"
@@ -72,6 +74,29 @@ def read_run_config(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
     if config.get("kind") != "samix-run":
         raise UserError(f"{path}: kind is {config.get('kind')!r}, not a samix-run")
     return config
+
+
+def check_run_folder(run_dir: Path) -> None:
+    """Refuse to write a run into a folder whose ``config.json`` is not a run's (an exported
+    generator or backbone, say): the run would overwrite it."""
+    path = run_dir / "config.json"
+    if not path.is_file():
+        return
+    try:
+        kind = json.loads(path.read_text()).get("kind")
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+        kind = None
+    if kind != "samix-run":
+        raise UserError(
+            f"{path}: not a samix-hub run's config.json (a run would overwrite it); "
+            "choose another --out"
+        )
+
+
+def remove_run_temps(run_dir: Path) -> None:
+    """Temporary files of atomic writes that a killed run left behind (fileio.atomic_write)."""
+    remove_stale_temps(run_dir, ["config.json", "metrics.jsonl", "steps.jsonl"])
+    remove_stale_temps(run_dir / CHECKPOINT.parent, [CHECKPOINT.name])
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:

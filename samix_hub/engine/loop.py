@@ -22,13 +22,15 @@ from tqdm.auto import tqdm
 from .. import __version__
 from ..data.specs import DataSource, DataSpecError, load_data
 from ..errors import UserError
-from ..fileio import atomic_write_json, check_writable_dir, remove_stale_temps
+from ..fileio import atomic_write_json, check_writable_dir
 from ..locking import folder_lock
 from .checkpoint import (
     CHECKPOINT,
     append_jsonl,
+    check_run_folder,
     load_checkpoint,
     read_jsonl,
+    remove_run_temps,
     save_checkpoint,
     truncate_jsonl,
 )
@@ -203,17 +205,12 @@ def train(cfg: TrainConfig, resume: bool = False, quiet: bool = False) -> Path:
         if not info.is_main:
             return _train(cfg, info, resume, quiet)
         check_writable_dir(cfg.out, "--out")
+        check_run_folder(Path(cfg.out))  # again under the lock, in _train
         with folder_lock(cfg.out, f"{cfg.scenario} run"):
-            _remove_stale_temps(Path(cfg.out))
+            remove_run_temps(Path(cfg.out))
             return _train(cfg, info, resume, quiet)
     finally:
         shutdown(info)
-
-
-def _remove_stale_temps(run_dir: Path) -> None:
-    """Temporary files of atomic writes that a killed run left behind (fileio.atomic_write)."""
-    remove_stale_temps(run_dir, ["config.json", "metrics.jsonl", "steps.jsonl"])
-    remove_stale_temps(run_dir / CHECKPOINT.parent, [CHECKPOINT.name])
 
 
 def _train(cfg: TrainConfig, info: DistInfo, resume: bool, quiet: bool) -> Path:
@@ -224,6 +221,7 @@ def _train(cfg: TrainConfig, info: DistInfo, resume: bool, quiet: bool) -> Path:
     ckpt_path = run_dir / CHECKPOINT
     if ckpt_path.exists() and not resume:
         raise UserError(f"{run_dir}: holds a run already; pass --resume to continue it")
+    check_run_folder(run_dir)
     try:
         data = load_data(cfg.data, download=cfg.download, image_size=cfg.image_size)
     except DataSpecError as exc:
