@@ -173,22 +173,23 @@ def test_other_outputs_are_checked_first(tmp_path: Path, capsys, args: list[str]
     assert tree(tmp_path) == outside
 
 
-def test_read_only_output_is_one_line(tmp_path: Path, capsys, monkeypatch) -> None:
+@pytest.mark.parametrize("err_no", [errno.EROFS, errno.EACCES])
+def test_unwritable_output_is_one_line(tmp_path: Path, capsys, monkeypatch, err_no: int) -> None:
     real = os.open
     ro = tmp_path / "ro"
     ro.mkdir()
 
-    def read_only(path, flags, *args, **kw):  # what open(2) answers on a read-only mount
+    def refuse(path, flags, *args, **kw):  # what open(2) answers on a read-only mount (EROFS)
         if str(path).startswith(str(ro)) and flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT):
-            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
+            raise OSError(err_no, os.strerror(err_no), str(path))  # or without permission
         return real(path, flags, *args, **kw)
 
-    monkeypatch.setattr(os, "open", read_only)
+    monkeypatch.setattr(os, "open", refuse)
     outside = tree(tmp_path)
-    for args, option in (([*MIX, "--out", ro / "m"], "--out"), ([*TRAIN, "--out", ro], "--out")):
+    for args in ([*MIX, "--out", ro / "m"], [*TRAIN, "--out", ro], ["pull", "me/x", "--dir", ro]):
         code, _, err = run_cli(args, capsys)
         assert code == 1
-        assert_one_line(err, ro, option, "Read-only file system")
+        assert_one_line(err, ro, os.strerror(err_no))
     assert tree(tmp_path) == outside and list(ro.iterdir()) == []
 
 
@@ -276,7 +277,9 @@ def test_lock_of_a_killed_process_does_not_block(tmp_path: Path, capsys) -> None
 
 # ---------------------------------------------------------------------------------- Ctrl-C
 def test_ctrl_c_says_how_to_resume(tmp_path: Path, capsys, monkeypatch) -> None:
-    run = tmp_path / "run"
+    run, ft, mixed = tmp_path / "run", tmp_path / "ft", tmp_path / "mixed"
+    (tmp_path / "other.txt").write_text("not part of any run\n")
+    outside = tree(tmp_path, run, ft, mixed)
     (run / "checkpoints").mkdir(parents=True)
     stale = [run / "checkpoints" / ".last.pt.x1y2z3.tmp", run / ".config.json.a1b2c3.tmp"]
     for p in stale:
@@ -291,6 +294,12 @@ def test_ctrl_c_says_how_to_resume(tmp_path: Path, capsys, monkeypatch) -> None:
     assert code == 130
     assert_one_line(err, f"samix-hub train --resume --out {run}")
     assert not any(p.exists() for p in stale)
+    code, _, err = run_cli(
+        ["finetune", "--backbone", "resnet18_cifar_w16", "--no-pretrained", "--method", "mixup",
+         "--data", "digits", *TRAIN[7:], "--out", ft], capsys,
+    )  # fmt: skip
+    assert code == 130
+    assert_one_line(err, f"samix-hub finetune --resume --out {ft}")
     monkeypatch.setattr(torch.optim.SGD, "step", real_step)
     code, _, err = run_cli(["train", "--resume", "--out", run, "-q"], capsys)  # as told
     assert code == 0, err
@@ -298,11 +307,15 @@ def test_ctrl_c_says_how_to_resume(tmp_path: Path, capsys, monkeypatch) -> None:
 
     import pyarrow.parquet as pq
 
+    real_write = pq.write_table
     monkeypatch.setattr(pq, "write_table", interrupted)
-    mixed = tmp_path / "mixed"
     code, _, err = run_cli([*MIX, "--out", mixed], capsys)
     assert code == 130
     assert_one_line(err, "without --no-resume", mixed)
+    monkeypatch.setattr(pq, "write_table", real_write)
+    assert run_cli([*MIX, "--out", mixed], capsys)[0] == 0  # as told
+    assert (mixed / "README.md").is_file()
+    assert tree(tmp_path, run, ft, mixed) == outside
 
 
 # ---------------------------------------------------------------------------------- Hub
