@@ -4,8 +4,10 @@
 second run into the same folder stops at once with a one-line error instead of interleaving its
 files with the first one's. The lock is ``flock(2)`` on an open file: the kernel releases it
 when the process ends, however it ends, so a lock file left by a killed run never blocks the
-next one. The (empty but for a process id) file stays in the folder; it is hidden, and
-``push`` never uploads hidden files. Without ``fcntl`` (Windows) no lock is taken.
+next one. The file (empty but for a process id) stays in the folder; it is hidden, and
+``push`` never uploads hidden files. A folder the lock created is removed again when nothing
+else was written into it (a run that failed on its options leaves no folder). Without
+``fcntl`` (Windows) no lock is taken.
 """
 
 from __future__ import annotations
@@ -40,6 +42,31 @@ def _holder(path: Path) -> str:
     return f" (process {pid})" if pid.isdigit() else ""
 
 
+def _acquire(folder: Path, path: Path, what: str, shared: bool) -> int:
+    """An open, locked descriptor of ``path``. A lock file removed by its last holder while
+    this process waited to lock it is opened again (the inode check)."""
+    while True:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+            current = os.stat(path).st_ino
+        except BlockingIOError:
+            os.close(fd)
+            raise OutputError(
+                f"{folder}: in use by another samix-hub {what}{_holder(path)}; wait for it to "
+                "end or choose another output folder"
+            ) from None
+        except FileNotFoundError:
+            current = None
+        except BaseException:
+            os.close(fd)
+            raise
+        if current == os.fstat(fd).st_ino:
+            return fd
+        os.close(fd)
+
+
 @contextlib.contextmanager
 def folder_lock(
     folder: str | os.PathLike[str],
@@ -52,26 +79,17 @@ def folder_lock(
 
     ``shared`` takes a shared lock (the ranks of one ``torchrun`` job; each also holds its own
     exclusive per-rank lock); otherwise it is exclusive. A held lock raises
-    :class:`~samix_hub.errors.OutputError` naming the folder, without waiting.
+    :class:`~samix_hub.errors.OutputError` naming the folder, without waiting. A folder that
+    this call created and in which nothing else was written is removed again on exit.
     """
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     path = folder / name
     if fcntl is None:  # pragma: no cover
+        folder.mkdir(parents=True, exist_ok=True)
         yield path
         return
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        raise OutputError(
-            f"{folder}: in use by another samix-hub {what}{_holder(path)}; wait for it to end "
-            "or choose another output folder"
-        ) from None
-    except BaseException:
-        os.close(fd)
-        raise
+    created = not folder.exists()
+    fd = _acquire(folder, path, what, shared)
     try:
         if not shared:
             with contextlib.suppress(OSError):
@@ -79,5 +97,10 @@ def folder_lock(
                 os.write(fd, f"{os.getpid()}\n".encode())
         yield path
     finally:
+        if created and not shared:
+            with contextlib.suppress(OSError):
+                if [p.name for p in folder.iterdir()] == [name]:  # nothing was written
+                    path.unlink()
+                    folder.rmdir()
         fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)

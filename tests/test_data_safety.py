@@ -405,3 +405,16 @@ def test_pull_never_deletes_files_it_did_not_download(
     code, _, err = run_cli(["pull", "me/safe-pull", "--dir", blocker / "d", *hub_env], capsys)
     assert code == 1
     assert_one_line(err, blocker, "--dir")
+
+
+def test_lock_removes_only_a_folder_it_created_empty(tmp_path: Path) -> None:
+    with folder_lock(tmp_path / "unused"):
+        assert (tmp_path / "unused" / LOCK_NAME).is_file()
+    assert not (tmp_path / "unused").exists()  # a run that wrote nothing leaves no folder
+    with folder_lock(tmp_path / "used"):
+        (tmp_path / "used" / "config.json").write_text("{}")
+    assert sorted(p.name for p in (tmp_path / "used").iterdir()) == [LOCK_NAME, "config.json"]
+    (tmp_path / "mine").mkdir()
+    with folder_lock(tmp_path / "mine"):
+        pass
+    assert (tmp_path / "mine").is_dir()  # the user's folder stays, even empty
