@@ -6,7 +6,8 @@ PUT, NDJSON commit), ``create_branch``, ``create_tag``, ``list_repo_refs``, ``re
 ``list_repo_tree``, ``snapshot_download`` and ``hf_hub_download`` (HEAD/GET ``resolve`` with
 ``X-Repo-Commit``, ``ETag``, ``Range``), with the Hub's error headers (``X-Error-Code``:
 RepoNotFound, RevisionNotFound, EntryNotFound). Files are kept whole in memory; every commit is
-an immutable snapshot ``{path: bytes}``.
+an immutable snapshot ``{path: bytes}``. A commit with ``create_pr=1`` opens pull request N:
+``repo.prs[N]`` (and revision ``refs/pr/N``) is its commit, and the branch does not move.
 
 Fault injection for tests: ``hub.truncate[path] = n`` serves only the first ``n`` bytes of that
 file (with a matching ``Content-Length``, as a cut connection behind a proxy would), and
