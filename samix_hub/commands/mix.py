@@ -207,6 +207,7 @@ def command(
     Each row is one mixed image worth `lam` of label_a and 1 - lam of label_b; the same inputs
     and --seed give byte-identical shards whatever --workers. Interrupted runs resume (shards
     are written atomically). Under torchrun each rank writes its own range of shards.
+    --out must be empty, new or an earlier `mix` output, and is locked while written.
     Prints the output folder on stdout.
 
     \b
