@@ -7,6 +7,7 @@ touching this file. Options also read ``SAMIX_<COMMAND>_<OPTION>`` environment v
 
 from __future__ import annotations
 
+import errno
 import importlib
 import os
 import pkgutil
@@ -15,7 +16,8 @@ import sys
 import click
 
 from . import __version__
-from .errors import UserError
+from .errors import Interrupted, UserError
+from .fileio import fault_of
 
 __all__ = ["cli", "main"]
 
@@ -68,7 +70,8 @@ _NO_ARGS_IS_HELP: type[Exception] = getattr(click.exceptions, "NoArgsIsHelpError
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console entry point: user errors become one line on stderr and a non-zero exit."""
+    """Console entry point: user errors and storage faults (disk full, read-only or unwritable
+    output) become one line on stderr and a non-zero exit; Ctrl-C exits with 130."""
     from .data.specs import DataSpecError
     from .display import printable
 
@@ -87,6 +90,9 @@ def main(argv: list[str] | None = None) -> None:
             message += f" (see `{exc.ctx.command_path} --help`)"
         click.echo(f"Error: {printable(message)}", err=True)
         sys.exit(exc.exit_code)
+    except Interrupted as exc:
+        click.echo(f"Interrupted; {exc}", err=True)
+        sys.exit(exc.exit_code)
     except (UserError, DataSpecError, FileNotFoundError) as exc:
         if os.environ.get("SAMIX_DEBUG"):
             raise
@@ -95,3 +101,20 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         click.echo("Interrupted; re-run the same command to resume.", err=True)
         sys.exit(130)
+    except Exception as exc:
+        fault = fault_of(exc)
+        if fault is None or os.environ.get("SAMIX_DEBUG"):
+            raise
+        click.echo(f"Error: {_fault_message(fault)}", err=True)
+        sys.exit(1)
+
+
+def _fault_message(exc: OSError) -> str:
+    """One line for a storage fault: the path, then what went wrong."""
+    reason = exc.strerror or (str(exc).splitlines() or [type(exc).__name__])[0]
+    if exc.errno == errno.ENOSPC or "No space left" in str(exc):
+        reason = "no space left on the device; free some space and run the same command again"
+    elif exc.errno == errno.EDQUOT:
+        reason = "disk quota exceeded; free some space and run the same command again"
+    where = f"{exc.filename}: " if exc.filename else ""
+    return f"{where}cannot write: {reason}"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["UserError", "ArtifactError", "HubError"]
+__all__ = ["UserError", "ArtifactError", "HubError", "OutputError", "Interrupted"]
 
 
 class UserError(Exception):
@@ -17,3 +17,15 @@ class ArtifactError(UserError):
 
 class HubError(UserError):
     """A Hub repo, revision or download that cannot be used."""
+
+
+class OutputError(UserError):
+    """An output location that cannot be used now: unwritable, full, or locked by another run."""
+
+    exit_code = 1
+
+
+class Interrupted(UserError):
+    """Ctrl-C during a resumable command; the message says how to resume."""
+
+    exit_code = 130

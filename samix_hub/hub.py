@@ -18,16 +18,16 @@ import contextlib
 import hashlib
 import os
 import re
-import shutil
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 from .artifacts import MIXED_DATASET, PICKLE_SUFFIXES, detect_kind, validate_artifact
 from .card_repo import set_card_repo_id
 from .errors import ArtifactError, HubError, UserError
+from .fileio import check_writable_dir
 from .hub_checks import check_no_token, safe_repo_path
+from .local_copy import install_snapshot
 from .sources import ResolvedSource
 
 __all__ = ["push", "pull", "RUNTIMES", "allow_patterns"]
@@ -174,20 +174,28 @@ def push(
     message: str | None = None,
     endpoint: str | None = None,
     token: str | bool | None = None,
+    delete: bool = False,
+    create_pr: bool = False,
 ) -> tuple[str, str]:
-    """Validate ``folder`` and upload it to ``repo_id`` in ONE commit; return (commit_url, sha).
+    """Validate ``folder`` and upload it to ``repo_id`` in ONE commit; return (url, sha).
 
     The folder must be a complete artifact (generator, backbone or mixed data set) with its
     README.md card; it is refused before anything is uploaded otherwise. The repo is created
-    when needed, ``revision`` (a branch) is created from ``main`` when needed, remote files the
-    folder no longer has are deleted in the same commit (a pushed repo mirrors the folder), and
-    ``tag`` is created on the new commit.
+    when needed, ``revision`` (a branch) is created from ``main`` when needed, and ``tag`` is
+    created on the new commit. The push is additive: remote files the folder does not have
+    (a LICENSE added on the Hub) are kept, unless ``delete`` (then the repo mirrors the folder).
+    ``create_pr`` opens a pull request against ``main`` instead of committing to it; the url
+    returned is then the pull request's.
     """
     from huggingface_hub import HfApi
     from huggingface_hub.utils import get_token
 
     from .sources import parse_repo_id
 
+    if create_pr and revision not in (None, "main"):
+        raise UserError(f"--create-pr opens a pull request against main, not {revision!r}")
+    if create_pr and tag:
+        raise UserError(f"--tag {tag}: tag the commit once the pull request is merged")
     src = Path(folder)
     if not src.is_dir():
         raise UserError(f"{src}: no such folder")
@@ -225,11 +233,12 @@ def push(
             revision=revision,
             commit_message=message or f"samix-hub push: {kind}",
             ignore_patterns=_PUSH_IGNORE,
-            delete_patterns="*",
+            delete_patterns="*" if delete else None,
+            create_pr=create_pr,
         )
         if tag:
             api.create_tag(repo_id, tag=tag, revision=info.oid, repo_type=expected_type)
-    return info.commit_url, info.oid
+    return (info.pr_url if create_pr and info.pr_url else info.commit_url), info.oid
 
 
 # ---------------------------------------------------------------------------------- pull
@@ -345,41 +354,6 @@ def _download(
     raise AssertionError("unreachable")
 
 
-def _install(snapshot: Path, target: Path) -> Path:
-    """Copy a verified snapshot to ``target`` atomically: temp folder beside it, then rename."""
-    target = target.expanduser().absolute()
-    if target.exists() and not target.is_dir():
-        raise UserError(f"{target}: exists and is not a folder")
-    if target.is_dir() and any(target.iterdir()):
-        try:
-            detect_kind(target)
-        except ArtifactError:
-            raise UserError(
-                f"{target}: exists, is not empty and is not a samix-hub artifact; "
-                "choose another --dir"
-            ) from None
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
-    old = None
-    try:
-        for src in sorted(p for p in snapshot.rglob("*") if p.is_file()):
-            dst = tmp / src.relative_to(snapshot)
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(src.resolve(), dst)
-        if target.exists():
-            old = target.with_name(f".{target.name}.{os.getpid()}.old")
-            os.replace(target, old)
-        os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if old is not None and not target.exists():
-            os.replace(old, target)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-    return target
-
-
 def pull(
     repo_id: str,
     revision: str | None = None,
@@ -390,14 +364,19 @@ def pull(
     offline: bool | None = None,
     repo_type: str | None = None,
     cache_dir: str | os.PathLike[str] | None = None,
+    force: bool = False,
 ) -> ResolvedSource:
     """Download the files ``runtime`` needs from ``repo_id`` at ``revision``, verified.
 
     Files go to the huggingface_hub cache (offline pulls read it); with ``local_dir`` they are
-    then copied into that folder atomically. Returns the local path, the resolved commit sha
-    and the artifact kind. ``repo_type`` None tries a model repo, then a dataset repo.
+    then copied into that folder (see :func:`samix_hub.local_copy.install_snapshot`: a folder with other files is refused
+    unless ``force``, and no file the pull did not write is ever deleted). Returns the local
+    path, the resolved commit sha and the artifact kind. ``repo_type`` None tries a model
+    repo, then a dataset repo.
     """
     allow_patterns(runtime)
+    if local_dir is not None:
+        check_writable_dir(local_dir, "--dir")
     if repo_type not in (None, "model", "dataset"):
         raise UserError(f"unknown repo type {repo_type!r}; choose model or dataset")
     cache = str(cache_dir) if cache_dir is not None else None
@@ -415,7 +394,11 @@ def pull(
     except ArtifactError as err:
         rel = str(err).replace(str(snapshot) + os.sep, "").replace(str(snapshot), ".")
         raise HubError(f"{repo_id}@{commit[:12]}: {rel}") from None
-    path = _install(snapshot, Path(local_dir)) if local_dir is not None else snapshot
+    path = (
+        snapshot
+        if local_dir is None
+        else install_snapshot(snapshot, Path(local_dir), repo_id, force)
+    )
     return ResolvedSource(
         path=path,
         repo_id=repo_id,

@@ -6,7 +6,8 @@ PUT, NDJSON commit), ``create_branch``, ``create_tag``, ``list_repo_refs``, ``re
 ``list_repo_tree``, ``snapshot_download`` and ``hf_hub_download`` (HEAD/GET ``resolve`` with
 ``X-Repo-Commit``, ``ETag``, ``Range``), with the Hub's error headers (``X-Error-Code``:
 RepoNotFound, RevisionNotFound, EntryNotFound). Files are kept whole in memory; every commit is
-an immutable snapshot ``{path: bytes}``.
+an immutable snapshot ``{path: bytes}``. A commit with ``create_pr=1`` opens pull request N:
+``repo.prs[N]`` (and revision ``refs/pr/N``) is its commit, and the branch does not move.
 
 Fault injection for tests: ``hub.truncate[path] = n`` serves only the first ``n`` bytes of that
 file (with a matching ``Content-Length``, as a cut connection behind a proxy would), and
@@ -62,13 +63,17 @@ class Repo:
     commits: dict[str, dict[str, bytes]] = field(default_factory=dict)
     branches: dict[str, str] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
+    prs: dict[int, str] = field(default_factory=dict)  # pull request number -> head commit
 
     def resolve(self, rev: str) -> str | None:
-        """Branch, tag or full commit sha -> commit sha (None when unknown)."""
+        """Branch, tag, ``refs/pr/N`` or full commit sha -> commit sha (None when unknown)."""
         if rev in self.branches:
             return self.branches[rev]
         if rev in self.tags:
             return self.tags[rev]
+        m = re.fullmatch(r"refs/pr/(\d+)", rev)
+        if m:
+            return self.prs.get(int(m.group(1)))
         return rev if rev in self.commits else None
 
     def add_commit(self, files: dict[str, bytes], parent: str | None, message: str) -> str:
@@ -326,7 +331,10 @@ class _Handler(BaseHTTPRequestHandler):
                 "branches": refs(repo.branches, "heads"),
                 "tags": refs(repo.tags, "tags"),
                 "converts": [],
-                "pullRequests": [],
+                "pullRequests": [
+                    {"name": f"refs/pr/{n}", "ref": f"refs/pr/{n}", "targetCommit": sha}
+                    for n, sha in sorted(repo.prs.items())
+                ],
             },
         )
 
@@ -412,9 +420,15 @@ class _Handler(BaseHTTPRequestHandler):
                 folder = value["path"].rstrip("/") + "/"
                 files = {p: d for p, d in files.items() if not p.startswith(folder)}
         sha = repo.add_commit(files, parent, message)
-        repo.branches[rev] = sha
         url = f"{self.hub.repo_url(repo)}/commit/{sha}"
-        self._json(200, {"success": True, "commitOid": sha, "commitUrl": url})
+        answer: dict[str, Any] = {"success": True, "commitOid": sha, "commitUrl": url}
+        if query.get("create_pr", ["0"])[0] in ("1", "true", "True"):
+            num = len(repo.prs) + 1
+            repo.prs[num] = sha  # the branch does not move until the PR is merged
+            answer["pullRequestUrl"] = f"{self.hub.repo_url(repo)}/discussions/{num}"
+        else:
+            repo.branches[rev] = sha
+        self._json(200, answer)
 
     # ------------------------------------------------------------------ downloads
     def resolve(

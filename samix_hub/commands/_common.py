@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import click
@@ -21,6 +22,7 @@ __all__ = [
     "run_options",
     "resolve_device",
     "builtin_hint",
+    "resume_hint",
 ]
 
 
@@ -151,3 +153,15 @@ def builtin_hint() -> str:
 
     names = ", ".join(BUILTIN_PREFIX + n for n in builtin_names())
     return f"builtin:NAME (shipped, offline: {names or 'none installed'})"
+
+
+@contextlib.contextmanager
+def resume_hint(how: str) -> Iterator[None]:
+    """Turn Ctrl-C into :class:`~samix_hub.errors.Interrupted` saying ``how`` to resume
+    (exit code 130, one line)."""
+    from ..errors import Interrupted
+
+    try:
+        yield
+    except KeyboardInterrupt:
+        raise Interrupted(f"to resume, run: {how}") from None

@@ -74,7 +74,9 @@ def command(out: Path, fast: bool, threads: int, seed: int, as_json: bool, quiet
     import torch
 
     from ..demo import FAST, FULL, run_demo
+    from ..fileio import check_writable_dir
 
+    check_writable_dir(out, "--out")
     if threads:
         torch.set_num_threads(threads)
     config = dataclasses.replace(FAST if fast else FULL, seed=seed)

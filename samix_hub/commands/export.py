@@ -128,8 +128,10 @@ def command(
       samix-hub export runs/samix-r18 --out release/ --generator-repo me/samix-r18-cifar10
     """
     from ..export_run import export_run, load_run
+    from ..fileio import check_writable_dir
     from ..hub_api import ONNX_EXTRA, require_extra
 
+    check_writable_dir(out, "--out")  # before the ONNX exports and parity checks
     parts = tuple(p.strip() for p in what.split(",") if p.strip())
     if no_onnx and quantize != "none":
         raise click.UsageError("--quantize int8 needs the ONNX graph; drop --no-onnx")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from ._common import (
     builtin_hint,
     device_option,
     quiet_option,
+    resume_hint,
     run_options,
     seed_option,
 )
@@ -202,6 +204,7 @@ def command(ctx: click.Context, resume: bool, quiet: bool, **opts: Any) -> None:
             ft.pop("backbone"), opts.pop("data"), opts.pop("out"), method=opts.pop("method"), **ft,
             **opts,
         )  # fmt: skip
-    run_dir = train(cfg, resume=resume, quiet=quiet)
+    with resume_hint(f"samix-hub finetune --resume --out {shlex.quote(str(cfg.out))}"):
+        run_dir = train(cfg, resume=resume, quiet=quiet)
     if int(os.environ.get("RANK", "0")) == 0:
         click.echo(str(run_dir))

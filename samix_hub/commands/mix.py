@@ -20,6 +20,7 @@ from ._common import (
     device_option,
     quiet_option,
     resolve_device,
+    resume_hint,
     seed_option,
 )
 
@@ -169,7 +170,8 @@ def _dist() -> tuple[int, int, int]:
     "--resume/--no-resume",
     default=True,
     show_default=True,
-    help="Continue an interrupted run in --out (else rewrite it).",
+    help="Continue an interrupted run in --out; --no-resume deletes what an earlier `mix` "
+    "wrote there (and nothing else), then writes it again.",
 )
 @click.option("--download", is_flag=True, help="Download torchvision data sets if missing.")
 @quiet_option
@@ -203,6 +205,7 @@ def command(
     Each row is one mixed image worth `lam` of label_a and 1 - lam of label_b; the same inputs
     and --seed give byte-identical shards whatever --workers. Interrupted runs resume (shards
     are written atomically). Under torchrun each rank writes its own range of shards.
+    --out must be empty, new or an earlier `mix` output, and is locked while written.
     Prints the output folder on stdout.
 
     \b
@@ -216,11 +219,17 @@ def command(
     \b
     Under torchrun give --num as SAMIX_MIX_NUM=N (torchrun reads --num as its --numa-binding).
     """
+    from ..data.mix_out import check_mix_out
     from ..data.mix_writer import MixSettings, preview_batch, write_mixed
     from ..data.mixed import DEFAULT_ALPHA
     from ..data.specs import load_data
+    from ..fileio import check_writable_dir, check_writable_file
     from ..mixing.sampling import check_alpha
 
+    check_mix_out(out)  # before any long work: refuse a folder that is not ours
+    check_writable_dir(out, "--out")
+    if preview:
+        check_writable_file(preview, "--preview")
     rank, world, local_rank = _dist()
     dev = resolve_device(device)
     if dev.type == "cuda" and world > 1:
@@ -274,18 +283,21 @@ def command(
         generator=prov,
         runtime=used_runtime,
     )
-    result = write_mixed(
-        out,
-        dataset,
-        settings,
-        gen,
-        device=dev,
-        workers=workers,
-        resume=resume,
-        rank=rank,
-        world_size=world,
-        progress=not quiet and rank == 0,
-    )
+    how = f"the same `samix-hub mix ... --out {out}` again, without --no-resume"
+    how += " (finished shards are kept)"
+    with resume_hint(how):
+        result = write_mixed(
+            out,
+            dataset,
+            settings,
+            gen,
+            device=dev,
+            workers=workers,
+            resume=resume,
+            rank=rank,
+            world_size=world,
+            progress=not quiet and rank == 0,
+        )
     if preview and rank == 0:
         from ..preview import save_preview
 

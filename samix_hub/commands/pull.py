@@ -18,7 +18,7 @@ __all__ = ["command"]
     "local_dir",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
-    help="Copy the artifact into this folder (atomically) instead of only the HF cache.",
+    help="Also copy the artifact into this folder (empty, new, or an earlier pull of it).",
 )
 @click.option(
     "--runtime",
@@ -37,6 +37,11 @@ __all__ = ["command"]
 @click.option("--endpoint", default=None, metavar="URL", help="Hub URL (default: HF_ENDPOINT).")
 @click.option("--token", default=None, help="Hub token for private repos. Never printed.")
 @click.option("--offline", is_flag=True, help="Use the local cache only (also HF_HUB_OFFLINE=1).")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Write into a --dir that holds other files (they are kept; same-named files replaced).",
+)
 @quiet_option
 def command(
     src: str,
@@ -46,6 +51,7 @@ def command(
     endpoint: str | None,
     token: str | None,
     offline: bool,
+    force: bool,
     quiet: bool,
 ) -> None:
     """Download ORG/NAME[@REV] (branch, tag or commit sha), verify it, print its local path.
@@ -53,7 +59,9 @@ def command(
     Only the files the runtime needs are downloaded. Every file is checked against the Hub's
     checksum, repos with pickle weights are refused, and the artifact is validated (format
     version, expected files, tensor shapes vs config). The path goes to stdout, the resolved
-    commit sha to stderr; pin it with ORG/NAME@SHA for reproducible runs.
+    commit sha to stderr; pin it with ORG/NAME@SHA for reproducible runs. --dir must be empty,
+    new, or an earlier pull of the same repo (then it is replaced atomically); a folder with
+    other files is refused unless --force, and files the pull did not write are never deleted.
 
     \b
     Examples:
@@ -79,6 +87,7 @@ def command(
         token=token,
         offline=True if offline else None,
         repo_type=None if repo_type == "auto" else repo_type,
+        force=force,
     )
     click.echo(
         f"{repo_id}@{resolved.revision}: commit {resolved.commit} ({resolved.kind})", err=True

@@ -30,6 +30,16 @@ __all__ = ["command"]
     default=None,
     help="Hub token (default: HF_TOKEN or the `hf auth login` token). Never printed.",
 )
+@click.option(
+    "--delete",
+    is_flag=True,
+    help="Mirror FOLDER: also delete remote files it does not have (default: keep them).",
+)
+@click.option(
+    "--create-pr",
+    is_flag=True,
+    help="Open a pull request against main instead of committing to it; prints its URL.",
+)
 @quiet_option
 def command(
     folder: Path,
@@ -41,20 +51,25 @@ def command(
     message: str | None,
     endpoint: str | None,
     token: str | None,
+    delete: bool,
+    create_pr: bool,
     quiet: bool,
 ) -> None:
     """Publish FOLDER (a generator, backbone or mixed data set) to ORG/NAME.
 
     The folder is validated first (format version, files, tensor shapes, card); an incomplete
     or invalid artifact is refused before anything is uploaded. The repo is created if needed
-    and the folder is uploaded in ONE commit (remote files it no longer has are deleted).
-    Prints the commit URL and the commit sha on stdout.
+    and the folder is uploaded in ONE commit. The push adds and updates files only: remote
+    files the folder does not have (a LICENSE added on the Hub) are kept unless --delete.
+    Prints the commit URL (with --create-pr: the pull request's) and the commit sha on stdout.
 
     \b
     Examples:
       samix-hub push export/generator me/samix-generator-cifar10
       samix-hub push export/backbone me/r18-samix --revision dev --tag v0.1
       samix-hub push mixed/ me/cifar10-samix-mixed --repo-type dataset --private
+      samix-hub push export/generator me/samix-generator-cifar10 --delete   # mirror the folder
+      samix-hub push export/generator someone/their-generator --create-pr
       HF_TOKEN=... samix-hub push export/generator me/gen --endpoint http://localhost:8080
     """
     from .. import hub
@@ -73,6 +88,8 @@ def command(
         message=message,
         endpoint=endpoint,
         token=token,
+        delete=delete,
+        create_pr=create_pr,
     )
     click.echo(url)
     click.echo(sha)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from ._common import (
     ImageSize,
     device_option,
     quiet_option,
+    resume_hint,
     run_options,
     seed_option,
 )
@@ -239,6 +241,7 @@ def command(ctx: click.Context, resume: bool, quiet: bool, **opts: Any) -> None:
             flags = ", ".join(f"--{k.replace('_', '-')}" for k in extra)
             raise click.UsageError(f"{flags}: only used with --scenario ssl")
         cfg = TrainConfig(**opts, extra=extra)
-    run_dir = train(cfg, resume=resume, quiet=quiet)
+    with resume_hint(f"samix-hub train --resume --out {shlex.quote(str(cfg.out))}"):
+        run_dir = train(cfg, resume=resume, quiet=quiet)
     if int(os.environ.get("RANK", "0")) == 0:
         click.echo(str(run_dir))

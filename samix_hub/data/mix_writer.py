@@ -25,13 +25,12 @@ import numpy as np
 import torch
 
 from ..errors import UserError
-from ..fileio import atomic_write, atomic_write_json
+from ..fileio import atomic_write
 from ..mixing.masks import LAM_MARGIN, apply_mask, margin_fallback, mask_adjust
+from .mix_out import check_mix_out, mix_lock, prepare_out
 from .mixed import (
     DATA_DIR,
     FORMAT_VERSION,
-    SHARD_RE,
-    STATE_NAME,
     GroupPlan,
     encode_images,
     hf_features,
@@ -288,40 +287,6 @@ def _complete(path: Path, settings: MixSettings, shard: int) -> bool:
     return bool(info) and info.get("planned") == settings.planned_rows(shard)  # type: ignore[union-attr]
 
 
-def _prepare(out: Path, settings: MixSettings, resume: bool, rank: int, mine: range) -> None:
-    """Check or write the state file; clear what a fresh (``--no-resume``) run replaces."""
-    data = out / DATA_DIR
-    state_path = out / STATE_NAME
-    state = {"kind": "samix-mix-state", "format_version": FORMAT_VERSION}
-    state["settings"] = settings.to_dict()
-    if resume and state_path.is_file():
-        try:
-            old = json.loads(state_path.read_text()).get("settings", {})
-        except (json.JSONDecodeError, OSError):
-            old = {}
-        diff = sorted(k for k in state["settings"] if old.get(k) != state["settings"][k])
-        if diff:
-            raise UserError(
-                f"{out}: holds a mixed data set made with other settings ({', '.join(diff)}); "
-                "pass --no-resume to replace it or choose another --out"
-            )
-    elif resume and any(data.glob("*.parquet")):
-        raise UserError(f"{data}: holds Parquet files but no {STATE_NAME}; not a `mix` output")
-    total = settings.num_shards
-    if not resume:
-        for p in data.glob("*.parquet"):
-            m = SHARD_RE.match(p.name)
-            if m and (int(m.group(2)) != total and rank == 0 or int(m.group(1)) in mine):
-                p.unlink(missing_ok=True)
-        if rank == 0:
-            (out / "README.md").unlink(missing_ok=True)
-    for i in mine:  # temporary files of a killed run
-        for tmp in data.glob(f".{shard_name(i, total)}.*.tmp"):
-            tmp.unlink(missing_ok=True)
-    data.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(state_path, state)
-
-
 def _mix_part(
     images: torch.Tensor,
     labels: np.ndarray,
@@ -376,12 +341,35 @@ def write_mixed(
     progress: bool = True,
     warn: Callable[[str], None] | None = None,
 ) -> MixResult:
-    """Write (or complete) the mixed data set ``out``; see the module docstring."""
+    """Write (or complete) the mixed data set ``out``; see the module docstring.
+
+    ``out`` must be empty or a ``mix`` output (data/mix_out.py); it is locked while written.
+    """
     out = Path(out)
-    device = torch.device(device)
+    check_mix_out(out)
+    with mix_lock(out, rank, world_size):
+        return _write_mixed(
+            out, dataset, settings, generator, torch.device(device), workers, resume, rank,
+            world_size, progress, warn,
+        )  # fmt: skip
+
+
+def _write_mixed(
+    out: Path,
+    dataset: Any,
+    settings: MixSettings,
+    generator: GenFn | None,
+    device: torch.device,
+    workers: int,
+    resume: bool,
+    rank: int,
+    world_size: int,
+    progress: bool,
+    warn: Callable[[str], None] | None,
+) -> MixResult:
     total = settings.num_shards
     mine = range(rank * total // world_size, (rank + 1) * total // world_size)
-    _prepare(out, settings, resume, rank, mine)
+    prepare_out(out, settings.to_dict(), total, resume, rank, mine)
     paths = {s: out / DATA_DIR / shard_name(s, total) for s in mine}
     todo = [s for s in mine if not (resume and _complete(paths[s], settings, s))]
     result = MixResult(out, shards_total=total)

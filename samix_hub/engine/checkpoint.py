@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from ..errors import UserError
-from ..fileio import atomic_write, atomic_write_text
+from ..fileio import append_line, atomic_write, atomic_write_text, remove_stale_temps
 
 __all__ = [
     "CHECKPOINT",
@@ -25,6 +25,8 @@ __all__ = [
     "truncate_jsonl",
     "append_jsonl",
     "run_generator",
+    "check_run_folder",
+    "remove_run_temps",
 ]
 
 CHECKPOINT = Path("checkpoints") / "last.pt"
@@ -32,7 +34,14 @@ CHECKPOINT = Path("checkpoints") / "last.pt"
 
 def save_checkpoint(run_dir: str | os.PathLike[str], state: dict[str, Any]) -> Path:
     """Write ``state`` to ``RUN_DIR/checkpoints/last.pt`` atomically (temp file + rename)."""
-    return atomic_write(Path(run_dir) / CHECKPOINT, lambda p: torch.save(state, p))
+
+    def write(tmp: str) -> None:
+        # Through a Python file: a full disk surfaces as OSError(ENOSPC) (torch's own writer
+        # would only say "unexpected pos"), which the CLI reports as one line.
+        with open(tmp, "wb") as f:
+            torch.save(state, f)
+
+    return atomic_write(Path(run_dir) / CHECKPOINT, write)
 
 
 def load_checkpoint(
@@ -67,6 +76,29 @@ def read_run_config(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
     return config
 
 
+def check_run_folder(run_dir: Path) -> None:
+    """Refuse to write a run into a folder whose ``config.json`` is not a run's (an exported
+    generator or backbone, say): the run would overwrite it."""
+    path = run_dir / "config.json"
+    if not path.is_file():
+        return
+    try:
+        kind = json.loads(path.read_text()).get("kind")
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+        kind = None
+    if kind != "samix-run":
+        raise UserError(
+            f"{path}: not a samix-hub run's config.json (a run would overwrite it); "
+            "choose another --out"
+        )
+
+
+def remove_run_temps(run_dir: Path) -> None:
+    """Temporary files of atomic writes that a killed run left behind (fileio.atomic_write)."""
+    remove_stale_temps(run_dir, ["config.json", "metrics.jsonl", "steps.jsonl"])
+    remove_stale_temps(run_dir / CHECKPOINT.parent, [CHECKPOINT.name])
+
+
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     """Records of a JSON-lines file; a line cut short by a crash is skipped."""
     if not path.is_file():
@@ -89,9 +121,7 @@ def truncate_jsonl(path: Path, max_step: int) -> None:
 
 
 def append_jsonl(path: Path, record: dict[str, Any]) -> None:
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(record) + "\n")
-        f.flush()
+    append_line(path, json.dumps(record))
 
 
 def run_generator(run_dir: str | os.PathLike[str], use_ema: bool = True) -> Any:

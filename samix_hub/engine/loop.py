@@ -22,12 +22,15 @@ from tqdm.auto import tqdm
 from .. import __version__
 from ..data.specs import DataSource, DataSpecError, load_data
 from ..errors import UserError
-from ..fileio import atomic_write_json
+from ..fileio import atomic_write_json, check_writable_dir
+from ..locking import folder_lock
 from .checkpoint import (
     CHECKPOINT,
     append_jsonl,
+    check_run_folder,
     load_checkpoint,
     read_jsonl,
+    remove_run_temps,
     save_checkpoint,
     truncate_jsonl,
 )
@@ -192,10 +195,20 @@ def _suggest_momentum(total: int) -> float:
 
 
 def train(cfg: TrainConfig, resume: bool = False, quiet: bool = False) -> Path:
-    """Run (or resume) a training run into ``cfg.out``; returns the run folder."""
+    """Run (or resume) a training run into ``cfg.out``; returns the run folder.
+
+    The run folder is checked for writing first and locked for the whole run (rank 0 holds
+    :func:`samix_hub.locking.folder_lock`): a second run into the same folder is refused.
+    """
     info = init_distributed(_device(cfg.device))
     try:
-        return _train(cfg, info, resume, quiet)
+        if not info.is_main:
+            return _train(cfg, info, resume, quiet)
+        check_writable_dir(cfg.out, "--out")
+        check_run_folder(Path(cfg.out))  # again under the lock, in _train
+        with folder_lock(cfg.out, f"{cfg.scenario} run"):
+            remove_run_temps(Path(cfg.out))
+            return _train(cfg, info, resume, quiet)
     finally:
         shutdown(info)
 
@@ -208,6 +221,7 @@ def _train(cfg: TrainConfig, info: DistInfo, resume: bool, quiet: bool) -> Path:
     ckpt_path = run_dir / CHECKPOINT
     if ckpt_path.exists() and not resume:
         raise UserError(f"{run_dir}: holds a run already; pass --resume to continue it")
+    check_run_folder(run_dir)
     try:
         data = load_data(cfg.data, download=cfg.download, image_size=cfg.image_size)
     except DataSpecError as exc:
