@@ -30,7 +30,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from samix_hub.data import eval_transform, load_data  # noqa: E402
-from samix_hub.engine import StepContext, TrainConfig, train  # noqa: E402
+from samix_hub.engine import SslOptions, StepContext, TrainConfig, train  # noqa: E402
 from samix_hub.engine.checkpoint import load_checkpoint, read_jsonl  # noqa: E402
 from samix_hub.engine.distributed import DistInfo  # noqa: E402
 from samix_hub.engine.knn import knn_accuracy  # noqa: E402
@@ -102,12 +102,12 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
 
     def config(method: str, out: Path) -> TrainConfig:
-        extra = {"queue_len": args.queue_len} if args.queue_len else {}
+        ssl = SslOptions(queue_len=args.queue_len or None)
         return TrainConfig(
             method=method, data=args.data, backbone=args.backbone, out=str(out),
             scenario="ssl", epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
             weight_decay=args.weight_decay, seed=args.seed, device=args.device,
-            workers=args.workers, extra=extra,
+            workers=args.workers, ssl=ssl,
         )  # fmt: skip
 
     rows: list[dict[str, Any]] = []

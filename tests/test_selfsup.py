@@ -16,7 +16,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from cli_helpers import run_cli
 
-from samix_hub.engine import StepContext, TrainConfig, load_checkpoint
+from samix_hub.engine import SslOptions, StepContext, TrainConfig, load_checkpoint
 from samix_hub.engine.distributed import DistInfo
 from samix_hub.engine.knn import knn_accuracy, knn_scores
 from samix_hub.engine.linear_probe import fit_linear_probe
@@ -33,7 +33,7 @@ def _setup(method: str, data, bs: int = 16, queue_len: int = 48, splits: int = 1
     sc = SelfSupScenario()
     cfg = TrainConfig(
         method=method, data="digits", backbone=BACKBONE, out="unused", scenario="ssl",
-        batch_size=bs, extra={"queue_len": queue_len, "shuffle_bn_splits": splits},
+        batch_size=bs, ssl=SslOptions(queue_len=queue_len, shuffle_bn_splits=splits),
     )  # fmt: skip
     cfg = sc.resolve(cfg)
     mods = sc.build(cfg, data, CPU)
@@ -170,18 +170,18 @@ def test_moco_step_loss_key_encoder_and_queue(digits) -> None:
     images = _views(sc, cfg, digits, 8)
     v1, v2 = images[:, 0], images[:, 1]
     key0, query0 = copy.deepcopy(mods.ema), copy.deepcopy(mods.model)
-    queue0 = mods.extra["queue"].keys.clone()
+    queue0 = mods.queue.keys.clone()
     # Independent reference: q from view 1 (query net), k from view 2 (key net), queue negatives.
     q = F.normalize(copy.deepcopy(query0)(v1), dim=1)
     k = F.normalize(copy.deepcopy(key0)(v2), dim=1)
     pos, neg = (q * k).sum(1), q @ queue0.t()
-    t = cfg.extra["temperature"]
+    t = cfg.ssl.temperature
     ref_loss = (-(pos / t) + torch.logsumexp(torch.cat([pos[:, None], neg], 1) / t, 1)).mean()
 
     out = sc.step_fn("moco")(_ctx(mods, cfg, 0), images, torch.zeros(8, dtype=torch.long))
     assert torch.allclose(out["loss_moco"], ref_loss, atol=1e-5)
     # Queue: this step's keys were enqueued after the loss, the rest is untouched.
-    qu = mods.extra["queue"]
+    qu = mods.queue
     assert torch.allclose(qu.keys[:8], k.detach(), atol=1e-5)
     assert torch.equal(qu.keys[8:], queue0[8:]) and int(qu.ptr) == 8
     # Key encoder: k <- m k + (1 - m) q after the optimizer step (MoCo eq. 2), m = 0.999.
@@ -232,7 +232,7 @@ def test_losses_finite_and_decreasing(digits, method: str) -> None:
     """Same batch, same λ/π, queue restored after each step: every loss term must go down."""
     sc, cfg, mods, opt = _setup(method, digits, bs=16, queue_len=32, lr=0.05)
     images = _views(sc, cfg, digits, 16)
-    queue = copy.deepcopy(mods.extra["queue"].state_dict())
+    queue = copy.deepcopy(mods.queue.state_dict())
     history = []
     for step in range(8):
         opt.zero_grad(set_to_none=True)
@@ -242,7 +242,7 @@ def test_losses_finite_and_decreasing(digits, method: str) -> None:
         history.append({k: float(v) for k, v in out.items()})
         opt.step()
         sc.after_step(mods, step, 100, cfg)
-        mods.extra["queue"].load_state_dict(queue)
+        mods.queue.load_state_dict(queue)
     keys = ["loss_moco", "loss_mix"] + (["loss_mixer"] if method == "samix" else [])
     for key in keys:
         assert history[-1][key] < history[0][key] - 0.01, (key, [h[key] for h in history])
@@ -264,7 +264,7 @@ def test_state_round_trip_resumes_identically(digits) -> None:
     for a, b in ((mods.model, fresh.model), (mods.ema, fresh.ema), (mods.mixer, fresh.mixer)):
         for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
             assert ka == kb and torch.equal(va, vb), ka
-    assert torch.equal(fresh.extra["queue"].keys, mods.extra["queue"].keys)
+    assert torch.equal(fresh.queue.keys, mods.queue.keys)
     outs = [sc.step_fn("samix")(_ctx(m, cfg, 2), images, None) for m in (mods, fresh)]
     for key in outs[0]:
         assert torch.equal(outs[0][key], outs[1][key]), key
@@ -278,8 +278,10 @@ def test_unknown_method_and_bad_options(digits) -> None:
     with pytest.raises(UserError, match="unknown ssl method 'cutmix'"):
         sc.resolve(TrainConfig(method="cutmix", **base))
     with pytest.raises(UserError, match="--temperature must be > 0"):
-        sc.resolve(TrainConfig(method="moco", extra={"temperature": 0.0}, **base))
-    cfg = sc.resolve(TrainConfig(method="moco", batch_size=32, extra={"queue_len": 16}, **base))
+        sc.resolve(TrainConfig(method="moco", ssl=SslOptions(temperature=0.0), **base))
+    cfg = sc.resolve(
+        TrainConfig(method="moco", batch_size=32, ssl=SslOptions(queue_len=16), **base)
+    )
     with pytest.raises(UserError, match="--queue-len 16 is shorter than one global batch"):
         sc.build(cfg, digits, CPU)
 

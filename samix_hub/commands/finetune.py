@@ -168,8 +168,8 @@ def command(ctx: click.Context, resume: bool, quiet: bool, **opts: Any) -> None:
       samix-hub export runs/ft-samix-p --out release/ --what backbone
     """
     from ..engine import read_run_config, train
-    from ..engine.finetune import FT_OPTIONS, finetune_config
-    from ..engine.loop import RUNTIME_KEYS, config_from_run
+    from ..engine.finetune import finetune_config
+    from ..engine.resume import resume_config
 
     given = {
         name
@@ -182,17 +182,7 @@ def command(ctx: click.Context, resume: bool, quiet: bool, **opts: Any) -> None:
         run = read_run_config(out)
         if run.get("scenario") != "finetune":
             raise UserError(f"{out}: a {run.get('scenario')!r} run; resume it with samix-hub train")
-        cfg = config_from_run(run)
-        cfg.extra = {k: run.get(k, v) for k, v in FT_OPTIONS.items()}
-        saved = {**cfg.to_dict(), **cfg.extra, "backbone": cfg.extra["backbone_source"]}
-        for name in sorted(given):
-            if name in RUNTIME_KEYS:
-                setattr(cfg, name, opts[name])
-            elif saved.get(name) != opts[name]:
-                raise UserError(
-                    f"--{name.replace('_', '-')} {opts[name]!r} differs from the run in {out} "
-                    f"({saved.get(name)!r}); omit it to resume, or use another --out"
-                )
+        cfg = resume_config(out, {name: opts[name] for name in given})
     else:
         missing = [f"--{n}" for n in ("backbone", "data", "out") if not opts.get(n)]
         if missing:

@@ -24,7 +24,7 @@ from ._common import (
 )
 
 REQUIRED = ("method", "data", "backbone", "out")
-#: Options of --scenario ssl only; they travel in TrainConfig.extra (and config.json).
+#: Options of --scenario ssl only; they travel in TrainConfig.ssl (and config.json).
 SSL_ONLY = ("queue_len", "temperature", "proj_dim")
 
 
@@ -189,8 +189,8 @@ def command(ctx: click.Context, resume: bool, quiet: bool, **opts: Any) -> None:
       samix-hub train --resume --out runs/c100-r18-samix       # after an interruption
       torchrun --nproc-per-node 4 -m samix_hub train --method samix ... --out runs/ddp
     """
-    from ..engine import TrainConfig, read_run_config, train
-    from ..engine.loop import RUNTIME_KEYS, config_from_run
+    from ..engine import SslOptions, TrainConfig, train
+    from ..engine.resume import resume_config
 
     given = {
         name
@@ -205,26 +205,7 @@ def command(ctx: click.Context, resume: bool, quiet: bool, **opts: Any) -> None:
         opts["scenario"] = "teacher"  # the frozen-teacher scenario (engine/teacher.py)
     out = opts["out"]
     if resume and out and (Path(out) / "config.json").is_file():
-        run = read_run_config(out)
-        cfg = config_from_run(run)
-        if run.get("scenario") == "ssl":
-            from ..engine.selfsup import SSL_OPTIONS
-
-            cfg.extra.update({k: run[k] for k in SSL_OPTIONS if run.get(k) is not None})
-        for name in sorted(given):
-            if name in SSL_ONLY:
-                if cfg.extra.get(name) != ssl_opts[name]:
-                    raise UserError(
-                        f"--{name.replace('_', '-')} {ssl_opts[name]!r} differs from the run in "
-                        f"{out} ({cfg.extra.get(name)!r}); omit it to resume, or use another --out"
-                    )
-            elif name in RUNTIME_KEYS:
-                setattr(cfg, name, opts[name])
-            elif getattr(cfg, name) != opts[name]:
-                raise UserError(
-                    f"--{name.replace('_', '-')} {opts[name]!r} differs from the run in {out} "
-                    f"({getattr(cfg, name)!r}); omit it to resume, or use another --out"
-                )
+        cfg = resume_config(out, {name: {**opts, **ssl_opts}[name] for name in given})
     else:
         required = [n for n in REQUIRED if not (n == "backbone" and opts["teacher"])]
         missing = [f"--{n}" for n in required if not opts.get(n)]
@@ -236,11 +217,11 @@ def command(ctx: click.Context, resume: bool, quiet: bool, **opts: Any) -> None:
             for name, value in TEACHER_DEFAULTS.items():
                 if name not in given:
                     opts[name] = value
-        extra = {k: v for k, v in ssl_opts.items() if v is not None}
-        if extra and opts["scenario"] != "ssl":
-            flags = ", ".join(f"--{k.replace('_', '-')}" for k in extra)
+        given_ssl = {k: v for k, v in ssl_opts.items() if v is not None}
+        if given_ssl and opts["scenario"] != "ssl":
+            flags = ", ".join(f"--{k.replace('_', '-')}" for k in given_ssl)
             raise click.UsageError(f"{flags}: only used with --scenario ssl")
-        cfg = TrainConfig(**opts, extra=extra)
+        cfg = TrainConfig(**opts, ssl=SslOptions.from_dict(given_ssl))
     with resume_hint(f"samix-hub train --resume --out {shlex.quote(str(cfg.out))}"):
         run_dir = train(cfg, resume=resume, quiet=quiet)
     if int(os.environ.get("RANK", "0")) == 0:

@@ -6,16 +6,18 @@
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-
-from . import supervised as supervised  # registers the "sl" scenario
+# Importing a scenario module registers its scenario: "sl", "ssl", "finetune", "teacher".
+from . import finetune as finetune
+from . import selfsup as selfsup
+from . import supervised as supervised
+from . import teacher as teacher
 from .checkpoint import load_checkpoint, read_run_config, run_generator, save_checkpoint
-from .config import SL_METHODS, TrainConfig
+from .config import SL_METHODS, FinetuneOptions, SslOptions, TrainConfig
 from .ema import ema_momentum, make_ema, update_ema
 from .evaluate import evaluate, topk_correct
-from .loop import NonFiniteLossError, config_from_run, train
+from .loop import NonFiniteLossError, train
 from .model import Classifier, Normalize, build_classifier, check_backbone
+from .resume import config_from_run
 from .scenario import (
     SCENARIOS,
     Scenario,
@@ -25,15 +27,12 @@ from .scenario import (
     register_scenario,
 )
 
-# Scenarios added by other modules register themselves when present (e.g. ``selfsup``: "ssl").
-for _name in ("selfsup", "finetune", "teacher"):
-    if importlib.util.find_spec(f"{__name__}.{_name}") is not None:
-        importlib.import_module(f"{__name__}.{_name}")
-
 __all__ = [
     "SL_METHODS",
     "SCENARIOS",
     "Classifier",
+    "FinetuneOptions",
+    "SslOptions",
     "NonFiniteLossError",
     "Normalize",
     "Scenario",

@@ -2,23 +2,30 @@
 
 ``RUN_DIR/checkpoints/last.pt`` holds ``model``, ``ema``, ``mixer`` (state dicts), ``optimizer``,
 ``scheduler``, ``scaler``, ``step``, ``epoch``, ``rng`` and ``config`` (the dict of
-``config.json``). A crash while writing leaves the previous checkpoint intact.
+``config.json``), plus a scenario's own entries (``ssl``: ``neck``, ``ema_neck``, ``queue``).
+:class:`TrainingState` writes and reads all of it (docs/artifacts.md "Run folder"). A crash
+while writing leaves the previous checkpoint intact.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
+
+if TYPE_CHECKING:
+    from .scenario import Scenario, TrainModules
 
 from ..errors import UserError
 from ..fileio import append_line, atomic_write, atomic_write_text, remove_stale_temps
 
 __all__ = [
     "CHECKPOINT",
+    "TrainingState",
     "save_checkpoint",
     "load_checkpoint",
     "read_run_config",
@@ -42,6 +49,44 @@ def save_checkpoint(run_dir: str | os.PathLike[str], state: dict[str, Any]) -> P
             torch.save(state, f)
 
     return atomic_write(Path(run_dir) / CHECKPOINT, write)
+
+
+@dataclass
+class TrainingState:
+    """What a checkpoint saves and restores: the scenario's modules, the optimizer, the
+    schedule, the AMP grad scaler and the torch RNG (the mixing RNG is reseeded every step)."""
+
+    scenario: Scenario[Any]
+    modules: TrainModules
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    scaler: torch.amp.GradScaler | None
+
+    def state_dict(self, step: int, per_epoch: int, config: dict[str, Any]) -> dict[str, Any]:
+        """The checkpoint at ``step`` of a run whose ``config.json`` is ``config``."""
+        return {
+            **self.scenario.state_dict(self.modules),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "step": step,
+            "epoch": step // per_epoch,
+            "rng": {"torch": torch.get_rng_state(), "scheme": "per-step seeds"},
+            "config": config,
+        }
+
+    def save(self, run_dir: Path, step: int, per_epoch: int, config: dict[str, Any]) -> Path:
+        return save_checkpoint(run_dir, self.state_dict(step, per_epoch, config))
+
+    def load_state_dict(self, state: dict[str, Any]) -> int:
+        """Restore everything from a checkpoint (:func:`load_checkpoint`); returns its step."""
+        self.scenario.load_state_dict(self.modules, state)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if self.scaler is not None and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        torch.set_rng_state(state["rng"]["torch"].cpu())
+        return int(state["step"])
 
 
 def load_checkpoint(
@@ -141,7 +186,7 @@ def run_generator(run_dir: str | os.PathLike[str], use_ema: bool = True) -> Any:
         mixer=MixerConfig.from_dict(config["mixer"]),
         stage=int(config.get("stage", 3)),
         in_chans=int(config["in_chans"]),
-        input_size=tuple(config["image_size"]),  # type: ignore[arg-type]
+        input_size=(int(config["image_size"][0]), int(config["image_size"][1])),
         mean=tuple(config["mean"]),
         std=tuple(config["std"]),
         provenance={"run": str(run_dir), "method": config["method"], "step": state["step"]},

@@ -19,6 +19,8 @@ from ..mixing.sampling import check_alpha
 
 __all__ = [
     "TrainConfig",
+    "SslOptions",
+    "FinetuneOptions",
     "SL_METHODS",
     "DEFAULT_ALPHA",
     "RUN_KIND",
@@ -53,6 +55,49 @@ MASK_VARIANCES = ("image", "batch")
 OPTIMIZERS = ("sgd", "adamw")
 #: What a ``config.json`` written before an option existed meant by its absence (for --resume).
 LEGACY_DEFAULTS: dict[str, Any] = {"optimizer": "sgd", "teacher": None}
+
+
+@dataclass
+class SslOptions:
+    """Options of ``--scenario ssl`` (docs/algorithm.md "Self-supervised SAMix").
+
+    ``queue_len`` and ``shuffle_bn_splits`` None: sized for the data set / 2 chunks in one
+    process, 1 per rank (filled when the scenario builds its modules).
+    """
+
+    queue_len: int | None = None
+    temperature: float = 0.2
+    proj_dim: int = 128
+    shuffle_bn_splits: int | None = None
+    knn_k: int = 200
+    knn_t: float = 0.1
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SslOptions:
+        """The options among ``data``'s keys (a ``config.json`` or CLI values); None: default."""
+        return cls(**_known(cls, data))
+
+
+@dataclass
+class FinetuneOptions:
+    """Options of ``scenario="finetune"`` (:func:`samix_hub.engine.finetune.finetune_config`)."""
+
+    backbone_source: str | None = None
+    pretrained: bool = True
+    freeze_backbone: bool = False
+    mixed: str | None = None
+    clean_fraction: float = 0.0
+    warmup_epochs: int = 0
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FinetuneOptions:
+        """The options among ``data``'s keys (a ``config.json`` or CLI values); None: default."""
+        return cls(**_known(cls, data))
+
+
+def _known(cls: type, data: dict[str, Any]) -> dict[str, Any]:
+    names = {f.name for f in fields(cls)}
+    return {k: v for k, v in data.items() if k in names and v is not None}
 
 
 @dataclass
@@ -99,7 +144,9 @@ class TrainConfig:
     eval_batch_size: int = 256
     download: bool = False
     image_size: tuple[int, int] | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    #: options of one scenario: read only by ``ssl`` / ``finetune`` (config.json has its keys)
+    ssl: SslOptions = field(default_factory=SslOptions)
+    finetune: FinetuneOptions = field(default_factory=FinetuneOptions)
 
     def __post_init__(self) -> None:
         # A teacher means the frozen-teacher scenario (engine/teacher.py), as ``train --teacher``.
@@ -171,17 +218,33 @@ class TrainConfig:
         if self.scenario in ("ssl", "finetune"):
             _reject_mixer_options(self, f"is not available with --scenario {self.scenario}")
 
+    def scenario_options(self) -> dict[str, Any]:
+        """The options of this run's scenario, flat (as ``config.json`` holds them)."""
+        if self.scenario == "ssl":
+            return asdict(self.ssl)
+        if self.scenario == "finetune":
+            return asdict(self.finetune)
+        return {}
+
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
+        """Every option, flat: the common ones, then the scenario's (:meth:`scenario_options`)."""
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        del data["ssl"], data["finetune"]
         data["image_size"] = list(self.image_size) if self.image_size else None
-        return data
+        return {**data, **self.scenario_options()}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        known = {f.name for f in fields(cls)}
+        """The inverse of :meth:`to_dict` (unknown keys are ignored)."""
+        known = {f.name for f in fields(cls)} - {"ssl", "finetune"}
         kwargs = {k: v for k, v in data.items() if k in known}
         if kwargs.get("image_size") is not None:
             kwargs["image_size"] = tuple(kwargs["image_size"])
+        scenario = data.get("scenario")
+        if scenario == "ssl":
+            kwargs["ssl"] = SslOptions.from_dict(data)
+        if scenario == "finetune":
+            kwargs["finetune"] = FinetuneOptions.from_dict(data)
         return cls(**kwargs)
 
 

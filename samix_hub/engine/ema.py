@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import copy
 import math
+from typing import TypeVar
 
 import torch
 import torch.nn as nn
+
+ModuleT = TypeVar("ModuleT", bound=nn.Module)
 
 __all__ = ["ema_momentum", "make_ema", "update_ema"]
 
@@ -32,7 +35,7 @@ def ema_momentum(
     return end - (end - base) * (math.cos(math.pi * min(step, total) / total) + 1) / 2
 
 
-def make_ema(model: nn.Module) -> nn.Module:
+def make_ema(model: ModuleT) -> ModuleT:
     """A frozen deep copy: no parameter requires grad (it only moves by :func:`update_ema`)."""
     ema = copy.deepcopy(model)
     for p in ema.parameters():
@@ -43,8 +46,8 @@ def make_ema(model: nn.Module) -> nn.Module:
 @torch.no_grad()
 def update_ema(ema: nn.Module, model: nn.Module, momentum: float, own_buffers: bool) -> None:
     """``ema = m * ema + (1 - m) * model`` for parameters (and float buffers unless ``own_buffers``)."""
-    e_params = [p for p in ema.parameters()]
-    m_params = [p.detach() for p in model.parameters()]
+    e_params: list[torch.Tensor] = [p for p in ema.parameters()]
+    m_params: list[torch.Tensor] = [p.detach() for p in model.parameters()]
     if len(e_params) != len(m_params):
         raise ValueError("EMA copy and model have different parameters")
     torch._foreach_lerp_(e_params, m_params, 1.0 - momentum)

@@ -6,14 +6,16 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Callable, Iterable
-from typing import Any
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..data.specs import DataSource
 from ..mixing.statistics import mask_statistics
 from .distributed import DistInfo, all_reduce_sum
+from .model import Classifier
+from .scenario import TrainModules
 
 __all__ = ["evaluate", "topk_correct", "mixer_statistics"]
 
@@ -73,23 +75,27 @@ def evaluate(
 
 @torch.no_grad()
 def mixer_statistics(
-    mods: Any, data: Any, stage: int, device: torch.device, encoder: nn.Module | None
+    mods: TrainModules,
+    data: DataSource,
+    stage: int,
+    device: torch.device,
+    encoder: Classifier | None,
 ) -> dict[str, float]:
     """:func:`~samix_hub.mixing.statistics.mask_statistics` of a run's mixer reading
     ``encoder``'s stage ``stage`` on the first :data:`STAT_BATCH` test images, each paired with
     the next, as the exported generator computes masks (mixer and encoder in eval mode; both
-    modes restored); finite values only. The batch is loaded once and kept in ``mods.extra``."""
+    modes restored); finite values only. The batch is loaded once and kept in ``mods.stat_batch``."""
     mixer = mods.mixer
     if mixer is None or data.test is None or encoder is None:
         return {}
-    images = mods.extra.get("stat_batch")
+    images = mods.stat_batch
     if images is None:
         from ..data.transforms import eval_transform
-        from .loader import eval_loader
+        from .loader import dataset_len, eval_loader
 
-        n = min(STAT_BATCH, len(data.test))
+        n = min(STAT_BATCH, dataset_len(data.test))
         loader = eval_loader(data.test, eval_transform(data.image_size), n, 0)
-        images = mods.extra["stat_batch"] = next(iter(loader))[0]
+        images = mods.stat_batch = next(iter(loader))[0]
     images = images.to(device)
     modes = [(m, m.training) for m in (mixer, encoder)]
     mixer.eval()

@@ -23,6 +23,7 @@ BatchNorm statistics frozen (eval mode) and trains only the classifier.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,17 +36,17 @@ from ..errors import UserError
 from ..losses import mixup_cross_entropy
 from ..mixing import build_method
 from ..mixing.sampling import check_alpha
-from .config import DEFAULT_ALPHA, TrainConfig
+from .config import DEFAULT_ALPHA, FinetuneOptions, TrainConfig
 from .ema import make_ema
 from .finetune_optim import OPT_DEFAULTS, check_warmup, create_optimizer, create_scheduler
 from .model import Classifier
 from .pretrained import PretrainedBackbone, load_pretrained_backbone
-from .scenario import StepContext, StepFn, TrainModules, register_scenario
-from .supervised import SupervisedScenario, _layout, load_frozen_generator
+from .scenario import StepContext, StepFn, modules_as, register_scenario
+from .supervised import ClassifierModules, SupervisedScenario, _layout, load_frozen_generator
 
 __all__ = [
     "FT_METHODS",
-    "FT_OPTIONS",
+    "FinetuneModules",
     "FinetuneScenario",
     "ProbeClassifier",
     "MixedTrainSet",
@@ -54,15 +55,6 @@ __all__ = [
 ]
 
 FT_METHODS = ("vanilla", "mixup", "cutmix", "samix-p", "mixed")
-#: Fine-tune options kept in ``TrainConfig.extra`` (and so in ``config.json``), with defaults.
-FT_OPTIONS: dict[str, Any] = {
-    "backbone_source": None,
-    "pretrained": True,
-    "freeze_backbone": False,
-    "mixed": None,
-    "clean_fraction": 0.0,
-    "warmup_epochs": 0,
-}
 #: Fine-tuning defaults that differ from ``samix-hub train`` (a pretrained start: lower lr).
 FT_DEFAULTS: dict[str, Any] = {"epochs": 30, "batch_size": 64, "lr": 0.01}
 
@@ -93,8 +85,7 @@ def finetune_config(
         raise UserError("--generator and --mixed exclude each other (online or offline mixing)")
     if method is None:
         method = "samix-p" if generator else "mixed" if mixed else "vanilla"
-    extra = dict(options.pop("extra", None) or {})
-    extra.update(
+    ft = FinetuneOptions(
         backbone_source=backbone,
         pretrained=bool(pretrained),
         freeze_backbone=bool(freeze_backbone),
@@ -107,7 +98,7 @@ def finetune_config(
     kwargs = {**defaults, **given}
     return TrainConfig(
         method=method, data=data, backbone=backbone, out=str(out), scenario="finetune",
-        generator=generator, extra=extra, **kwargs,
+        generator=generator, finetune=ft, **kwargs,
     )  # fmt: skip
 
 
@@ -116,7 +107,7 @@ class ProbeClassifier(Classifier):
 
     def __init__(self, net: nn.Module, mean: Any, std: Any) -> None:
         super().__init__(net, mean, std)
-        head = net.get_classifier()  # type: ignore[operator]
+        head = _classifier_head(net)
         head_params = {id(p) for p in head.parameters()}
         for p in net.parameters():
             p.requires_grad_(id(p) in head_params)
@@ -124,8 +115,27 @@ class ProbeClassifier(Classifier):
     def train(self, mode: bool = True) -> ProbeClassifier:
         super().train(mode)
         self.net.train(False)
-        self.net.get_classifier().train(mode)  # type: ignore[operator]
+        _classifier_head(self.net).train(mode)
         return self
+
+
+def _classifier_head(net: nn.Module) -> nn.Module:
+    """timm's ``get_classifier()`` of ``net``."""
+    get_classifier = getattr(net, "get_classifier", None)
+    if not callable(get_classifier):
+        raise TypeError(f"{type(net).__name__} has no get_classifier() (not a timm model)")
+    head = get_classifier()
+    assert isinstance(head, nn.Module)
+    return head
+
+
+@dataclass(kw_only=True)
+class FinetuneModules(ClassifierModules):
+    """A fine-tune: the classifier (pretrained backbone + new head), its EMA, the SAMix^P
+    generator or the mixed set's provenance, and the normalisation it trains with."""
+
+    normalisation: tuple[list[float], list[float]] = ([], [])
+    mixed_provenance: dict[str, Any] | None = None
 
 
 class MixedTrainSet(Dataset):
@@ -137,13 +147,13 @@ class MixedTrainSet(Dataset):
     seeded by ``seed``; the loop's sampler shuffles both together each epoch.
     """
 
-    def __init__(self, mixed: Dataset, clean: Dataset | None, num_clean: int, seed: int) -> None:
+    def __init__(self, mixed: Any, clean: Any, num_clean: int, seed: int) -> None:
         self.mixed = mixed
         self.clean = clean
-        self.num_mixed = len(mixed)  # type: ignore[arg-type]
+        self.num_mixed = len(mixed)
         order = torch.empty(0, dtype=torch.long)
         if num_clean > 0 and clean is not None:
-            n = len(clean)  # type: ignore[arg-type]
+            n = len(clean)
             perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
             order = perm[torch.arange(num_clean) % n]
         self.clean_index = order
@@ -155,11 +165,13 @@ class MixedTrainSet(Dataset):
         if index < self.num_mixed:
             image, a, b, lam = self.mixed[index]
             return image, torch.tensor([a, b, lam], dtype=torch.float64)
-        image, y = self.clean[int(self.clean_index[index - self.num_mixed])]  # type: ignore[index]
+        image, y = self.clean[int(self.clean_index[index - self.num_mixed])]
         return image, torch.tensor([y, y, 1.0], dtype=torch.float64)
 
 
-def mixed_step(ctx: StepContext, images: torch.Tensor, packed: torch.Tensor) -> dict:
+def mixed_step(
+    ctx: StepContext[ClassifierModules], images: torch.Tensor, packed: torch.Tensor
+) -> dict[str, torch.Tensor]:
     """Offline mixed data: ``λ CE(z, a) + (1 - λ) CE(z, b)`` with the λ written in the set."""
     label_a, label_b = packed[:, 0].long(), packed[:, 1].long()
     lam = packed[:, 2].float()
@@ -199,18 +211,16 @@ class FinetuneScenario(SupervisedScenario):
         self.backbone: PretrainedBackbone | None = None
 
     def resolve(self, cfg: TrainConfig) -> TrainConfig:
-        ex = cfg.extra
-        for key, default in FT_OPTIONS.items():
-            ex.setdefault(key, default)
+        ex = cfg.finetune
         if cfg.method not in FT_METHODS:
             raise UserError(f"unknown fine-tune method {cfg.method!r} (one of {FT_METHODS})")
-        if cfg.method == "mixed" and not ex["mixed"]:
+        if cfg.method == "mixed" and not ex.mixed:
             raise UserError("method 'mixed' needs --mixed DIR (a set written by samix-hub mix)")
-        if cfg.method != "mixed" and ex["mixed"]:
+        if cfg.method != "mixed" and ex.mixed:
             raise UserError(f"--mixed DIR trains on the offline set; drop --method {cfg.method}")
-        if not 0.0 <= float(ex["clean_fraction"]) < 1.0:
-            raise UserError(f"--clean-fraction must be in [0, 1), got {ex['clean_fraction']}")
-        if ex["clean_fraction"] and cfg.method != "mixed":
+        if not 0.0 <= float(ex.clean_fraction) < 1.0:
+            raise UserError(f"--clean-fraction must be in [0, 1), got {ex.clean_fraction}")
+        if ex.clean_fraction and cfg.method != "mixed":
             raise UserError("--clean-fraction interleaves clean images with --mixed data only")
         if cfg.method != "mixed":
             if cfg.alpha is None:
@@ -222,20 +232,20 @@ class FinetuneScenario(SupervisedScenario):
         if cfg.min_lr is None:
             cfg.min_lr = 0.0
         cfg.validate()
-        ex["warmup_epochs"] = check_warmup(cfg, ex["warmup_epochs"])
-        src = ex["backbone_source"] or cfg.backbone
-        ex["backbone_source"] = src
-        self.backbone = load_pretrained_backbone(src, pretrained=ex["pretrained"], seed=cfg.seed)
+        ex.warmup_epochs = check_warmup(cfg, ex.warmup_epochs)
+        src = ex.backbone_source or cfg.backbone
+        ex.backbone_source = src
+        self.backbone = load_pretrained_backbone(src, pretrained=ex.pretrained, seed=cfg.seed)
         cfg.backbone = self.backbone.architecture
         if cfg.image_size is None:
             cfg.image_size = self.backbone.input_size
         return cfg
 
-    def build(self, cfg: TrainConfig, data: DataSource, device: torch.device) -> TrainModules:
+    def build(self, cfg: TrainConfig, data: DataSource, device: torch.device) -> FinetuneModules:
         bb = self.backbone
         if bb is None:
             raise RuntimeError("FinetuneScenario.build before resolve")
-        src = cfg.extra["backbone_source"]
+        src = str(cfg.finetune.backbone_source)
         if bb.in_chans != data.channels:
             if bb.kind in ("artifact", "run"):
                 raise UserError(
@@ -243,39 +253,40 @@ class FinetuneScenario(SupervisedScenario):
                     f"{cfg.data} has {data.channels}-channel images"
                 )
             bb = self.backbone = load_pretrained_backbone(
-                src, pretrained=cfg.extra["pretrained"], in_chans=data.channels, seed=cfg.seed
+                src, pretrained=cfg.finetune.pretrained, in_chans=data.channels, seed=cfg.seed
             )
         mean, std = bb.normalisation(data.channels)
         net = bb.with_head(data.num_classes, cfg.seed)
-        wrapper = ProbeClassifier if cfg.extra["freeze_backbone"] else Classifier
+        wrapper = ProbeClassifier if cfg.finetune.freeze_backbone else Classifier
         model = wrapper(net, mean, std).to(device).train()
-        mods = TrainModules(model=model, ema=make_ema(model))
-        mods.extra["normalisation"] = (list(mean), list(std))
+        mods = FinetuneModules(
+            model=model, ema=make_ema(model), normalisation=(list(mean), list(std))
+        )
         m = cfg.method
         if m == "samix-p":
             gen, prov = load_frozen_generator(cfg.generator or "", device)
-            chans = int(gen.config.in_chans)  # type: ignore[union-attr]
+            chans = int(gen.config.in_chans)
             if chans != data.channels:
                 raise UserError(
                     f"--generator {cfg.generator} takes {chans}-channel images, "
                     f"{cfg.data} has {data.channels}-channel images"
                 )
             mods.frozen = gen.freeze() if hasattr(gen, "freeze") else gen
-            mods.extra["generator_provenance"] = _generator_provenance(cfg.generator or "", prov)
+            mods.generator_provenance = _generator_provenance(cfg.generator or "", prov)
         if m in ("mixup", "cutmix", "samix-p"):
             kwargs = {"mask_adjust": cfg.mask_adjust, "margin": cfg.lam_margin}
-            mods.extra["method"] = build_method(
+            mods.mix_method = build_method(
                 m, cfg.alpha, mask_fn=mods.frozen, **(kwargs if m == "samix-p" else {})
             )
         if m == "mixed":
             self._use_mixed(cfg, data, mods)
         return mods
 
-    def _use_mixed(self, cfg: TrainConfig, data: DataSource, mods: TrainModules) -> None:
+    def _use_mixed(self, cfg: TrainConfig, data: DataSource, mods: FinetuneModules) -> None:
         """Swap ``data.train`` (which the loop augments and samples) for the mixed set."""
         from ..data.mixed import MixedDataset
 
-        root = Path(cfg.extra["mixed"]).expanduser()
+        root = Path(str(cfg.finetune.mixed)).expanduser()
         try:
             mixed = MixedDataset(root)
         except (FileNotFoundError, ValueError) as exc:
@@ -290,15 +301,15 @@ class FinetuneScenario(SupervisedScenario):
             raise UserError(
                 f"--mixed {root}: {chans}-channel images, {cfg.data} has {data.channels}"
             )
-        frac = float(cfg.extra["clean_fraction"])
+        frac = float(cfg.finetune.clean_fraction)
         num_clean = round(frac * len(mixed) / (1.0 - frac)) if frac else 0
         data.train = MixedTrainSet(mixed, data.train, num_clean, cfg.seed)
         prov = _mixed_provenance(root, len(mixed))
         prov["clean_images"] = num_clean
-        mods.extra["mixed_provenance"] = prov
-        mods.extra["generator_provenance"] = prov.get("generator")
+        mods.mixed_provenance = prov
+        mods.generator_provenance = prov.get("generator")
 
-    def make_optimizer(self, modules: TrainModules, cfg: TrainConfig) -> Any:
+    def make_optimizer(self, modules: ClassifierModules, cfg: TrainConfig) -> Any:
         return create_optimizer(modules.model, cfg)
 
     def make_scheduler(
@@ -306,17 +317,20 @@ class FinetuneScenario(SupervisedScenario):
     ) -> Any:
         return create_scheduler(optimizer, cfg, total, per_epoch)
 
-    def step_fn(self, method: str) -> StepFn:
+    def step_fn(self, method: str) -> StepFn[ClassifierModules]:
         return mixed_step if method == "mixed" else super().step_fn(method)
 
-    def run_config(self, cfg: TrainConfig, data: DataSource, mods: TrainModules) -> dict:
+    def run_config(
+        self, cfg: TrainConfig, data: DataSource, mods: ClassifierModules
+    ) -> dict[str, Any]:
         bb = self.backbone
         assert bb is not None
+        own = modules_as(mods, FinetuneModules)
         return {
             **super().run_config(cfg, data, mods),
-            **bb.run_config(mods.extra["normalisation"], data.channels),
+            **bb.run_config(own.normalisation, data.channels),
             "backbone_provenance": bb.provenance,
-            "mixed_provenance": mods.extra.get("mixed_provenance"),
+            "mixed_provenance": own.mixed_provenance,
         }
 
 

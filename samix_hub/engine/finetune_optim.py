@@ -100,7 +100,7 @@ def create_scheduler(
     optimizer: torch.optim.Optimizer, cfg: TrainConfig, total: int, per_epoch: int
 ) -> WarmupCosine | None:
     """The warm-up + cosine schedule for ``--warmup-epochs N > 0``; None: the loop's cosine."""
-    warmup = int(cfg.extra.get("warmup_epochs") or 0)
+    warmup = int(cfg.finetune.warmup_epochs or 0)
     if warmup == 0:
         return None
     return WarmupCosine(optimizer, total, warmup * per_epoch, cfg.min_lr or 0.0)

@@ -32,6 +32,9 @@ __all__ = ["LinearProbe", "fit_linear_probe", "linear_probe"]
 class LinearProbe(nn.Module):
     """``linear((x - mean) / std)`` on features; statistics from the training features."""
 
+    mean: torch.Tensor
+    std: torch.Tensor
+
     def __init__(self, mean: torch.Tensor, std: torch.Tensor, num_classes: int) -> None:
         super().__init__()
         self.register_buffer("mean", mean.clone())
@@ -112,8 +115,8 @@ def linear_probe(
     """
     if data.test is None:
         raise ValueError("the data set has no test split")
-    size = tuple(image_size or data.image_size)
-    tf = eval_transform(size)  # type: ignore[arg-type]
+    h, w = image_size or data.image_size
+    tf = eval_transform((h, w))
     owner = encode if isinstance(encode, nn.Module) else getattr(encode, "__self__", None)
     module = owner if isinstance(owner, nn.Module) else None
     was_training = module.training if module is not None else False

@@ -9,7 +9,8 @@ and each sample's augmentation is drawn from a seed that is a function of
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sized
+from typing import Any, cast
 
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
@@ -41,7 +42,7 @@ class SeededTransform(Dataset):
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return len(self.base)  # type: ignore[arg-type]
+        return dataset_len(self.base)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         image, label = self.base[index]
@@ -93,13 +94,18 @@ def train_loader(
     )
 
 
+def dataset_len(dataset: Dataset[Any]) -> int:
+    """The length of a map-style data set (torch's ``Dataset`` type does not declare one)."""
+    return len(cast(Sized, dataset))
+
+
 class _Mapped(Dataset):
     def __init__(self, base: Dataset, transform: Callable[[torch.Tensor], torch.Tensor]) -> None:
         self.base = base
         self.transform = transform
 
     def __len__(self) -> int:
-        return len(self.base)  # type: ignore[arg-type]
+        return dataset_len(self.base)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         image, label = self.base[index]
@@ -116,6 +122,6 @@ def eval_loader(
 ) -> DataLoader:
     """Deterministic evaluation batches; rank ``r`` of ``world`` takes indices ``r::world``
     (no padding, so counts summed over ranks are exact)."""
-    indices = list(range(rank, len(dataset), world))  # type: ignore[arg-type]
+    indices = list(range(rank, dataset_len(dataset), world))
     subset = torch.utils.data.Subset(_Mapped(dataset, transform), indices)
     return DataLoader(subset, batch_size=batch_size, shuffle=False, num_workers=workers)

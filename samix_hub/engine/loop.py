@@ -1,9 +1,16 @@
 """The training loop: one short, explicit loop for every scenario and method (nanoGPT style).
 
-Per step: seed this step's mixing generator from ``(seed, rank, step)``, run the method's step
-function (it runs its own backward passes), check every loss component is finite (all-reduced over
-ranks, before the optimizer touches the weights), step the optimizer and the cosine schedule, then
-the scenario's EMA update. Per epoch: evaluate, append to ``metrics.jsonl``, checkpoint.
+:func:`train` reads top to bottom in four phases, one screen each:
+
+1. :func:`_prepare`: resolve the options, load the data, build the scenario's modules, the
+   optimizer and the schedule; then :func:`_start_or_restore` either starts the run or loads
+   its checkpoint (after :func:`~samix_hub.engine.resume.check_resumable`).
+2. :func:`_train_epoch`: per step, seed this step's mixing generator from ``(seed, rank,
+   step)``, run the method's step function (it runs its own backward passes), check every loss
+   component is finite (all-reduced over ranks, before the optimizer touches the weights), step
+   the optimizer and the schedule, then the scenario's EMA update; append to ``steps.jsonl``.
+3. :func:`_evaluate_and_log`: the scenario's evaluation, appended to ``metrics.jsonl``.
+4. :func:`_checkpoint`: :class:`~samix_hub.engine.checkpoint.TrainingState` into ``last.pt``.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ import math
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,28 +34,22 @@ from ..fileio import atomic_write_json, check_writable_dir
 from ..locking import folder_lock
 from .checkpoint import (
     CHECKPOINT,
+    TrainingState,
     append_jsonl,
     check_run_folder,
     load_checkpoint,
     read_jsonl,
     remove_run_temps,
-    save_checkpoint,
     truncate_jsonl,
 )
-from .config import RUN_FORMAT_VERSION, RUN_KIND, TrainConfig, legacy_values
+from .config import RUN_FORMAT_VERSION, RUN_KIND, TrainConfig
 from .distributed import DistInfo, all_reduce_sum, broadcast_buffers, init_distributed, shutdown
 from .loader import ResumableSampler, SeededTransform, mix_seed, train_loader
-from .scenario import StepContext, get_scenario
+from .optim import build_optimizer, cosine_schedule, warn_short_ema
+from .resume import RUNTIME_KEYS, check_resumable, config_from_run
+from .scenario import Scenario, StepContext, StepFn, TrainModules, get_scenario
 
 __all__ = ["train", "NonFiniteLossError", "run_config_dict", "config_from_run", "RUNTIME_KEYS"]
-
-#: Options that may change when a run is resumed (they do not change what is computed).
-RUNTIME_KEYS = frozenset(
-    {"device", "amp", "workers", "eval_every", "checkpoint_every", "eval_batch_size", "download"}
-    | {"out", "channels_last"}
-)
-#: ``config.json`` keys that describe a run but are recomputed on resume (not options).
-RESUME_INFO_KEYS = frozenset({"samix_hub_version", "teacher_head"})
 
 
 class NonFiniteLossError(UserError):
@@ -61,7 +63,6 @@ def run_config_dict(
     options = cfg.to_dict()
     source = options.pop("generator")
     options.pop("image_size")
-    extra = options.pop("extra") or {}
     return {
         "kind": RUN_KIND,
         "format_version": RUN_FORMAT_VERSION,
@@ -82,70 +83,8 @@ def run_config_dict(
         "samix_hub_version": __version__,
         "world_size": world,
         **{k: v for k, v in options.items() if k not in ("scenario", "method", "backbone")},
-        **extra,
         **scenario_keys,
     }
-
-
-def config_from_run(run: dict[str, Any]) -> TrainConfig:
-    """The :class:`TrainConfig` a run folder's ``config.json`` was written from."""
-    data = {**legacy_values(run), **run}
-    data["generator"] = run.get("generator_source")
-    data["image_size"] = tuple(run["image_size"]) if run.get("image_size") else None
-    return TrainConfig.from_dict(data)
-
-
-def _check_resumable(saved: dict[str, Any], new: dict[str, Any], path: Path) -> None:
-    saved = {**legacy_values(saved), **saved}
-    skip = RUNTIME_KEYS | RESUME_INFO_KEYS
-    diff = [
-        k
-        for k in sorted(set(saved) | set(new))
-        if k not in skip and saved.get(k) != new.get(k) and not _same_mixer(k, saved, new)
-    ]
-    if diff:
-        k = diff[0]
-        raise UserError(
-            f"{path}: cannot resume with a different {k} ({saved.get(k)!r} in the run, "
-            f"{new.get(k)!r} now); use another --out for a new run"
-        )
-
-
-def _same_mixer(key: str, saved: dict[str, Any], new: dict[str, Any]) -> bool:
-    """Mixer configs equal once the fields an older version did not write take their defaults."""
-    a, b = saved.get(key), new.get(key)
-    if key != "mixer" or not isinstance(a, dict) or not isinstance(b, dict):
-        return False
-    from ..models import MixerConfig
-
-    try:
-        return MixerConfig.from_dict(a).to_dict() == MixerConfig.from_dict(b).to_dict()
-    except (TypeError, ValueError):
-        return False
-
-
-def _optimizer(groups: list[dict[str, Any]], cfg: TrainConfig) -> torch.optim.Optimizer:
-    """SGD (the reference recipe, docs/algorithm.md "Online supervised SAMix") or AdamW over the scenario's groups."""
-    if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-
-
-def _scheduler(
-    optimizer: torch.optim.Optimizer, cfg: TrainConfig, total: int
-) -> torch.optim.lr_scheduler.LRScheduler:
-    """Cosine from each group's lr; to ``min_lr`` (one lr) or to ``lr_g * min_lr / lr`` (several:
-    a mixer with its own lr keeps its ratio to the backbone's, as the reference's two cosines)."""
-    lrs = {float(g["lr"]) for g in optimizer.param_groups}
-    min_lr = cfg.min_lr or 0.0
-    if len(lrs) <= 1:
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total, eta_min=min_lr)
-    ratio = min_lr / cfg.lr
-
-    def factor(step: int) -> float:
-        return ratio + (1 - ratio) * 0.5 * (1 + math.cos(math.pi * min(step, total) / total))
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
 def _amp(device: torch.device, enabled: bool) -> tuple[Callable[[], Any], Any]:
@@ -165,35 +104,6 @@ def _device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def _warn_short_ema(cfg: TrainConfig, total: int, show: bool) -> None:
-    """Online SAMix/AutoMix score the mixer with the EMA classifier and publish its encoder.
-
-    The reference momentum (0.999, docs/algorithm.md "Online supervised SAMix") averages over ~1,000 steps, made for runs
-    of 10^5 steps. In a run of a few hundred steps the EMA stays near its random initialisation,
-    so the mixer learns from a random classifier (measured on ``digits``: after 176 steps at
-    0.999 the EMA scored 16 % top-1 while the online model scored 87 %). Say so.
-    """
-    if not show or cfg.scenario != "sl" or cfg.method not in ("samix", "automix"):
-        return
-    horizon = 1.0 / max(1.0 - cfg.ema_momentum, 1e-12)
-    if horizon > 0.25 * total:
-        print(
-            f"warning: --ema-momentum {cfg.ema_momentum} averages over ~{horizon:.0f} steps but "
-            f"the run has {total}: the EMA classifier that trains the mixer (and becomes the "
-            "generator's encoder) will stay near its initialisation; for short runs pass e.g. "
-            f"--ema-momentum {_suggest_momentum(total)} --ema-end-momentum 0.999",
-            file=sys.stderr,
-        )
-
-
-def _suggest_momentum(total: int) -> float:
-    """A momentum whose horizon is ~2 % of the run, rounded to a readable value."""
-    for m in (0.999, 0.995, 0.99, 0.98, 0.95, 0.9):
-        if 1.0 / (1.0 - m) <= max(0.02 * total, 10):
-            return m
-    return 0.9
-
-
 def train(cfg: TrainConfig, resume: bool = False, quiet: bool = False) -> Path:
     """Run (or resume) a training run into ``cfg.out``; returns the run folder.
 
@@ -205,7 +115,7 @@ def train(cfg: TrainConfig, resume: bool = False, quiet: bool = False) -> Path:
         if not info.is_main:
             return _train(cfg, info, resume, quiet)
         check_writable_dir(cfg.out, "--out")
-        check_run_folder(Path(cfg.out))  # again under the lock, in _train
+        check_run_folder(Path(cfg.out))  # again under the lock, in _prepare
         with folder_lock(cfg.out, f"{cfg.scenario} run"):
             remove_run_temps(Path(cfg.out))
             return _train(cfg, info, resume, quiet)
@@ -214,12 +124,64 @@ def train(cfg: TrainConfig, resume: bool = False, quiet: bool = False) -> Path:
 
 
 def _train(cfg: TrainConfig, info: DistInfo, resume: bool, quiet: bool) -> Path:
+    run = _prepare(cfg, info, resume, quiet)
+    _start_or_restore(run, resume)
+    while run.step < run.total:
+        _train_epoch(run)
+        epochs_done = math.ceil(run.step / run.per_epoch)
+        if cfg.eval_every and (epochs_done % cfg.eval_every == 0 or run.step >= run.total):
+            _evaluate_and_log(run, epochs_done)
+        _checkpoint(run)
+    return run.run_dir
+
+
+@dataclass
+class _Run:
+    """One run while it trains: what :func:`_prepare` builds and the phases share."""
+
+    cfg: TrainConfig
+    info: DistInfo
+    scenario: Scenario[Any]
+    data: DataSource
+    mods: TrainModules
+    state: TrainingState
+    step_fn: StepFn[Any]
+    train_ds: SeededTransform
+    sampler: ResumableSampler
+    per_epoch: int
+    total: int
+    run_cfg: dict[str, Any]
+    autocast: Callable[[], contextlib.AbstractContextManager[Any]]
+    channels_last: bool
+    show: bool
+    quiet: bool
+    step: int = 0
+    #: loss sums and step count since the last evaluation (rebuilt from steps.jsonl on resume)
+    sums: dict[str, float] = field(default_factory=dict)
+    count: int = 0
+    last_top1: float | None = None
+    images_per_s: float = 0.0
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.cfg.out)
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.run_dir / "metrics.jsonl"
+
+    @property
+    def steps_path(self) -> Path:
+        return self.run_dir / "steps.jsonl"
+
+
+def _prepare(cfg: TrainConfig, info: DistInfo, resume: bool, quiet: bool) -> _Run:
+    """Phase 1: options, data, modules, optimizer, schedule and the run's ``config.json``."""
     device = info.device
     scenario = get_scenario(cfg.scenario)
     cfg = scenario.resolve(cfg)
     run_dir = Path(cfg.out)
-    ckpt_path = run_dir / CHECKPOINT
-    if ckpt_path.exists() and not resume:
+    if (run_dir / CHECKPOINT).exists() and not resume:
         raise UserError(f"{run_dir}: holds a run already; pass --resume to continue it")
     check_run_folder(run_dir)
     try:
@@ -227,7 +189,7 @@ def _train(cfg: TrainConfig, info: DistInfo, resume: bool, quiet: bool) -> Path:
     except DataSpecError as exc:
         raise UserError(str(exc)) from None
     if cfg.image_size:
-        data.image_size = tuple(cfg.image_size)  # type: ignore[assignment]
+        data.image_size = (cfg.image_size[0], cfg.image_size[1])
     mods = scenario.build(cfg, data, device)
     channels_last = cfg.channels_last and device.type == "cuda"
     if channels_last:
@@ -235,10 +197,9 @@ def _train(cfg: TrainConfig, info: DistInfo, resume: bool, quiet: bool) -> Path:
             if m is not None:
                 m.to(memory_format=torch.channels_last)
     autocast, scaler = _amp(device, cfg.amp)
-
     optimizer = scenario.make_optimizer(mods, cfg)
     if optimizer is None:
-        optimizer = _optimizer(scenario.param_groups(mods, cfg), cfg)
+        optimizer = build_optimizer(scenario.param_groups(mods, cfg), cfg)
     train_ds = SeededTransform(data.train, scenario.train_transform(cfg, data), cfg.seed)
     sampler = ResumableSampler(train_ds, info.world, info.rank, cfg.seed)
     spe = sampler.num_samples // cfg.batch_size
@@ -250,147 +211,145 @@ def _train(cfg: TrainConfig, info: DistInfo, resume: bool, quiet: bool) -> Path:
     total = cfg.epochs * spe if cfg.max_steps is None else min(cfg.epochs * spe, cfg.max_steps)
     scheduler = scenario.make_scheduler(optimizer, cfg, total, spe)
     if scheduler is None:
-        scheduler = _scheduler(optimizer, cfg, total)
+        scheduler = cosine_schedule(optimizer, cfg, total)
     run_cfg = run_config_dict(cfg, data, scenario.run_config(cfg, data, mods), info.world)
-    _warn_short_ema(cfg, total, info.is_main and not quiet)
+    warn_short_ema(cfg, total, info.is_main and not quiet)
+    state = TrainingState(scenario, mods, optimizer, scheduler, scaler)
+    return _Run(
+        cfg, info, scenario, data, mods, state, scenario.step_fn(cfg.method), train_ds, sampler,
+        spe, total, run_cfg, autocast, channels_last, info.is_main and not quiet, quiet,
+    )  # fmt: skip
 
-    step = 0
-    metrics_path, steps_path = run_dir / "metrics.jsonl", run_dir / "steps.jsonl"
+
+def _start_or_restore(run: _Run, resume: bool) -> None:
+    """Phase 1b: load the checkpoint of a resumed run (same options), or start afresh."""
+    ckpt_path = run.run_dir / CHECKPOINT
     if resume and ckpt_path.is_file():
-        state = load_checkpoint(ckpt_path, map_location=device)
-        _check_resumable(state["config"], run_cfg, run_dir)
-        scenario.load_state_dict(mods, state)
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        if scaler is not None and state.get("scaler"):
-            scaler.load_state_dict(state["scaler"])
-        step = int(state["step"])
-        torch.set_rng_state(state["rng"]["torch"].cpu())
-        if info.is_main:
-            truncate_jsonl(metrics_path, step)
-            truncate_jsonl(steps_path, step)
+        saved = load_checkpoint(ckpt_path, map_location=run.info.device)
+        check_resumable(saved["config"], run.run_cfg, run.run_dir)
+        run.step = run.state.load_state_dict(saved)
+        if run.info.is_main:
+            truncate_jsonl(run.metrics_path, run.step)
+            truncate_jsonl(run.steps_path, run.step)
     else:
-        torch.manual_seed(mix_seed(cfg.seed, info.rank))  # dropout / drop-path only
-        if info.is_main:
-            for p in (metrics_path, steps_path):
+        torch.manual_seed(mix_seed(run.cfg.seed, run.info.rank))  # dropout / drop-path only
+        if run.info.is_main:
+            for p in (run.metrics_path, run.steps_path):
                 p.unlink(missing_ok=True)
-    if info.is_main:
-        atomic_write_json(run_dir / "config.json", run_cfg)
-    scenario.wrap(mods, info)
-    step_fn = scenario.step_fn(cfg.method)
-    show = info.is_main and not quiet
+    if run.info.is_main:
+        atomic_write_json(run.run_dir / "config.json", run.run_cfg)
+    run.scenario.wrap(run.mods, run.info)
+    done = [r for r in read_jsonl(run.steps_path) if r["step"] > _last_eval(run.metrics_path)]
+    for r in done:
+        for k, v in r.items():
+            if k.startswith("loss"):
+                run.sums[k] = run.sums.get(k, 0.0) + v
+    run.count = len(done)
 
-    def checkpoint() -> None:
-        if not info.is_main:
-            return
-        save_checkpoint(
-            run_dir,
-            {
-                **scenario.state_dict(mods),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "scaler": scaler.state_dict() if scaler is not None else None,
-                "step": step,
-                "epoch": step // spe,
-                "rng": {"torch": torch.get_rng_state(), "scheme": "per-step seeds"},
-                "config": run_cfg,
-            },
-        )
+
+def _train_epoch(run: _Run) -> None:
+    """Phase 2: the steps of one epoch (from where a resumed run stopped), to its end or the
+    run's last step; a mid-epoch checkpoint every ``--checkpoint-every`` steps."""
+    cfg, info, device = run.cfg, run.info, run.info.device
+    epoch, offset = divmod(run.step, run.per_epoch)
+    run.sampler.set_epoch(epoch)
+    run.sampler.set_start(offset * cfg.batch_size)
+    run.train_ds.set_epoch(epoch)
+    loader = train_loader(
+        run.train_ds, cfg.batch_size, run.sampler, cfg.workers, pin_memory=device.type == "cuda"
+    )
+    bar = tqdm(
+        total=min(run.per_epoch, run.total - epoch * run.per_epoch),
+        initial=offset,
+        desc=f"epoch {epoch + 1}/{math.ceil(run.total / run.per_epoch)}",
+        unit="step",
+        disable=not run.show,
+        file=sys.stderr,
+        dynamic_ncols=True,
+        leave=False,
+    )
+    gen = torch.Generator()
+    for images, labels in loader:
+        t0 = time.perf_counter()
+        gen.manual_seed(mix_seed(cfg.seed, info.rank, run.step, 0x5A))
+        values, lr = _train_step(run, images.to(device, non_blocking=True),
+                                 labels.to(device, non_blocking=True), gen, epoch)  # fmt: skip
+        run.step += 1
+        for k, v in values.items():
+            run.sums[k] = run.sums.get(k, 0.0) + v
+        run.count += 1
+        rate = cfg.batch_size * info.world / max(time.perf_counter() - t0, 1e-9)
+        run.images_per_s = rate if run.images_per_s == 0 else 0.9 * run.images_per_s + 0.1 * rate
+        if info.is_main:
+            append_jsonl(run.steps_path, {"step": run.step, "epoch": epoch + 1, "lr": lr, **values})
+        post = {"loss": f"{values['loss']:.3f}", "img/s": f"{run.images_per_s:.0f}"}
+        if run.last_top1 is not None:
+            post["top1"] = f"{run.last_top1:.1f}"
+        bar.set_postfix(post, refresh=False)
+        bar.update(1)
+        every = cfg.checkpoint_every
+        if every and run.step % every == 0 and run.step % run.per_epoch and run.step < run.total:
+            _checkpoint(run)
+        if run.step >= run.total:
+            break
+    bar.close()
+
+
+def _train_step(
+    run: _Run, images: torch.Tensor, labels: torch.Tensor, gen: torch.Generator, epoch: int
+) -> tuple[dict[str, float], float]:
+    """One optimizer step; returns the loss components (averaged over ranks) and its lr."""
+    state = run.state
+    state.optimizer.zero_grad(set_to_none=True)
+    scaler = state.scaler
 
     def backward(loss: torch.Tensor, branch: str) -> None:
         (scaler.scale(loss) if scaler is not None else loss).backward()
 
-    gen = torch.Generator()
-    # Loss sums since the last evaluation (rebuilt from steps.jsonl on resume).
-    done = [r for r in read_jsonl(steps_path) if r["step"] > _last_eval(metrics_path)]
-    sums: dict[str, float] = {}
-    for r in done:
-        for k, v in r.items():
-            if k.startswith("loss"):
-                sums[k] = sums.get(k, 0.0) + v
-    count = len(done)
-    last_top1: float | None = None
-    images_per_s = 0.0
-    while step < total:
-        epoch, offset = divmod(step, spe)
-        sampler.set_epoch(epoch)
-        sampler.set_start(offset * cfg.batch_size)
-        train_ds.set_epoch(epoch)
-        loader = train_loader(
-            train_ds, cfg.batch_size, sampler, cfg.workers, pin_memory=device.type == "cuda"
-        )
-        bar = tqdm(
-            total=min(spe, total - epoch * spe),
-            initial=offset,
-            desc=f"epoch {epoch + 1}/{math.ceil(total / spe)}",
-            unit="step",
-            disable=not show,
-            file=sys.stderr,
-            dynamic_ncols=True,
-            leave=False,
-        )
-        for images, labels in loader:
-            t0 = time.perf_counter()
-            images = images.to(device, non_blocking=True)
-            labels = labels.to(device, non_blocking=True)
-            gen.manual_seed(mix_seed(cfg.seed, info.rank, step, 0x5A))
-            optimizer.zero_grad(set_to_none=True)
-            ctx = StepContext(
-                mods, cfg, device, gen, step, total, backward, autocast, channels_last
-            )
-            losses = step_fn(ctx, images, labels)
-            values = _finite_losses(losses, info, step, epoch, ckpt_path)
-            if scaler is not None:
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                optimizer.step()
-            lr = scheduler.get_last_lr()[0]
-            scheduler.step()
-            scenario.after_step(mods, step, total, cfg)
-            step += 1
-            for k, v in values.items():
-                sums[k] = sums.get(k, 0.0) + v
-            count += 1
-            dt = time.perf_counter() - t0
-            rate = cfg.batch_size * info.world / max(dt, 1e-9)
-            images_per_s = rate if images_per_s == 0 else 0.9 * images_per_s + 0.1 * rate
-            if info.is_main:
-                append_jsonl(steps_path, {"step": step, "epoch": epoch + 1, "lr": lr, **values})
-            post = {"loss": f"{values['loss']:.3f}", "img/s": f"{images_per_s:.0f}"}
-            if last_top1 is not None:
-                post["top1"] = f"{last_top1:.1f}"
-            bar.set_postfix(post, refresh=False)
-            bar.update(1)
-            if (
-                cfg.checkpoint_every
-                and step % cfg.checkpoint_every == 0
-                and step % spe
-                and step < total
-            ):
-                checkpoint()
-            if step >= total:
-                break
-        bar.close()
-        epochs_done = math.ceil(step / spe)
-        if cfg.eval_every and (epochs_done % cfg.eval_every == 0 or step >= total):
-            record: dict[str, Any] = {"epoch": epochs_done, "step": step}
-            broadcast_buffers([mods.model, mods.ema, mods.mixer], info)
-            record.update(scenario.evaluate(mods, data, cfg, info, autocast, channels_last))
-            record["train_loss"] = sums.get("loss", 0.0) / max(count, 1)
-            for k, v in sums.items():
-                if k != "loss":
-                    record[f"train_{k}"] = v / max(count, 1)
-            record["lr"] = scheduler.get_last_lr()[0]
-            record["images_per_s"] = images_per_s
-            sums, count = {}, 0
-            last_top1 = record.get("top1")
-            if info.is_main:
-                append_jsonl(metrics_path, record)
-                if not quiet:
-                    tqdm.write(_summary(record), file=sys.stderr)
-        checkpoint()
-    return run_dir
+    ctx = StepContext(
+        run.mods, run.cfg, run.info.device, gen, run.step, run.total, backward, run.autocast,
+        run.channels_last,
+    )  # fmt: skip
+    losses = run.step_fn(ctx, images, labels)
+    values = _finite_losses(losses, run.info, run.step, epoch, run.run_dir / CHECKPOINT)
+    if scaler is not None:
+        scaler.step(state.optimizer)
+        scaler.update()
+    else:
+        state.optimizer.step()
+    lr = float(state.scheduler.get_last_lr()[0])
+    state.scheduler.step()
+    run.scenario.after_step(run.mods, run.step, run.total, run.cfg)
+    return values, lr
+
+
+def _evaluate_and_log(run: _Run, epochs_done: int) -> None:
+    """Phase 3: evaluate, average the training losses since the last evaluation, log."""
+    mods, info = run.mods, run.info
+    record: dict[str, Any] = {"epoch": epochs_done, "step": run.step}
+    broadcast_buffers([mods.model, mods.ema, mods.mixer], info)
+    record.update(
+        run.scenario.evaluate(mods, run.data, run.cfg, info, run.autocast, run.channels_last)
+    )
+    count = max(run.count, 1)
+    record["train_loss"] = run.sums.get("loss", 0.0) / count
+    for k, v in run.sums.items():
+        if k != "loss":
+            record[f"train_{k}"] = v / count
+    record["lr"] = run.state.scheduler.get_last_lr()[0]
+    record["images_per_s"] = run.images_per_s
+    run.sums, run.count = {}, 0
+    run.last_top1 = record.get("top1")
+    if info.is_main:
+        append_jsonl(run.metrics_path, record)
+        if not run.quiet:
+            tqdm.write(_summary(record), file=sys.stderr)
+
+
+def _checkpoint(run: _Run) -> None:
+    """Phase 4: the training state at this step into ``last.pt`` (rank 0 writes)."""
+    if run.info.is_main:
+        run.state.save(run.run_dir, run.step, run.per_epoch, run.run_cfg)
 
 
 def _last_eval(metrics_path: Path) -> int:

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torchvision.transforms import v2
 
 from .distributed import DistInfo
-from .model import Classifier
+from .model import Classifier, timm_method
 
 __all__ = [
     "MoCoNet",
@@ -52,7 +52,8 @@ class MoCoNet(Classifier):
         hidden: int | None = None,
     ) -> None:
         super().__init__(net, mean, std)
-        dim = int(net.num_features)  # type: ignore[arg-type]
+        dim = int(getattr(net, "num_features"))  # noqa: B009  (timm attribute, untyped)
+        self.embedding_dim = dim
         hidden = hidden or dim  # MoCo v2: Linear(d, d) -> ReLU -> Linear(d, 128)
         self.neck = nn.Sequential(
             nn.Linear(dim, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, proj_dim)
@@ -69,14 +70,17 @@ class MoCoNet(Classifier):
         self, x: torch.Tensor, stage: int = 3
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """``(embedding, stage feature map)`` from ONE pass (the key encoder feeds the mixer)."""
-        final, inter = self.net.forward_intermediates(  # type: ignore[operator]
+        final, inter = timm_method(self.net, "forward_intermediates")(
             self.normalize(x), indices=[stage], intermediates_only=False
         )
-        return self.neck(self.net.forward_head(final)), inter[-1]  # type: ignore[operator]
+        return self.neck(timm_method(self.net, "forward_head")(final)), inter[-1]
 
 
 class KeyQueue(nn.Module):
     """MoCo's queue of ``length`` negative keys (rows L2-normalised; random at the start)."""
+
+    keys: torch.Tensor
+    ptr: torch.Tensor
 
     def __init__(self, dim: int, length: int, generator: torch.Generator | None = None) -> None:
         super().__init__()

@@ -7,7 +7,8 @@ names, loadable by ``timm.create_model(name, num_classes=...)`` after ``import s
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import timm
 import torch
@@ -21,6 +22,9 @@ __all__ = ["Normalize", "Classifier", "build_classifier", "build_mixer", "check_
 
 class Normalize(nn.Module):
     """``(x - mean) / std`` per channel; the statistics are not part of the state dict."""
+
+    mean: torch.Tensor
+    std: torch.Tensor
 
     def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
         super().__init__()
@@ -50,10 +54,18 @@ class Classifier(nn.Module):
         Same tensor as :class:`samix_hub.models.StageEncoder` with these weights, without a copy:
         this is how the EMA classifier feeds the mixer (docs/algorithm.md "Online supervised SAMix", step 2).
         """
-        feats = self.net.forward_intermediates(  # type: ignore[operator]
+        feats = timm_method(self.net, "forward_intermediates")(
             self.normalize(x), indices=[stage], intermediates_only=True, stop_early=True
         )
         return feats[-1]
+
+
+def timm_method(net: nn.Module, name: str) -> Callable[..., Any]:
+    """A method of the timm model ``net`` (``forward_intermediates``, ``reset_classifier``...)."""
+    method = getattr(net, name, None)
+    if not callable(method):
+        raise TypeError(f"{type(net).__name__} has no {name}() (not a timm model)")
+    return method
 
 
 def check_backbone(name: str) -> str:
@@ -91,7 +103,7 @@ def build_classifier(
 
 
 def build_mixer(
-    model: nn.Module,
+    model: Classifier,
     in_chans: int,
     image_size: Sequence[int],
     variant: str,
@@ -113,13 +125,13 @@ def build_mixer(
         probe = torch.zeros(2, in_chans, *image_size, device=device)
         channels = int(model.eval().features(probe, stage).shape[1])
         model.train(was_training)
-    options: dict[str, str] = {}
+    options: dict[str, Any] = {}
     if calibration is not None:
         options["calibration"] = calibration
     if variance is not None:
         options["variance"] = variance
     mcfg = (
-        MixerConfig(channels, **options)  # type: ignore[arg-type]
+        MixerConfig(channels, **options)
         if variant == "samix"
         else MixerConfig.automix(channels, **options)
     )

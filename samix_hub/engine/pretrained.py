@@ -28,6 +28,7 @@ import torch
 import torch.nn as nn
 
 from ..errors import ArtifactError, UserError
+from .model import timm_method
 
 __all__ = ["PretrainedBackbone", "load_pretrained_backbone", "backbone_kind"]
 
@@ -56,7 +57,7 @@ class PretrainedBackbone:
         """The network with a fresh classifier for ``num_classes`` (seeded; global RNG kept)."""
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            self.net.reset_classifier(num_classes)  # type: ignore[operator]
+            timm_method(self.net, "reset_classifier")(num_classes)
         return self.net
 
     def run_config(

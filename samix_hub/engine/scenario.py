@@ -16,13 +16,14 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import torch
 import torch.nn as nn
 
 from ..data.specs import DataSource
 from ..errors import UserError
+from ..models import Mixer
 from .config import TrainConfig
 from .distributed import DistInfo
 
@@ -31,68 +32,101 @@ __all__ = [
     "StepFn",
     "TrainModules",
     "Scenario",
+    "modules_as",
     "register_scenario",
     "get_scenario",
     "SCENARIOS",
 ]
 
 
-@dataclass
+@dataclass(kw_only=True)
 class TrainModules:
-    """The modules of a run. ``model`` is what checkpoints store under ``"model"``.
+    """The modules of a run; each scenario subclasses it with its own (typed) fields.
 
-    ``wrapped`` holds the versions the step calls (DDP wrappers on several ranks, the modules
-    themselves otherwise) under the same names: ``"model"``, ``"mixer"``.
+    ``model``, ``ema`` and ``mixer`` are what checkpoints store under those keys (ema and mixer
+    where the method has them). ``wrapped`` holds the versions the step calls (DDP wrappers on
+    several ranks, the modules themselves otherwise) under the same names: ``"model"``,
+    ``"mixer"``. ``stat_batch``: the test images the mixer's statistics are computed on
+    (:func:`~samix_hub.engine.evaluate.mixer_statistics`, loaded once).
     """
 
     model: nn.Module
     ema: nn.Module | None = None
-    mixer: nn.Module | None = None
-    frozen: nn.Module | None = None
+    mixer: Mixer | None = None
     wrapped: dict[str, nn.Module] = field(default_factory=dict)
-    extra: dict[str, Any] = field(default_factory=dict)
+    stat_batch: torch.Tensor | None = None
 
     def call(self, name: str) -> nn.Module:
         module = self.wrapped.get(name)
-        return module if module is not None else getattr(self, name)
+        if module is not None:
+            return module
+        own = {"model": self.model, "ema": self.ema, "mixer": self.mixer}.get(name)
+        if own is None:
+            raise KeyError(f"this run has no module {name!r}")
+        return own
 
     def trainable(self) -> list[nn.Module]:
         return [m for m in (self.model, self.mixer) if m is not None]
 
+    def require_mixer(self) -> Mixer:
+        """The mixer of a method that trains one (an error in any other)."""
+        if self.mixer is None:
+            raise RuntimeError(f"{type(self).__name__}: this method has no mixer")
+        return self.mixer
+
+
+M = TypeVar("M", bound=TrainModules)
+K = TypeVar("K", bound=TrainModules)
+
+
+def modules_as(modules: TrainModules, kind: type[K]) -> K:
+    """``modules`` as the scenario's own :class:`TrainModules` subclass ``kind`` (checked)."""
+    if not isinstance(modules, kind):
+        raise TypeError(f"expected {kind.__name__}, got {type(modules).__name__}")
+    return modules
+
 
 @dataclass
-class StepContext:
+class StepContext(Generic[M]):
     """Everything a step function may use; built by the loop for every step."""
 
-    modules: TrainModules
+    modules: M
     cfg: TrainConfig
     device: torch.device
     generator: torch.Generator
     step: int
     total_steps: int
     backward: Callable[[torch.Tensor, str], None]
-    autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext
+    autocast: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext
     channels_last: bool = False
 
-    def no_sync(self, name: str) -> contextlib.AbstractContextManager:
+    @property
+    def alpha(self) -> float:
+        """The resolved Beta(α, α) parameter (every mixing method has one after ``resolve``)."""
+        if self.cfg.alpha is None:
+            raise RuntimeError("TrainConfig.alpha is unresolved (call Scenario.resolve first)")
+        return float(self.cfg.alpha)
+
+    def no_sync(self, name: str) -> contextlib.AbstractContextManager[Any]:
         """DDP's ``no_sync`` for all but the last backward through ``name`` in a step."""
         module = self.modules.call(name)
-        return module.no_sync() if hasattr(module, "no_sync") else contextlib.nullcontext()
+        no_sync = getattr(module, "no_sync", None)
+        return no_sync() if callable(no_sync) else contextlib.nullcontext()
 
 
-StepFn = Callable[[StepContext, torch.Tensor, torch.Tensor], dict[str, torch.Tensor]]
+StepFn = Callable[[StepContext[M], torch.Tensor, torch.Tensor], dict[str, torch.Tensor]]
 
 
-class Scenario:
-    """Base class; subclasses implement :meth:`build` and :meth:`step_fn`."""
+class Scenario(Generic[M]):
+    """Base class; subclasses implement :meth:`build` and :meth:`step_fn` for their modules ``M``."""
 
-    name = "base"
+    name: str = "base"
     methods: tuple[str, ...] = ()
 
     def resolve(self, cfg: TrainConfig) -> TrainConfig:
         return cfg.resolve()
 
-    def build(self, cfg: TrainConfig, data: DataSource, device: torch.device) -> TrainModules:
+    def build(self, cfg: TrainConfig, data: DataSource, device: torch.device) -> M:
         raise NotImplementedError
 
     def train_transform(
@@ -106,29 +140,27 @@ class Scenario:
 
         return train_transform(data.image_size)
 
-    def step_fn(self, method: str) -> StepFn:
+    def step_fn(self, method: str) -> StepFn[M]:
         raise NotImplementedError
 
-    def param_groups(self, modules: TrainModules, cfg: TrainConfig) -> list[dict[str, Any]]:
+    def param_groups(self, modules: M, cfg: TrainConfig) -> list[dict[str, Any]]:
         """Optimizer parameter groups: every trainable parameter at ``cfg.lr`` by default."""
         params = [p for m in modules.trainable() for p in m.parameters() if p.requires_grad]
         return [{"params": params, "lr": cfg.lr}]
 
-    def make_optimizer(
-        self, modules: TrainModules, cfg: TrainConfig
-    ) -> torch.optim.Optimizer | None:
+    def make_optimizer(self, modules: M, cfg: TrainConfig) -> torch.optim.Optimizer | None:
         """A scenario's own optimizer; None (the default): the loop's, over :meth:`param_groups`."""
         return None
 
     def make_scheduler(
         self, optimizer: torch.optim.Optimizer, cfg: TrainConfig, total: int, per_epoch: int
-    ) -> Any | None:
+    ) -> Any:
         """A scenario's own per-step schedule (``step``, ``get_last_lr``, ``state_dict``,
         ``load_state_dict``) over ``total`` steps of ``per_epoch`` per epoch; None (the
         default): the loop's cosine."""
         return None
 
-    def wrap(self, modules: TrainModules, info: DistInfo) -> None:
+    def wrap(self, modules: M, info: DistInfo) -> None:
         """DDP wrappers (in ``modules.wrapped``) for the trainable modules, on several ranks."""
         if not info.enabled:
             return
@@ -140,27 +172,25 @@ class Scenario:
             if module is not None and any(p.requires_grad for p in module.parameters()):
                 modules.wrapped[name] = DDP(module, device_ids=ids)
 
-    def run_config(
-        self, cfg: TrainConfig, data: DataSource, modules: TrainModules
-    ) -> dict[str, Any]:
+    def run_config(self, cfg: TrainConfig, data: DataSource, modules: M) -> dict[str, Any]:
         """Scenario-specific keys of ``config.json`` (merged over the common ones)."""
         return {}
 
-    def after_step(self, modules: TrainModules, step: int, total: int, cfg: TrainConfig) -> None:
+    def after_step(self, modules: M, step: int, total: int, cfg: TrainConfig) -> None:
         """After each optimizer step (EMA updates)."""
 
     def evaluate(
         self,
-        modules: TrainModules,
+        modules: M,
         data: DataSource,
         cfg: TrainConfig,
         info: DistInfo,
-        autocast: Callable[[], contextlib.AbstractContextManager],
+        autocast: Callable[[], contextlib.AbstractContextManager[Any]],
         channels_last: bool,
     ) -> dict[str, float]:
         return {}
 
-    def state_dict(self, modules: TrainModules) -> dict[str, Any]:
+    def state_dict(self, modules: M) -> dict[str, Any]:
         """Checkpoint entries ``model``, ``ema``, ``mixer`` (state dicts or None)."""
         return {
             "model": _plain(modules.model),
@@ -168,7 +198,7 @@ class Scenario:
             "mixer": modules.mixer.state_dict() if modules.mixer is not None else None,
         }
 
-    def load_state_dict(self, modules: TrainModules, state: dict[str, Any]) -> None:
+    def load_state_dict(self, modules: M, state: dict[str, Any]) -> None:
         _load_plain(modules.model, state["model"])
         if modules.ema is not None and state.get("ema") is not None:
             _load_plain(modules.ema, state["ema"])
@@ -185,18 +215,14 @@ def _load_plain(module: nn.Module, state: dict[str, torch.Tensor]) -> None:
     getattr(module, "net", module).load_state_dict(state)
 
 
-SCENARIOS: dict[str, Callable[[], Scenario]] = {}
-#: Scenarios that exist in the product design but are not implemented in this version.
-PLANNED = {"ssl": "self-supervised SAMix (--scenario ssl) is not available yet in this version"}
+SCENARIOS: dict[str, Callable[[], Scenario[Any]]] = {}
 
 
-def register_scenario(name: str, factory: Callable[[], Scenario]) -> None:
+def register_scenario(name: str, factory: Callable[[], Scenario[Any]]) -> None:
     SCENARIOS[name] = factory
 
 
-def get_scenario(name: str) -> Scenario:
+def get_scenario(name: str) -> Scenario[Any]:
     if name in SCENARIOS:
         return SCENARIOS[name]()
-    if name in PLANNED:
-        raise UserError(PLANNED[name])
     raise UserError(f"unknown scenario {name!r} (one of {', '.join(sorted(SCENARIOS))})")

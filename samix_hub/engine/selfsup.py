@@ -32,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import timm
@@ -45,12 +46,11 @@ from ..errors import UserError
 from ..losses import info_nce, mixup_info_nce, ssl_eta_balanced_loss
 from ..mixing import mask_adjust
 from ..mixing.sampling import sample_lam, sample_partner
-from ..models import Mixer
 from .config import TrainConfig, resolve_method
 from .distributed import DistInfo
 from .ema import ema_momentum, make_ema, update_ema
 from .knn import knn_accuracy
-from .loader import eval_loader, mix_seed
+from .loader import dataset_len, eval_loader, mix_seed
 from .moco import (
     KeyQueue,
     MoCoNet,
@@ -62,10 +62,13 @@ from .moco import (
 )
 from .model import build_mixer, check_backbone
 from .scenario import Scenario, StepContext, StepFn, TrainModules, register_scenario
+from .supervised import _sum
+
+SslContext = StepContext["SslModules"]
 
 __all__ = [
     "SSL_METHODS",
-    "SSL_OPTIONS",
+    "SslModules",
     "SelfSupScenario",
     "moco_step",
     "mixup_ssl_step",
@@ -77,21 +80,24 @@ __all__ = [
 SSL_METHODS = ("moco", "mixup", "samix")
 #: Beta(α, α) per method (MixUp as on CIFAR; SAMix as section 2). MoCo mixes nothing.
 SSL_ALPHA = {"moco": 1.0, "mixup": 1.0, "samix": 2.0}
-#: Options of the ssl scenario (``TrainConfig.extra``) and their defaults; ``queue_len`` and
-#: ``shuffle_bn_splits`` None: sized for the data set / 2 chunks in one process, 1 per rank.
-SSL_OPTIONS: dict[str, Any] = {
-    "queue_len": None,
-    "temperature": 0.2,
-    "proj_dim": 128,
-    "shuffle_bn_splits": None,
-    "knn_k": 200,
-    "knn_t": 0.1,
-}
 #: Masks whose mean is further than this from λ are rescaled (docs/algorithm.md "Self-supervised SAMix").
 MASK_TOLERANCE = 0.1
 _DEFAULT_END = next(
     f.default for f in dataclasses.fields(TrainConfig) if f.name == "ema_end_momentum"
 )
+
+
+@dataclass(kw_only=True)
+class SslModules(TrainModules):
+    """MoCo v2: the query network ``model``, the key network ``ema`` (its momentum copy), the
+    queue of negative keys, the shuffle-BN chunk count, the ranks (``dist``) and, for
+    ``samix``, the mixer."""
+
+    model: MoCoNet
+    ema: MoCoNet
+    queue: KeyQueue
+    shuffle_bn_splits: int
+    dist: DistInfo
 
 
 def rescale_far_masks(
@@ -109,17 +115,16 @@ def _views(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return images[:, 0].contiguous(), images[:, 1].contiguous()
 
 
-def _layout(x: torch.Tensor, ctx: StepContext) -> torch.Tensor:
+def _layout(x: torch.Tensor, ctx: SslContext) -> torch.Tensor:
     return x.contiguous(memory_format=torch.channels_last) if ctx.channels_last else x
 
 
 def _keys(
-    ctx: StepContext, x: torch.Tensor, call: int, features: bool = False
+    ctx: SslContext, x: torch.Tensor, call: int, features: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """L2-normalised keys of ``x`` (and stage features) from the key encoder, with shuffle-BN."""
     mods, cfg = ctx.modules, ctx.cfg
-    key: MoCoNet = mods.ema  # type: ignore[assignment]
-    info: DistInfo = mods.extra["dist"]
+    key, info = mods.ema, mods.dist
     # Same permutation on every rank: seeded by (seed, step, call), not by rank.
     gen = torch.Generator().manual_seed(mix_seed(cfg.seed, ctx.step, 0xB5, call))
 
@@ -130,20 +135,20 @@ def _keys(
                 return emb.float(), feat
             return (key(_layout(chunk, ctx)).float(),)
 
-    outs = shuffled_forward(encode, x, gen, info, mods.extra["shuffle_bn_splits"])
+    outs = shuffled_forward(encode, x, gen, info, mods.shuffle_bn_splits)
     return F.normalize(outs[0], dim=1), (outs[1] if features else None)
 
 
-def _enqueue(ctx: StepContext, keys: torch.Tensor) -> None:
-    ctx.modules.extra["queue"].push(gather_rows(keys, ctx.modules.extra["dist"]))
+def _enqueue(ctx: SslContext, keys: torch.Tensor) -> None:
+    ctx.modules.queue.push(gather_rows(keys, ctx.modules.dist))
 
 
-def _queue(ctx: StepContext) -> torch.Tensor:
-    return ctx.modules.extra["queue"].keys.clone()  # snapshot: negatives before this step's push
+def _queue(ctx: SslContext) -> torch.Tensor:
+    return ctx.modules.queue.keys.clone()  # snapshot: negatives before this step's push
 
 
 def _query_losses(
-    ctx: StepContext,
+    ctx: SslContext,
     v1: torch.Tensor,
     mixed: torch.Tensor | None,
     k1: torch.Tensor | None,
@@ -153,7 +158,7 @@ def _query_losses(
     partner: torch.Tensor | None,
 ) -> dict[str, torch.Tensor]:
     """Backbone losses: MoCo InfoNCE on ``v1`` (+ mixup InfoNCE on ``mixed``), each backward."""
-    t = float(ctx.cfg.extra["temperature"])
+    t = float(ctx.cfg.ssl.temperature)
     model = ctx.modules.call("model")
     out: dict[str, torch.Tensor] = {}
     with ctx.no_sync("model") if mixed is not None else contextlib.nullcontext():
@@ -172,7 +177,9 @@ def _query_losses(
     return out
 
 
-def moco_step(ctx: StepContext, images: torch.Tensor, labels: torch.Tensor) -> dict:
+def moco_step(
+    ctx: SslContext, images: torch.Tensor, labels: torch.Tensor
+) -> dict[str, torch.Tensor]:
     """MoCo v2: ``InfoNCE(q(v1), k(v2))`` against the queue, then enqueue ``k(v2)``."""
     v1, v2 = _views(images)
     k2, _ = _keys(ctx, v2, 2)
@@ -181,11 +188,13 @@ def moco_step(ctx: StepContext, images: torch.Tensor, labels: torch.Tensor) -> d
     return {"loss": out["loss_moco"], **out}
 
 
-def mixup_ssl_step(ctx: StepContext, images: torch.Tensor, labels: torch.Tensor) -> dict:
+def mixup_ssl_step(
+    ctx: SslContext, images: torch.Tensor, labels: torch.Tensor
+) -> dict[str, torch.Tensor]:
     """MoCo + MixUp: MoCo InfoNCE + mixup InfoNCE of ``λ v1 + (1 - λ) v2[π]``."""
     v1, v2 = _views(images)
     g = ctx.generator
-    lam = float(sample_lam(ctx.cfg.alpha, generator=g))  # type: ignore[arg-type]
+    lam = float(sample_lam(ctx.alpha, generator=g))
     pi = sample_partner(v1.shape[0], g).to(v1.device)
     k1, _ = _keys(ctx, v1, 1)
     k2, _ = _keys(ctx, v2, 2)
@@ -201,22 +210,24 @@ def _pair_partner(pi: torch.Tensor) -> torch.Tensor:
     return torch.cat([pi + n, torch.argsort(pi)])
 
 
-def samix_ssl_step(ctx: StepContext, images: torch.Tensor, labels: torch.Tensor) -> dict:
+def samix_ssl_step(
+    ctx: SslContext, images: torch.Tensor, labels: torch.Tensor
+) -> dict[str, torch.Tensor]:
     """MoCo + SAMix, label-free (docs/algorithm.md "Self-supervised SAMix"); see the module docstring."""
     cfg, mods, g = ctx.cfg, ctx.modules, ctx.generator
-    mixer_raw: Mixer = mods.mixer  # type: ignore[assignment]
-    key: MoCoNet = mods.ema  # type: ignore[assignment]
-    t = float(cfg.extra["temperature"])
+    mixer_raw, key = mods.require_mixer(), mods.ema
+    t = float(cfg.ssl.temperature)
     v1, v2 = _views(images)
     n, size, dev = v1.shape[0], tuple(v1.shape[-2:]), v1.device
-    lam_m = float(sample_lam(cfg.alpha, generator=g))  # type: ignore[arg-type]
-    lam_c = float(sample_lam(cfg.alpha, generator=g))  # type: ignore[arg-type]
+    lam_m = float(sample_lam(ctx.alpha, generator=g))
+    lam_c = float(sample_lam(ctx.alpha, generator=g))
     pi_m = sample_partner(n, g).to(dev)
     pi_c = sample_partner(n, g).to(dev)
     queue = _queue(ctx)
     k1, f1 = _keys(ctx, v1, 1, features=True)
     k2, f2 = _keys(ctx, v2, 2, features=True)
-    feats = torch.cat([f1, f2])  # type: ignore[list-item]
+    assert f1 is not None and f2 is not None
+    feats = torch.cat([f1, f2])
 
     with torch.no_grad(), ctx.autocast():
         mask_c = mixer_raw(feats, lam_c, _pair_partner(pi_c), size)[:n].float()
@@ -236,7 +247,7 @@ def samix_ssl_step(ctx: StepContext, images: torch.Tensor, labels: torch.Tensor)
     out = _query_losses(ctx, v1, mixed, k1, k2, queue, lam_c, pi_c)
     _enqueue(ctx, k2)
     parts = {**out, "loss_mixer": loss_mixer.detach(), "loss_mask": loss_mask.detach()}
-    return {"loss": sum(parts.values()), **parts}  # type: ignore[dict-item]
+    return {"loss": _sum(parts), **parts}
 
 
 def build_moco(
@@ -262,11 +273,11 @@ def _world() -> int:
     return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
-class SelfSupScenario(Scenario):
+class SelfSupScenario(Scenario[SslModules]):
     """``--scenario ssl``: MoCo v2 query/key networks, a queue, and the mixer for ``samix``."""
 
     name = "ssl"
-    methods = SSL_METHODS
+    methods: tuple[str, ...] = SSL_METHODS
 
     def resolve(self, cfg: TrainConfig) -> TrainConfig:
         resolve_method(cfg, SSL_METHODS, SSL_ALPHA, kind="ssl ")
@@ -274,68 +285,76 @@ class SelfSupScenario(Scenario):
             cfg.min_lr = 0.0  # MoCo v2: cosine to 0
         if cfg.ema_end_momentum == _DEFAULT_END:
             cfg.ema_end_momentum = cfg.ema_momentum  # MoCo: constant key momentum
-        extra = {**SSL_OPTIONS, **{k: v for k, v in cfg.extra.items() if v is not None}}
+        opts = cfg.ssl
         checks = [
-            (float(extra["temperature"]) > 0, f"--temperature must be > 0: {extra['temperature']}"),
-            (int(extra["proj_dim"]) >= 1, f"--proj-dim must be >= 1: {extra['proj_dim']}"),
+            (float(opts.temperature) > 0, f"--temperature must be > 0: {opts.temperature}"),
+            (int(opts.proj_dim) >= 1, f"--proj-dim must be >= 1: {opts.proj_dim}"),
             (
-                extra["queue_len"] is None or int(extra["queue_len"]) >= 1,
-                f"--queue-len must be >= 1: {extra['queue_len']}",
+                opts.queue_len is None or int(opts.queue_len) >= 1,
+                f"--queue-len must be >= 1: {opts.queue_len}",
             ),
-            (int(extra["knn_k"]) >= 1, f"knn_k must be >= 1: {extra['knn_k']}"),
+            (int(opts.knn_k) >= 1, f"knn_k must be >= 1: {opts.knn_k}"),
         ]
         for ok, message in checks:
             if not ok:
                 raise UserError(message)
-        cfg.extra = extra
         cfg.validate()
         return cfg
 
-    def train_transform(self, cfg: TrainConfig, data: DataSource) -> Callable:
-        return TwoViews(two_view_transform(tuple(data.image_size), data.channels))  # type: ignore[arg-type]
+    def train_transform(
+        self, cfg: TrainConfig, data: DataSource
+    ) -> Callable[[torch.Tensor], torch.Tensor]:
+        h, w = data.image_size
+        return TwoViews(two_view_transform((h, w), data.channels))
 
-    def build(self, cfg: TrainConfig, data: DataSource, device: torch.device) -> TrainModules:
-        extra = cfg.extra
+    def build(self, cfg: TrainConfig, data: DataSource, device: torch.device) -> SslModules:
+        opts = cfg.ssl
         model = build_moco(
-            cfg.backbone, data.mean, data.std, data.channels, int(extra["proj_dim"]), cfg.seed
+            cfg.backbone, data.mean, data.std, data.channels, int(opts.proj_dim), cfg.seed
         ).to(device)
-        mods = TrainModules(model=model, ema=make_ema(model))  # key encoder = copy of the query
         world = _world()
         global_batch = cfg.batch_size * world
-        if extra["queue_len"] is None:
-            extra["queue_len"] = default_queue_len(len(data.train), global_batch)  # type: ignore[arg-type]
-        if int(extra["queue_len"]) < global_batch:
+        if opts.queue_len is None:
+            opts.queue_len = default_queue_len(dataset_len(data.train), global_batch)
+        if int(opts.queue_len) < global_batch:
             raise UserError(
-                f"--queue-len {extra['queue_len']} is shorter than one global batch "
+                f"--queue-len {opts.queue_len} is shorter than one global batch "
                 f"({global_batch} keys are enqueued per step)"
             )
-        if extra["shuffle_bn_splits"] is None:
-            extra["shuffle_bn_splits"] = 2 if world == 1 else 1
+        if opts.shuffle_bn_splits is None:
+            opts.shuffle_bn_splits = 2 if world == 1 else 1
         gen = torch.Generator().manual_seed(mix_seed(cfg.seed, 0x51))
-        queue = KeyQueue(int(extra["proj_dim"]), int(extra["queue_len"]), gen).to(device)
-        mods.extra.update(
-            queue=queue,
-            shuffle_bn_splits=int(extra["shuffle_bn_splits"]),
-            dist=DistInfo(device=device),
-        )
+        queue = KeyQueue(int(opts.proj_dim), int(opts.queue_len), gen).to(device)
+        mixer = None
         if cfg.method == "samix":
-            mods.mixer = build_mixer(
+            mixer = build_mixer(
                 model, data.channels, data.image_size, "samix", cfg.stage, cfg.seed, device
             )
-        return mods
+        return SslModules(
+            model=model,
+            ema=make_ema(model),  # key encoder = copy of the query
+            mixer=mixer,
+            queue=queue,
+            shuffle_bn_splits=int(opts.shuffle_bn_splits),
+            dist=DistInfo(device=device),
+        )
 
-    def wrap(self, modules: TrainModules, info: DistInfo) -> None:
-        modules.extra["dist"] = info
+    def wrap(self, modules: SslModules, info: DistInfo) -> None:
+        modules.dist = info
         super().wrap(modules, info)
 
-    def step_fn(self, method: str) -> StepFn:
-        steps = {"moco": moco_step, "mixup": mixup_ssl_step, "samix": samix_ssl_step}
+    def step_fn(self, method: str) -> StepFn[SslModules]:
+        steps: dict[str, StepFn[SslModules]] = {
+            "moco": moco_step,
+            "mixup": mixup_ssl_step,
+            "samix": samix_ssl_step,
+        }
         if method not in steps:
             raise ValueError(f"no ssl step function for method {method!r}")
         return steps[method]
 
-    def run_config(self, cfg: TrainConfig, data: DataSource, mods: TrainModules) -> dict:
-        mixer = mods.mixer.config.to_dict() if mods.mixer is not None else None  # type: ignore[union-attr]
+    def run_config(self, cfg: TrainConfig, data: DataSource, mods: SslModules) -> dict[str, Any]:
+        mixer = mods.mixer.config.to_dict() if mods.mixer is not None else None
         return {
             "num_classes": 0,  # an encoder without classifier head
             "class_names": [],
@@ -343,15 +362,23 @@ class SelfSupScenario(Scenario):
             "data_class_names": [str(c) for c in data.class_names],
             "mixer": mixer,
             "generator": None,
-            "embedding_dim": int(mods.model.net.num_features),  # type: ignore[arg-type]
-            **{k: cfg.extra[k] for k in SSL_OPTIONS},
+            "embedding_dim": mods.model.embedding_dim,
+            **dataclasses.asdict(cfg.ssl),
         }
 
-    def after_step(self, mods: TrainModules, step: int, total: int, cfg: TrainConfig) -> None:
+    def after_step(self, mods: SslModules, step: int, total: int, cfg: TrainConfig) -> None:
         m = ema_momentum(step, total, cfg.ema_momentum, cfg.ema_end_momentum)
-        update_ema(mods.ema, mods.model, m, own_buffers=True)  # type: ignore[arg-type]
+        update_ema(mods.ema, mods.model, m, own_buffers=True)
 
-    def evaluate(self, mods, data, cfg, info, autocast, channels_last) -> dict[str, float]:  # type: ignore[override]
+    def evaluate(
+        self,
+        mods: SslModules,
+        data: DataSource,
+        cfg: TrainConfig,
+        info: DistInfo,
+        autocast: Callable[[], contextlib.AbstractContextManager[Any]],
+        channels_last: bool,
+    ) -> dict[str, float]:
         """kNN monitor of the query backbone (pooled features, eval mode)."""
         if data.test is None or not data.num_classes:
             return {}
@@ -359,35 +386,34 @@ class SelfSupScenario(Scenario):
         workers = min(cfg.workers, 2)
         train = eval_loader(data.train, tf, cfg.eval_batch_size, workers, info.rank, info.world)
         test = eval_loader(data.test, tf, cfg.eval_batch_size, workers, info.rank, info.world)
-        model: MoCoNet = mods.model  # type: ignore[assignment]
         res = knn_accuracy(
-            model.embed,
+            mods.model.embed,
             train,
             test,
             data.num_classes,
             info.device,
             info,
-            int(cfg.extra["knn_k"]),
-            float(cfg.extra["knn_t"]),
+            int(cfg.ssl.knn_k),
+            float(cfg.ssl.knn_t),
             autocast,
             channels_last,
         )
         return {"knn_top1": res["knn_top1"], "knn_top5": res["knn_top5"]}
 
-    def state_dict(self, modules: TrainModules) -> dict[str, Any]:
+    def state_dict(self, modules: SslModules) -> dict[str, Any]:
         """Contract keys (``model`` = query backbone, ``ema`` = key backbone, ``mixer``) plus the
         projection heads and the queue."""
         state = super().state_dict(modules)
-        state["neck"] = modules.model.neck.state_dict()  # type: ignore[union-attr]
-        state["ema_neck"] = modules.ema.neck.state_dict()  # type: ignore[union-attr]
-        state["queue"] = modules.extra["queue"].state_dict()
+        state["neck"] = modules.model.neck.state_dict()
+        state["ema_neck"] = modules.ema.neck.state_dict()
+        state["queue"] = modules.queue.state_dict()
         return state
 
-    def load_state_dict(self, modules: TrainModules, state: dict[str, Any]) -> None:
+    def load_state_dict(self, modules: SslModules, state: dict[str, Any]) -> None:
         super().load_state_dict(modules, state)
-        modules.model.neck.load_state_dict(state["neck"])  # type: ignore[union-attr]
-        modules.ema.neck.load_state_dict(state["ema_neck"])  # type: ignore[union-attr]
-        modules.extra["queue"].load_state_dict(state["queue"])
+        modules.model.neck.load_state_dict(state["neck"])
+        modules.ema.neck.load_state_dict(state["ema_neck"])
+        modules.queue.load_state_dict(state["queue"])
 
 
 register_scenario("ssl", SelfSupScenario)

@@ -16,26 +16,29 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 
 from ..data.specs import DataSource
 from ..data.transforms import eval_transform
+from ..errors import UserError
 from ..losses import eta_balanced_mixup_loss, mixup_cross_entropy
-from ..mixing import apply_mask, build_method, margin_fallback, mask_adjust
+from ..mixing import MixMethod, apply_mask, build_method, margin_fallback, mask_adjust
 from ..mixing.sampling import sample_lam, sample_partner
-from ..models import Mixer
+from ..models import Generator, Mixer
 from .config import SL_METHODS, TrainConfig
+from .distributed import DistInfo
 from .ema import ema_momentum, make_ema, update_ema
 from .evaluate import evaluate, mixer_statistics
 from .loader import eval_loader
-from .model import build_classifier, build_mixer
+from .model import Classifier, build_classifier, build_mixer
 from .scenario import Scenario, StepContext, StepFn, TrainModules, register_scenario
 
 __all__ = [
+    "ClassifierModules",
     "SupervisedScenario",
     "vanilla_step",
     "mix_step",
@@ -45,7 +48,30 @@ __all__ = [
 ]
 
 
-def vanilla_step(ctx: StepContext, images: torch.Tensor, labels: torch.Tensor) -> dict:
+@dataclass(kw_only=True)
+class ClassifierModules(TrainModules):
+    """A classifier run (``sl``, and ``finetune`` / ``teacher`` which extend it).
+
+    ``ema``: the EMA copy (every ``sl`` method; AutoMix/SAMix score the mixer with it);
+    ``mixer``: AutoMix/SAMix; ``frozen``: the SAMix^P generator; ``mix_method``: the batch mixing
+    of MixUp, CutMix and SAMix^P; ``generator_provenance``: where ``frozen`` came from.
+    """
+
+    model: Classifier
+    ema: Classifier | None = None
+    frozen: Generator | None = None
+    mix_method: MixMethod | None = None
+    generator_provenance: dict[str, Any] | None = None
+
+    def require_ema(self) -> Classifier:
+        if self.ema is None:
+            raise RuntimeError("this method keeps no EMA classifier")
+        return self.ema
+
+
+def vanilla_step(
+    ctx: StepContext[ClassifierModules], images: torch.Tensor, labels: torch.Tensor
+) -> dict[str, torch.Tensor]:
     with ctx.autocast():
         logits = ctx.modules.call("model")(images)
     loss = F.cross_entropy(logits.float(), labels)
@@ -53,12 +79,16 @@ def vanilla_step(ctx: StepContext, images: torch.Tensor, labels: torch.Tensor) -
     return {"loss": loss.detach()}
 
 
-def mix_step(ctx: StepContext, images: torch.Tensor, labels: torch.Tensor) -> dict:
+def mix_step(
+    ctx: StepContext[ClassifierModules], images: torch.Tensor, labels: torch.Tensor
+) -> dict[str, torch.Tensor]:
     """MixUp, CutMix and SAMix^P: mix (no grad), then mixup CE on the mixed batch only.
 
     ``--clean-loss`` (SAMix^P) adds the clean-batch CE of the online recipe (section 5).
     """
-    method = ctx.modules.extra["method"]
+    method = ctx.modules.mix_method
+    if method is None:
+        raise RuntimeError(f"{ctx.cfg.method}: no mixing method built")
     mixed = method(images, labels, generator=ctx.generator)
     model = ctx.modules.call("model")
     clean = ctx.cfg.clean_loss and ctx.cfg.method == "samix-p"
@@ -80,7 +110,9 @@ def mix_step(ctx: StepContext, images: torch.Tensor, labels: torch.Tensor) -> di
     return {"loss": total, **out}
 
 
-def online_samix_step(ctx: StepContext, images: torch.Tensor, labels: torch.Tensor) -> dict:
+def online_samix_step(
+    ctx: StepContext[ClassifierModules], images: torch.Tensor, labels: torch.Tensor
+) -> dict[str, torch.Tensor]:
     """One online SAMix / AutoMix step (docs/algorithm.md "Online supervised SAMix", openmixup ``AutoMixup``).
 
     1. λ_m, λ_c ~ Beta(α, α), two permutations π_m, π_c (explicit generator).
@@ -94,18 +126,17 @@ def online_samix_step(ctx: StepContext, images: torch.Tensor, labels: torch.Tens
     The three backward passes run one after another (see :mod:`samix_hub.engine.scenario`).
     """
     cfg, mods, g = ctx.cfg, ctx.modules, ctx.generator
-    mixer_raw: Mixer = mods.mixer  # type: ignore[assignment]
-    ema: nn.Module = mods.ema  # type: ignore[assignment]
+    mixer_raw, ema = mods.require_mixer(), mods.require_ema()
     n, size = images.shape[0], tuple(images.shape[-2:])
     dev = images.device
-    lam_m = float(sample_lam(cfg.alpha, generator=g))  # type: ignore[arg-type]
-    lam_c = float(sample_lam(cfg.alpha, generator=g))  # type: ignore[arg-type]
+    lam_m = float(sample_lam(ctx.alpha, generator=g))
+    lam_c = float(sample_lam(ctx.alpha, generator=g))
     pi_m = sample_partner(n, g).to(dev)
     pi_c = sample_partner(n, g).to(dev)
     adjust = bool(torch.rand((), generator=g) < cfg.mask_adjust)
 
     with torch.no_grad(), ctx.autocast():
-        feats = ema.features(images, cfg.stage)  # type: ignore[operator]
+        feats = ema.features(images, cfg.stage)
         mask_c = mixer_raw(feats, lam_c, pi_c, size).float()
     if adjust:
         mask_c = mask_adjust(mask_c, lam_c)
@@ -135,7 +166,7 @@ def online_samix_step(ctx: StepContext, images: torch.Tensor, labels: torch.Tens
         "loss_mixer": loss_mixer.detach(),
         "loss_mask": loss_mask.detach(),
     }
-    return {"loss": sum(parts.values()), **parts}  # type: ignore[dict-item]
+    return {"loss": _sum(parts), **parts}
 
 
 def mixer_losses(
@@ -156,43 +187,49 @@ def mixer_losses(
     return loss, cfg.mask_loss_weight * mixer.mask_loss(mask, lam)
 
 
-def _layout(x: torch.Tensor, ctx: StepContext) -> torch.Tensor:
+def _sum(parts: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The total of a step's loss components, added in order."""
+    values = list(parts.values())
+    total = values[0]
+    for value in values[1:]:
+        total = total + value
+    return total
+
+
+def _layout(x: torch.Tensor, ctx: StepContext[Any]) -> torch.Tensor:
     return x.contiguous(memory_format=torch.channels_last) if ctx.channels_last else x
 
 
-def load_frozen_generator(src: str, device: torch.device) -> tuple[nn.Module, dict[str, Any]]:
+def load_frozen_generator(src: str, device: torch.device) -> tuple[Generator, dict[str, Any]]:
     """A frozen generator from a folder or ``ORG/NAME[@REV]`` and its provenance."""
     import samix_hub
 
     from ..sources import resolve_source
 
     resolved = resolve_source(src)
-    loader: Callable[..., Any] | None = getattr(samix_hub, "load_generator", None)
+    loader: Any = getattr(samix_hub, "load_generator", None)
     try:
         if loader is not None:
             gen = loader(str(resolved.path), runtime="torch", device=device)
         else:
             gen = samix_hub.Generator.from_folder(resolved.path, device=device)
     except (FileNotFoundError, ValueError) as exc:
-        from ..errors import UserError
-
         raise UserError(f"--generator {src}: {exc}") from None
     return gen, resolved.provenance()
 
 
-class SupervisedScenario(Scenario):
+class SupervisedScenario(Scenario[ClassifierModules]):
     """``--scenario sl``: a timm classifier (+ EMA and mixer for AutoMix/SAMix)."""
 
     name = "sl"
-    methods = SL_METHODS
+    methods: tuple[str, ...] = SL_METHODS
 
-    def build(self, cfg: TrainConfig, data: DataSource, device: torch.device) -> TrainModules:
+    def build(self, cfg: TrainConfig, data: DataSource, device: torch.device) -> ClassifierModules:
         model = build_classifier(
             cfg.backbone, data.num_classes, data.mean, data.std, data.channels, seed=cfg.seed
         ).to(device)
-        mods = TrainModules(model=model)
         # Every method tracks an EMA copy (evaluated as ema_top1); SAMix/AutoMix also use it.
-        mods.ema = make_ema(model)
+        mods = ClassifierModules(model=model, ema=make_ema(model))
         m = cfg.method
         if m in ("automix", "samix"):
             mods.mixer = build_mixer(
@@ -201,23 +238,21 @@ class SupervisedScenario(Scenario):
             )  # fmt: skip
         elif m == "samix-p":
             gen, provenance = load_frozen_generator(cfg.generator or "", device)
-            if gen.config.in_chans != data.channels:  # type: ignore[union-attr]
-                from ..errors import UserError
-
+            if gen.config.in_chans != data.channels:
                 raise UserError(
-                    f"--generator {cfg.generator}: takes {gen.config.in_chans}-channel images, "  # type: ignore[union-attr]
+                    f"--generator {cfg.generator}: takes {gen.config.in_chans}-channel images, "
                     f"{cfg.data} has {data.channels}"
                 )
             mods.frozen = gen
-            mods.extra["generator_provenance"] = provenance
+            mods.generator_provenance = provenance
         if m in ("mixup", "cutmix", "samix-p"):
             kwargs: dict[str, float] = {}
             if m == "samix-p":
                 kwargs = {"mask_adjust": cfg.mask_adjust, "margin": cfg.lam_margin}
-            mods.extra["method"] = build_method(m, cfg.alpha, mask_fn=mods.frozen, **kwargs)
+            mods.mix_method = build_method(m, cfg.alpha, mask_fn=mods.frozen, **kwargs)
         return mods
 
-    def param_groups(self, mods: TrainModules, cfg: TrainConfig) -> list[dict[str, Any]]:
+    def param_groups(self, mods: ClassifierModules, cfg: TrainConfig) -> list[dict[str, Any]]:
         """The mixer at ``--mixer-lr`` when it differs from ``--lr`` (openmixup's ImageNet
         recipes give the mixer its own schedule; docs/algorithm.md "Online supervised SAMix"), else one group."""
         if mods.mixer is None or cfg.mixer_lr is None or cfg.mixer_lr == cfg.lr:
@@ -227,7 +262,7 @@ class SupervisedScenario(Scenario):
         groups = [{"params": model, "lr": cfg.lr}, {"params": mixer, "lr": cfg.mixer_lr}]
         return [g for g in groups if g["params"]]
 
-    def step_fn(self, method: str) -> StepFn:
+    def step_fn(self, method: str) -> StepFn[ClassifierModules]:
         if method == "vanilla":
             return vanilla_step
         if method in ("mixup", "cutmix", "samix-p"):
@@ -236,21 +271,31 @@ class SupervisedScenario(Scenario):
             return online_samix_step
         raise ValueError(f"no step function for method {method!r}")
 
-    def run_config(self, cfg: TrainConfig, data: DataSource, mods: TrainModules) -> dict:
-        mixer = mods.mixer.config.to_dict() if mods.mixer is not None else None  # type: ignore[union-attr]
+    def run_config(
+        self, cfg: TrainConfig, data: DataSource, mods: ClassifierModules
+    ) -> dict[str, Any]:
+        mixer = mods.mixer.config.to_dict() if mods.mixer is not None else None
         return {
             "num_classes": data.num_classes,
             "mixer": mixer,
-            "generator": mods.extra.get("generator_provenance"),
+            "generator": mods.generator_provenance,
         }
 
-    def after_step(self, mods: TrainModules, step: int, total: int, cfg: TrainConfig) -> None:
+    def after_step(self, mods: ClassifierModules, step: int, total: int, cfg: TrainConfig) -> None:
         if mods.ema is None:
             return
         m = ema_momentum(step, total, cfg.ema_momentum, cfg.ema_end_momentum)
         update_ema(mods.ema, mods.model, m, own_buffers=cfg.method in ("automix", "samix"))
 
-    def evaluate(self, mods, data, cfg, info, autocast, channels_last) -> dict[str, float]:  # type: ignore[override]
+    def evaluate(
+        self,
+        mods: ClassifierModules,
+        data: DataSource,
+        cfg: TrainConfig,
+        info: DistInfo,
+        autocast: Callable[[], contextlib.AbstractContextManager[Any]],
+        channels_last: bool,
+    ) -> dict[str, float]:
         if data.test is None:
             return {}
         tf = eval_transform(data.image_size)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -34,20 +35,20 @@ from ..data.transforms import eval_transform
 from ..errors import UserError
 from ..mixing import apply_mask
 from ..mixing.sampling import sample_lam, sample_partner
-from ..models import Mixer
 from .config import DEFAULT_ALPHA, TrainConfig, resolve_method, resolve_mixer_options
 from .distributed import DistInfo
 from .evaluate import evaluate, mixer_statistics
 from .loader import eval_loader
 from .model import Classifier, build_mixer
 from .pretrained import PretrainedBackbone, load_pretrained_backbone
-from .scenario import StepContext, StepFn, TrainModules, register_scenario
-from .supervised import SupervisedScenario, _layout, mixer_losses
+from .scenario import StepContext, StepFn, modules_as, register_scenario
+from .supervised import ClassifierModules, SupervisedScenario, _layout, mixer_losses
 from .teacher_head import fit_teacher_head, head_mismatch
 
 __all__ = [
     "TEACHER_METHODS",
     "FrozenClassifier",
+    "TeacherModules",
     "TeacherScenario",
     "teacher_step",
     "fuse_conv_bn",
@@ -67,7 +68,19 @@ class FrozenClassifier(Classifier):
         self.eval()
 
     def train(self, mode: bool = True) -> FrozenClassifier:
-        return super().train(False)  # type: ignore[return-value]
+        super().train(False)
+        return self
+
+
+@dataclass(kw_only=True)
+class TeacherModules(ClassifierModules):
+    """``model``: the frozen teacher; ``mixer``: what trains. ``fused_teacher``: the teacher with
+    BatchNorm folded into the convolutions (:func:`fuse_conv_bn`), built at the first step;
+    ``teacher_head``: the head fit's report; ``normalisation``: (mean, std) of the teacher."""
+
+    fused_teacher: Classifier | None = None
+    teacher_head: dict[str, Any] = field(default_factory=dict)
+    normalisation: tuple[list[float], list[float]] = ([], [])
 
 
 def fuse_conv_bn(teacher: Classifier) -> Classifier:
@@ -102,7 +115,9 @@ def fuse_conv_bn(teacher: Classifier) -> Classifier:
     fused = copy.deepcopy(teacher)
     modules = dict(fused.net.named_modules())
     for conv, bn in pairs:
-        _set_module(fused.net, conv, fuse_conv_bn_eval(modules[conv], modules[bn]))  # type: ignore[arg-type]
+        conv_module, bn_module = modules[conv], modules[bn]
+        assert isinstance(conv_module, nn.Conv2d) and isinstance(bn_module, nn.BatchNorm2d)
+        _set_module(fused.net, conv, fuse_conv_bn_eval(conv_module, bn_module))
         _set_module(fused.net, bn, nn.Identity())
     return fused.requires_grad_(False)
 
@@ -112,19 +127,21 @@ def _set_module(root: nn.Module, name: str, module: nn.Module) -> None:
     setattr(root.get_submodule(parent) if parent else root, leaf, module)
 
 
-def teacher_step(ctx: StepContext, images: torch.Tensor, labels: torch.Tensor) -> dict:
+def teacher_step(
+    ctx: StepContext[ClassifierModules], images: torch.Tensor, labels: torch.Tensor
+) -> dict[str, torch.Tensor]:
     """One mixer step against the frozen teacher (see the module docstring).
 
     The teacher computes through :func:`fuse_conv_bn` (built at the first step, i.e. after a
     resumed checkpoint is loaded).
     """
-    cfg, mods, g = ctx.cfg, ctx.modules, ctx.generator
-    mixer_raw: Mixer = mods.mixer  # type: ignore[assignment]
-    teacher: Classifier | None = mods.extra.get("fused_teacher")
+    cfg, mods, g = ctx.cfg, modules_as(ctx.modules, TeacherModules), ctx.generator
+    mixer_raw = mods.require_mixer()
+    teacher = mods.fused_teacher
     if teacher is None:
-        teacher = mods.extra["fused_teacher"] = fuse_conv_bn(mods.model)  # type: ignore[arg-type]
+        teacher = mods.fused_teacher = fuse_conv_bn(mods.model)
     n, size = images.shape[0], tuple(images.shape[-2:])
-    lam = float(sample_lam(cfg.alpha, generator=g))  # type: ignore[arg-type]
+    lam = float(sample_lam(ctx.alpha, generator=g))
     pi = sample_partner(n, g).to(images.device)
     with torch.no_grad(), ctx.autocast():
         feats = teacher.features(images, cfg.stage)
@@ -198,7 +215,7 @@ class TeacherScenario(SupervisedScenario):
             cfg.image_size = self.backbone.input_size
         return cfg
 
-    def build(self, cfg: TrainConfig, data: DataSource, device: torch.device) -> TrainModules:
+    def build(self, cfg: TrainConfig, data: DataSource, device: torch.device) -> TeacherModules:
         bb = self.backbone
         if bb is None:
             raise RuntimeError("TeacherScenario.build before resolve")
@@ -215,40 +232,43 @@ class TeacherScenario(SupervisedScenario):
         head: dict[str, Any] = {"fitted": False}
         if reason is not None:
             head = fit_teacher_head(teacher, data, cfg, reason)
-        mods = TrainModules(model=teacher)
-        mods.mixer = build_mixer(
+        mixer = build_mixer(
             teacher, data.channels, data.image_size, cfg.method, cfg.stage, cfg.seed, device,
             calibration=cfg.calibration, variance=cfg.mask_variance,
         )  # fmt: skip
-        mods.extra.update(teacher_head=head, normalisation=(list(mean), list(std)))
-        return mods
+        return TeacherModules(
+            model=teacher, mixer=mixer, teacher_head=head, normalisation=(list(mean), list(std))
+        )
 
-    def step_fn(self, method: str) -> StepFn:
+    def step_fn(self, method: str) -> StepFn[ClassifierModules]:
         if method not in TEACHER_METHODS:
             raise ValueError(f"no teacher step function for method {method!r}")
         return teacher_step
 
-    def after_step(self, mods: TrainModules, step: int, total: int, cfg: TrainConfig) -> None:
+    def after_step(self, mods: ClassifierModules, step: int, total: int, cfg: TrainConfig) -> None:
         """Nothing: the teacher is frozen and there is no EMA."""
 
-    def run_config(self, cfg: TrainConfig, data: DataSource, mods: TrainModules) -> dict:
+    def run_config(
+        self, cfg: TrainConfig, data: DataSource, mods: ClassifierModules
+    ) -> dict[str, Any]:
         bb = self.backbone
         assert bb is not None
+        own = modules_as(mods, TeacherModules)
         return {
             **super().run_config(cfg, data, mods),
-            **bb.run_config(mods.extra["normalisation"], data.channels),
+            **bb.run_config(own.normalisation, data.channels),
             "trained_against": "a frozen teacher",
             "teacher_provenance": bb.provenance,
-            "teacher_head": mods.extra["teacher_head"],
+            "teacher_head": own.teacher_head,
         }
 
     def evaluate(
         self,
-        modules: TrainModules,
+        modules: ClassifierModules,
         data: DataSource,
         cfg: TrainConfig,
         info: DistInfo,
-        autocast: Callable[[], contextlib.AbstractContextManager],
+        autocast: Callable[[], contextlib.AbstractContextManager[Any]],
         channels_last: bool,
     ) -> dict[str, float]:
         """The teacher's top-1/top-5 (computed once: it is frozen) + mask statistics."""

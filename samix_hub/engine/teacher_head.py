@@ -20,7 +20,7 @@ from ..errors import UserError
 from .config import TrainConfig
 from .knn import extract_features
 from .loader import eval_loader
-from .model import Classifier
+from .model import Classifier, timm_method
 from .pretrained import PretrainedBackbone
 
 __all__ = ["head_mismatch", "pooled_features", "fit_linear_head", "fit_teacher_head"]
@@ -52,7 +52,8 @@ def pooled_features(
     def encode(x: torch.Tensor) -> torch.Tensor:
         return net.forward_head(net.forward_features(teacher.normalize(x)), pre_logits=True)
 
-    batches = eval_loader(dataset, eval_transform(tuple(image_size)), batch_size, 0)  # type: ignore[arg-type]
+    h, w = image_size
+    batches = eval_loader(dataset, eval_transform((h, w)), batch_size, 0)
     feats, labels = extract_features(encode, batches, device)
     return feats.cpu(), labels.cpu().long()
 
@@ -92,8 +93,8 @@ def fit_linear_head(
 
 
 def install_head(net: nn.Module, weight: torch.Tensor, bias: torch.Tensor, src: str) -> None:
-    net.reset_classifier(weight.shape[0])  # type: ignore[operator]
-    head = net.get_classifier()  # type: ignore[operator]
+    timm_method(net, "reset_classifier")(weight.shape[0])
+    head = timm_method(net, "get_classifier")()
     if not isinstance(head, nn.Linear) or head.in_features != weight.shape[1]:
         raise UserError(f"--teacher {src}: its classifier is not one linear layer; cannot refit")
     with torch.no_grad():
