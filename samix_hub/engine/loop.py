@@ -46,10 +46,10 @@ from .config import RUN_FORMAT_VERSION, RUN_KIND, TrainConfig
 from .distributed import DistInfo, all_reduce_sum, broadcast_buffers, init_distributed, shutdown
 from .loader import ResumableSampler, SeededTransform, mix_seed, train_loader
 from .optim import build_optimizer, cosine_schedule, warn_short_ema
-from .resume import RUNTIME_KEYS, check_resumable, config_from_run
+from .resume import check_resumable
 from .scenario import Scenario, StepContext, StepFn, TrainModules, get_scenario
 
-__all__ = ["train", "NonFiniteLossError", "run_config_dict", "config_from_run", "RUNTIME_KEYS"]
+__all__ = ["train", "NonFiniteLossError", "run_config_dict"]
 
 
 class NonFiniteLossError(UserError):
