@@ -15,15 +15,18 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
+import timm
 import torch
 import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
 from torchvision.transforms import v2
 
+from ..errors import UserError
 from .distributed import DistInfo
-from .model import Classifier, timm_method
+from .model import Classifier, check_backbone, timm_method
 
 __all__ = [
     "MoCoNet",
@@ -33,6 +36,7 @@ __all__ = [
     "default_queue_len",
     "two_view_transform",
     "TwoViews",
+    "build_moco",
 ]
 
 
@@ -200,3 +204,22 @@ class TwoViews:
 
     def __call__(self, image: torch.Tensor) -> torch.Tensor:
         return torch.stack([self.view(image), self.view(image)])
+
+
+def build_moco(
+    backbone: str,
+    mean: Any,
+    std: Any,
+    in_chans: int,
+    proj_dim: int = 128,
+    seed: int | None = None,
+) -> MoCoNet:
+    """A freshly initialised query network (timm backbone without head + projection MLP)."""
+    check_backbone(backbone)
+    with torch.random.fork_rng(devices=[]):
+        if seed is not None:
+            torch.manual_seed(seed)
+        net = timm.create_model(backbone, pretrained=False, num_classes=0, in_chans=in_chans)
+        if not hasattr(net, "forward_intermediates"):
+            raise UserError(f"backbone {backbone!r}: timm model without forward_intermediates")
+        return MoCoNet(net, mean, std, proj_dim)

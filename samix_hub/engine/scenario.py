@@ -33,6 +33,7 @@ __all__ = [
     "TrainModules",
     "Scenario",
     "modules_as",
+    "total_loss",
     "register_scenario",
     "get_scenario",
     "SCENARIOS",
@@ -115,6 +116,15 @@ class StepContext(Generic[M]):
 
 
 StepFn = Callable[[StepContext[M], torch.Tensor, torch.Tensor], dict[str, torch.Tensor]]
+
+
+def total_loss(parts: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The ``"loss"`` a step returns: its components added in order."""
+    values = list(parts.values())
+    total = values[0]
+    for value in values[1:]:
+        total = total + value
+    return total
 
 
 class Scenario(Generic[M]):

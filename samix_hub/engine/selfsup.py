@@ -35,7 +35,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import timm
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
@@ -55,14 +54,14 @@ from .moco import (
     KeyQueue,
     MoCoNet,
     TwoViews,
+    build_moco,
     default_queue_len,
     gather_rows,
     shuffled_forward,
     two_view_transform,
 )
-from .model import build_mixer, check_backbone
-from .scenario import Scenario, StepContext, StepFn, TrainModules, register_scenario
-from .supervised import _sum
+from .model import build_mixer
+from .scenario import Scenario, StepContext, StepFn, TrainModules, register_scenario, total_loss
 
 SslContext = StepContext["SslModules"]
 
@@ -82,9 +81,7 @@ SSL_METHODS = ("moco", "mixup", "samix")
 SSL_ALPHA = {"moco": 1.0, "mixup": 1.0, "samix": 2.0}
 #: Masks whose mean is further than this from λ are rescaled (docs/algorithm.md "Self-supervised SAMix").
 MASK_TOLERANCE = 0.1
-_DEFAULT_END = next(
-    f.default for f in dataclasses.fields(TrainConfig) if f.name == "ema_end_momentum"
-)
+_DEFAULT_END = TrainConfig.ema_end_momentum  # the dataclass default
 
 
 @dataclass(kw_only=True)
@@ -247,26 +244,7 @@ def samix_ssl_step(
     out = _query_losses(ctx, v1, mixed, k1, k2, queue, lam_c, pi_c)
     _enqueue(ctx, k2)
     parts = {**out, "loss_mixer": loss_mixer.detach(), "loss_mask": loss_mask.detach()}
-    return {"loss": _sum(parts), **parts}
-
-
-def build_moco(
-    backbone: str,
-    mean: Any,
-    std: Any,
-    in_chans: int,
-    proj_dim: int = 128,
-    seed: int | None = None,
-) -> MoCoNet:
-    """A freshly initialised query network (timm backbone without head + projection MLP)."""
-    check_backbone(backbone)
-    with torch.random.fork_rng(devices=[]):
-        if seed is not None:
-            torch.manual_seed(seed)
-        net = timm.create_model(backbone, pretrained=False, num_classes=0, in_chans=in_chans)
-        if not hasattr(net, "forward_intermediates"):
-            raise UserError(f"backbone {backbone!r}: timm model without forward_intermediates")
-        return MoCoNet(net, mean, std, proj_dim)
+    return {"loss": total_loss(parts), **parts}
 
 
 def _world() -> int:

@@ -35,7 +35,14 @@ from .ema import ema_momentum, make_ema, update_ema
 from .evaluate import evaluate, mixer_statistics
 from .loader import eval_loader
 from .model import Classifier, build_classifier, build_mixer
-from .scenario import Scenario, StepContext, StepFn, TrainModules, register_scenario
+from .scenario import (
+    Scenario,
+    StepContext,
+    StepFn,
+    TrainModules,
+    register_scenario,
+    total_loss,
+)
 
 __all__ = [
     "ClassifierModules",
@@ -166,7 +173,7 @@ def online_samix_step(
         "loss_mixer": loss_mixer.detach(),
         "loss_mask": loss_mask.detach(),
     }
-    return {"loss": _sum(parts), **parts}
+    return {"loss": total_loss(parts), **parts}
 
 
 def mixer_losses(
@@ -185,15 +192,6 @@ def mixer_losses(
     else:
         loss = eta_balanced_mixup_loss(logits, labels, labels[partner], lam, cfg.eta)
     return loss, cfg.mask_loss_weight * mixer.mask_loss(mask, lam)
-
-
-def _sum(parts: dict[str, torch.Tensor]) -> torch.Tensor:
-    """The total of a step's loss components, added in order."""
-    values = list(parts.values())
-    total = values[0]
-    for value in values[1:]:
-        total = total + value
-    return total
 
 
 def _layout(x: torch.Tensor, ctx: StepContext[Any]) -> torch.Tensor:
