@@ -272,8 +272,9 @@ def _train_epoch(run: _Run) -> None:
     for images, labels in loader:
         t0 = time.perf_counter()
         gen.manual_seed(mix_seed(cfg.seed, info.rank, run.step, 0x5A))
-        values, lr = _train_step(run, images.to(device, non_blocking=True),
-                                 labels.to(device, non_blocking=True), gen, epoch)  # fmt: skip
+        images = images.to(device, non_blocking=True)
+        labels = labels.to(device, non_blocking=True)
+        values, lr = _train_step(run, images, labels, gen, epoch)
         run.step += 1
         for k, v in values.items():
             run.sums[k] = run.sums.get(k, 0.0) + v
