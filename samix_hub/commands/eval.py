@@ -9,8 +9,9 @@ from typing import Any
 import click
 import torch
 
+from ..devices import resolve_device
 from ..errors import UserError
-from ._common import POSITIVE, device_option, quiet_option, resolve_device, seed_option
+from ._common import POSITIVE, device_option, quiet_option, seed_option
 
 
 def _run_models(run_dir: Path, device: torch.device) -> tuple[dict[str, torch.nn.Module], dict]:

@@ -11,6 +11,7 @@ from typing import Any
 import click
 import torch
 
+from ..devices import resolve_device
 from ..errors import UserError
 from ._common import (
     POSITIVE,
@@ -19,7 +20,6 @@ from ._common import (
     builtin_hint,
     device_option,
     quiet_option,
-    resolve_device,
     resume_hint,
     seed_option,
 )
@@ -221,10 +221,9 @@ def command(
     """
     from ..data.mix_out import check_mix_out
     from ..data.mix_writer import MixSettings, preview_batch, write_mixed
-    from ..data.mixed import DEFAULT_ALPHA
     from ..data.specs import load_data
     from ..fileio import check_writable_dir, check_writable_file
-    from ..mixing.sampling import check_alpha
+    from ..mixing.sampling import DEFAULT_ALPHA, check_alpha
 
     check_mix_out(out)  # before any long work: refuse a folder that is not ours
     check_writable_dir(out, "--out")

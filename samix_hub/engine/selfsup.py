@@ -44,7 +44,7 @@ from ..data.transforms import eval_transform
 from ..errors import UserError
 from ..losses import info_nce, mixup_info_nce, ssl_eta_balanced_loss
 from ..mixing import mask_adjust
-from ..mixing.sampling import sample_lam, sample_partner
+from ..mixing.sampling import DEFAULT_ALPHA, sample_lam, sample_partner
 from ..models import Mixer
 from .config import TrainConfig, resolve_method
 from .distributed import DistInfo
@@ -75,8 +75,6 @@ __all__ = [
 ]
 
 SSL_METHODS = ("moco", "mixup", "samix")
-#: Beta(α, α) per method (MixUp as on CIFAR; SAMix as section 2). MoCo mixes nothing.
-SSL_ALPHA = {"moco": 1.0, "mixup": 1.0, "samix": 2.0}
 #: Options of the ssl scenario (``TrainConfig.extra``) and their defaults; ``queue_len`` and
 #: ``shuffle_bn_splits`` None: sized for the data set / 2 chunks in one process, 1 per rank.
 SSL_OPTIONS: dict[str, Any] = {
@@ -269,7 +267,7 @@ class SelfSupScenario(Scenario):
     methods = SSL_METHODS
 
     def resolve(self, cfg: TrainConfig) -> TrainConfig:
-        resolve_method(cfg, SSL_METHODS, SSL_ALPHA, kind="ssl ")
+        resolve_method(cfg, SSL_METHODS, DEFAULT_ALPHA, kind="ssl ")
         if cfg.min_lr is None:
             cfg.min_lr = 0.0  # MoCo v2: cosine to 0
         if cfg.ema_end_momentum == _DEFAULT_END:

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from ..data.specs import DataSource
 from ..data.transforms import eval_transform
 from ..losses import eta_balanced_mixup_loss, mixup_cross_entropy
-from ..mixing import apply_mask, build_method, margin_fallback, mask_adjust
+from ..mixing import apply_mask, build_method, finish_mask
 from ..mixing.sampling import sample_lam, sample_partner
 from ..models import Mixer
 from .config import SL_METHODS, TrainConfig
@@ -107,9 +107,7 @@ def online_samix_step(ctx: StepContext, images: torch.Tensor, labels: torch.Tens
     with torch.no_grad(), ctx.autocast():
         feats = ema.features(images, cfg.stage)  # type: ignore[operator]
         mask_c = mixer_raw(feats, lam_c, pi_c, size).float()
-    if adjust:
-        mask_c = mask_adjust(mask_c, lam_c)
-    mask_c = margin_fallback(mask_c, lam_c, cfg.lam_margin)
+    mask_c = finish_mask(mask_c, lam_c, adjust, cfg.lam_margin)
 
     # Mixer branch: grads reach the mixer only (EMA parameters do not require grad).
     with ctx.autocast():

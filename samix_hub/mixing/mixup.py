@@ -20,6 +20,7 @@ import torch
 from ..errors import UserError
 from .masks import LAM_MARGIN, apply_mask
 from .methods import SAMix
+from .sampling import DEFAULT_ALPHA
 
 __all__ = ["SAMixUp", "MixInputError", "soft_targets", "datasets_map_fn", "RANGE_TOLERANCE"]
 
@@ -77,7 +78,7 @@ class SAMixUp:
         self,
         generator: Any,
         num_classes: int,
-        alpha: float = 2.0,
+        alpha: float = DEFAULT_ALPHA["samix"],
         label_smoothing: float = 0.0,
         mean: Sequence[float] | torch.Tensor | None = None,
         std: Sequence[float] | torch.Tensor | None = None,
@@ -192,7 +193,7 @@ class SAMixUp:
             images.shape[0], tuple(images.shape[-2:]), rng if rng is not None else self.rng
         )
         params.partner = params.partner.to(images.device)
-        mask = self.method.masks(x, params)
+        mask = self.method.mask(x, params)
         mixed = apply_mask(x, mask, params.partner)
         if normalised and self.mean is not None and self.std is not None:
             mixed = (mixed - self.mean.to(mixed.device)) / self.std.to(mixed.device)

@@ -9,7 +9,26 @@ import math
 
 import torch
 
-__all__ = ["sample_lam", "sample_partner", "sample_box", "check_alpha"]
+__all__ = [
+    "DEFAULT_ALPHA",
+    "sample_lam",
+    "sample_partner",
+    "sample_box",
+    "box_lam",
+    "check_alpha",
+]
+
+#: The one Beta(α, α) table: each method's α on CIFAR, as the reference (docs/algorithm.md:
+#: "Online supervised SAMix", "SAMix^P", "Baselines"). ``moco`` is self-supervised MoCo.
+DEFAULT_ALPHA: dict[str, float] = {
+    "vanilla": 1.0,
+    "mixup": 1.0,
+    "cutmix": 0.2,
+    "automix": 2.0,
+    "samix": 2.0,
+    "samix-p": 2.0,
+    "moco": 1.0,
+}
 
 
 def check_alpha(alpha: float) -> float:
@@ -54,3 +73,9 @@ def sample_box(
     y0, y1 = max(cy - cut_h // 2, 0), min(cy + cut_h // 2, height)
     x0, x1 = max(cx - cut_w // 2, 0), min(cx + cut_w // 2, width)
     return y0, y1, x0, x1
+
+
+def box_lam(box: tuple[int, int, int, int], height: int, width: int) -> float:
+    """CutMix's λ corrected to the area kept after clipping: ``1 - box area / image area``."""
+    y0, y1, x0, x1 = box
+    return 1.0 - (y1 - y0) * (x1 - x0) / float(height * width)
