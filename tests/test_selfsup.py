@@ -148,7 +148,8 @@ def test_knn_accuracy_on_separable_features() -> None:
 
 
 def test_linear_probe_agrees_with_sklearn() -> None:
-    sklearn = pytest.importorskip("sklearn.linear_model")
+    from sklearn import linear_model as sklearn
+
     g = torch.Generator().manual_seed(2)
     y = torch.randint(0, 4, (600,), generator=g)
     scale = torch.linspace(0.1, 10, 12)  # features on very different scales
@@ -334,7 +335,8 @@ def test_ssl_run_knn_probe_and_generator_export(tmp_path: Path, capsys) -> None:
     probe = json.loads(out)
     assert probe["linear_probe_top1"] > PROBE_MIN and probe["count"] == 360
 
-    export_run = pytest.importorskip("samix_hub.export_run")
+    from samix_hub import export_run
+
     gen = export_run.build_generator(export_run.load_run(run))
     assert gen.config.provenance["scenario"] == "ssl"
     assert gen.config.provenance["encoder_weights"] == "ema"  # the key encoder

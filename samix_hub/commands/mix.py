@@ -68,10 +68,8 @@ def load_mix_generator(
         if runtime == "onnx":
             if not onnx_file.is_file():
                 raise UserError(f"{onnx_file}: missing (export with ONNX, or --runtime torch)")
-            try:
-                from .. import load_generator  # type: ignore[attr-defined]
-            except ImportError:
-                raise UserError("--runtime onnx: this samix-hub has no ONNX loader") from None
+            from ..loading import load_generator
+
             gen = load_generator(str(folder), runtime="onnx", device=device.type)
             files = ["config.json", "onnx/generator.onnx"]
         else:

@@ -6,10 +6,11 @@
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-
-from . import supervised as supervised  # registers the "sl" scenario
+# Each scenario module registers itself on import: "sl", "ssl", "finetune", "teacher".
+from . import finetune as finetune
+from . import selfsup as selfsup
+from . import supervised as supervised
+from . import teacher as teacher
 from .checkpoint import load_checkpoint, read_run_config, run_generator, save_checkpoint
 from .config import SL_METHODS, TrainConfig
 from .ema import ema_momentum, make_ema, update_ema
@@ -24,11 +25,6 @@ from .scenario import (
     get_scenario,
     register_scenario,
 )
-
-# Scenarios added by other modules register themselves when present (e.g. ``selfsup``: "ssl").
-for _name in ("selfsup", "finetune", "teacher"):
-    if importlib.util.find_spec(f"{__name__}.{_name}") is not None:
-        importlib.import_module(f"{__name__}.{_name}")
 
 __all__ = [
     "SL_METHODS",

@@ -186,8 +186,6 @@ def _load_plain(module: nn.Module, state: dict[str, torch.Tensor]) -> None:
 
 
 SCENARIOS: dict[str, Callable[[], Scenario]] = {}
-#: Scenarios that exist in the product design but are not implemented in this version.
-PLANNED = {"ssl": "self-supervised SAMix (--scenario ssl) is not available yet in this version"}
 
 
 def register_scenario(name: str, factory: Callable[[], Scenario]) -> None:
@@ -197,6 +195,4 @@ def register_scenario(name: str, factory: Callable[[], Scenario]) -> None:
 def get_scenario(name: str) -> Scenario:
     if name in SCENARIOS:
         return SCENARIOS[name]()
-    if name in PLANNED:
-        raise UserError(PLANNED[name])
     raise UserError(f"unknown scenario {name!r} (one of {', '.join(sorted(SCENARIOS))})")

@@ -15,7 +15,6 @@ a published backbone is; both losses train that head and its EMA scores the mixe
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -160,17 +159,12 @@ def _layout(x: torch.Tensor, ctx: StepContext) -> torch.Tensor:
 
 def load_frozen_generator(src: str, device: torch.device) -> tuple[nn.Module, dict[str, Any]]:
     """A frozen generator from a folder or ``ORG/NAME[@REV]`` and its provenance."""
-    import samix_hub
-
+    from ..loading import load_generator
     from ..sources import resolve_source
 
     resolved = resolve_source(src)
-    loader: Callable[..., Any] | None = getattr(samix_hub, "load_generator", None)
     try:
-        if loader is not None:
-            gen = loader(str(resolved.path), runtime="torch", device=device)
-        else:
-            gen = samix_hub.Generator.from_folder(resolved.path, device=device)
+        gen = load_generator(str(resolved.path), runtime="torch", device=device)
     except (FileNotFoundError, ValueError) as exc:
         from ..errors import UserError
 
