@@ -350,6 +350,7 @@ KNN_MIN = 35.0
 PROBE_MIN = 60.0
 
 
+@pytest.mark.slow
 def test_two_process_gloo_run(tmp_path: Path) -> None:
     """torchrun with two CPU processes: keys are gathered, so the queue advances by the global
     batch, and the run finishes with a kNN record."""
