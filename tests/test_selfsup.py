@@ -77,7 +77,7 @@ def test_default_queue_len_matches_references() -> None:
 
 
 def test_queue_is_a_ring_buffer_of_normalised_keys() -> None:
-    q = KeyQueue(dim=4, length=5, generator=torch.Generator().manual_seed(0))
+    q = KeyQueue(dim=4, length=5, rng=torch.Generator().manual_seed(0))
     init = q.keys.clone()
     assert torch.allclose(init.norm(dim=1), torch.ones(5))
     ref = list(init)

@@ -176,7 +176,7 @@ def plan_shard(
             partner = torch.empty(n, dtype=torch.long)
             partner[perm] = perm.roll(-1)  # one cycle: perm[j] -> perm[j + 1]
         m = len(load)
-        lam = sample_lam(alpha, m, generator=gen)
+        lam = sample_lam(alpha, m, rng=gen)
         boxes = None
         if method == "cutmix":
             boxes = [sample_box(float(v), h, w, gen) for v in lam]

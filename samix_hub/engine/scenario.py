@@ -67,7 +67,7 @@ class StepContext:
     modules: TrainModules
     cfg: TrainConfig
     device: torch.device
-    generator: torch.Generator
+    rng: torch.Generator
     step: int
     total_steps: int
     backward: Callable[[torch.Tensor, str], None]

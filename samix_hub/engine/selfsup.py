@@ -182,8 +182,8 @@ def moco_step(ctx: StepContext, images: torch.Tensor, labels: torch.Tensor) -> d
 def mixup_ssl_step(ctx: StepContext, images: torch.Tensor, labels: torch.Tensor) -> dict:
     """MoCo + MixUp: MoCo InfoNCE + mixup InfoNCE of ``λ v1 + (1 - λ) v2[π]``."""
     v1, v2 = _views(images)
-    g = ctx.generator
-    lam = float(sample_lam(ctx.cfg.alpha, generator=g))  # type: ignore[arg-type]
+    g = ctx.rng
+    lam = float(sample_lam(ctx.cfg.alpha, rng=g))  # type: ignore[arg-type]
     pi = sample_partner(v1.shape[0], g).to(v1.device)
     k1, _ = _keys(ctx, v1, 1)
     k2, _ = _keys(ctx, v2, 2)
@@ -201,14 +201,14 @@ def _pair_partner(pi: torch.Tensor) -> torch.Tensor:
 
 def samix_ssl_step(ctx: StepContext, images: torch.Tensor, labels: torch.Tensor) -> dict:
     """MoCo + SAMix, label-free (docs/algorithm.md "Self-supervised SAMix"); see the module docstring."""
-    cfg, mods, g = ctx.cfg, ctx.modules, ctx.generator
+    cfg, mods, g = ctx.cfg, ctx.modules, ctx.rng
     mixer_raw: Mixer = mods.mixer  # type: ignore[assignment]
     key: MoCoNet = mods.ema  # type: ignore[assignment]
     t = float(cfg.extra["temperature"])
     v1, v2 = _views(images)
     n, size, dev = v1.shape[0], tuple(v1.shape[-2:]), v1.device
-    lam_m = float(sample_lam(cfg.alpha, generator=g))  # type: ignore[arg-type]
-    lam_c = float(sample_lam(cfg.alpha, generator=g))  # type: ignore[arg-type]
+    lam_m = float(sample_lam(cfg.alpha, rng=g))  # type: ignore[arg-type]
+    lam_c = float(sample_lam(cfg.alpha, rng=g))  # type: ignore[arg-type]
     pi_m = sample_partner(n, g).to(dev)
     pi_c = sample_partner(n, g).to(dev)
     queue = _queue(ctx)

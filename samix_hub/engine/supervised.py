@@ -58,7 +58,7 @@ def mix_step(ctx: StepContext, images: torch.Tensor, labels: torch.Tensor) -> di
     ``--clean-loss`` (SAMix^P) adds the clean-batch CE of the online recipe (section 5).
     """
     method = ctx.modules.extra["method"]
-    mixed = method(images, labels, generator=ctx.generator)
+    mixed = method(images, labels, rng=ctx.rng)
     model = ctx.modules.call("model")
     clean = ctx.cfg.clean_loss and ctx.cfg.method == "samix-p"
     out: dict[str, torch.Tensor] = {}
@@ -92,13 +92,13 @@ def online_samix_step(ctx: StepContext, images: torch.Tensor, labels: torch.Tens
     5. Classifier loss: mixup CE on the batch mixed with mask_c + CE on the clean batch.
     The three backward passes run one after another (see :mod:`samix_hub.engine.scenario`).
     """
-    cfg, mods, g = ctx.cfg, ctx.modules, ctx.generator
+    cfg, mods, g = ctx.cfg, ctx.modules, ctx.rng
     mixer_raw: Mixer = mods.mixer  # type: ignore[assignment]
     ema: nn.Module = mods.ema  # type: ignore[assignment]
     n, size = images.shape[0], tuple(images.shape[-2:])
     dev = images.device
-    lam_m = float(sample_lam(cfg.alpha, generator=g))  # type: ignore[arg-type]
-    lam_c = float(sample_lam(cfg.alpha, generator=g))  # type: ignore[arg-type]
+    lam_m = float(sample_lam(cfg.alpha, rng=g))  # type: ignore[arg-type]
+    lam_c = float(sample_lam(cfg.alpha, rng=g))  # type: ignore[arg-type]
     pi_m = sample_partner(n, g).to(dev)
     pi_c = sample_partner(n, g).to(dev)
     adjust = bool(torch.rand((), generator=g) < cfg.mask_adjust)

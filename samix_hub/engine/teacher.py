@@ -118,13 +118,13 @@ def teacher_step(ctx: StepContext, images: torch.Tensor, labels: torch.Tensor) -
     The teacher computes through :func:`fuse_conv_bn` (built at the first step, i.e. after a
     resumed checkpoint is loaded).
     """
-    cfg, mods, g = ctx.cfg, ctx.modules, ctx.generator
+    cfg, mods, g = ctx.cfg, ctx.modules, ctx.rng
     mixer_raw: Mixer = mods.mixer  # type: ignore[assignment]
     teacher: Classifier | None = mods.extra.get("fused_teacher")
     if teacher is None:
         teacher = mods.extra["fused_teacher"] = fuse_conv_bn(mods.model)  # type: ignore[arg-type]
     n, size = images.shape[0], tuple(images.shape[-2:])
-    lam = float(sample_lam(cfg.alpha, generator=g))  # type: ignore[arg-type]
+    lam = float(sample_lam(cfg.alpha, rng=g))  # type: ignore[arg-type]
     pi = sample_partner(n, g).to(images.device)
     with torch.no_grad(), ctx.autocast():
         feats = teacher.features(images, cfg.stage)

@@ -1,7 +1,7 @@
 """Mixing methods behind one interface: sample parameters, then apply them.
 
 Modelled on torchvision's transforms v2 MixUp/CutMix (parameters sampled separately from their
-application, explicit generators), returning a :class:`MixedBatch` whose labels are
+application, explicit RNGs, ``rng``), returning a :class:`MixedBatch` whose labels are
 ``(label_a, label_b, lam)``: sample ``i`` weighs ``lam[i]``, its partner ``1 - lam[i]``.
 """
 
@@ -66,7 +66,7 @@ class MixMethod:
     name = "base"
 
     def sample_params(
-        self, batch_size: int, image_size: tuple[int, int], generator: torch.Generator | None = None
+        self, batch_size: int, image_size: tuple[int, int], rng: torch.Generator | None = None
     ) -> MixParams:
         raise NotImplementedError
 
@@ -81,9 +81,9 @@ class MixMethod:
         return MixedBatch(mixed, labels, labels[params.partner], lam, mask, params.partner)
 
     def __call__(
-        self, images: torch.Tensor, labels: torch.Tensor, generator: torch.Generator | None = None
+        self, images: torch.Tensor, labels: torch.Tensor, rng: torch.Generator | None = None
     ) -> MixedBatch:
-        params = self.sample_params(images.shape[0], _size(images), generator)
+        params = self.sample_params(images.shape[0], _size(images), rng)
         params.partner = params.partner.to(images.device)
         return self.apply(images, labels, params)
 
@@ -108,7 +108,7 @@ class Vanilla(MixMethod):
     name = "vanilla"
 
     def sample_params(
-        self, batch_size: int, image_size: tuple[int, int], generator: torch.Generator | None = None
+        self, batch_size: int, image_size: tuple[int, int], rng: torch.Generator | None = None
     ) -> MixParams:
         return MixParams(lam=torch.tensor(1.0), partner=torch.arange(batch_size))
 
@@ -131,10 +131,10 @@ class MixUp(MixMethod):
         self.alpha = check_alpha(alpha)
 
     def sample_params(
-        self, batch_size: int, image_size: tuple[int, int], generator: torch.Generator | None = None
+        self, batch_size: int, image_size: tuple[int, int], rng: torch.Generator | None = None
     ) -> MixParams:
-        lam = sample_lam(self.alpha, generator=generator)
-        return MixParams(lam=lam, partner=sample_partner(batch_size, generator))
+        lam = sample_lam(self.alpha, rng=rng)
+        return MixParams(lam=lam, partner=sample_partner(batch_size, rng))
 
     def mask(self, images: torch.Tensor, params: MixParams) -> torch.Tensor:
         """The constant λ of each sample."""
@@ -158,12 +158,12 @@ class CutMix(MixMethod):
         self.alpha = check_alpha(alpha)
 
     def sample_params(
-        self, batch_size: int, image_size: tuple[int, int], generator: torch.Generator | None = None
+        self, batch_size: int, image_size: tuple[int, int], rng: torch.Generator | None = None
     ) -> MixParams:
-        lam = sample_lam(self.alpha, generator=generator)
-        partner = sample_partner(batch_size, generator)
+        lam = sample_lam(self.alpha, rng=rng)
+        partner = sample_partner(batch_size, rng)
         h, w = image_size
-        box = sample_box(float(lam), h, w, generator)
+        box = sample_box(float(lam), h, w, rng)
         return MixParams(lam=torch.tensor(box_lam(box, h, w)), partner=partner, boxes=[box])
 
     def mask(self, images: torch.Tensor, params: MixParams) -> torch.Tensor:
@@ -231,11 +231,11 @@ class SAMix(MixMethod):
         self.mask_adjust = mask_adjust
 
     def sample_params(
-        self, batch_size: int, image_size: tuple[int, int], generator: torch.Generator | None = None
+        self, batch_size: int, image_size: tuple[int, int], rng: torch.Generator | None = None
     ) -> MixParams:
-        lam = sample_lam(self.alpha, batch_size if self.per_sample else None, generator=generator)
-        partner = sample_partner(batch_size, generator)
-        adjust = bool(torch.rand((), generator=generator) < self.mask_adjust)
+        lam = sample_lam(self.alpha, batch_size if self.per_sample else None, rng=rng)
+        partner = sample_partner(batch_size, rng)
+        adjust = bool(torch.rand((), generator=rng) < self.mask_adjust)
         return MixParams(lam=lam, partner=partner, adjust=adjust)
 
     @torch.no_grad()

@@ -70,7 +70,7 @@ class SAMixUp:
     outside [0, 1] (beyond ``tolerance``, after un-normalising) raises :class:`MixInputError`.
 
     λ ~ Beta(α, α), one per batch (``per_sample=True``: one per image), drawn from ``rng``
-    (a ``torch.Generator``; None uses torch's global generator). Targets use the sampled λ;
+    (a ``torch.Generator``; None uses torch's global RNG). Targets use the sampled λ;
     the generator's mask has mean λ when it is λ-exact (``calibration: "exact"``).
     """
 
@@ -183,7 +183,7 @@ class SAMixUp:
         """``(mixed images, soft targets)``; mixed images are normalised like the input.
 
         ``pixels=True``: the images are in [0, 1] even though mean/std are set, and so is the
-        result (``rng`` replaces the instance's generator for this call).
+        result (``rng`` replaces the instance's RNG for this call).
         """
         normalised = self.mean is not None and not pixels
         x = self._pixels(images, normalised)
@@ -219,7 +219,7 @@ class SAMixUp:
     def collate(self, batch: Sequence[Any]) -> tuple[torch.Tensor, torch.Tensor]:
         """A ``DataLoader`` ``collate_fn``: ``default_collate`` a list of (image, label), then mix.
 
-        In ``DataLoader`` worker processes each worker draws from its own generator, seeded
+        In ``DataLoader`` worker processes each worker draws from its own RNG, seeded
         from ``rng``'s seed and the worker's seed (so workers do not repeat each other's λ).
         """
         from torch.utils.data import default_collate, get_worker_info
