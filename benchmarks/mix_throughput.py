@@ -35,6 +35,7 @@ sys.path.insert(0, str(REPO))
 from samix_hub import Generator, GeneratorConfig, MixerConfig  # noqa: E402
 from samix_hub.data import load_data  # noqa: E402
 from samix_hub.data.mix_writer import MixSettings, write_mixed  # noqa: E402
+from samix_hub.mixing.sampling import DEFAULT_ALPHA  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data" / "cifar10_subset_4k_1k.npz"
 
@@ -119,7 +120,7 @@ def main() -> None:
                 source_size=len(dataset),
                 class_names=list(source.class_names),
                 method=method,
-                alpha={"samix": 2.0, "mixup": 1.0}[method],
+                alpha=DEFAULT_ALPHA[method],
                 num=num,
                 seed=0,
                 batch_size=args.batch_size,

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .config_fields import check_backbone_config
+from .data.mixed import SHARD_RE
 from .errors import ArtifactError
 
 __all__ = [
@@ -33,7 +34,6 @@ GENERATOR = "samix-generator"
 BACKBONE = "samix-backbone"
 MIXED_DATASET = "samix-mixed-dataset"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt", ".pickle")
-SHARD_RE = re.compile(r"^train-(\d{5})-of-(\d{5})\.parquet$")
 #: Version of the ``samix_hub`` section samix-hub adds to a timm backbone ``config.json``.
 BACKBONE_FORMAT_VERSION = 1
 #: Input and output names of the ONNX graphs samix-hub writes.

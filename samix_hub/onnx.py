@@ -217,10 +217,6 @@ def _session(path: Path, device: str, threads: int | None = None) -> Any:
     return sess
 
 
-def _device_of(device: str) -> torch.device:
-    return torch.device("cpu") if device in ("auto", "cpu") else torch.device(device)
-
-
 class OnnxGenerator:
     """An onnxruntime session with the torch generator's call: ``gen(images, partner, lam)``.
 

@@ -227,8 +227,8 @@ def test_online_samix_mixer_gradient_equals_mixer_loss_gradient(tmp_path, digits
     mods.mixer.load_state_dict(mixer_state)
     mods.mixer.zero_grad(set_to_none=True)
     g = torch.Generator().manual_seed(105)
-    lam_m = float(sample_lam(2.0, generator=g))
-    float(sample_lam(2.0, generator=g))
+    lam_m = float(sample_lam(2.0, rng=g))
+    float(sample_lam(2.0, rng=g))
     pi_m = sample_partner(32, g)
     with torch.no_grad():  # train-mode BatchNorm: running statistics do not enter the output
         feats = mods.ema.features(images, 3)

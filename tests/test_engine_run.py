@@ -12,6 +12,9 @@ import torch
 from samix_hub.cli import main
 from samix_hub.engine import TrainConfig, load_checkpoint, run_generator, train
 
+#: every test shares one 2-epoch run (about 17 s on 2 cores)
+pytestmark = pytest.mark.slow
+
 RUN_KEYS = {
     "kind", "format_version", "scenario", "method", "backbone", "num_classes", "class_names",
     "data", "image_size", "in_chans", "mean", "std", "epochs", "batch_size", "lr",

@@ -307,6 +307,7 @@ def test_help_has_examples(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 @pytest.mark.hub
+@pytest.mark.slow
 def test_hub_sources_recorded_in_run_and_card(
     root: Path, backbone: Path, generator: Path, capsys: pytest.CaptureFixture[str], monkeypatch
 ) -> None:

@@ -142,6 +142,7 @@ def test_fakehub_blob_ids_match_git() -> None:
         assert git_blob_oid(data) == git_hash(data)
 
 
+@pytest.mark.slow
 def test_cli_push_tag_pull_generator(hub: FakeHub, tmp_path: Path) -> None:
     gen = make_generator(tmp_path / "gen", seed=1)
     home = tmp_path / "hf"
@@ -195,6 +196,7 @@ def test_branch_commit_sha_and_tag(hub: FakeHub, tmp_path: Path) -> None:
             assert torch.equal(a, b)
 
 
+@pytest.mark.slow
 def test_backbone_roundtrip_and_timm_hf_hub(hub: FakeHub, tmp_path: Path) -> None:
     model = make_backbone(tmp_path / "bb")
     _, sha = push(tmp_path / "bb", "me/r18", endpoint=hub.url, token=TOKEN)
@@ -367,6 +369,7 @@ def test_pull_refuses_pickles_and_foreign_repos(hub: FakeHub, tmp_path: Path) ->
         pull("me/future", endpoint=hub.url, token=TOKEN, cache_dir=tmp_path / "c")
 
 
+@pytest.mark.slow
 def test_offline_and_server_down(tmp_path: Path) -> None:
     home = tmp_path / "hf"
     server = FakeHub(token=TOKEN).start()
@@ -394,6 +397,7 @@ def test_offline_and_server_down(tmp_path: Path) -> None:
     assert not (tmp_path / "d2").exists()
 
 
+@pytest.mark.slow
 def test_cli_unknown_repo(hub: FakeHub, tmp_path: Path) -> None:
     """A user error is one line on stderr, exit code 2, and --dir is not created."""
     out = cli(hub.url, tmp_path / "hf", "pull", "me/does-not-exist", "--dir", str(tmp_path / "d"))
@@ -422,10 +426,12 @@ def test_resolve_source(hub: FakeHub, tmp_path: Path) -> None:
     }
 
 
+@pytest.mark.slow
 def test_onnx_generator_push_pull_load(hub: FakeHub, tmp_path: Path) -> None:
     """runtime onnx: only the graph + config + card are fetched; same outputs as torch."""
-    onnx_export = pytest.importorskip("samix_hub.onnx")
-    loading = pytest.importorskip("samix_hub.loading")
+    from samix_hub import loading
+    from samix_hub import onnx as onnx_export
+
     gen = make_generator(tmp_path / "g", seed=6)
     onnx_export.export_generator_onnx(gen, tmp_path / "g" / "onnx" / "generator.onnx")
     _, sha = push(tmp_path / "g", "me/gen-onnx", endpoint=hub.url, token=TOKEN)

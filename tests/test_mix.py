@@ -170,6 +170,7 @@ def _env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume(gen_dir: Path, tmp_path: Path, capsys) -> None:
     out, ref = tmp_path / "killed", tmp_path / "ref"
     args = ["mix", "--generator", gen_dir, "--data", "digits", "--num", 2000]
@@ -200,6 +201,7 @@ def test_sigkill_then_resume(gen_dir: Path, tmp_path: Path, capsys) -> None:
     assert (out / "README.md").is_file()
 
 
+@pytest.mark.slow
 def test_torchrun_ranks_write_their_shards(tmp_path: Path, capsys) -> None:
     args = ["mix", "--method", "mixup", "--data", "digits", "--shard-size", 50, "-q"]
     single, multi = tmp_path / "single", tmp_path / "multi"
@@ -347,12 +349,8 @@ def test_jpeg_and_resize(digits: object, tmp_path: Path, capsys) -> None:
         assert (image - (lam * a + (1 - lam) * b)).abs().max() <= 0.5 / 255 + 1e-5
 
 
+@pytest.mark.slow
 def test_onnx_runtime_matches_torch(gen_dir: Path, tmp_path: Path, capsys) -> None:
-    pytest.importorskip("onnxruntime")
-    import samix_hub
-
-    if not hasattr(samix_hub, "load_generator"):
-        pytest.skip("samix_hub.load_generator (ONNX runtime) not available")
     from samix_hub.onnx import export_generator_onnx
 
     folder = tmp_path / "gen"
@@ -373,6 +371,7 @@ def test_onnx_runtime_matches_torch(gen_dir: Path, tmp_path: Path, capsys) -> No
 
 
 @pytest.mark.hub
+@pytest.mark.slow
 def test_hub_generator_provenance_in_card(
     gen_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

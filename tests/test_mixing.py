@@ -60,11 +60,11 @@ def test_methods_deterministic_and_independent_of_global_rng():
 
 def test_sample_lam_range_and_moments():
     g = torch.Generator().manual_seed(0)
-    lam = sample_lam(2.0, n=20000, generator=g)
+    lam = sample_lam(2.0, n=20000, rng=g)
     assert lam.min() >= 0 and lam.max() <= 1
     assert lam.mean().item() == pytest.approx(0.5, abs=0.01)
     assert lam.var().item() == pytest.approx(0.05, abs=0.005)  # Beta(2,2): 1/20
-    assert sample_lam(1.0, generator=g).dim() == 0
+    assert sample_lam(1.0, rng=g).dim() == 0
     with pytest.raises(ValueError, match="alpha"):
         sample_lam(0.0)
     perm = sample_partner(10, g)

@@ -145,6 +145,7 @@ def test_broken_graphs_are_refused(samix_onnx, tmp_path):
 
 
 @pytest.mark.parametrize("scale", [1.0, 10.0])
+@pytest.mark.slow
 def test_calibrated_generator_parity_and_exact_means_in_onnx(tmp_path, scale):
     torch.manual_seed(0)
     mixer = MixerConfig(in_channels=64, calibration="exact", variance="image")

@@ -133,6 +133,7 @@ def test_from_pretrained_revision_cache_and_force_download(hub: FakeHub, tmp_pat
     assert forced.source.commit == sha2 and torch.equal(masks_of(forced), masks_of(g2))
 
 
+@pytest.mark.slow
 def test_push_to_hub_then_pull_on_both_runtimes(hub: FakeHub, tmp_path: Path) -> None:
     gen = new_generator(3)
     url, sha = gen.push_to_hub("me/api-push", tag="v1", endpoint=hub.url, token=TOKEN)

@@ -48,6 +48,7 @@ def test_readme_has_the_examples() -> None:
     assert all("0.5) / 0.25" not in b for b in blocks)  # normalisation read from the config
 
 
+@pytest.mark.slow
 def test_every_python_block_runs(workdir: Path, monkeypatch, capsys) -> None:
     mixed = workdir / "samix-demo" / "mixed"
     args = ["mix", "--method", "mixup", "--data", "digits", "--num", 16, "--out", mixed, "-q"]

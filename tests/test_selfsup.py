@@ -77,7 +77,7 @@ def test_default_queue_len_matches_references() -> None:
 
 
 def test_queue_is_a_ring_buffer_of_normalised_keys() -> None:
-    q = KeyQueue(dim=4, length=5, generator=torch.Generator().manual_seed(0))
+    q = KeyQueue(dim=4, length=5, rng=torch.Generator().manual_seed(0))
     init = q.keys.clone()
     assert torch.allclose(init.norm(dim=1), torch.ones(5))
     ref = list(init)
@@ -148,7 +148,8 @@ def test_knn_accuracy_on_separable_features() -> None:
 
 
 def test_linear_probe_agrees_with_sklearn() -> None:
-    sklearn = pytest.importorskip("sklearn.linear_model")
+    from sklearn import linear_model as sklearn
+
     g = torch.Generator().manual_seed(2)
     y = torch.randint(0, 4, (600,), generator=g)
     scale = torch.linspace(0.1, 10, 12)  # features on very different scales
@@ -336,7 +337,8 @@ def test_ssl_run_knn_probe_and_generator_export(tmp_path: Path, capsys) -> None:
     probe = json.loads(out)
     assert probe["linear_probe_top1"] > PROBE_MIN and probe["count"] == 360
 
-    export_run = pytest.importorskip("samix_hub.export_run")
+    from samix_hub import export_run
+
     gen = export_run.build_generator(export_run.load_run(run))
     assert gen.config.provenance["scenario"] == "ssl"
     assert gen.config.provenance["encoder_weights"] == "ema"  # the key encoder
@@ -350,6 +352,7 @@ KNN_MIN = 35.0
 PROBE_MIN = 60.0
 
 
+@pytest.mark.slow
 def test_two_process_gloo_run(tmp_path: Path) -> None:
     """torchrun with two CPU processes: keys are gathered, so the queue advances by the global
     batch, and the run finishes with a kNN record."""

@@ -237,6 +237,7 @@ def test_fused_teacher_computes_the_same(teacher_run: Path) -> None:
 
 
 @pytest.mark.hub
+@pytest.mark.slow
 def test_teacher_from_the_hub(teacher_run: Path, tmp_path: Path, monkeypatch) -> None:
     """``--teacher ORG/NAME``: a (local, fake) Hub backbone; the run, the generator config and
     card record the repo id as given and the resolved commit, and no local path."""

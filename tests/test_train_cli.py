@@ -62,6 +62,7 @@ def test_bad_input_is_one_line(args, needle, tmp_path, capsys):
     assert len(lines) == 1 and needle in lines[0] and "Traceback" not in err, err
 
 
+@pytest.mark.slow
 def test_kill_and_resume_matches_uninterrupted_run(tmp_path):
     """SIGKILL part-way (after a mid-epoch checkpoint), ``--resume``: every later step has the
     same losses, the metrics and the final weights are those of the uninterrupted run."""
@@ -102,6 +103,7 @@ def test_kill_and_resume_matches_uninterrupted_run(tmp_path):
             torch.testing.assert_close(a[part][key], value, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_ddp_two_cpu_processes(tmp_path):
     """torchrun, 2 processes, gloo: one run folder, written once, whose checkpoint scores what
     its metrics say (the sharded evaluation is summed over ranks exactly)."""

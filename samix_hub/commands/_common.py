@@ -8,7 +8,6 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import click
-import torch
 
 from ..config_fields import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE
 
@@ -20,7 +19,6 @@ __all__ = [
     "seed_option",
     "quiet_option",
     "run_options",
-    "resolve_device",
     "builtin_hint",
     "resume_hint",
 ]
@@ -136,15 +134,6 @@ def run_options(func: Callable[..., Any]) -> Callable[..., Any]:
     for option in reversed(_RUN_OPTIONS):
         func = option(func)
     return func
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> cuda if available else cpu; ``cuda`` without a GPU is a clear error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise click.BadParameter("CUDA requested but no GPU is available", param_hint="--device")
-    return torch.device(name)
 
 
 def builtin_hint() -> str:

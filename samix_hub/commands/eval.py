@@ -9,8 +9,9 @@ from typing import Any
 import click
 import torch
 
+from ..devices import resolve_device
 from ..errors import UserError
-from ._common import POSITIVE, device_option, quiet_option, resolve_device, seed_option
+from ._common import POSITIVE, device_option, quiet_option, seed_option
 
 
 def _run_models(run_dir: Path, device: torch.device) -> tuple[dict[str, torch.nn.Module], dict]:
@@ -37,14 +38,10 @@ def _run_models(run_dir: Path, device: torch.device) -> tuple[dict[str, torch.nn
 
 
 def _backbone_model(src: str, device: torch.device) -> tuple[dict[str, torch.nn.Module], dict]:
-    import samix_hub
-
     from ..engine import Classifier
+    from ..loading import load_backbone
 
-    loader = getattr(samix_hub, "load_backbone", None)
-    if loader is None:
-        from ..loading import load_backbone as loader  # noqa: PLC0415
-    net, config = loader(src, device=device)
+    net, config = load_backbone(src, device=device)
     pcfg = config.get("pretrained_cfg", {})
     mean, std = pcfg.get("mean"), pcfg.get("std")
     if mean is None or std is None:

@@ -11,6 +11,7 @@ from typing import Any
 import click
 import torch
 
+from ..devices import resolve_device
 from ..errors import UserError
 from ._common import (
     POSITIVE,
@@ -19,7 +20,6 @@ from ._common import (
     builtin_hint,
     device_option,
     quiet_option,
-    resolve_device,
     resume_hint,
     seed_option,
 )
@@ -68,10 +68,8 @@ def load_mix_generator(
         if runtime == "onnx":
             if not onnx_file.is_file():
                 raise UserError(f"{onnx_file}: missing (export with ONNX, or --runtime torch)")
-            try:
-                from .. import load_generator  # type: ignore[attr-defined]
-            except ImportError:
-                raise UserError("--runtime onnx: this samix-hub has no ONNX loader") from None
+            from ..loading import load_generator
+
             gen = load_generator(str(folder), runtime="onnx", device=device.type)
             files = ["config.json", "onnx/generator.onnx"]
         else:
@@ -221,10 +219,9 @@ def command(
     """
     from ..data.mix_out import check_mix_out
     from ..data.mix_writer import MixSettings, preview_batch, write_mixed
-    from ..data.mixed import DEFAULT_ALPHA
     from ..data.specs import load_data
     from ..fileio import check_writable_dir, check_writable_file
-    from ..mixing.sampling import check_alpha
+    from ..mixing.sampling import DEFAULT_ALPHA, check_alpha
 
     check_mix_out(out)  # before any long work: refuse a folder that is not ours
     check_writable_dir(out, "--out")

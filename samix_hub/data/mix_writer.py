@@ -26,7 +26,8 @@ import torch
 
 from ..errors import UserError
 from ..fileio import atomic_write
-from ..mixing.masks import LAM_MARGIN, apply_mask, margin_fallback, mask_adjust
+from ..mixing.masks import LAM_MARGIN, apply_mask
+from ..mixing.methods import MixParams, build_method
 from .mix_out import check_mix_out, mix_lock, prepare_out
 from .mixed import (
     DATA_DIR,
@@ -178,32 +179,20 @@ def mix_group(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Mask (weight of image a) and mixed images in [0, 1] for one planned batch.
 
-    SAMix: the generator's mask, optional ``mask_adjust``, then the 0.08 margin fallback to
-    plain MixUp (docs/algorithm.md "SAMix^P"); the mix is recomputed from the final mask so that both
-    runtimes share one formula. MixUp: a constant λ mask; CutMix: the planned box is 0.
+    The one mixing path (:class:`~samix_hub.mixing.MixMethod`) with the plan's per-sample λ,
+    boxes and ``mask_adjust`` flags. SAMix: the generator's mask, optional ``mask_adjust``, then
+    the 0.08 margin fallback to plain MixUp (docs/algorithm.md "SAMix^P"); the mix is recomputed
+    from the final mask so that both runtimes share one formula. MixUp: a constant λ mask;
+    CutMix: the planned box is 0.
     """
     x = images.to(device, non_blocking=True).float().div_(255.0)
-    partner = plan.partner.to(device)
-    lam = plan.lam.to(device)
-    m, _, h, w = x.shape
-    if method == "mixup":
-        mask = lam.view(-1, 1, 1, 1).expand(m, 1, h, w)
-    elif method == "cutmix":
-        assert plan.boxes is not None
-        mask = torch.ones(m, 1, h, w, device=device)
-        for i, (y0, y1, x0, x1) in enumerate(plan.boxes):
-            mask[i, :, y0:y1, x0:x1] = 0
-    else:
-        if generator is None:
-            raise ValueError("samix needs a generator")
-        masks = getattr(generator, "masks", None)
-        raw = masks(x, partner, lam) if masks is not None else generator(x, partner, lam)[0]
-        mask = torch.as_tensor(raw).to(device, torch.float32)
-        if bool(plan.adjust.any()):
-            flags = plan.adjust.to(device).view(-1, 1, 1, 1)
-            mask = torch.where(flags, mask_adjust(mask, lam), mask)
-        mask = margin_fallback(mask, lam, margin)
-    return mask, apply_mask(x, mask, partner)
+    mixer = build_method(method, mask_fn=generator, margin=margin)
+    params = MixParams(
+        lam=plan.lam.to(device), partner=plan.partner.to(device), boxes=plan.boxes,
+        adjust=plan.adjust,
+    )  # fmt: skip
+    mask = mixer.mask(x, params)
+    return mask, apply_mask(x, mask, params.partner)
 
 
 @dataclass

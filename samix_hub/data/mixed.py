@@ -33,14 +33,14 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..mixing.sampling import sample_box, sample_lam
+from ..mixing.sampling import box_lam, sample_box, sample_lam
 
 __all__ = [
     "FORMAT_VERSION",
     "STATE_NAME",
-    "DEFAULT_ALPHA",
     "GroupPlan",
     "MixedDataset",
+    "SHARD_RE",
     "shard_name",
     "shard_paths",
     "num_shards",
@@ -54,10 +54,10 @@ __all__ = [
 FORMAT_VERSION = 1
 STATE_NAME = ".samix-mix.json"
 DATA_DIR = "data"
+#: The one shard-name pattern (:func:`shard_name` writes it; ``artifacts.py`` checks it).
 SHARD_RE = re.compile(r"^train-(\d{5})-of-(\d{5})\.parquet$")
-#: Beta(α, α) defaults per method (docs/algorithm.md: "SAMix^P" and "Baselines", CIFAR values).
-DEFAULT_ALPHA = {"samix": 2.0, "mixup": 1.0, "cutmix": 0.2}
-METHODS = tuple(DEFAULT_ALPHA)
+#: The methods of an offline mixed set (their α: ``mixing.sampling.DEFAULT_ALPHA``).
+METHODS = ("samix", "mixup", "cutmix")
 
 
 def shard_name(index: int, total: int) -> str:
@@ -176,12 +176,11 @@ def plan_shard(
             partner = torch.empty(n, dtype=torch.long)
             partner[perm] = perm.roll(-1)  # one cycle: perm[j] -> perm[j + 1]
         m = len(load)
-        lam = sample_lam(alpha, m, generator=gen)
+        lam = sample_lam(alpha, m, rng=gen)
         boxes = None
         if method == "cutmix":
             boxes = [sample_box(float(v), h, w, gen) for v in lam]
-            kept = [1.0 - (y1 - y0) * (x1 - x0) / float(h * w) for y0, y1, x0, x1 in boxes]
-            lam = torch.tensor(kept, dtype=torch.float32)
+            lam = torch.tensor([box_lam(b, h, w) for b in boxes], dtype=torch.float32)
         adjust = torch.zeros(m, dtype=torch.bool)
         if method == "samix" and mask_adjust > 0:
             adjust = torch.rand(m, generator=gen) < mask_adjust

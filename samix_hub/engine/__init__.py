@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-# Importing a scenario module registers its scenario: "sl", "ssl", "finetune", "teacher".
+# Each scenario module registers itself on import: "sl", "ssl", "finetune", "teacher".
 from . import finetune as finetune
 from . import selfsup as selfsup
 from . import supervised as supervised

@@ -15,7 +15,7 @@ from typing import Any
 
 from ..errors import UserError
 from ..losses import check_eta
-from ..mixing.sampling import check_alpha
+from ..mixing.sampling import DEFAULT_ALPHA, check_alpha
 
 __all__ = [
     "TrainConfig",
@@ -37,15 +37,6 @@ __all__ = [
 RUN_KIND = "samix-run"
 RUN_FORMAT_VERSION = 1
 SL_METHODS = ("vanilla", "mixup", "cutmix", "automix", "samix", "samix-p")
-#: Beta(α, α) per method on CIFAR (docs/algorithm.md: "Online supervised SAMix", "SAMix^P", "Baselines").
-DEFAULT_ALPHA = {
-    "vanilla": 1.0,
-    "mixup": 1.0,
-    "cutmix": 0.2,
-    "automix": 2.0,
-    "samix": 2.0,
-    "samix-p": 2.0,
-}
 #: Methods whose cosine schedule ends at half the base lr (0.1 -> 0.05 in the reference).
 LEARNED_MIXERS = ("automix", "samix")
 #: λ-exact masks (docs/algorithm.md "Deviations") or the reference's free mask mean.

@@ -271,7 +271,7 @@ class FinetuneScenario(SupervisedScenario):
                     f"--generator {cfg.generator} takes {chans}-channel images, "
                     f"{cfg.data} has {data.channels}-channel images"
                 )
-            mods.frozen = gen.freeze() if hasattr(gen, "freeze") else gen
+            mods.frozen = gen  # a Generator freezes itself when built
             mods.generator_provenance = _generator_provenance(cfg.generator or "", prov)
         if m in ("mixup", "cutmix", "samix-p"):
             kwargs = {"mask_adjust": cfg.mask_adjust, "margin": cfg.lam_margin}

@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 
 from .. import __version__
 from ..data.specs import DataSource, DataSpecError, load_data
+from ..devices import resolve_device
 from ..errors import UserError
 from ..fileio import atomic_write_json, check_writable_dir
 from ..locking import folder_lock
@@ -96,21 +97,13 @@ def _amp(device: torch.device, enabled: bool) -> tuple[Callable[[], Any], Any]:
     return (lambda: torch.autocast("cuda", dtype=dtype)), scaler
 
 
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError("--device cuda: no GPU is available")
-    return torch.device(name)
-
-
 def train(cfg: TrainConfig, resume: bool = False, quiet: bool = False) -> Path:
     """Run (or resume) a training run into ``cfg.out``; returns the run folder.
 
     The run folder is checked for writing first and locked for the whole run (rank 0 holds
     :func:`samix_hub.locking.folder_lock`): a second run into the same folder is refused.
     """
-    info = init_distributed(_device(cfg.device))
+    info = init_distributed(resolve_device(cfg.device))
     try:
         if not info.is_main:
             return _train(cfg, info, resume, quiet)

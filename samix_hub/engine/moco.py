@@ -86,11 +86,11 @@ class KeyQueue(nn.Module):
     keys: torch.Tensor
     ptr: torch.Tensor
 
-    def __init__(self, dim: int, length: int, generator: torch.Generator | None = None) -> None:
+    def __init__(self, dim: int, length: int, rng: torch.Generator | None = None) -> None:
         super().__init__()
         if length < 1 or dim < 1:
             raise ValueError(f"queue needs length >= 1 and dim >= 1, got {length}, {dim}")
-        keys = F.normalize(torch.randn(length, dim, generator=generator), dim=1)
+        keys = F.normalize(torch.randn(length, dim, generator=rng), dim=1)
         self.register_buffer("keys", keys)
         self.register_buffer("ptr", torch.zeros((), dtype=torch.long))
 
@@ -135,20 +135,20 @@ def gather_rows(x: torch.Tensor, info: DistInfo) -> torch.Tensor:
 def shuffled_forward(
     fn: Callable[[torch.Tensor], tuple[torch.Tensor, ...]],
     x: torch.Tensor,
-    generator: torch.Generator,
+    rng: torch.Generator,
     info: DistInfo,
     splits: int = 1,
 ) -> tuple[torch.Tensor, ...]:
     """``fn(x)`` computed with shuffle-BN; outputs come back in the order of ``x``.
 
-    ``generator`` must draw the same permutation on every rank (it is seeded without the rank).
+    ``rng`` must draw the same permutation on every rank (it is seeded without the rank).
     Under DDP every rank encodes its share of the gathered, shuffled batch (as the reference);
     in one process the shuffled batch is encoded in ``splits`` chunks.
     """
     n = x.shape[0]
     if info.enabled:
         x_all = gather_rows(x, info)
-        perm = torch.randperm(x_all.shape[0], generator=generator).to(x.device)
+        perm = torch.randperm(x_all.shape[0], generator=rng).to(x.device)
         mine = perm.view(info.world, n)[info.rank]
         outs = fn(x_all[mine])
         result = []
@@ -158,7 +158,7 @@ def shuffled_forward(
             unshuffled[perm] = out_all
             result.append(unshuffled[info.rank * n : (info.rank + 1) * n])
         return tuple(result)
-    perm = torch.randperm(n, generator=generator).to(x.device)
+    perm = torch.randperm(n, generator=rng).to(x.device)
     chunks = [fn(x[idx]) for idx in perm.chunk(max(min(splits, n // 2), 1))]
     result = []
     for parts in zip(*chunks, strict=True):

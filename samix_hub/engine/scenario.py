@@ -94,7 +94,7 @@ class StepContext(Generic[M]):
     modules: M
     cfg: TrainConfig
     device: torch.device
-    generator: torch.Generator
+    rng: torch.Generator
     step: int
     total_steps: int
     backward: Callable[[torch.Tensor, str], None]

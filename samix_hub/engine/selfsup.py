@@ -44,7 +44,7 @@ from ..data.transforms import eval_transform
 from ..errors import UserError
 from ..losses import info_nce, mixup_info_nce, ssl_eta_balanced_loss
 from ..mixing import mask_adjust
-from ..mixing.sampling import sample_lam, sample_partner
+from ..mixing.sampling import DEFAULT_ALPHA, sample_lam, sample_partner
 from .config import TrainConfig, resolve_method
 from .distributed import DistInfo
 from .ema import ema_momentum, make_ema, update_ema
@@ -77,8 +77,6 @@ __all__ = [
 ]
 
 SSL_METHODS = ("moco", "mixup", "samix")
-#: Beta(α, α) per method (MixUp as on CIFAR; SAMix as section 2). MoCo mixes nothing.
-SSL_ALPHA = {"moco": 1.0, "mixup": 1.0, "samix": 2.0}
 #: Masks whose mean is further than this from λ are rescaled (docs/algorithm.md "Self-supervised SAMix").
 MASK_TOLERANCE = 0.1
 _DEFAULT_END = TrainConfig.ema_end_momentum  # the dataclass default
@@ -190,8 +188,8 @@ def mixup_ssl_step(
 ) -> dict[str, torch.Tensor]:
     """MoCo + MixUp: MoCo InfoNCE + mixup InfoNCE of ``λ v1 + (1 - λ) v2[π]``."""
     v1, v2 = _views(images)
-    g = ctx.generator
-    lam = float(sample_lam(ctx.alpha, generator=g))
+    g = ctx.rng
+    lam = float(sample_lam(ctx.alpha, rng=g))
     pi = sample_partner(v1.shape[0], g).to(v1.device)
     k1, _ = _keys(ctx, v1, 1)
     k2, _ = _keys(ctx, v2, 2)
@@ -211,13 +209,13 @@ def samix_ssl_step(
     ctx: SslContext, images: torch.Tensor, labels: torch.Tensor
 ) -> dict[str, torch.Tensor]:
     """MoCo + SAMix, label-free (docs/algorithm.md "Self-supervised SAMix"); see the module docstring."""
-    cfg, mods, g = ctx.cfg, ctx.modules, ctx.generator
+    cfg, mods, g = ctx.cfg, ctx.modules, ctx.rng
     mixer_raw, key = mods.require_mixer(), mods.ema
     t = float(cfg.ssl.temperature)
     v1, v2 = _views(images)
     n, size, dev = v1.shape[0], tuple(v1.shape[-2:]), v1.device
-    lam_m = float(sample_lam(ctx.alpha, generator=g))
-    lam_c = float(sample_lam(ctx.alpha, generator=g))
+    lam_m = float(sample_lam(ctx.alpha, rng=g))
+    lam_c = float(sample_lam(ctx.alpha, rng=g))
     pi_m = sample_partner(n, g).to(dev)
     pi_c = sample_partner(n, g).to(dev)
     queue = _queue(ctx)
@@ -258,7 +256,7 @@ class SelfSupScenario(Scenario[SslModules]):
     methods: tuple[str, ...] = SSL_METHODS
 
     def resolve(self, cfg: TrainConfig) -> TrainConfig:
-        resolve_method(cfg, SSL_METHODS, SSL_ALPHA, kind="ssl ")
+        resolve_method(cfg, SSL_METHODS, DEFAULT_ALPHA, kind="ssl ")
         if cfg.min_lr is None:
             cfg.min_lr = 0.0  # MoCo v2: cosine to 0
         if cfg.ema_end_momentum == _DEFAULT_END:

@@ -26,7 +26,7 @@ from ..data.specs import DataSource
 from ..data.transforms import eval_transform
 from ..errors import UserError
 from ..losses import eta_balanced_mixup_loss, mixup_cross_entropy
-from ..mixing import MixMethod, apply_mask, build_method, margin_fallback, mask_adjust
+from ..mixing import MixMethod, apply_mask, build_method, finish_mask
 from ..mixing.sampling import sample_lam, sample_partner
 from ..models import Generator, Mixer
 from .config import SL_METHODS, TrainConfig
@@ -96,7 +96,7 @@ def mix_step(
     method = ctx.modules.mix_method
     if method is None:
         raise RuntimeError(f"{ctx.cfg.method}: no mixing method built")
-    mixed = method(images, labels, generator=ctx.generator)
+    mixed = method(images, labels, rng=ctx.rng)
     model = ctx.modules.call("model")
     clean = ctx.cfg.clean_loss and ctx.cfg.method == "samix-p"
     out: dict[str, torch.Tensor] = {}
@@ -132,12 +132,12 @@ def online_samix_step(
     5. Classifier loss: mixup CE on the batch mixed with mask_c + CE on the clean batch.
     The three backward passes run one after another (see :mod:`samix_hub.engine.scenario`).
     """
-    cfg, mods, g = ctx.cfg, ctx.modules, ctx.generator
+    cfg, mods, g = ctx.cfg, ctx.modules, ctx.rng
     mixer_raw, ema = mods.require_mixer(), mods.require_ema()
     n, size = images.shape[0], tuple(images.shape[-2:])
     dev = images.device
-    lam_m = float(sample_lam(ctx.alpha, generator=g))
-    lam_c = float(sample_lam(ctx.alpha, generator=g))
+    lam_m = float(sample_lam(ctx.alpha, rng=g))
+    lam_c = float(sample_lam(ctx.alpha, rng=g))
     pi_m = sample_partner(n, g).to(dev)
     pi_c = sample_partner(n, g).to(dev)
     adjust = bool(torch.rand((), generator=g) < cfg.mask_adjust)
@@ -145,9 +145,7 @@ def online_samix_step(
     with torch.no_grad(), ctx.autocast():
         feats = ema.features(images, cfg.stage)
         mask_c = mixer_raw(feats, lam_c, pi_c, size).float()
-    if adjust:
-        mask_c = mask_adjust(mask_c, lam_c)
-    mask_c = margin_fallback(mask_c, lam_c, cfg.lam_margin)
+    mask_c = finish_mask(mask_c, lam_c, adjust, cfg.lam_margin)
 
     # Mixer branch: grads reach the mixer only (EMA parameters do not require grad).
     with ctx.autocast():
@@ -200,17 +198,12 @@ def _layout(x: torch.Tensor, ctx: StepContext[Any]) -> torch.Tensor:
 
 def load_frozen_generator(src: str, device: torch.device) -> tuple[Generator, dict[str, Any]]:
     """A frozen generator from a folder or ``ORG/NAME[@REV]`` and its provenance."""
-    import samix_hub
-
+    from ..loading import load_generator
     from ..sources import resolve_source
 
     resolved = resolve_source(src)
-    loader: Any = getattr(samix_hub, "load_generator", None)
     try:
-        if loader is not None:
-            gen = loader(str(resolved.path), runtime="torch", device=device)
-        else:
-            gen = samix_hub.Generator.from_folder(resolved.path, device=device)
+        gen = load_generator(str(resolved.path), runtime="torch", device=device)
     except (FileNotFoundError, ValueError) as exc:
         raise UserError(f"--generator {src}: {exc}") from None
     return gen, resolved.provenance()

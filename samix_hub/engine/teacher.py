@@ -135,13 +135,13 @@ def teacher_step(
     The teacher computes through :func:`fuse_conv_bn` (built at the first step, i.e. after a
     resumed checkpoint is loaded).
     """
-    cfg, mods, g = ctx.cfg, modules_as(ctx.modules, TeacherModules), ctx.generator
+    cfg, mods, g = ctx.cfg, modules_as(ctx.modules, TeacherModules), ctx.rng
     mixer_raw = mods.require_mixer()
     teacher = mods.fused_teacher
     if teacher is None:
         teacher = mods.fused_teacher = fuse_conv_bn(mods.model)
     n, size = images.shape[0], tuple(images.shape[-2:])
-    lam = float(sample_lam(ctx.alpha, generator=g))
+    lam = float(sample_lam(ctx.alpha, rng=g))
     pi = sample_partner(n, g).to(images.device)
     with torch.no_grad(), ctx.autocast():
         feats = teacher.features(images, cfg.stage)

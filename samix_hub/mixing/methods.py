@@ -1,7 +1,7 @@
 """Mixing methods behind one interface: sample parameters, then apply them.
 
 Modelled on torchvision's transforms v2 MixUp/CutMix (parameters sampled separately from their
-application, explicit generators), returning a :class:`MixedBatch` whose labels are
+application, explicit RNGs, ``rng``), returning a :class:`MixedBatch` whose labels are
 ``(label_a, label_b, lam)``: sample ``i`` weighs ``lam[i]``, its partner ``1 - lam[i]``.
 """
 
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from .masks import LAM_MARGIN, apply_mask, margin_fallback, mask_adjust
-from .sampling import check_alpha, sample_box, sample_lam, sample_partner
+from .sampling import DEFAULT_ALPHA, box_lam, check_alpha, sample_box, sample_lam, sample_partner
 
 __all__ = [
     "MixedBatch",
@@ -23,6 +23,7 @@ __all__ = [
     "MixUp",
     "CutMix",
     "SAMix",
+    "finish_mask",
     "build_method",
 ]
 
@@ -41,45 +42,64 @@ class MixedBatch:
 
 @dataclass
 class MixParams:
-    """Sampled parameters of one mixing step."""
+    """Sampled parameters of one mixing step.
 
-    lam: torch.Tensor  # 0-d: one λ per batch, as the reference
+    ``lam`` is 0-d (one λ per batch, as the reference) or one value per sample (offline sets);
+    ``boxes`` are CutMix boxes ``(y0, y1, x0, x1)``, one for the whole batch or one per sample;
+    ``adjust`` rescales the SAMix mask to mean λ: for the batch (a bool) or per sample (a bool
+    tensor).
+    """
+
+    lam: torch.Tensor
     partner: torch.Tensor
-    box: tuple[int, int, int, int] | None = None
-    adjust: bool = False
+    boxes: list[tuple[int, int, int, int]] | None = None
+    adjust: bool | torch.Tensor = False
 
 
 class MixMethod:
-    """Base class: ``sample_params`` then ``apply``; ``__call__`` does both."""
+    """Base class: ``sample_params``, then ``mask`` (weight of each image), then ``apply``.
+
+    This is the one mixing path: training, fine-tuning, :class:`~samix_hub.SAMixUp` and
+    ``samix-hub mix`` all build the mask here and mix with :func:`apply_mask`.
+    """
 
     name = "base"
 
     def sample_params(
-        self, batch_size: int, image_size: tuple[int, int], generator: torch.Generator | None = None
+        self, batch_size: int, image_size: tuple[int, int], rng: torch.Generator | None = None
     ) -> MixParams:
         raise NotImplementedError
 
-    def apply(self, images: torch.Tensor, labels: torch.Tensor, params: MixParams) -> MixedBatch:
+    def mask(self, images: torch.Tensor, params: MixParams) -> torch.Tensor:
+        """The weight of each image (N x 1 x H x W); ``partner[i]`` gets ``1 - mask``."""
         raise NotImplementedError
 
+    def apply(self, images: torch.Tensor, labels: torch.Tensor, params: MixParams) -> MixedBatch:
+        mask = self.mask(images, params)
+        mixed = apply_mask(images, mask, params.partner)
+        lam = _lam_vector(params.lam, mixed.shape[0], mixed.device)
+        return MixedBatch(mixed, labels, labels[params.partner], lam, mask, params.partner)
+
     def __call__(
-        self, images: torch.Tensor, labels: torch.Tensor, generator: torch.Generator | None = None
+        self, images: torch.Tensor, labels: torch.Tensor, rng: torch.Generator | None = None
     ) -> MixedBatch:
-        params = self.sample_params(images.shape[0], tuple(images.shape[-2:]), generator)
+        params = self.sample_params(images.shape[0], _size(images), rng)
         params.partner = params.partner.to(images.device)
         return self.apply(images, labels, params)
+
+
+def _size(images: torch.Tensor) -> tuple[int, int]:
+    return int(images.shape[-2]), int(images.shape[-1])
 
 
 def _lam_vector(lam: torch.Tensor, n: int, device: torch.device) -> torch.Tensor:
     return lam.to(device=device, dtype=torch.float32).expand(n).clone()
 
 
-def _mixed_batch(
-    mixed: torch.Tensor, labels: torch.Tensor, params: MixParams, mask: torch.Tensor | None
-) -> MixedBatch:
-    """Labels ``(y, y[partner])`` weighted by the sampled λ, one value per sample."""
-    lam = _lam_vector(params.lam, mixed.shape[0], mixed.device)
-    return MixedBatch(mixed, labels, labels[params.partner], lam, mask, params.partner)
+def _constant_mask(images: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
+    n, _, h, w = images.shape
+    lam_v = lam.to(images.device, images.dtype)
+    return (lam_v.expand(n) if lam_v.dim() == 0 else lam_v).view(-1, 1, 1, 1).expand(n, 1, h, w)
 
 
 class Vanilla(MixMethod):
@@ -87,10 +107,15 @@ class Vanilla(MixMethod):
 
     name = "vanilla"
 
-    def sample_params(self, batch_size, image_size, generator=None) -> MixParams:  # type: ignore[override]
+    def sample_params(
+        self, batch_size: int, image_size: tuple[int, int], rng: torch.Generator | None = None
+    ) -> MixParams:
         return MixParams(lam=torch.tensor(1.0), partner=torch.arange(batch_size))
 
-    def apply(self, images, labels, params) -> MixedBatch:  # type: ignore[override]
+    def mask(self, images: torch.Tensor, params: MixParams) -> torch.Tensor:
+        return _constant_mask(images, params.lam)
+
+    def apply(self, images: torch.Tensor, labels: torch.Tensor, params: MixParams) -> MixedBatch:
         n = images.shape[0]
         return MixedBatch(
             images, labels, labels, _lam_vector(params.lam, n, images.device), None, params.partner
@@ -102,50 +127,78 @@ class MixUp(MixMethod):
 
     name = "mixup"
 
-    def __init__(self, alpha: float = 1.0) -> None:
+    def __init__(self, alpha: float = DEFAULT_ALPHA["mixup"]) -> None:
         self.alpha = check_alpha(alpha)
 
-    def sample_params(self, batch_size, image_size, generator=None) -> MixParams:  # type: ignore[override]
-        lam = sample_lam(self.alpha, generator=generator)
-        return MixParams(lam=lam, partner=sample_partner(batch_size, generator))
+    def sample_params(
+        self, batch_size: int, image_size: tuple[int, int], rng: torch.Generator | None = None
+    ) -> MixParams:
+        lam = sample_lam(self.alpha, rng=rng)
+        return MixParams(lam=lam, partner=sample_partner(batch_size, rng))
 
-    def apply(self, images, labels, params) -> MixedBatch:  # type: ignore[override]
-        lam = params.lam.to(images.device, images.dtype)
-        mixed = lam * images + (1 - lam) * images[params.partner]
-        return _mixed_batch(mixed, labels, params, None)
+    def mask(self, images: torch.Tensor, params: MixParams) -> torch.Tensor:
+        """The constant λ of each sample."""
+        return _constant_mask(images, params.lam)
+
+    def apply(self, images: torch.Tensor, labels: torch.Tensor, params: MixParams) -> MixedBatch:
+        out = super().apply(images, labels, params)
+        out.mask = None  # a constant mask is not worth keeping
+        return out
 
 
 class CutMix(MixMethod):
     """CutMix (Yun et al. 2019): paste a box of side ``sqrt(1 - λ)`` from the partner.
 
-    λ is corrected to the area actually kept after clipping: ``1 - box area / image area``.
+    λ is corrected to the area actually kept after clipping (:func:`box_lam`).
     """
 
     name = "cutmix"
 
-    def __init__(self, alpha: float = 0.2) -> None:
+    def __init__(self, alpha: float = DEFAULT_ALPHA["cutmix"]) -> None:
         self.alpha = check_alpha(alpha)
 
-    def sample_params(self, batch_size, image_size, generator=None) -> MixParams:  # type: ignore[override]
-        lam = sample_lam(self.alpha, generator=generator)
-        partner = sample_partner(batch_size, generator)
+    def sample_params(
+        self, batch_size: int, image_size: tuple[int, int], rng: torch.Generator | None = None
+    ) -> MixParams:
+        lam = sample_lam(self.alpha, rng=rng)
+        partner = sample_partner(batch_size, rng)
         h, w = image_size
-        box = sample_box(float(lam), h, w, generator)
-        y0, y1, x0, x1 = box
-        corrected = 1.0 - (y1 - y0) * (x1 - x0) / float(h * w)
-        return MixParams(lam=torch.tensor(corrected), partner=partner, box=box)
+        box = sample_box(float(lam), h, w, rng)
+        return MixParams(lam=torch.tensor(box_lam(box, h, w)), partner=partner, boxes=[box])
 
-    def apply(self, images, labels, params) -> MixedBatch:  # type: ignore[override]
+    def mask(self, images: torch.Tensor, params: MixParams) -> torch.Tensor:
+        """1 outside the box, 0 inside (one box for the batch or one per sample)."""
         n, _, h, w = images.shape
-        assert params.box is not None
-        y0, y1, x0, x1 = params.box
+        if not params.boxes:
+            raise ValueError("cutmix needs boxes (sample_params draws them)")
         mask = torch.ones(n, 1, h, w, dtype=images.dtype, device=images.device)
-        mask[:, :, y0:y1, x0:x1] = 0
-        mixed = apply_mask(images, mask, params.partner)
-        return _mixed_batch(mixed, labels, params, mask)
+        if len(params.boxes) == 1:
+            y0, y1, x0, x1 = params.boxes[0]
+            mask[:, :, y0:y1, x0:x1] = 0
+        else:
+            for i, (y0, y1, x0, x1) in enumerate(params.boxes):
+                mask[i, :, y0:y1, x0:x1] = 0
+        return mask
 
 
 MaskFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def finish_mask(
+    mask: torch.Tensor,
+    lam: float | torch.Tensor,
+    adjust: bool | torch.Tensor = False,
+    margin: float = LAM_MARGIN,
+) -> torch.Tensor:
+    """A learned mask as SAMix uses it: ``mask_adjust`` where ``adjust`` (the batch or a per-sample
+    bool tensor), then the λ margin fallback to plain MixUp (docs/algorithm.md "SAMix^P")."""
+    if isinstance(adjust, torch.Tensor):
+        if bool(adjust.any()):
+            flags = adjust.to(mask.device).view(-1, 1, 1, 1)
+            mask = torch.where(flags, mask_adjust(mask, lam), mask)
+    elif adjust:
+        mask = mask_adjust(mask, lam)
+    return margin_fallback(mask, lam, margin)
 
 
 class SAMix(MixMethod):
@@ -164,7 +217,7 @@ class SAMix(MixMethod):
     def __init__(
         self,
         mask_fn: MaskFn,
-        alpha: float = 2.0,
+        alpha: float = DEFAULT_ALPHA["samix"],
         margin: float = LAM_MARGIN,
         mask_adjust: float = 0.0,
         per_sample: bool = False,
@@ -177,38 +230,36 @@ class SAMix(MixMethod):
         self.margin = margin
         self.mask_adjust = mask_adjust
 
-    def sample_params(self, batch_size, image_size, generator=None) -> MixParams:  # type: ignore[override]
-        lam = sample_lam(self.alpha, batch_size if self.per_sample else None, generator=generator)
-        partner = sample_partner(batch_size, generator)
-        adjust = bool(torch.rand((), generator=generator) < self.mask_adjust)
+    def sample_params(
+        self, batch_size: int, image_size: tuple[int, int], rng: torch.Generator | None = None
+    ) -> MixParams:
+        lam = sample_lam(self.alpha, batch_size if self.per_sample else None, rng=rng)
+        partner = sample_partner(batch_size, rng)
+        adjust = bool(torch.rand((), generator=rng) < self.mask_adjust)
         return MixParams(lam=lam, partner=partner, adjust=adjust)
 
     @torch.no_grad()
-    def masks(self, images: torch.Tensor, params: MixParams) -> torch.Tensor:
+    def mask(self, images: torch.Tensor, params: MixParams) -> torch.Tensor:
+        """The mask function's mask, then :func:`finish_mask`."""
         lam = params.lam.to(images.device)
-        mask = self.mask_fn(images, params.partner, lam).to(images.dtype)
-        if params.adjust:
-            mask = mask_adjust(mask, lam)
-        return margin_fallback(mask, lam, self.margin)
-
-    def apply(self, images, labels, params) -> MixedBatch:  # type: ignore[override]
-        mask = self.masks(images, params)
-        mixed = apply_mask(images, mask, params.partner)
-        return _mixed_batch(mixed, labels, params, mask)
+        raw = self.mask_fn(images, params.partner, lam)
+        mask = torch.as_tensor(raw).to(images.device, images.dtype)
+        return finish_mask(mask, lam, params.adjust, self.margin)
 
 
 def build_method(
     name: str, alpha: float | None = None, mask_fn: MaskFn | None = None, **kwargs: float
 ) -> MixMethod:
-    """A method by name with the reference's CIFAR α unless given."""
+    """A method by name with the reference's CIFAR α (:data:`DEFAULT_ALPHA`) unless given."""
     if name == "vanilla":
         return Vanilla()
+    a = DEFAULT_ALPHA.get(name, 1.0) if alpha is None else alpha
     if name == "mixup":
-        return MixUp(1.0 if alpha is None else alpha)
+        return MixUp(a)
     if name == "cutmix":
-        return CutMix(0.2 if alpha is None else alpha)
+        return CutMix(a)
     if name in ("samix", "samix-p"):
         if mask_fn is None:
             raise ValueError("samix needs a generator (mask_fn)")
-        return SAMix(mask_fn, 2.0 if alpha is None else alpha, **kwargs)
+        return SAMix(mask_fn, a, **kwargs)
     raise ValueError(f"unknown mixing method {name!r} (vanilla, mixup, cutmix, samix)")

@@ -20,6 +20,7 @@ import torch
 from ..errors import UserError
 from .masks import LAM_MARGIN, apply_mask
 from .methods import SAMix
+from .sampling import DEFAULT_ALPHA
 
 __all__ = ["SAMixUp", "MixInputError", "soft_targets", "datasets_map_fn", "RANGE_TOLERANCE"]
 
@@ -69,7 +70,7 @@ class SAMixUp:
     outside [0, 1] (beyond ``tolerance``, after un-normalising) raises :class:`MixInputError`.
 
     λ ~ Beta(α, α), one per batch (``per_sample=True``: one per image), drawn from ``rng``
-    (a ``torch.Generator``; None uses torch's global generator). Targets use the sampled λ;
+    (a ``torch.Generator``; None uses torch's global RNG). Targets use the sampled λ;
     the generator's mask has mean λ when it is λ-exact (``calibration: "exact"``).
     """
 
@@ -77,7 +78,7 @@ class SAMixUp:
         self,
         generator: Any,
         num_classes: int,
-        alpha: float = 2.0,
+        alpha: float = DEFAULT_ALPHA["samix"],
         label_smoothing: float = 0.0,
         mean: Sequence[float] | torch.Tensor | None = None,
         std: Sequence[float] | torch.Tensor | None = None,
@@ -182,17 +183,19 @@ class SAMixUp:
         """``(mixed images, soft targets)``; mixed images are normalised like the input.
 
         ``pixels=True``: the images are in [0, 1] even though mean/std are set, and so is the
-        result (``rng`` replaces the instance's generator for this call).
+        result (``rng`` replaces the instance's RNG for this call).
         """
         normalised = self.mean is not None and not pixels
         x = self._pixels(images, normalised)
         y = self._labels(labels, images.shape[0], images.device)
         self._place_generator(images.device)
         params = self.method.sample_params(
-            images.shape[0], tuple(images.shape[-2:]), rng if rng is not None else self.rng
+            images.shape[0],
+            (int(images.shape[-2]), int(images.shape[-1])),
+            rng if rng is not None else self.rng,
         )
         params.partner = params.partner.to(images.device)
-        mask = self.method.masks(x, params)
+        mask = self.method.mask(x, params)
         mixed = apply_mask(x, mask, params.partner)
         if normalised and self.mean is not None and self.std is not None:
             mixed = (mixed - self.mean.to(mixed.device)) / self.std.to(mixed.device)
@@ -218,7 +221,7 @@ class SAMixUp:
     def collate(self, batch: Sequence[Any]) -> tuple[torch.Tensor, torch.Tensor]:
         """A ``DataLoader`` ``collate_fn``: ``default_collate`` a list of (image, label), then mix.
 
-        In ``DataLoader`` worker processes each worker draws from its own generator, seeded
+        In ``DataLoader`` worker processes each worker draws from its own RNG, seeded
         from ``rng``'s seed and the worker's seed (so workers do not repeat each other's λ).
         """
         from torch.utils.data import default_collate, get_worker_info

@@ -1,6 +1,6 @@
 """Sampling of mixup parameters, separate from applying them (as torchvision v2 MixUp/CutMix).
 
-Every function takes an explicit ``torch.Generator``; nothing touches the global RNG.
+Every function takes an explicit ``torch.Generator`` as ``rng``; nothing touches the global RNG.
 """
 
 from __future__ import annotations
@@ -9,7 +9,26 @@ import math
 
 import torch
 
-__all__ = ["sample_lam", "sample_partner", "sample_box", "check_alpha"]
+__all__ = [
+    "DEFAULT_ALPHA",
+    "sample_lam",
+    "sample_partner",
+    "sample_box",
+    "box_lam",
+    "check_alpha",
+]
+
+#: The one Beta(α, α) table: each method's α on CIFAR, as the reference (docs/algorithm.md:
+#: "Online supervised SAMix", "SAMix^P", "Baselines"). ``moco`` is self-supervised MoCo.
+DEFAULT_ALPHA: dict[str, float] = {
+    "vanilla": 1.0,
+    "mixup": 1.0,
+    "cutmix": 0.2,
+    "automix": 2.0,
+    "samix": 2.0,
+    "samix-p": 2.0,
+    "moco": 1.0,
+}
 
 
 def check_alpha(alpha: float) -> float:
@@ -19,38 +38,44 @@ def check_alpha(alpha: float) -> float:
     return float(alpha)
 
 
-def _beta(alpha: float, shape: tuple[int, ...], generator: torch.Generator | None) -> torch.Tensor:
+def _beta(alpha: float, shape: tuple[int, ...], rng: torch.Generator | None) -> torch.Tensor:
     # Beta(a, a) = Ga / (Ga + Gb); torch.distributions takes no generator, _standard_gamma does.
     conc = torch.full((2, *shape), float(alpha), dtype=torch.float64)
-    gam = torch._standard_gamma(conc, generator=generator)
+    gam = torch._standard_gamma(conc, generator=rng)
     out = gam[0] / (gam[0] + gam[1])
     return out.nan_to_num(0.5).float()  # 0/0 only for vanishing α: fall back to an even mix
 
 
 def sample_lam(
-    alpha: float, n: int | None = None, generator: torch.Generator | None = None
+    alpha: float, n: int | None = None, rng: torch.Generator | None = None
 ) -> torch.Tensor:
     """λ ~ Beta(α, α): a 0-d tensor (one λ per batch) or ``n`` values (one per sample)."""
     check_alpha(alpha)
     shape: tuple[int, ...] = () if n is None else (n,)
-    return _beta(alpha, shape, generator)
+    return _beta(alpha, shape, rng)
 
 
-def sample_partner(n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+def sample_partner(n: int, rng: torch.Generator | None = None) -> torch.Tensor:
     """A random permutation π: sample ``i`` is mixed with ``π[i]``."""
     if n < 1:
         raise ValueError(f"need at least one sample to pair, got {n}")
-    return torch.randperm(n, generator=generator)
+    return torch.randperm(n, generator=rng)
 
 
 def sample_box(
-    lam: float, height: int, width: int, generator: torch.Generator | None = None
+    lam: float, height: int, width: int, rng: torch.Generator | None = None
 ) -> tuple[int, int, int, int]:
     """CutMix box ``(y0, y1, x0, x1)`` of side ``sqrt(1 - λ)`` with a random centre, clipped."""
     ratio = math.sqrt(1.0 - float(lam))
     cut_h, cut_w = int(height * ratio), int(width * ratio)
-    cy = int(torch.randint(height, (1,), generator=generator))
-    cx = int(torch.randint(width, (1,), generator=generator))
+    cy = int(torch.randint(height, (1,), generator=rng))
+    cx = int(torch.randint(width, (1,), generator=rng))
     y0, y1 = max(cy - cut_h // 2, 0), min(cy + cut_h // 2, height)
     x0, x1 = max(cx - cut_w // 2, 0), min(cx + cut_w // 2, width)
     return y0, y1, x0, x1
+
+
+def box_lam(box: tuple[int, int, int, int], height: int, width: int) -> float:
+    """CutMix's λ corrected to the area kept after clipping: ``1 - box area / image area``."""
+    y0, y1, x0, x1 = box
+    return 1.0 - (y1 - y0) * (x1 - x0) / float(height * width)
