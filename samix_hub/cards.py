@@ -37,6 +37,9 @@ __all__ = [
     "recipe_table",
     "render_card",
     "validate_card",
+    "format_value",
+    "mixer_summary",
+    "results_text",
 ]
 
 LIBRARY_NAME = "samix-hub"
@@ -156,11 +159,11 @@ def teacher_summary(prov: dict[str, Any]) -> str:
     return f"local {what} `{prov.get('source')}`{sha}"
 
 
-def _fmt(v: Any) -> str:
+def format_value(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:g}"
     if isinstance(v, (list, tuple)):
-        return "(" + ", ".join(_fmt(x) for x in v) + ")"
+        return "(" + ", ".join(format_value(x) for x in v) + ")"
     return str(v)
 
 
@@ -191,11 +194,11 @@ def recipe_table(run_config: dict[str, Any] | None) -> str:
     for key, label in _RECIPE_KEYS:
         if run_config.get(key) is None:
             continue
-        value = dataset_info(run_config[key])[2] if key == "data" else _fmt(run_config[key])
+        value = dataset_info(run_config[key])[2] if key == "data" else format_value(run_config[key])
         rows.append(f"| {label} | {value} |")
     mixer = run_config.get("mixer")
     if isinstance(mixer, dict):
-        rows.append(f"| mixer | {_mixer_summary(mixer)} |")
+        rows.append(f"| mixer | {mixer_summary(mixer)} |")
     gen = run_config.get("generator")
     if isinstance(gen, dict) and gen:
         builtin = f"builtin:{gen['builtin']}" if gen.get("builtin") else None
@@ -243,7 +246,7 @@ def _base_summary(prov: dict[str, Any]) -> str:
     return f"local backbone `{prov.get('source')}`{sha}"
 
 
-def _mixer_summary(mixer: dict[str, Any]) -> str:
+def mixer_summary(mixer: dict[str, Any]) -> str:
     k = mixer.get("lam_mul_k", -1)
     lam = f"λ encoding k={k}" if isinstance(k, (int, float)) and k >= 0 else "no λ encoding"
     exact = mixer.get("calibration", "none") == "exact"
@@ -254,7 +257,7 @@ def _mixer_summary(mixer: dict[str, Any]) -> str:
     )
 
 
-def _results_text(summary: dict[str, Any] | None, what: str, ema: dict[str, Any] | None) -> str:
+def results_text(summary: dict[str, Any] | None, what: str, ema: dict[str, Any] | None) -> str:
     if summary is None:
         return "No evaluation was recorded for this run, so no accuracy is reported."
     lines = [

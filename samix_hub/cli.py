@@ -15,7 +15,7 @@ import sys
 
 import click
 
-from . import __version__
+from ._version import __version__
 from .errors import Interrupted, UserError
 from .fileio import fault_of
 

@@ -49,7 +49,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import __version__
+from ._version import __version__
 from .errors import UserError
 from .fileio import atomic_write_json, atomic_write_text
 
@@ -243,12 +243,12 @@ def run_demo(
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Run the demo into ``out`` (created; a previous demo output there is replaced)."""
+    from .artifact.load import load_generator
     from .data.mix_writer import MixSettings, preview_batch, write_mixed
     from .data.specs import load_data
     from .engine import TrainConfig, read_run_config, train
     from .engine.finetune import finetune_config
     from .export_run import export_run
-    from .loading import load_generator
     from .mixing.statistics import generator_mask_statistics
     from .preview import save_preview
     from .sources import resolve_source

@@ -9,7 +9,6 @@ only then renamed into place, so a failed export never leaves a folder that look
 
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
 from collections.abc import Callable, Sequence
@@ -20,10 +19,32 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from . import __version__
-from .artifacts import BACKBONE_FORMAT_VERSION, list_files, validate_artifact
+from . import cards
+from ._version import __version__
+from .artifact.format import (
+    BACKBONE,
+    BACKBONE_FORMAT_VERSION,
+    BACKBONE_ONNX,
+    CARD_NAME,
+    GENERATOR,
+    GENERATOR_ONNX,
+    GENERATOR_ONNX_INT8,
+)
+from .artifact.load import load_backbone, load_generator
+from .artifact.schema import generator_config_dict
+from .artifact.validate import list_files, validate_artifact
+from .artifact.write import write_generator
+from .engine.run_reader import (
+    Run,
+    build_backbone,
+    build_generator,
+    load_checkpoint,
+    load_run,
+    run_chans,
+    run_image_size,
+)
 from .errors import ArtifactError, UserError
-from .fileio import atomic_write_json, atomic_write_text
+from .fileio import atomic_write_text
 
 __all__ = [
     "Run",
@@ -46,16 +67,6 @@ WHAT = ("generator", "backbone")
 
 
 @dataclass
-class Run:
-    """A training run: its config, measured metrics and last checkpoint (tensors only)."""
-
-    path: Path
-    config: dict[str, Any]
-    metrics: list[dict[str, Any]]
-    checkpoint: dict[str, Any]
-
-
-@dataclass
 class ExportReport:
     """What an export wrote and measured."""
 
@@ -73,144 +84,6 @@ class ExportReport:
             "parity": self.parity,
             "int8": self.int8,
         }
-
-
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """``torch.load(weights_only=True)``; a checkpoint needing arbitrary unpickling is refused."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: missing")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # UnpicklingError for arbitrary objects, RuntimeError if corrupt
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(
-            f"{path}: refused: not loadable with torch.load(weights_only=True) ({first}); "
-            "samix-hub never unpickles arbitrary objects"
-        ) from None
-    if not isinstance(ckpt, dict):
-        raise UserError(f"{path}: expected a dict of tensors, got {type(ckpt).__name__}")
-    return ckpt
-
-
-def load_run(run_dir: str | Path) -> Run:
-    """Read a run folder written by ``samix-hub train`` (RUN_DIR contract)."""
-    path = Path(run_dir)
-    cfg_path = path / "config.json"
-    if not cfg_path.is_file():
-        raise UserError(f"{cfg_path}: missing (not a samix-hub run folder?)")
-    try:
-        config = json.loads(cfg_path.read_text())
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{cfg_path}: not valid JSON ({exc})") from None
-    if config.get("kind", "samix-run") != "samix-run" or config.get("format_version", 1) != 1:
-        raise UserError(
-            f"{cfg_path}: not a samix-run of format version 1 "
-            f"(kind {config.get('kind')!r}, format_version {config.get('format_version')!r})"
-        )
-    for key in ("backbone", "num_classes"):
-        if key not in config:
-            raise UserError(f"{cfg_path}: lacks {key!r}")
-    metrics = []
-    metrics_path = path / "metrics.jsonl"
-    if metrics_path.is_file():
-        for n, line in enumerate(metrics_path.read_text().splitlines(), 1):
-            if line.strip():
-                try:
-                    metrics.append(json.loads(line))
-                except json.JSONDecodeError:
-                    raise UserError(f"{metrics_path}:{n}: not valid JSON") from None
-    checkpoint = load_checkpoint(path / "checkpoints" / "last.pt")
-    return Run(path=path, config=config, metrics=metrics, checkpoint=checkpoint)
-
-
-def _chans(config: dict[str, Any]) -> int:
-    return int(config.get("in_chans", len(config.get("mean", (0, 0, 0)))))
-
-
-def _size(config: dict[str, Any]) -> tuple[int, int]:
-    size = config.get("image_size", (32, 32))
-    if isinstance(size, int):
-        return size, size
-    return int(size[0]), int(size[1])
-
-
-def _load_into(model: nn.Module, state: dict[str, torch.Tensor], what: str) -> None:
-    """Copy a timm state dict; keys the model lacks (e.g. an SSL projector) are ignored."""
-    own = model.state_dict()
-    missing = sorted(set(own) - set(state))
-    if missing:
-        raise UserError(f"checkpoint {what!r} lacks {len(missing)} weights, e.g. {missing[:3]}")
-    for key, value in own.items():
-        if tuple(state[key].shape) != tuple(value.shape):
-            raise UserError(
-                f"checkpoint {what!r}: {key} has shape {tuple(state[key].shape)}, "
-                f"the model expects {tuple(value.shape)}"
-            )
-    model.load_state_dict({k: state[k] for k in own}, strict=True)
-
-
-def build_backbone(run: Run, weights: str = "model") -> nn.Module:
-    """The run's timm classifier with the ``model`` or ``ema`` weights, in eval mode."""
-    import timm
-
-    from . import models as _models  # noqa: F401
-
-    state = run.checkpoint.get(weights)
-    if not isinstance(state, dict):
-        raise UserError(f"{run.path}: checkpoint has no {weights!r} weights")
-    cfg = run.config
-    model = timm.create_model(
-        cfg["backbone"], pretrained=False, num_classes=int(cfg["num_classes"]), in_chans=_chans(cfg)
-    )
-    _load_into(model, state, weights)
-    return model.eval()
-
-
-def build_generator(run: Run) -> Any:
-    """The run's frozen generator: EMA encoder (to ``stage``) + mixer; None without a mixer."""
-    from .cards import dataset_info, summarize_generator_metrics
-    from .models.generator import Generator, GeneratorConfig
-    from .models.mixer import MixerConfig
-
-    cfg = run.config
-    if not cfg.get("mixer") or not isinstance(run.checkpoint.get("mixer"), dict):
-        return None
-    source = "ema" if isinstance(run.checkpoint.get("ema"), dict) else "model"
-    provenance = {
-        "scenario": cfg.get("scenario"),
-        "method": cfg.get("method"),
-        "data": dataset_info(cfg.get("data"))[2],
-        "num_classes": cfg.get("num_classes"),
-        "epochs": cfg.get("epochs"),
-        "step": run.checkpoint.get("step"),
-        "seed": cfg.get("seed"),
-        "encoder_weights": source,
-        "trained_with": cfg.get("samix_hub_version"),
-        "samix_hub_version": __version__,
-        # the run's own mask statistics (test split), as the card's body states them
-        "measured": summarize_generator_metrics(run.metrics),
-    }
-    teacher = cfg.get("teacher_provenance")
-    if isinstance(teacher, dict):  # engine/teacher.py: the encoder is the frozen teacher's
-        provenance["encoder_weights"] = "teacher"
-        provenance["trained_against"] = "a frozen teacher"
-        provenance["teacher"] = teacher  # no local paths: a folder is named, not located
-    gcfg = GeneratorConfig(
-        backbone=cfg["backbone"],
-        mixer=MixerConfig.from_dict(cfg["mixer"]),
-        stage=int(cfg.get("stage", 3)),
-        in_chans=_chans(cfg),
-        input_size=_size(cfg),
-        mean=tuple(cfg["mean"]),
-        std=tuple(cfg["std"]),
-        provenance={k: v for k, v in provenance.items() if v is not None},
-    )
-    gen = Generator(gcfg)
-    classifier = build_backbone(run, source)
-    gen.encoder.load_from_backbone(classifier)
-    gen.mixer.load_state_dict(run.checkpoint["mixer"])
-    return gen.freeze()
 
 
 def finalize_folder(stage: Path, target: Path, force: bool) -> None:
@@ -238,7 +111,7 @@ def _num_params(module: nn.Module) -> str:
 
 
 def _files_cell(folder: Path) -> str:
-    return ", ".join(f"`{k}`" for k in list_files(folder) if k != "README.md") + ", `README.md`"
+    return ", ".join(f"`{k}`" for k in list_files(folder) if k != CARD_NAME) + f", `{CARD_NAME}`"
 
 
 def write_generator_folder(
@@ -254,22 +127,12 @@ def write_generator_folder(
     int8_eval: torch.Tensor | None = None,
 ) -> ExportReport:
     """Weights, config, ONNX (+ int8), parity, card, validation into ``folder`` (a staging dir)."""
-    from . import cards
-    from .loading import GENERATOR_ONNX, GENERATOR_ONNX_INT8, load_generator
     from .onnx import export_generator_onnx, generator_parity, quantize_generator
 
-    gen.save(folder)
+    write_generator(gen, folder)
     cfg = gen.config
-    data = cfg.to_dict()
-    data["encoder"] = {
-        "architecture": cfg.backbone,
-        "stage": cfg.stage,
-        "in_chans": cfg.in_chans,
-        "out_channels": gen.encoder.out_channels,
-        "reduction": gen.encoder.reduction,
-    }
-    atomic_write_json(folder / "config.json", data)
-    report = ExportReport(kind="samix-generator", path=folder)
+    data = generator_config_dict(gen)
+    report = ExportReport(kind=GENERATOR, path=folder)
     if onnx:
         export_generator_onnx(gen, folder / GENERATOR_ONNX, opset=opset)
         report.parity = generator_parity(gen, load_generator(folder, "onnx", device="cpu"))
@@ -297,9 +160,9 @@ def write_generator_folder(
         "width": w,
         "opset": opset,
         "feature_channels": gen.encoder.out_channels,
-        "mixer_summary": cards._mixer_summary(cfg.mixer.to_dict()),
-        "mean": cards._fmt(tuple(cfg.mean)),
-        "std": cards._fmt(tuple(cfg.std)),
+        "mixer_summary": cards.mixer_summary(cfg.mixer.to_dict()),
+        "mean": cards.format_value(tuple(cfg.mean)),
+        "std": cards.format_value(tuple(cfg.std)),
         "lam_convention": data["lam_convention"],
         "files": "",
         "recipe": cards.recipe_table(run_config),
@@ -326,8 +189,8 @@ def write_generator_folder(
         extra_tags=("mixup-generator",),
         eval_results=None,  # mask statistics are no Hub metric: they are in the body
     )
-    atomic_write_text(folder / "README.md", text)
-    cards.validate_card(folder / "README.md", "generator")
+    atomic_write_text(folder / CARD_NAME, text)
+    cards.validate_card(folder / CARD_NAME, "generator")
     validate_artifact(folder, "all" if onnx else "torch")
     report.files = list_files(folder)
     return report
@@ -343,7 +206,6 @@ def _generator_origin(
 
     The classifier's accuracy is stated in the body only: it is the backbone card's result.
     """
-    from . import cards
 
     data = cards.dataset_info(prov.get("data"))[0]
     summary = cards.summarize_metrics(metrics, "top1")
@@ -376,7 +238,6 @@ def _generator_origin(
 
 def _int8_fidelity(folder: Path, images: torch.Tensor) -> dict[str, float]:
     """Mean / max |mask_int8 - mask_fp32| on real images (issue 6), seeded partners and λ."""
-    from .loading import load_generator
 
     fp32 = load_generator(folder, "onnx", device="cpu")
     int8 = load_generator(folder, "onnx", device="cpu", int8=True)
@@ -415,17 +276,15 @@ def write_backbone_folder(
     """timm Hub layout (``save_for_hf``) + ONNX + parity + card into ``folder`` (staging)."""
     from timm.models import save_for_hf
 
-    from . import cards
-    from .loading import BACKBONE_ONNX, load_backbone
     from .onnx import backbone_parity, export_backbone_onnx
 
     cfg = run_config
-    h, w = _size(cfg)
-    c = _chans(cfg)
+    h, w = run_image_size(cfg)
+    c = run_chans(cfg)
     mean, std = tuple(cfg["mean"]), tuple(cfg["std"])
     names = list(cfg.get("class_names") or [])
     samix_meta = {
-        "kind": "samix-backbone",
+        "kind": BACKBONE,
         "format_version": BACKBONE_FORMAT_VERSION,
         "onnx": {"input": "images", "range": [0.0, 1.0], "normalised_inside": True},
         "weights": weights,
@@ -451,7 +310,7 @@ def write_backbone_folder(
         safe_serialization=True,
         data_config={"input_size": (c, h, w), "mean": mean, "std": std, "crop_pct": 1.0},
     )
-    report = ExportReport(kind="samix-backbone", path=folder)
+    report = ExportReport(kind=BACKBONE, path=folder)
     if onnx:
         export_backbone_onnx(
             model, folder / BACKBONE_ONNX, mean, std, (c, h, w), opset=opset,
@@ -473,12 +332,12 @@ def write_backbone_folder(
         "head_summary": f"classifier ({nc} classes)" if nc else "feature extractor (no head)",
         "method": cfg.get("method", "unknown"),
         "repo_id": repo_id or "ORG/NAME",
-        "input_size": cards._fmt((c, h, w)),
+        "input_size": cards.format_value((c, h, w)),
         "in_chans": c,
         "height": h,
         "width": w,
-        "mean": cards._fmt(mean),
-        "std": cards._fmt(std),
+        "mean": cards.format_value(mean),
+        "std": cards.format_value(std),
         "opset": opset,
         "onnx_output": "logits" if nc else "features",
         "num_params": _num_params(model),
@@ -487,7 +346,7 @@ def write_backbone_folder(
         "weights_source": "EMA copy of the classifier" if weights == "ema" else "online classifier",
         "files": "",
         "recipe": cards.recipe_table(cfg),
-        "results": cards._results_text(
+        "results": cards.results_text(
             summary,
             "accuracy of these weights" + (" (k-NN on features)" if "knn" in key else ""),
             None,
@@ -515,8 +374,8 @@ def write_backbone_folder(
         base_model=base_model,
         extra_tags=("image-classification", "timm"),
     )
-    atomic_write_text(folder / "README.md", text)
-    cards.validate_card(folder / "README.md", "backbone")
+    atomic_write_text(folder / CARD_NAME, text)
+    cards.validate_card(folder / CARD_NAME, "backbone")
     validate_artifact(folder, "all" if onnx else "torch")
     report.files = list_files(folder)
     return report

@@ -8,7 +8,7 @@ imported lazily here; ``endpoint=`` overrides the endpoint per call.
 A pull is checked three ways before its path is returned: every downloaded file against the
 checksum the Hub gave as its ETag (sha256 for LFS files, git blob sha1 otherwise: catches a
 corrupt download), the repo listing (pickle weights are refused and never downloaded) and
-:func:`samix_hub.artifacts.validate_artifact` (format version, expected files, tensor shapes).
+:func:`samix_hub.artifact.validate.validate_artifact` (format version, expected files, tensor shapes).
 Tokens are passed to ``huggingface_hub`` only: never printed, logged or written.
 """
 
@@ -22,26 +22,27 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from .artifacts import MIXED_DATASET, PICKLE_SUFFIXES, detect_kind, validate_artifact
+from .artifact.format import BACKBONE_WEIGHTS, CARD_NAME, CONFIG_NAME, GENERATOR_WEIGHTS
+from .artifact.validate import MIXED_DATASET, PICKLE_SUFFIXES, detect_kind, validate_artifact
 from .card_repo import set_card_repo_id
 from .errors import ArtifactError, HubError, UserError
 from .fileio import check_writable_dir
 from .hub_checks import check_no_token, safe_repo_path
 from .local_copy import install_snapshot
-from .sources import ResolvedSource
+from .repo_ref import ResolvedSource, parse_repo_id
 
 __all__ = ["push", "pull", "RUNTIMES", "allow_patterns"]
 
 RUNTIMES = ("torch", "onnx", "all")
-_COMMON = ["README.md", "config.json", "data/*.parquet"]
+_COMMON = [CARD_NAME, CONFIG_NAME, "data/*.parquet"]
 _PATTERNS = {
-    "torch": [*_COMMON, "generator.safetensors", "model.safetensors"],
+    "torch": [*_COMMON, GENERATOR_WEIGHTS, BACKBONE_WEIGHTS],
     "onnx": [*_COMMON, "onnx/*"],
     "all": None,  # everything but pickles (see _IGNORE)
 }
 _IGNORE = [f"*{suffix}" for suffix in PICKLE_SUFFIXES]
 #: The safetensors file that makes a repo with pickles usable (timm's Hub layout has both).
-SAFE_BESIDE_PICKLES = "model.safetensors"
+SAFE_BESIDE_PICKLES = BACKBONE_WEIGHTS
 # Never uploaded: hidden files (temporary files of atomic writes, local caches) and pickles.
 _PUSH_IGNORE = [".*", "*/.*", "*.tmp", "*.partial", *_IGNORE]
 _COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
@@ -69,7 +70,7 @@ def _connection_errors() -> tuple[type[BaseException], ...]:
 
 
 @contextlib.contextmanager
-def _hub_errors(
+def hub_errors(
     repo_id: str, revision: str | None, endpoint: str | None, offline: bool = False
 ) -> Iterator[None]:
     """Turn huggingface_hub and network exceptions into one-line :class:`HubError` messages."""
@@ -109,7 +110,7 @@ def _hub_errors(
             "cannot be used (offline or unreachable); pull once with network access"
         ) from None
     except LocalEntryNotFoundError as err:
-        if offline or _is_offline(None) or "outgoing traffic has been disabled" in str(err):
+        if offline or is_offline(None) or "outgoing traffic has been disabled" in str(err):
             raise HubError(
                 f"{repo_id}@{rev}: not in the local cache, and offline mode is on "
                 "(--offline / HF_HUB_OFFLINE=1); pull it once with network access"
@@ -150,7 +151,7 @@ def _first_line(err: BaseException) -> str:
     return text.splitlines()[0]
 
 
-def _is_offline(offline: bool | None) -> bool:
+def is_offline(offline: bool | None) -> bool:
     if offline is not None:
         return offline
     from huggingface_hub import constants
@@ -190,8 +191,6 @@ def push(
     from huggingface_hub import HfApi
     from huggingface_hub.utils import get_token
 
-    from .sources import parse_repo_id
-
     if create_pr and revision not in (None, "main"):
         raise UserError(f"--create-pr opens a pull request against main, not {revision!r}")
     if create_pr and tag:
@@ -205,7 +204,7 @@ def push(
     kind = detect_kind(src)
     runtime = "all" if kind != MIXED_DATASET and (src / "onnx").is_dir() else "torch"
     validate_artifact(src, runtime)
-    if not (src / "README.md").is_file():
+    if not (src / CARD_NAME).is_file():
         raise ArtifactError(f"{src / 'README.md'}: missing (the card); run `samix-hub export`")
     if kind != MIXED_DATASET and runtime == "torch":
         print(
@@ -218,7 +217,7 @@ def push(
 
     set_card_repo_id(src, repo_id)  # the card's snippets name this repo (card_repo.py)
     api = HfApi(endpoint=endpoint, token=token)
-    with _hub_errors(repo_id, revision, endpoint):
+    with hub_errors(repo_id, revision, endpoint):
         api.create_repo(repo_id, repo_type=expected_type, private=private, exist_ok=True)
         if tag and tag in {
             t.name for t in api.list_repo_refs(repo_id, repo_type=expected_type).tags
@@ -308,7 +307,7 @@ def _check_listing(repo_id: str, repo_type: str, commit: str, cache_dir: str | N
             f"{repo_id}@{commit[:12]}: contains pickle weights {pickles[:3]}; "
             "samix-hub only loads safetensors (nothing was loaded)"
         )
-    if "config.json" not in paths and not any(
+    if CONFIG_NAME not in paths and not any(
         p.startswith("data/") and p.endswith(".parquet") for p in paths
     ):
         raise HubError(
@@ -332,7 +331,7 @@ def _download(
 
     types = [repo_type] if repo_type else ["model", "dataset"]
     for i, kind in enumerate(types):
-        with _hub_errors(repo_id, revision, endpoint, offline):
+        with hub_errors(repo_id, revision, endpoint, offline):
             try:
                 path = snapshot_download(
                     repo_id,
@@ -380,9 +379,9 @@ def pull(
     if repo_type not in (None, "model", "dataset"):
         raise UserError(f"unknown repo type {repo_type!r}; choose model or dataset")
     cache = str(cache_dir) if cache_dir is not None else None
-    is_offline = _is_offline(offline)
+    offline_mode = is_offline(offline)
     snapshot, kind_of_repo = _download(
-        repo_id, revision, runtime, repo_type, endpoint, token, is_offline, cache
+        repo_id, revision, runtime, repo_type, endpoint, token, offline_mode, cache
     )
     commit = snapshot.name
     if not _COMMIT_RE.match(commit):

@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from ..artifact.format import CARD_NAME
 from ..fileio import atomic_write_text
 from .mixed import DATA_DIR, shard_name
 
@@ -204,5 +205,5 @@ def write_card(out: str | Path, settings: dict[str, Any], num_shards: int) -> Pa
         totals["skipped"] += int(info.get("skipped", 0))
         errors += info.get("errors", [])
     return atomic_write_text(
-        out / "README.md", render_card(settings, totals, errors[:MAX_ERRORS_KEPT])
+        out / CARD_NAME, render_card(settings, totals, errors[:MAX_ERRORS_KEPT])
     )

@@ -1,8 +1,7 @@
-"""Mixup parameter sampling, masks and mixing methods."""
+"""Mixup parameter sampling, masks and mixing methods (``SAMixUp`` is in ``samix_hub/mixup.py``)."""
 
 from .masks import LAM_MARGIN, apply_mask, margin_fallback, mask_adjust
 from .methods import CutMix, MixedBatch, MixMethod, MixParams, MixUp, SAMix, Vanilla, build_method
-from .mixup import MixInputError, SAMixUp, datasets_map_fn, soft_targets
 from .sampling import check_alpha, sample_box, sample_lam, sample_partner
 
 __all__ = [
@@ -16,10 +15,6 @@ __all__ = [
     "MixParams",
     "MixUp",
     "SAMix",
-    "SAMixUp",
-    "MixInputError",
-    "datasets_map_fn",
-    "soft_targets",
     "Vanilla",
     "build_method",
     "check_alpha",
