@@ -20,8 +20,8 @@ from typing import Any
 
 import torch
 
-from .artifact.format import GENERATOR
 from .artifact import load as artifact_load
+from .artifact.format import GENERATOR
 from .artifact.validate import detect_kind
 from .errors import ArtifactError, UserError
 from .export_run import finalize_folder, staging_folder, write_generator_folder
