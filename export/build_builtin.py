@@ -132,7 +132,7 @@ def _rebuild_spec(spec: str) -> str:
 
 
 def _public_spec(spec: str) -> str:
-    from samix_hub.cards import dataset_info
+    from samix_hub.data.names import dataset_info
 
     return dataset_info(spec)[2]
 

@@ -23,6 +23,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from .data.names import dataset_info
 from .errors import ArtifactError
 
 __all__ = [
@@ -45,12 +46,6 @@ __all__ = [
 LIBRARY_NAME = "samix-hub"
 TAGS = ("mixup", "samix", "data-augmentation")
 PAPER = "arxiv:2111.15454"
-#: Data set kinds whose Hugging Face Hub ids are known (for ``datasets:`` in the front matter).
-_HUB_DATASETS = {
-    "cifar10": ("CIFAR-10", "uoft-cs/cifar10"),
-    "cifar100": ("CIFAR-100", "uoft-cs/cifar100"),
-    "fashion-mnist": ("Fashion-MNIST", "zalando-datasets/fashion_mnist"),
-}
 _TASK = "image-classification"
 
 
@@ -61,24 +56,6 @@ def load_template(kind: str) -> string.Template:
     except FileNotFoundError:
         raise ArtifactError(f"no model card template for {kind!r}") from None
     return string.Template(text)
-
-
-def dataset_info(spec: str | None) -> tuple[str, str | None, str]:
-    """(display name, Hub data set id or None, spec safe to publish: no local paths)."""
-    if not spec:
-        return "an unrecorded data set", None, "unknown"
-    kind, sep, location = spec.partition(":")
-    if kind in _HUB_DATASETS:
-        name, hub_id = _HUB_DATASETS[kind]
-        return name, hub_id, kind
-    if kind == "hf" and location:
-        return location, location, spec
-    if not sep:
-        if kind == "digits":
-            return "digits (scikit-learn handwritten digits)", None, "digits"
-        return kind, None, kind
-    base = os.path.basename(location.rstrip("/\\")) or location
-    return f"{kind}:{base}", None, f"{kind}:{base}"
 
 
 def summarize_metrics(metrics: list[dict[str, Any]], key: str = "top1") -> dict[str, Any] | None:

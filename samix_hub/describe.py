@@ -18,7 +18,8 @@ from .artifact.format import (
     MIXED_DATASET,
 )
 from .artifact.validate import detect_kind, list_files, validate_artifact
-from .cards import GENERATOR_METRICS, dataset_info
+from .cards import GENERATOR_METRICS
+from .data.names import dataset_info
 from .errors import ArtifactError
 
 __all__ = ["describe"]

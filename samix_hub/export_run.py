@@ -19,7 +19,6 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from . import cards
 from ._version import __version__
 from .artifact.format import (
     BACKBONE,
@@ -34,6 +33,19 @@ from .artifact.load import load_backbone, load_generator
 from .artifact.schema import generator_config_dict
 from .artifact.validate import list_files, validate_artifact
 from .artifact.write import write_generator
+from .cards import (
+    dataset_info,
+    format_value,
+    generator_results_text,
+    mixer_summary,
+    recipe_table,
+    render_card,
+    results_text,
+    summarize_generator_metrics,
+    summarize_metrics,
+    teacher_summary,
+    validate_card,
+)
 from .engine.run_reader import (
     Run,
     build_backbone,
@@ -145,12 +157,12 @@ def write_generator_folder(
             )
     _check_parity(report.parity, folder)
     prov = cfg.provenance
-    own = cards.summarize_generator_metrics(list(metrics))
+    own = summarize_generator_metrics(list(metrics))
     h, w = cfg.input_size
     origin, scorer = _generator_origin(cfg, prov, run_config, list(metrics))
     exact = cfg.mixer.calibration == "exact"
     fields = {
-        "title": f"SAMix generator: {cfg.backbone} on {cards.dataset_info(prov.get('data'))[0]}",
+        "title": f"SAMix generator: {cfg.backbone} on {dataset_info(prov.get('data'))[0]}",
         "backbone": cfg.backbone,
         "stage": cfg.stage,
         "method": prov.get("method", "samix"),
@@ -160,13 +172,13 @@ def write_generator_folder(
         "width": w,
         "opset": opset,
         "feature_channels": gen.encoder.out_channels,
-        "mixer_summary": cards.mixer_summary(cfg.mixer.to_dict()),
-        "mean": cards.format_value(tuple(cfg.mean)),
-        "std": cards.format_value(tuple(cfg.std)),
+        "mixer_summary": mixer_summary(cfg.mixer.to_dict()),
+        "mean": format_value(tuple(cfg.mean)),
+        "std": format_value(tuple(cfg.std)),
         "lam_convention": data["lam_convention"],
         "files": "",
-        "recipe": cards.recipe_table(run_config),
-        "results": cards.generator_results_text(own, scorer),
+        "recipe": recipe_table(run_config),
+        "results": generator_results_text(own, scorer),
         "origin": origin,
         "mask_mean": "its mean equals λ exactly"
         if exact
@@ -179,7 +191,7 @@ def write_generator_folder(
     }
     fields["files"] = _files_cell(folder)
     data_spec = (run_config or {}).get("data", prov.get("data"))
-    text = cards.render_card(
+    text = render_card(
         "generator",
         fields,
         model_name=repo_id.split("/")[-1] if repo_id else f"samix-generator-{cfg.backbone}",
@@ -190,7 +202,7 @@ def write_generator_folder(
         eval_results=None,  # mask statistics are no Hub metric: they are in the body
     )
     atomic_write_text(folder / CARD_NAME, text)
-    cards.validate_card(folder / CARD_NAME, "generator")
+    validate_card(folder / CARD_NAME, "generator")
     validate_artifact(folder, "all" if onnx else "torch")
     report.files = list_files(folder)
     return report
@@ -207,12 +219,12 @@ def _generator_origin(
     The classifier's accuracy is stated in the body only: it is the backbone card's result.
     """
 
-    data = cards.dataset_info(prov.get("data"))[0]
-    summary = cards.summarize_metrics(metrics, "top1")
+    data = dataset_info(prov.get("data"))[0]
+    summary = summarize_metrics(metrics, "top1")
     acc = f" (top-1 {summary['last']:.2f} % on the test split)" if summary else ""
     teacher = prov.get("teacher")
     if isinstance(teacher, dict):
-        who = cards.teacher_summary(teacher)
+        who = teacher_summary(teacher)
         origin = (
             f"the encoder of a frozen, already trained `{cfg.backbone}` classifier (the teacher, "
             f"{who}) truncated after stage {cfg.stage}, plus a {cfg.mixer.variant} mixer "
@@ -291,7 +303,7 @@ def write_backbone_folder(
         "provenance": {
             "scenario": cfg.get("scenario"),
             "method": cfg.get("method"),
-            "data": cards.dataset_info(cfg.get("data"))[2],
+            "data": dataset_info(cfg.get("data"))[2],
             "epochs": cfg.get("epochs"),
             "seed": cfg.get("seed"),
             "generator": cfg.get("generator"),
@@ -322,22 +334,22 @@ def write_backbone_folder(
     key = "ema_top1" if weights == "ema" else "top1"
     if cfg.get("scenario") == "ssl" or not int(cfg["num_classes"]):
         key = "knn_top1"
-    summary = cards.summarize_metrics(list(metrics), key)
+    summary = summarize_metrics(list(metrics), key)
     nc = int(cfg["num_classes"])
-    data_name = cards.dataset_info(cfg.get("data"))[0]
+    data_name = dataset_info(cfg.get("data"))[0]
     fields = {
         "title": f"{cfg['backbone']} ({cfg.get('method', 'samix')}) on "
-        f"{cards.dataset_info(cfg.get('data'))[0]}",
+        f"{dataset_info(cfg.get('data'))[0]}",
         "backbone": cfg["backbone"],
         "head_summary": f"classifier ({nc} classes)" if nc else "feature extractor (no head)",
         "method": cfg.get("method", "unknown"),
         "repo_id": repo_id or "ORG/NAME",
-        "input_size": cards.format_value((c, h, w)),
+        "input_size": format_value((c, h, w)),
         "in_chans": c,
         "height": h,
         "width": w,
-        "mean": cards.format_value(mean),
-        "std": cards.format_value(std),
+        "mean": format_value(mean),
+        "std": format_value(std),
         "opset": opset,
         "onnx_output": "logits" if nc else "features",
         "num_params": _num_params(model),
@@ -345,8 +357,8 @@ def write_backbone_folder(
         "trained_how": f"trained with **{cfg.get('method', 'unknown')}** on **{data_name}**",
         "weights_source": "EMA copy of the classifier" if weights == "ema" else "online classifier",
         "files": "",
-        "recipe": cards.recipe_table(cfg),
-        "results": cards.results_text(
+        "recipe": recipe_table(cfg),
+        "results": results_text(
             summary,
             "accuracy of these weights" + (" (k-NN on features)" if "knn" in key else ""),
             None,
@@ -360,11 +372,11 @@ def write_backbone_folder(
         refit = " with a linear head refit on its frozen features" if head.get("fitted") else ""
         fields["trained_how"] = (
             f"used unchanged{refit} as the frozen teacher of a {cfg.get('method')} generator "
-            f"trained on **{data_name}** (teacher: {cards.teacher_summary(teacher)})"
+            f"trained on **{data_name}** (teacher: {teacher_summary(teacher)})"
         )
         fields["weights_source"] = "the frozen teacher" + (" (head refit)" if refit else "")
     fields["files"] = _files_cell(folder)
-    text = cards.render_card(
+    text = render_card(
         "backbone",
         fields,
         model_name=repo_id.split("/")[-1] if repo_id else f"{cfg['backbone']}-{cfg.get('method')}",
@@ -375,7 +387,7 @@ def write_backbone_folder(
         extra_tags=("image-classification", "timm"),
     )
     atomic_write_text(folder / CARD_NAME, text)
-    cards.validate_card(folder / CARD_NAME, "backbone")
+    validate_card(folder / CARD_NAME, "backbone")
     validate_artifact(folder, "all" if onnx else "torch")
     report.files = list_files(folder)
     return report

@@ -92,7 +92,7 @@ def _generator_line(gen: dict[str, Any] | None, runtime: str | None) -> str:
 def render_card(settings: dict[str, Any], totals: dict[str, int], errors: list[str]) -> str:
     """Markdown with YAML front matter (``configs`` lets ``load_dataset(DIR)`` find the shards)."""
     from ..card_repo import REPO_PLACEHOLDER, repo_marker
-    from ..cards import dataset_info
+    from .names import dataset_info
 
     _, hub_id, data = dataset_info(settings["data"])
     public = {**settings, "data": data}  # the settings without local paths

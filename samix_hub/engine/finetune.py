@@ -184,7 +184,7 @@ def _mixed_provenance(root: Path, rows: int) -> dict[str, Any]:
         if settings.get(key) is not None:
             prov[key] = settings[key]
     if settings.get("data"):
-        from ..cards import dataset_info
+        from ..data.names import dataset_info
 
         prov["data"] = dataset_info(settings["data"])[2]
     return prov

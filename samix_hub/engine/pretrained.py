@@ -120,7 +120,7 @@ def _has_weights(name: str) -> tuple[bool, str | None]:
 
 def _from_run(src: str) -> PretrainedBackbone:
     """The classifier of a ``samix-hub train`` run folder (see the module docstring)."""
-    from ..cards import dataset_info
+    from ..data.names import dataset_info
     from ..fileio import folder_sha256
     from .run_reader import build_backbone, load_run
 

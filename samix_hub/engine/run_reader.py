@@ -16,7 +16,8 @@ import torch.nn as nn
 
 from .._version import __version__
 from ..artifact.format import CONFIG_NAME
-from ..cards import dataset_info, summarize_generator_metrics
+from ..cards import summarize_generator_metrics
+from ..data.names import dataset_info
 from ..errors import UserError
 from ..models import backbones as _backbones  # noqa: F401  (registers the CIFAR backbones in timm)
 from ..models.generator import Generator, GeneratorConfig
