@@ -24,7 +24,8 @@ from .artifact import load as artifact_load
 from .artifact.format import GENERATOR
 from .artifact.validate import detect_kind
 from .errors import ArtifactError, UserError
-from .export_run import finalize_folder, staging_folder, write_generator_folder
+from .export_common import finalize_folder, staging_folder
+from .export_run import write_generator_folder
 from .extras import ONNX_EXTRA, require_extra
 from .hub import push
 from .models.generator import Generator as GeneratorNet

@@ -9,6 +9,7 @@ on a private name (``_x``) imported from another module.
 from __future__ import annotations
 
 import ast
+import importlib
 from pathlib import Path
 
 import pytest
@@ -48,6 +49,8 @@ LAYERS: dict[str, int] = {
     "samix_hub.engine": 4,
     # 5: library workflows over the engine and the artifacts
     "samix_hub.export_run": 5,
+    "samix_hub.export_common": 5,
+    "samix_hub.export_backbone": 5,
     "samix_hub.hub_api": 5,
     "samix_hub.mixup": 5,
     "samix_hub.mix_api": 5,
@@ -204,6 +207,22 @@ def _private_uses(module: str, path: Path) -> list[str]:
 def test_no_private_name_crosses_a_module():
     offenders = [hit for module, path in MODULES.items() for hit in _private_uses(module, path)]
     assert offenders == []
+
+
+def test_every_import_of_our_own_names_resolves():
+    """Also the imports inside functions, which only run on some paths: a moved or renamed name
+    fails here, not in a user's command."""
+    missing = []
+    for module, path in MODULES.items():
+        for target, names, line in _imports(module, path):
+            if target not in MODULES:
+                missing.append(f"{module}:{line} imports missing module {target}")
+                continue
+            loaded = importlib.import_module(target)
+            for name in names:
+                if name != "*" and f"{target}.{name}" not in MODULES and not hasattr(loaded, name):
+                    missing.append(f"{module}:{line} imports missing {target}.{name}")
+    assert missing == []
 
 
 @pytest.mark.parametrize(
