@@ -10,12 +10,13 @@ import importlib
 import importlib.util
 
 from . import supervised as supervised  # registers the "sl" scenario
-from .checkpoint import load_checkpoint, read_run_config, run_generator, save_checkpoint
+from .checkpoint import load_checkpoint, read_run_config, save_checkpoint
 from .config import SL_METHODS, TrainConfig
 from .ema import ema_momentum, make_ema, update_ema
 from .evaluate import evaluate, topk_correct
 from .loop import NonFiniteLossError, config_from_run, train
 from .model import Classifier, Normalize, build_classifier, check_backbone
+from .run_reader import run_generator
 from .scenario import (
     SCENARIOS,
     Scenario,

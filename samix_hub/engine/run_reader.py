@@ -29,6 +29,7 @@ __all__ = [
     "load_checkpoint",
     "build_backbone",
     "build_generator",
+    "run_generator",
     "run_chans",
     "run_image_size",
 ]
@@ -137,12 +138,14 @@ def build_backbone(run: Run, weights: str = "model") -> nn.Module:
     return model.eval()
 
 
-def build_generator(run: Run) -> Generator | None:
-    """The run's frozen generator: EMA encoder (to ``stage``) + mixer; None without a mixer."""
+def build_generator(run: Run, use_ema: bool = True) -> Generator | None:
+    """The run's frozen generator: EMA encoder (to ``stage``; the online one without
+    ``use_ema`` or without an EMA copy) + mixer; None without a mixer."""
     cfg = run.config
     if not cfg.get("mixer") or not isinstance(run.checkpoint.get("mixer"), dict):
         return None
-    source = "ema" if isinstance(run.checkpoint.get("ema"), dict) else "model"
+    has_ema = isinstance(run.checkpoint.get("ema"), dict)
+    source = "ema" if use_ema and has_ema else "model"
     provenance = {
         "scenario": cfg.get("scenario"),
         "method": cfg.get("method"),
@@ -177,3 +180,13 @@ def build_generator(run: Run) -> Generator | None:
     gen.encoder.load_from_backbone(classifier)
     gen.mixer.load_state_dict(run.checkpoint["mixer"])
     return gen.freeze()
+
+
+def run_generator(run_dir: str | Path, use_ema: bool = True) -> Generator:
+    """The SAMix^P generator of a run folder (:func:`build_generator`); an error when the
+    run's method trained no mixer."""
+    run = load_run(run_dir)
+    gen = build_generator(run, use_ema)
+    if gen is None:
+        raise UserError(f"{run_dir}: method {run.config.get('method')!r} trained no mixer")
+    return gen
