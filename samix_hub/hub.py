@@ -205,7 +205,7 @@ def push(
     runtime = "all" if kind != MIXED_DATASET and (src / "onnx").is_dir() else "torch"
     validate_artifact(src, runtime)
     if not (src / CARD_NAME).is_file():
-        raise ArtifactError(f"{src / 'README.md'}: missing (the card); run `samix-hub export`")
+        raise ArtifactError(f"{src / CARD_NAME}: missing (the card); run `samix-hub export`")
     if kind != MIXED_DATASET and runtime == "torch":
         print(
             f"warning: {src} has no onnx/ export; `pull --runtime onnx` will fail", file=sys.stderr
