@@ -7,7 +7,8 @@ from pathlib import Path
 
 from .artifact.format import CONFIG_NAME, PICKLE_SUFFIXES
 from .errors import UserError
-from .hub import allow_patterns, hub_errors, is_offline, pull
+from .hub import allow_patterns, pull
+from .hub_errors import hub_errors, is_offline
 from .repo_ref import ResolvedSource, looks_like_path, parse_repo_id
 
 __all__ = [

@@ -43,6 +43,7 @@ LAYERS: dict[str, int] = {
     "samix_hub.onnx_metadata": 3,
     "samix_hub.local_copy": 3,
     "samix_hub.hub": 3,
+    "samix_hub.hub_errors": 3,
     "samix_hub.sources": 3,
     "samix_hub.openmixup_import": 3,
     # 4: the training engine (fine-tuning loads artifacts through layer 3)
