@@ -33,6 +33,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from samix_hub import Generator, GeneratorConfig, MixerConfig  # noqa: E402
+from samix_hub.artifact.load import read_generator  # noqa: E402
+from samix_hub.artifact.write import write_generator  # noqa: E402
 from samix_hub.data import load_data  # noqa: E402
 from samix_hub.data.mix_writer import MixSettings, write_mixed  # noqa: E402
 from samix_hub.mixing.sampling import DEFAULT_ALPHA  # noqa: E402
@@ -44,7 +46,7 @@ def make_generator(folder: Path, with_onnx: bool) -> Path:
     cfg = GeneratorConfig(backbone="resnet18_cifar", mixer=MixerConfig(in_channels=256))
     torch.manual_seed(0)
     gen = Generator(cfg)
-    gen.save(folder)
+    write_generator(gen, folder)
     if with_onnx:
         from samix_hub.onnx import export_generator_onnx
 
@@ -146,7 +148,7 @@ def main() -> None:
                 gen = load_generator(str(folder), runtime="onnx", device=device.type)
                 run_device = torch.device("cpu")
             else:
-                gen = Generator.from_folder(folder, device=device)
+                gen = read_generator(folder, device=device)
                 run_device = device
             rows[f"generator alone ({runtime})"] = best(
                 args.repeat, generator_alone, gen, images[: args.num], args.batch_size, run_device

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import torch
 
+from samix_hub.artifact.write import write_generator
 from samix_hub.data.specs import DataSource
 from samix_hub.engine import TrainConfig, get_scenario
 from samix_hub.engine.distributed import DistInfo
@@ -53,7 +54,7 @@ def _generator_dir(args: argparse.Namespace, channels: int, folder: Path) -> Pat
     cfg = GeneratorConfig(
         args.backbone, MixerConfig(channels), input_size=(args.image_size, args.image_size)
     )
-    return Generator(cfg).save(folder)
+    return write_generator(Generator(cfg), folder)
 
 
 class Bench:

@@ -132,7 +132,7 @@ def _rebuild_spec(spec: str) -> str:
 
 
 def _public_spec(spec: str) -> str:
-    from samix_hub.cards import dataset_info
+    from samix_hub.data.names import dataset_info
 
     return dataset_info(spec)[2]
 
@@ -216,7 +216,7 @@ def install(
     export_dir: Path, out: Path, stats: dict[str, Any], teacher_top1: float, section: str
 ) -> None:
     """Copy only the shipped files into a staging folder, validate it, rename it to ``out``."""
-    from samix_hub.artifacts import list_files, validate_artifact
+    from samix_hub.artifact.validate import list_files, validate_artifact
     from samix_hub.cards import validate_card
     from samix_hub.fileio import atomic_write_json
 

@@ -25,11 +25,10 @@ from typing import Any
 import torch
 
 import samix_hub
-from samix_hub.artifacts import validate_artifact
+from samix_hub.artifact.validate import validate_artifact
 from samix_hub.cards import validate_card
-from samix_hub.commands.export import calibration_images
-from samix_hub.commands.info import describe
-from samix_hub.export_run import export_run, load_run
+from samix_hub.describe import describe
+from samix_hub.export_run import calibration_images, export_run, load_run
 
 
 def sha256(path: Path) -> str:

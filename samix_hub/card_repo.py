@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from .artifact.format import CARD_NAME
 from .fileio import atomic_write_text
 
 __all__ = ["REPO_PLACEHOLDER", "repo_marker", "card_repo_id", "card_for_repo", "set_card_repo_id"]
@@ -45,7 +46,7 @@ def card_for_repo(text: str, repo_id: str) -> str:
 
 def set_card_repo_id(folder: str | Path, repo_id: str) -> bool:
     """Rewrite ``folder/README.md`` (atomically) to name ``repo_id``; True when it changed."""
-    path = Path(folder) / "README.md"
+    path = Path(folder) / CARD_NAME
     if not path.is_file():
         return False
     text = path.read_text(encoding="utf-8")

@@ -23,6 +23,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from .data.names import dataset_info
 from .errors import ArtifactError
 
 __all__ = [
@@ -37,17 +38,14 @@ __all__ = [
     "recipe_table",
     "render_card",
     "validate_card",
+    "format_value",
+    "mixer_summary",
+    "results_text",
 ]
 
 LIBRARY_NAME = "samix-hub"
 TAGS = ("mixup", "samix", "data-augmentation")
 PAPER = "arxiv:2111.15454"
-#: Data set kinds whose Hugging Face Hub ids are known (for ``datasets:`` in the front matter).
-_HUB_DATASETS = {
-    "cifar10": ("CIFAR-10", "uoft-cs/cifar10"),
-    "cifar100": ("CIFAR-100", "uoft-cs/cifar100"),
-    "fashion-mnist": ("Fashion-MNIST", "zalando-datasets/fashion_mnist"),
-}
 _TASK = "image-classification"
 
 
@@ -58,24 +56,6 @@ def load_template(kind: str) -> string.Template:
     except FileNotFoundError:
         raise ArtifactError(f"no model card template for {kind!r}") from None
     return string.Template(text)
-
-
-def dataset_info(spec: str | None) -> tuple[str, str | None, str]:
-    """(display name, Hub data set id or None, spec safe to publish: no local paths)."""
-    if not spec:
-        return "an unrecorded data set", None, "unknown"
-    kind, sep, location = spec.partition(":")
-    if kind in _HUB_DATASETS:
-        name, hub_id = _HUB_DATASETS[kind]
-        return name, hub_id, kind
-    if kind == "hf" and location:
-        return location, location, spec
-    if not sep:
-        if kind == "digits":
-            return "digits (scikit-learn handwritten digits)", None, "digits"
-        return kind, None, kind
-    base = os.path.basename(location.rstrip("/\\")) or location
-    return f"{kind}:{base}", None, f"{kind}:{base}"
 
 
 def summarize_metrics(metrics: list[dict[str, Any]], key: str = "top1") -> dict[str, Any] | None:
@@ -156,11 +136,11 @@ def teacher_summary(prov: dict[str, Any]) -> str:
     return f"local {what} `{prov.get('source')}`{sha}"
 
 
-def _fmt(v: Any) -> str:
+def format_value(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:g}"
     if isinstance(v, (list, tuple)):
-        return "(" + ", ".join(_fmt(x) for x in v) + ")"
+        return "(" + ", ".join(format_value(x) for x in v) + ")"
     return str(v)
 
 
@@ -191,11 +171,11 @@ def recipe_table(run_config: dict[str, Any] | None) -> str:
     for key, label in _RECIPE_KEYS:
         if run_config.get(key) is None:
             continue
-        value = dataset_info(run_config[key])[2] if key == "data" else _fmt(run_config[key])
+        value = dataset_info(run_config[key])[2] if key == "data" else format_value(run_config[key])
         rows.append(f"| {label} | {value} |")
     mixer = run_config.get("mixer")
     if isinstance(mixer, dict):
-        rows.append(f"| mixer | {_mixer_summary(mixer)} |")
+        rows.append(f"| mixer | {mixer_summary(mixer)} |")
     gen = run_config.get("generator")
     if isinstance(gen, dict) and gen:
         builtin = f"builtin:{gen['builtin']}" if gen.get("builtin") else None
@@ -243,7 +223,7 @@ def _base_summary(prov: dict[str, Any]) -> str:
     return f"local backbone `{prov.get('source')}`{sha}"
 
 
-def _mixer_summary(mixer: dict[str, Any]) -> str:
+def mixer_summary(mixer: dict[str, Any]) -> str:
     k = mixer.get("lam_mul_k", -1)
     lam = f"λ encoding k={k}" if isinstance(k, (int, float)) and k >= 0 else "no λ encoding"
     exact = mixer.get("calibration", "none") == "exact"
@@ -254,7 +234,7 @@ def _mixer_summary(mixer: dict[str, Any]) -> str:
     )
 
 
-def _results_text(summary: dict[str, Any] | None, what: str, ema: dict[str, Any] | None) -> str:
+def results_text(summary: dict[str, Any] | None, what: str, ema: dict[str, Any] | None) -> str:
     if summary is None:
         return "No evaluation was recorded for this run, so no accuracy is reported."
     lines = [

@@ -8,14 +8,12 @@ touching this file. Options also read ``SAMIX_<COMMAND>_<OPTION>`` environment v
 from __future__ import annotations
 
 import errno
-import importlib
 import os
-import pkgutil
 import sys
 
 import click
 
-from . import __version__
+from ._version import __version__
 from .errors import Interrupted, UserError
 from .fileio import fault_of
 
@@ -47,15 +45,12 @@ def cli() -> None:
 
 
 def _register_commands() -> None:
-    from . import commands
+    from .commands import demo, export, finetune, import_openmixup, info, mix, pull, push, train
+    from .commands import eval as eval_command
 
-    for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
-        if info.name.startswith("_"):
-            continue
-        module = importlib.import_module(f"{commands.__name__}.{info.name}")
-        cmd = getattr(module, "command", None)
-        if isinstance(cmd, click.Command):
-            cli.add_command(cmd)
+    modules = (demo, eval_command, export, finetune, import_openmixup, info, mix, pull, push, train)
+    for module in modules:
+        cli.add_command(module.command)
 
 
 _register_commands()

@@ -9,23 +9,59 @@ only then renamed into place, so a failed export never leaves a folder that look
 
 from __future__ import annotations
 
-import json
 import shutil
-import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn as nn
+import torch.nn.functional as F
 
-from . import __version__
-from .artifacts import BACKBONE_FORMAT_VERSION, list_files, validate_artifact
-from .errors import ArtifactError, UserError
-from .fileio import atomic_write_json, atomic_write_text
+from ._version import __version__
+from .artifact.format import (
+    CARD_NAME,
+    GENERATOR,
+    GENERATOR_ONNX,
+    GENERATOR_ONNX_INT8,
+)
+from .artifact.load import load_generator
+from .artifact.schema import generator_config_dict
+from .artifact.validate import list_files, validate_artifact
+from .artifact.write import write_generator
+from .cards import (
+    dataset_info,
+    format_value,
+    generator_results_text,
+    mixer_summary,
+    recipe_table,
+    render_card,
+    summarize_generator_metrics,
+    summarize_metrics,
+    teacher_summary,
+    validate_card,
+)
+from .data.specs import load_data
+from .engine.run_reader import (
+    Run,
+    build_backbone,
+    build_generator,
+    load_checkpoint,
+    load_run,
+)
+from .errors import UserError
+from .export_backbone import base_model, write_backbone_folder
+from .export_common import (
+    PARITY_TOL,
+    ExportReport,
+    check_parity,
+    files_cell,
+    finalize_folder,
+    staging_folder,
+)
+from .fileio import atomic_write_text
 
 __all__ = [
+    "calibration_images",
     "Run",
     "ExportReport",
     "load_run",
@@ -40,205 +76,7 @@ __all__ = [
     "staging_folder",
 ]
 
-#: Max |torch - onnxruntime| accepted (issue 6): mask and mixed 1e-4, logits 1e-3.
-PARITY_TOL = {"mask": 1e-4, "mixed": 1e-4, "logits": 1e-3}
 WHAT = ("generator", "backbone")
-
-
-@dataclass
-class Run:
-    """A training run: its config, measured metrics and last checkpoint (tensors only)."""
-
-    path: Path
-    config: dict[str, Any]
-    metrics: list[dict[str, Any]]
-    checkpoint: dict[str, Any]
-
-
-@dataclass
-class ExportReport:
-    """What an export wrote and measured."""
-
-    kind: str
-    path: Path
-    files: dict[str, int] = field(default_factory=dict)
-    parity: dict[str, float] = field(default_factory=dict)
-    int8: dict[str, float] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "kind": self.kind,
-            "path": str(self.path),
-            "files": self.files,
-            "parity": self.parity,
-            "int8": self.int8,
-        }
-
-
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """``torch.load(weights_only=True)``; a checkpoint needing arbitrary unpickling is refused."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: missing")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # UnpicklingError for arbitrary objects, RuntimeError if corrupt
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(
-            f"{path}: refused: not loadable with torch.load(weights_only=True) ({first}); "
-            "samix-hub never unpickles arbitrary objects"
-        ) from None
-    if not isinstance(ckpt, dict):
-        raise UserError(f"{path}: expected a dict of tensors, got {type(ckpt).__name__}")
-    return ckpt
-
-
-def load_run(run_dir: str | Path) -> Run:
-    """Read a run folder written by ``samix-hub train`` (RUN_DIR contract)."""
-    path = Path(run_dir)
-    cfg_path = path / "config.json"
-    if not cfg_path.is_file():
-        raise UserError(f"{cfg_path}: missing (not a samix-hub run folder?)")
-    try:
-        config = json.loads(cfg_path.read_text())
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{cfg_path}: not valid JSON ({exc})") from None
-    if config.get("kind", "samix-run") != "samix-run" or config.get("format_version", 1) != 1:
-        raise UserError(
-            f"{cfg_path}: not a samix-run of format version 1 "
-            f"(kind {config.get('kind')!r}, format_version {config.get('format_version')!r})"
-        )
-    for key in ("backbone", "num_classes"):
-        if key not in config:
-            raise UserError(f"{cfg_path}: lacks {key!r}")
-    metrics = []
-    metrics_path = path / "metrics.jsonl"
-    if metrics_path.is_file():
-        for n, line in enumerate(metrics_path.read_text().splitlines(), 1):
-            if line.strip():
-                try:
-                    metrics.append(json.loads(line))
-                except json.JSONDecodeError:
-                    raise UserError(f"{metrics_path}:{n}: not valid JSON") from None
-    checkpoint = load_checkpoint(path / "checkpoints" / "last.pt")
-    return Run(path=path, config=config, metrics=metrics, checkpoint=checkpoint)
-
-
-def _chans(config: dict[str, Any]) -> int:
-    return int(config.get("in_chans", len(config.get("mean", (0, 0, 0)))))
-
-
-def _size(config: dict[str, Any]) -> tuple[int, int]:
-    size = config.get("image_size", (32, 32))
-    if isinstance(size, int):
-        return size, size
-    return int(size[0]), int(size[1])
-
-
-def _load_into(model: nn.Module, state: dict[str, torch.Tensor], what: str) -> None:
-    """Copy a timm state dict; keys the model lacks (e.g. an SSL projector) are ignored."""
-    own = model.state_dict()
-    missing = sorted(set(own) - set(state))
-    if missing:
-        raise UserError(f"checkpoint {what!r} lacks {len(missing)} weights, e.g. {missing[:3]}")
-    for key, value in own.items():
-        if tuple(state[key].shape) != tuple(value.shape):
-            raise UserError(
-                f"checkpoint {what!r}: {key} has shape {tuple(state[key].shape)}, "
-                f"the model expects {tuple(value.shape)}"
-            )
-    model.load_state_dict({k: state[k] for k in own}, strict=True)
-
-
-def build_backbone(run: Run, weights: str = "model") -> nn.Module:
-    """The run's timm classifier with the ``model`` or ``ema`` weights, in eval mode."""
-    import timm
-
-    from . import models as _models  # noqa: F401
-
-    state = run.checkpoint.get(weights)
-    if not isinstance(state, dict):
-        raise UserError(f"{run.path}: checkpoint has no {weights!r} weights")
-    cfg = run.config
-    model = timm.create_model(
-        cfg["backbone"], pretrained=False, num_classes=int(cfg["num_classes"]), in_chans=_chans(cfg)
-    )
-    _load_into(model, state, weights)
-    return model.eval()
-
-
-def build_generator(run: Run) -> Any:
-    """The run's frozen generator: EMA encoder (to ``stage``) + mixer; None without a mixer."""
-    from .cards import dataset_info, summarize_generator_metrics
-    from .models.generator import Generator, GeneratorConfig
-    from .models.mixer import MixerConfig
-
-    cfg = run.config
-    if not cfg.get("mixer") or not isinstance(run.checkpoint.get("mixer"), dict):
-        return None
-    source = "ema" if isinstance(run.checkpoint.get("ema"), dict) else "model"
-    provenance = {
-        "scenario": cfg.get("scenario"),
-        "method": cfg.get("method"),
-        "data": dataset_info(cfg.get("data"))[2],
-        "num_classes": cfg.get("num_classes"),
-        "epochs": cfg.get("epochs"),
-        "step": run.checkpoint.get("step"),
-        "seed": cfg.get("seed"),
-        "encoder_weights": source,
-        "trained_with": cfg.get("samix_hub_version"),
-        "samix_hub_version": __version__,
-        # the run's own mask statistics (test split), as the card's body states them
-        "measured": summarize_generator_metrics(run.metrics),
-    }
-    teacher = cfg.get("teacher_provenance")
-    if isinstance(teacher, dict):  # engine/teacher.py: the encoder is the frozen teacher's
-        provenance["encoder_weights"] = "teacher"
-        provenance["trained_against"] = "a frozen teacher"
-        provenance["teacher"] = teacher  # no local paths: a folder is named, not located
-    gcfg = GeneratorConfig(
-        backbone=cfg["backbone"],
-        mixer=MixerConfig.from_dict(cfg["mixer"]),
-        stage=int(cfg.get("stage", 3)),
-        in_chans=_chans(cfg),
-        input_size=_size(cfg),
-        mean=tuple(cfg["mean"]),
-        std=tuple(cfg["std"]),
-        provenance={k: v for k, v in provenance.items() if v is not None},
-    )
-    gen = Generator(gcfg)
-    classifier = build_backbone(run, source)
-    gen.encoder.load_from_backbone(classifier)
-    gen.mixer.load_state_dict(run.checkpoint["mixer"])
-    return gen.freeze()
-
-
-def finalize_folder(stage: Path, target: Path, force: bool) -> None:
-    """Rename a checked staging folder onto ``target`` (replacing it only with ``force``)."""
-    old = None
-    if target.exists():
-        if not force:
-            raise UserError(f"{target}: exists; pass --force to replace it")
-        old = target.with_name(f".{target.name}.old-{stage.name}")
-        target.rename(old)
-    stage.rename(target)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
-def staging_folder(out: Path, name: str) -> Path:
-    """A hidden, empty folder beside the final one (same file system, so rename is atomic)."""
-    out.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{name}.partial-", dir=out))
-
-
-def _num_params(module: nn.Module) -> str:
-    n = sum(p.numel() for p in module.parameters())
-    return f"{n / 1e6:.2f} M" if n >= 1e5 else f"{n / 1e3:.1f} k"
-
-
-def _files_cell(folder: Path) -> str:
-    return ", ".join(f"`{k}`" for k in list_files(folder) if k != "README.md") + ", `README.md`"
 
 
 def write_generator_folder(
@@ -254,22 +92,12 @@ def write_generator_folder(
     int8_eval: torch.Tensor | None = None,
 ) -> ExportReport:
     """Weights, config, ONNX (+ int8), parity, card, validation into ``folder`` (a staging dir)."""
-    from . import cards
-    from .loading import GENERATOR_ONNX, GENERATOR_ONNX_INT8, load_generator
     from .onnx import export_generator_onnx, generator_parity, quantize_generator
 
-    gen.save(folder)
+    write_generator(gen, folder)
     cfg = gen.config
-    data = cfg.to_dict()
-    data["encoder"] = {
-        "architecture": cfg.backbone,
-        "stage": cfg.stage,
-        "in_chans": cfg.in_chans,
-        "out_channels": gen.encoder.out_channels,
-        "reduction": gen.encoder.reduction,
-    }
-    atomic_write_json(folder / "config.json", data)
-    report = ExportReport(kind="samix-generator", path=folder)
+    data = generator_config_dict(gen)
+    report = ExportReport(kind=GENERATOR, path=folder)
     if onnx:
         export_generator_onnx(gen, folder / GENERATOR_ONNX, opset=opset)
         report.parity = generator_parity(gen, load_generator(folder, "onnx", device="cpu"))
@@ -280,14 +108,14 @@ def write_generator_folder(
             report.int8 = _int8_fidelity(
                 folder, int8_eval if int8_eval is not None else int8_calibration
             )
-    _check_parity(report.parity, folder)
+    check_parity(report.parity, folder)
     prov = cfg.provenance
-    own = cards.summarize_generator_metrics(list(metrics))
+    own = summarize_generator_metrics(list(metrics))
     h, w = cfg.input_size
     origin, scorer = _generator_origin(cfg, prov, run_config, list(metrics))
     exact = cfg.mixer.calibration == "exact"
     fields = {
-        "title": f"SAMix generator: {cfg.backbone} on {cards.dataset_info(prov.get('data'))[0]}",
+        "title": f"SAMix generator: {cfg.backbone} on {dataset_info(prov.get('data'))[0]}",
         "backbone": cfg.backbone,
         "stage": cfg.stage,
         "method": prov.get("method", "samix"),
@@ -297,13 +125,13 @@ def write_generator_folder(
         "width": w,
         "opset": opset,
         "feature_channels": gen.encoder.out_channels,
-        "mixer_summary": cards._mixer_summary(cfg.mixer.to_dict()),
-        "mean": cards._fmt(tuple(cfg.mean)),
-        "std": cards._fmt(tuple(cfg.std)),
+        "mixer_summary": mixer_summary(cfg.mixer.to_dict()),
+        "mean": format_value(tuple(cfg.mean)),
+        "std": format_value(tuple(cfg.std)),
         "lam_convention": data["lam_convention"],
         "files": "",
-        "recipe": cards.recipe_table(run_config),
-        "results": cards.generator_results_text(own, scorer),
+        "recipe": recipe_table(run_config),
+        "results": generator_results_text(own, scorer),
         "origin": origin,
         "mask_mean": "its mean equals λ exactly"
         if exact
@@ -314,9 +142,9 @@ def write_generator_folder(
         "extra_limitations": "" if onnx else "- This export has no ONNX graph.\n",
         "samix_hub_version": __version__,
     }
-    fields["files"] = _files_cell(folder)
+    fields["files"] = files_cell(folder)
     data_spec = (run_config or {}).get("data", prov.get("data"))
-    text = cards.render_card(
+    text = render_card(
         "generator",
         fields,
         model_name=repo_id.split("/")[-1] if repo_id else f"samix-generator-{cfg.backbone}",
@@ -326,8 +154,8 @@ def write_generator_folder(
         extra_tags=("mixup-generator",),
         eval_results=None,  # mask statistics are no Hub metric: they are in the body
     )
-    atomic_write_text(folder / "README.md", text)
-    cards.validate_card(folder / "README.md", "generator")
+    atomic_write_text(folder / CARD_NAME, text)
+    validate_card(folder / CARD_NAME, "generator")
     validate_artifact(folder, "all" if onnx else "torch")
     report.files = list_files(folder)
     return report
@@ -343,14 +171,13 @@ def _generator_origin(
 
     The classifier's accuracy is stated in the body only: it is the backbone card's result.
     """
-    from . import cards
 
-    data = cards.dataset_info(prov.get("data"))[0]
-    summary = cards.summarize_metrics(metrics, "top1")
+    data = dataset_info(prov.get("data"))[0]
+    summary = summarize_metrics(metrics, "top1")
     acc = f" (top-1 {summary['last']:.2f} % on the test split)" if summary else ""
     teacher = prov.get("teacher")
     if isinstance(teacher, dict):
-        who = cards.teacher_summary(teacher)
+        who = teacher_summary(teacher)
         origin = (
             f"the encoder of a frozen, already trained `{cfg.backbone}` classifier (the teacher, "
             f"{who}) truncated after stage {cfg.stage}, plus a {cfg.mixer.variant} mixer "
@@ -376,7 +203,6 @@ def _generator_origin(
 
 def _int8_fidelity(folder: Path, images: torch.Tensor) -> dict[str, float]:
     """Mean / max |mask_int8 - mask_fp32| on real images (issue 6), seeded partners and λ."""
-    from .loading import load_generator
 
     fp32 = load_generator(folder, "onnx", device="cpu")
     int8 = load_generator(folder, "onnx", device="cpu", int8=True)
@@ -391,146 +217,20 @@ def _int8_fidelity(folder: Path, images: torch.Tensor) -> dict[str, float]:
     return {"mask_mean_abs_diff": float(d.mean()), "mask_max_abs_diff": float(d.max())}
 
 
-def _check_parity(parity: dict[str, float], folder: Path) -> None:
-    for key, value in parity.items():
-        if not value <= PARITY_TOL[key]:
-            raise ArtifactError(
-                f"{folder}: onnxruntime differs from torch on {key} by {value:.2e} "
-                f"(> {PARITY_TOL[key]:.0e}); export refused"
-            )
+def calibration_images(
+    spec: str, size: tuple[int, int], count: int = 256
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(calibration, evaluation): ``count`` train and ``count`` test images in [0, 1] at ``size``."""
+    source = load_data(spec)
 
+    def take(ds: Any) -> torch.Tensor:
+        n = min(count, len(ds))
+        x = torch.stack([ds[i][0] for i in range(n)]).float() / 255.0
+        if tuple(x.shape[-2:]) != tuple(size):
+            x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+        return x.clamp(0, 1)
 
-def write_backbone_folder(
-    model: nn.Module,
-    folder: Path,
-    *,
-    run_config: dict[str, Any],
-    metrics: Sequence[dict[str, Any]],
-    weights: str = "model",
-    onnx: bool = True,
-    opset: int = 18,
-    repo_id: str | None = None,
-    base_model: str | None = None,
-) -> ExportReport:
-    """timm Hub layout (``save_for_hf``) + ONNX + parity + card into ``folder`` (staging)."""
-    from timm.models import save_for_hf
-
-    from . import cards
-    from .loading import BACKBONE_ONNX, load_backbone
-    from .onnx import backbone_parity, export_backbone_onnx
-
-    cfg = run_config
-    h, w = _size(cfg)
-    c = _chans(cfg)
-    mean, std = tuple(cfg["mean"]), tuple(cfg["std"])
-    names = list(cfg.get("class_names") or [])
-    samix_meta = {
-        "kind": "samix-backbone",
-        "format_version": BACKBONE_FORMAT_VERSION,
-        "onnx": {"input": "images", "range": [0.0, 1.0], "normalised_inside": True},
-        "weights": weights,
-        "provenance": {
-            "scenario": cfg.get("scenario"),
-            "method": cfg.get("method"),
-            "data": cards.dataset_info(cfg.get("data"))[2],
-            "epochs": cfg.get("epochs"),
-            "seed": cfg.get("seed"),
-            "generator": cfg.get("generator"),
-            "teacher": cfg.get("teacher_provenance"),
-            "trained_with": cfg.get("samix_hub_version"),
-            "samix_hub_version": __version__,
-        },
-    }
-    model_config: dict[str, Any] = {"samix_hub": samix_meta, "pretrained_cfg": {"tag": "samix"}}
-    if names and len(names) == model.num_classes:  # type: ignore[attr-defined]
-        model_config["label_names"] = names
-    save_for_hf(
-        model,
-        str(folder),
-        model_config=model_config,
-        safe_serialization=True,
-        data_config={"input_size": (c, h, w), "mean": mean, "std": std, "crop_pct": 1.0},
-    )
-    report = ExportReport(kind="samix-backbone", path=folder)
-    if onnx:
-        export_backbone_onnx(
-            model, folder / BACKBONE_ONNX, mean, std, (c, h, w), opset=opset,
-            label_names=model_config.get("label_names"),
-        )  # fmt: skip
-        onnx_model, _ = load_backbone(folder, runtime="onnx", device="cpu")
-        report.parity = backbone_parity(model, onnx_model, mean, std, (c, h, w))
-    _check_parity(report.parity, folder)
-    key = "ema_top1" if weights == "ema" else "top1"
-    if cfg.get("scenario") == "ssl" or not int(cfg["num_classes"]):
-        key = "knn_top1"
-    summary = cards.summarize_metrics(list(metrics), key)
-    nc = int(cfg["num_classes"])
-    data_name = cards.dataset_info(cfg.get("data"))[0]
-    fields = {
-        "title": f"{cfg['backbone']} ({cfg.get('method', 'samix')}) on "
-        f"{cards.dataset_info(cfg.get('data'))[0]}",
-        "backbone": cfg["backbone"],
-        "head_summary": f"classifier ({nc} classes)" if nc else "feature extractor (no head)",
-        "method": cfg.get("method", "unknown"),
-        "repo_id": repo_id or "ORG/NAME",
-        "input_size": cards._fmt((c, h, w)),
-        "in_chans": c,
-        "height": h,
-        "width": w,
-        "mean": cards._fmt(mean),
-        "std": cards._fmt(std),
-        "opset": opset,
-        "onnx_output": "logits" if nc else "features",
-        "num_params": _num_params(model),
-        "classes": ", ".join(names) if names else str(nc),
-        "trained_how": f"trained with **{cfg.get('method', 'unknown')}** on **{data_name}**",
-        "weights_source": "EMA copy of the classifier" if weights == "ema" else "online classifier",
-        "files": "",
-        "recipe": cards.recipe_table(cfg),
-        "results": cards._results_text(
-            summary,
-            "accuracy of these weights" + (" (k-NN on features)" if "knn" in key else ""),
-            None,
-        ),
-        "extra_limitations": "" if onnx else "- This export has no ONNX graph.\n",
-        "samix_hub_version": __version__,
-    }
-    teacher = cfg.get("teacher_provenance")
-    if isinstance(teacher, dict):  # a teacher run: these are the teacher's frozen weights
-        head = cfg.get("teacher_head") or {}
-        refit = " with a linear head refit on its frozen features" if head.get("fitted") else ""
-        fields["trained_how"] = (
-            f"used unchanged{refit} as the frozen teacher of a {cfg.get('method')} generator "
-            f"trained on **{data_name}** (teacher: {cards.teacher_summary(teacher)})"
-        )
-        fields["weights_source"] = "the frozen teacher" + (" (head refit)" if refit else "")
-    fields["files"] = _files_cell(folder)
-    text = cards.render_card(
-        "backbone",
-        fields,
-        model_name=repo_id.split("/")[-1] if repo_id else f"{cfg['backbone']}-{cfg.get('method')}",
-        data_spec=cfg.get("data"),
-        summary=summary,
-        metric_name="Top-1 (k-NN)" if "knn" in key else "Top-1",
-        base_model=base_model,
-        extra_tags=("image-classification", "timm"),
-    )
-    atomic_write_text(folder / "README.md", text)
-    cards.validate_card(folder / "README.md", "backbone")
-    validate_artifact(folder, "all" if onnx else "torch")
-    report.files = list_files(folder)
-    return report
-
-
-def _base_model(config: dict[str, Any]) -> str | None:
-    """A Hub repo id the run started from (fine-tuning), when the run config records one."""
-    for key in ("base_model", "backbone_provenance", "init", "pretrained", "backbone_source"):
-        value = config.get(key)
-        if isinstance(value, dict):
-            value = value.get("repo_id")
-        if isinstance(value, str) and value.count("/") == 1 and not Path(value).exists():
-            return value.split("@")[0]
-    return None
+    return take(source.train), take(source.test)
 
 
 def export_run(
@@ -589,7 +289,7 @@ def export_run(
             rep = write_backbone_folder(
                 model, stage, run_config=run.config, metrics=run.metrics, weights=weights,
                 onnx=onnx, opset=opset, repo_id=repo_ids.get("backbone"),
-                base_model=_base_model(run.config),
+                base_model=base_model(run.config),
             )  # fmt: skip
             finalize_folder(stage, out / "backbone", force)
         finally:

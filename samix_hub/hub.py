@@ -8,40 +8,40 @@ imported lazily here; ``endpoint=`` overrides the endpoint per call.
 A pull is checked three ways before its path is returned: every downloaded file against the
 checksum the Hub gave as its ETag (sha256 for LFS files, git blob sha1 otherwise: catches a
 corrupt download), the repo listing (pickle weights are refused and never downloaded) and
-:func:`samix_hub.artifacts.validate_artifact` (format version, expected files, tensor shapes).
+:func:`samix_hub.artifact.validate.validate_artifact` (format version, expected files, tensor shapes).
 Tokens are passed to ``huggingface_hub`` only: never printed, logged or written.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import re
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
-from .artifacts import MIXED_DATASET, PICKLE_SUFFIXES, detect_kind, validate_artifact
+from .artifact.format import BACKBONE_WEIGHTS, CARD_NAME, CONFIG_NAME, GENERATOR_WEIGHTS
+from .artifact.validate import MIXED_DATASET, PICKLE_SUFFIXES, detect_kind, validate_artifact
 from .card_repo import set_card_repo_id
 from .errors import ArtifactError, HubError, UserError
 from .fileio import check_writable_dir
 from .hub_checks import check_no_token, safe_repo_path
+from .hub_errors import hub_errors, is_offline
 from .local_copy import install_snapshot
-from .sources import ResolvedSource
+from .repo_ref import ResolvedSource, parse_repo_id
 
 __all__ = ["push", "pull", "RUNTIMES", "allow_patterns"]
 
 RUNTIMES = ("torch", "onnx", "all")
-_COMMON = ["README.md", "config.json", "data/*.parquet"]
+_COMMON = [CARD_NAME, CONFIG_NAME, "data/*.parquet"]
 _PATTERNS = {
-    "torch": [*_COMMON, "generator.safetensors", "model.safetensors"],
+    "torch": [*_COMMON, GENERATOR_WEIGHTS, BACKBONE_WEIGHTS],
     "onnx": [*_COMMON, "onnx/*"],
     "all": None,  # everything but pickles (see _IGNORE)
 }
 _IGNORE = [f"*{suffix}" for suffix in PICKLE_SUFFIXES]
 #: The safetensors file that makes a repo with pickles usable (timm's Hub layout has both).
-SAFE_BESIDE_PICKLES = "model.safetensors"
+SAFE_BESIDE_PICKLES = BACKBONE_WEIGHTS
 # Never uploaded: hidden files (temporary files of atomic writes, local caches) and pickles.
 _PUSH_IGNORE = [".*", "*/.*", "*.tmp", "*.partial", *_IGNORE]
 _COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
@@ -52,115 +52,6 @@ def allow_patterns(runtime: str) -> list[str] | None:
     if runtime not in RUNTIMES:
         raise UserError(f"unknown runtime {runtime!r}; choose torch, onnx or all")
     return _PATTERNS[runtime]
-
-
-def _connection_errors() -> tuple[type[BaseException], ...]:
-    """Connection-failure exception classes of whichever HTTP stack huggingface_hub uses."""
-    errors: list[type[BaseException]] = [ConnectionError, TimeoutError]
-    for module, names in (
-        ("httpx2", ("ConnectError", "TimeoutException", "RemoteProtocolError")),
-        ("httpx", ("ConnectError", "TimeoutException", "RemoteProtocolError")),
-        ("requests", ("ConnectionError", "Timeout")),
-    ):
-        with contextlib.suppress(ImportError):
-            mod = __import__(module)
-            errors += [getattr(mod, n) for n in names if hasattr(mod, n)]
-    return tuple(errors)
-
-
-@contextlib.contextmanager
-def _hub_errors(
-    repo_id: str, revision: str | None, endpoint: str | None, offline: bool = False
-) -> Iterator[None]:
-    """Turn huggingface_hub and network exceptions into one-line :class:`HubError` messages."""
-    from huggingface_hub import constants, errors
-    from huggingface_hub.errors import (
-        HfHubHTTPError,
-        LocalEntryNotFoundError,
-        RepositoryNotFoundError,
-        RevisionNotFoundError,
-    )
-
-    class _Never(Exception):
-        pass
-
-    # huggingface_hub >= 2.4 tells an incomplete cached snapshot apart.
-    IncompleteSnapshotError = getattr(errors, "IncompleteSnapshotError", _Never)  # noqa: N806
-    RemoteEntryNotFoundError = getattr(  # noqa: N806  (EntryNotFoundError before 1.0)
-        errors, "RemoteEntryNotFoundError", errors.EntryNotFoundError
-    )
-
-    where = endpoint or constants.ENDPOINT
-    rev = revision or "main"
-    try:
-        yield
-    except RevisionNotFoundError:
-        raise HubError(f"{repo_id}: revision {rev!r} not found on {where}") from None
-    except RepositoryNotFoundError:
-        raise HubError(
-            f"{repo_id}: repository not found on {where} "
-            "(a private repo needs --token, HF_TOKEN or `hf auth login`)"
-        ) from None
-    except RemoteEntryNotFoundError as err:
-        raise HubError(f"{repo_id}@{rev}: file not found ({_first_line(err)})") from None
-    except IncompleteSnapshotError:
-        raise HubError(
-            f"{repo_id}@{rev}: the cached copy lacks files this runtime needs and the Hub "
-            "cannot be used (offline or unreachable); pull once with network access"
-        ) from None
-    except LocalEntryNotFoundError as err:
-        if offline or _is_offline(None) or "outgoing traffic has been disabled" in str(err):
-            raise HubError(
-                f"{repo_id}@{rev}: not in the local cache, and offline mode is on "
-                "(--offline / HF_HUB_OFFLINE=1); pull it once with network access"
-            ) from None
-        raise HubError(
-            f"{repo_id}@{rev}: cannot reach {where} and nothing is cached "
-            f"({_first_line(err.__cause__ or err)})"
-        ) from None
-    except HfHubHTTPError as err:
-        status = err.response.status_code if err.response is not None else "?"
-        if status in (401, 403):
-            raise HubError(
-                f"{repo_id}: not authorised on {where} (HTTP {status}); "
-                "pass --token, set HF_TOKEN or run `hf auth login`"
-            ) from None
-        raise HubError(f"{repo_id}: Hub error HTTP {status}: {_first_line(err)}") from None
-    except _connection_errors() as err:
-        raise HubError(f"{repo_id}: cannot reach {where} ({_first_line(err)})") from None
-    except ValueError as err:
-        # huggingface_hub refuses repo file names with '..' segments or absolute paths.
-        if "filename" not in str(err).lower():
-            raise
-        raise HubError(
-            f"{repo_id}@{rev}: unsafe file name in the repo ({_first_line(err)}); "
-            "nothing was installed"
-        ) from None
-    except OSError as err:
-        if "Consistency check failed" in str(err):
-            raise HubError(
-                f"{repo_id}@{rev}: download incomplete or truncated ({_first_line(err)}); "
-                "run the same command again to resume"
-            ) from None
-        raise
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip() or type(err).__name__
-    return text.splitlines()[0]
-
-
-def _is_offline(offline: bool | None) -> bool:
-    if offline is not None:
-        return offline
-    from huggingface_hub import constants
-
-    return bool(constants.is_offline_mode()) or os.environ.get("HF_HUB_OFFLINE", "0").upper() in (
-        "1",
-        "ON",
-        "YES",
-        "TRUE",
-    )
 
 
 # ---------------------------------------------------------------------------------- push
@@ -190,8 +81,6 @@ def push(
     from huggingface_hub import HfApi
     from huggingface_hub.utils import get_token
 
-    from .sources import parse_repo_id
-
     if create_pr and revision not in (None, "main"):
         raise UserError(f"--create-pr opens a pull request against main, not {revision!r}")
     if create_pr and tag:
@@ -205,8 +94,8 @@ def push(
     kind = detect_kind(src)
     runtime = "all" if kind != MIXED_DATASET and (src / "onnx").is_dir() else "torch"
     validate_artifact(src, runtime)
-    if not (src / "README.md").is_file():
-        raise ArtifactError(f"{src / 'README.md'}: missing (the card); run `samix-hub export`")
+    if not (src / CARD_NAME).is_file():
+        raise ArtifactError(f"{src / CARD_NAME}: missing (the card); run `samix-hub export`")
     if kind != MIXED_DATASET and runtime == "torch":
         print(
             f"warning: {src} has no onnx/ export; `pull --runtime onnx` will fail", file=sys.stderr
@@ -218,7 +107,7 @@ def push(
 
     set_card_repo_id(src, repo_id)  # the card's snippets name this repo (card_repo.py)
     api = HfApi(endpoint=endpoint, token=token)
-    with _hub_errors(repo_id, revision, endpoint):
+    with hub_errors(repo_id, revision, endpoint):
         api.create_repo(repo_id, repo_type=expected_type, private=private, exist_ok=True)
         if tag and tag in {
             t.name for t in api.list_repo_refs(repo_id, repo_type=expected_type).tags
@@ -308,7 +197,7 @@ def _check_listing(repo_id: str, repo_type: str, commit: str, cache_dir: str | N
             f"{repo_id}@{commit[:12]}: contains pickle weights {pickles[:3]}; "
             "samix-hub only loads safetensors (nothing was loaded)"
         )
-    if "config.json" not in paths and not any(
+    if CONFIG_NAME not in paths and not any(
         p.startswith("data/") and p.endswith(".parquet") for p in paths
     ):
         raise HubError(
@@ -332,7 +221,7 @@ def _download(
 
     types = [repo_type] if repo_type else ["model", "dataset"]
     for i, kind in enumerate(types):
-        with _hub_errors(repo_id, revision, endpoint, offline):
+        with hub_errors(repo_id, revision, endpoint, offline):
             try:
                 path = snapshot_download(
                     repo_id,
@@ -380,9 +269,9 @@ def pull(
     if repo_type not in (None, "model", "dataset"):
         raise UserError(f"unknown repo type {repo_type!r}; choose model or dataset")
     cache = str(cache_dir) if cache_dir is not None else None
-    is_offline = _is_offline(offline)
+    offline_mode = is_offline(offline)
     snapshot, kind_of_repo = _download(
-        repo_id, revision, runtime, repo_type, endpoint, token, is_offline, cache
+        repo_id, revision, runtime, repo_type, endpoint, token, offline_mode, cache
     )
     commit = snapshot.name
     if not _COMMIT_RE.match(commit):

@@ -12,83 +12,121 @@ what ``samix-hub export`` writes for a generator (``export_run.py:write_generato
 from __future__ import annotations
 
 import copy
-import importlib
 import os
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from .artifacts import GENERATOR, PICKLE_SUFFIXES, detect_kind
+import torch
+
+from .artifact import load as artifact_load
+from .artifact.format import GENERATOR
+from .artifact.validate import detect_kind
 from .errors import ArtifactError, UserError
+from .export_common import finalize_folder, staging_folder
+from .export_run import write_generator_folder
+from .extras import ONNX_EXTRA, require_extra
+from .hub import push
+from .models.generator import Generator as GeneratorNet
+from .models.generator import MaskGenerator
+from .repo_ref import parse_repo_id
 
-__all__ = ["require_extra", "refresh_cache", "save_generator", "push_generator", "ONNX_EXTRA"]
-
-#: The extra that installs the ONNX tools (pyproject.toml ``[project.optional-dependencies]``).
-ONNX_EXTRA = "onnx"
-
-
-def require_extra(modules: tuple[str, ...], extra: str, what: str) -> None:
-    """Import ``modules``; a missing one is a :class:`UserError` naming the extra to install."""
-    for name in modules:
-        try:
-            importlib.import_module(name)
-        except ImportError:
-            hint = " (or 'samix-hub[gpu]' for CUDA)" if extra == ONNX_EXTRA else ""
-            raise UserError(
-                f"{what} needs the Python package {name!r}, which is not installed: "
-                f"pip install 'samix-hub[{extra}]'{hint}"
-            ) from None
+__all__ = ["Generator", "load_generator", "save_generator", "push_generator"]
 
 
-def refresh_cache(
-    repo_id: str,
-    revision: str | None,
-    runtime: str,
-    *,
-    endpoint: str | None = None,
-    token: str | bool | None = None,
-    cache_dir: str | os.PathLike[str] | None = None,
-    repo_type: str | None = None,
-    offline: bool | None = None,
-) -> None:
-    """``force_download=True``: fetch the files ``runtime`` needs again into the cache.
+class Generator(GeneratorNet):
+    """The SAMix^P generator with the Hub-style methods (docs/python_api.md).
 
-    Same allow patterns as a pull and pickles are never fetched; the pull that follows then
-    checks the listing, the checksums and the folder as always (and copies to ``local_dir``).
+    The network is :class:`samix_hub.models.generator.Generator` (``GeneratorNet`` here); this class adds
+    ``from_pretrained`` (through the one loader, :func:`~samix_hub.artifact.load.load_generator`),
+    ``save_pretrained`` and ``push_to_hub``. It is ``samix_hub.Generator``.
     """
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import RepositoryNotFoundError
 
-    from .hub import _hub_errors, _is_offline, allow_patterns
+    @classmethod
+    def from_pretrained(
+        cls,
+        repo_id_or_path: str | os.PathLike[str],
+        *,
+        revision: str | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
+        local_files_only: bool = False,
+        force_download: bool = False,
+        token: str | bool | None = None,
+        runtime: str = "torch",
+        device: str | torch.device | None = None,
+        int8: bool = False,
+        **hub_kwargs: Any,
+    ) -> MaskGenerator:
+        """A generator from a folder, ``builtin:NAME`` or Hub repo id (docs/python_api.md).
 
-    if _is_offline(offline):
-        raise UserError(f"{repo_id}: force_download=True needs the network, but offline mode is on")
-    types = [repo_type] if repo_type else ["model", "dataset"]
-    for i, kind in enumerate(types):
-        with _hub_errors(repo_id, revision, endpoint):
-            try:
-                snapshot_download(
-                    repo_id,
-                    repo_type=kind,
-                    revision=revision,
-                    allow_patterns=allow_patterns(runtime),
-                    ignore_patterns=[f"*{suffix}" for suffix in PICKLE_SUFFIXES],
-                    endpoint=endpoint,
-                    token=token,
-                    cache_dir=str(cache_dir) if cache_dir is not None else None,
-                    force_download=True,
-                    library_name="samix-hub",
-                )
-            except RepositoryNotFoundError:
-                if i < len(types) - 1:  # not a model repo: try a dataset repo
-                    continue
-                raise
-        return
+        The keywords are those of ``huggingface_hub``'s ``from_pretrained``; the download goes
+        through :func:`samix_hub.hub.pull` (only the runtime's files, no pickles, checksums,
+        validation). ``runtime="torch"`` returns a :class:`Generator`, ``runtime="onnx"`` an
+        :class:`~samix_hub.onnx.OnnxGenerator` with the same call and ``masks``. ``hub_kwargs``:
+        ``endpoint``, ``local_dir``, ``offline``.
+        """
+        return artifact_load.load_generator(
+            repo_id_or_path, runtime=runtime, device=device, int8=int8, revision=revision,
+            cache_dir=cache_dir, local_files_only=local_files_only,
+            force_download=force_download, token=token, cls=cls, **hub_kwargs,
+        )  # fmt: skip
+
+    def save_pretrained(
+        self,
+        save_directory: str | os.PathLike[str],
+        *,
+        onnx: bool = True,
+        opset: int = 18,
+        repo_id: str | None = None,
+    ) -> Path:
+        """Write the folder ``samix-hub export`` writes: weights, config.json, card, ONNX.
+
+        ``onnx=False`` leaves out ``onnx/generator.onnx`` (no ONNX tools needed). The folder is
+        staged, checked and renamed into place; ``repo_id`` goes into the card's examples.
+        """
+        return save_generator(self, save_directory, onnx=onnx, opset=opset, repo_id=repo_id)
+
+    def push_to_hub(
+        self,
+        repo_id: str,
+        *,
+        revision: str | None = None,
+        tag: str | None = None,
+        private: bool = False,
+        commit_message: str | None = None,
+        token: str | bool | None = None,
+        endpoint: str | None = None,
+        onnx: bool = True,
+        opset: int = 18,
+    ) -> tuple[str, str]:
+        """``save_pretrained`` into a temporary folder, then one validated commit to ``repo_id``.
+
+        ``revision`` is the branch (created from main when needed), ``tag`` tags the new commit.
+        Returns ``(commit_url, commit_sha)``; the token is only handed to huggingface_hub.
+        """
+        return push_generator(
+            self, repo_id, revision=revision, tag=tag, private=private,
+            commit_message=commit_message, token=token, endpoint=endpoint, onnx=onnx,
+            opset=opset,
+        )  # fmt: skip
+
+
+def load_generator(
+    src: str | os.PathLike[str],
+    runtime: str = "torch",
+    device: str | torch.device | None = None,
+    int8: bool = False,
+    **kwargs: Any,
+) -> MaskGenerator:
+    """``samix_hub.load_generator``: the one loader
+    (:func:`~samix_hub.artifact.load.load_generator`, same arguments), whose torch generators
+    are this module's :class:`Generator` (with the Hub methods)."""
+    return artifact_load.load_generator(src, runtime, device, int8, cls=Generator, **kwargs)
 
 
 def save_generator(
-    gen: Any,
+    gen: GeneratorNet,
     save_directory: str | os.PathLike[str],
     *,
     onnx: bool = True,
@@ -99,12 +137,10 @@ def save_generator(
 
     The files are those of ``samix-hub export`` (``generator.safetensors``, ``config.json``,
     ``README.md``, with ``onnx/generator.onnx`` unless ``onnx=False``), written into a hidden
-    staging folder, checked (parity, card, :func:`~samix_hub.artifacts.validate_artifact`) and
+    staging folder, checked (parity, card, :func:`~samix_hub.artifact.validate.validate_artifact`) and
     only then renamed into place. An existing generator folder is replaced; any other
     non-empty folder is refused.
     """
-    from .export_run import finalize_folder, staging_folder, write_generator_folder
-
     if onnx:
         require_extra(
             ("onnx", "onnxscript", "onnxruntime"), ONNX_EXTRA, "save_pretrained(onnx=True)"
@@ -137,7 +173,7 @@ def save_generator(
 
 
 def push_generator(
-    gen: Any,
+    gen: GeneratorNet,
     repo_id: str,
     *,
     revision: str | None = None,
@@ -154,9 +190,6 @@ def push_generator(
     Returns ``(commit_url, commit_sha)``; ``revision`` is the branch, ``tag`` tags the commit.
     The temporary folder is removed afterwards; the token only goes to ``huggingface_hub``.
     """
-    from .hub import push
-    from .sources import parse_repo_id
-
     parse_repo_id(repo_id)  # a malformed id fails before the export work
     with tempfile.TemporaryDirectory(prefix="samix-push-") as tmp:
         folder = save_generator(

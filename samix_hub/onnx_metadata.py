@@ -47,7 +47,7 @@ INPUT_TOLERANCE = 1e-2
 
 
 def _common(kind: str) -> dict[str, Any]:
-    from . import __version__
+    from ._version import __version__
 
     return {
         "kind": kind,

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from . import __version__
+from ._version import __version__
 from .errors import UserError
 
 __all__ = ["openmixup_state", "detect_mixer", "generator_from_openmixup"]

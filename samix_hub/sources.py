@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
-import re
-from dataclasses import dataclass
 from pathlib import Path
 
+from .artifact.format import CONFIG_NAME, PICKLE_SUFFIXES
 from .errors import UserError
+from .hub import allow_patterns, pull
+from .hub_errors import hub_errors, is_offline
+from .repo_ref import ResolvedSource, looks_like_path, parse_repo_id
 
 __all__ = [
     "ResolvedSource",
@@ -15,6 +17,7 @@ __all__ = [
     "parse_repo_id",
     "looks_like_path",
     "builtin_names",
+    "refresh_cache",
     "BUILTIN_PREFIX",
 ]
 
@@ -22,59 +25,12 @@ __all__ = [
 BUILTIN_PREFIX = "builtin:"
 _BUILTIN_DIR = Path(__file__).resolve().parent / "builtin"
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-
-
-@dataclass
-class ResolvedSource:
-    """Where an artifact lies locally, and where it came from (repo and commit when from the Hub)."""
-
-    path: Path
-    repo_id: str | None = None
-    revision: str | None = None
-    commit: str | None = None
-    kind: str | None = None  # artifact kind when known (set by a Hub pull, which validates)
-    repo_type: str | None = None  # "model" or "dataset" for a Hub source
-    builtin: str | None = None  # NAME of a ``builtin:NAME`` source
-
-    def provenance(self) -> dict[str, str | None]:
-        if self.builtin is not None:
-            from . import __version__
-
-            return {"builtin": self.builtin, "samix_hub": __version__}
-        if self.repo_id is None:
-            return {"source": str(self.path)}
-        return {"repo_id": self.repo_id, "revision": self.revision, "commit": self.commit}
-
 
 def builtin_names() -> list[str]:
     """Names of the generators that ship inside the package (``builtin:NAME``)."""
     if not _BUILTIN_DIR.is_dir():
         return []
-    return sorted(p.name for p in _BUILTIN_DIR.iterdir() if (p / "config.json").is_file())
-
-
-def looks_like_path(src: str) -> bool:
-    """True when ``src`` can only be a path (``./x``, ``/x``, ``~/x``, ``a/b/c``, ``x/``)."""
-    repo = src.partition("@")[0]
-    return (
-        src.startswith((".", "/", "~", os.sep))
-        or repo.endswith(("/", os.sep))
-        or repo.count("/") != 1
-        or (os.altsep is not None and os.altsep in repo)
-        or (os.sep != "/" and os.sep in repo)
-    )
-
-
-def parse_repo_id(src: str) -> tuple[str, str | None]:
-    """``ORG/NAME[@REV]`` -> (repo_id, revision); a clear error for anything else."""
-    repo, _, rev = src.partition("@")
-    parts = repo.split("/")
-    if len(parts) != 2 or not all(_NAME.match(p) for p in parts) or ".." in repo:
-        raise UserError(f"{src!r} is neither an existing folder nor a Hub repo id ORG/NAME[@REV]")
-    if "@" in src and not rev:
-        raise UserError(f"{src!r}: empty revision after '@'")
-    return repo, (rev or None)
+    return sorted(p.name for p in _BUILTIN_DIR.iterdir() if (p / CONFIG_NAME).is_file())
 
 
 def resolve_source(
@@ -116,11 +72,51 @@ def resolve_source(
         raise UserError("local_files_only=True and force_download=True exclude each other")
     if local_files_only:
         hub_kwargs["offline"] = True
-    from . import hub  # noqa: PLC0415  (imports huggingface_hub only when needed)
-
     if force_download:
-        from .hub_api import refresh_cache  # noqa: PLC0415
-
         fetch = {k: v for k, v in hub_kwargs.items() if k != "local_dir"}
         refresh_cache(repo_id, revision or at_rev, runtime, **fetch)  # type: ignore[arg-type]
-    return hub.pull(repo_id, revision=revision or at_rev, runtime=runtime, **hub_kwargs)  # type: ignore[arg-type]
+    return pull(repo_id, revision=revision or at_rev, runtime=runtime, **hub_kwargs)  # type: ignore[arg-type]
+
+
+def refresh_cache(
+    repo_id: str,
+    revision: str | None,
+    runtime: str,
+    *,
+    endpoint: str | None = None,
+    token: str | bool | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    repo_type: str | None = None,
+    offline: bool | None = None,
+) -> None:
+    """``force_download=True``: fetch the files ``runtime`` needs again into the cache.
+
+    Same allow patterns as a pull and pickles are never fetched; the pull that follows then
+    checks the listing, the checksums and the folder as always (and copies to ``local_dir``).
+    """
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import RepositoryNotFoundError
+
+    if is_offline(offline):
+        raise UserError(f"{repo_id}: force_download=True needs the network, but offline mode is on")
+    types = [repo_type] if repo_type else ["model", "dataset"]
+    for i, kind in enumerate(types):
+        with hub_errors(repo_id, revision, endpoint):
+            try:
+                snapshot_download(
+                    repo_id,
+                    repo_type=kind,
+                    revision=revision,
+                    allow_patterns=allow_patterns(runtime),
+                    ignore_patterns=[f"*{suffix}" for suffix in PICKLE_SUFFIXES],
+                    endpoint=endpoint,
+                    token=token,
+                    cache_dir=str(cache_dir) if cache_dir is not None else None,
+                    force_download=True,
+                    library_name="samix-hub",
+                )
+            except RepositoryNotFoundError:
+                if i < len(types) - 1:  # not a model repo: try a dataset repo
+                    continue
+                raise
+        return

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from samix_hub.artifacts import validate_artifact
+from samix_hub.artifact.validate import validate_artifact
 from samix_hub.errors import ArtifactError
 
 sys.path.insert(0, str(Path(__file__).parent))

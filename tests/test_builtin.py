@@ -20,7 +20,7 @@ import torch
 from safetensors.torch import load_file
 
 import samix_hub
-from samix_hub.artifacts import GENERATOR, list_files, validate_artifact
+from samix_hub.artifact.validate import GENERATOR, list_files, validate_artifact
 from samix_hub.cards import validate_card
 from samix_hub.data.mixed import STATE_NAME
 from samix_hub.errors import UserError

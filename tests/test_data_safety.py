@@ -23,9 +23,10 @@ import torch
 from cli_helpers import run_cli
 
 from samix_hub import Generator, GeneratorConfig, MixerConfig
+from samix_hub.artifact.write import write_generator
 from samix_hub.data.mixed import DATA_DIR, STATE_NAME
 from samix_hub.errors import OutputError
-from samix_hub.locking import LOCK_NAME, folder_lock
+from samix_hub.fileio.locking import LOCK_NAME, folder_lock
 
 sys.path.insert(0, str(Path(__file__).parent))
 from fakehub import FakeHub  # noqa: E402
@@ -67,7 +68,7 @@ def user_folder(folder: Path) -> Path:
 def make_generator(folder: Path) -> Path:
     torch.manual_seed(0)  # test set-up only
     cfg = GeneratorConfig("resnet18_cifar_w16", MixerConfig(in_channels=64), input_size=(16, 16))
-    Generator(cfg).save(folder)
+    write_generator(Generator(cfg), folder)
     (folder / "README.md").write_text(CARD)
     return folder
 

@@ -22,7 +22,7 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-from samix_hub.artifacts import validate_artifact
+from samix_hub.artifact.validate import validate_artifact
 from samix_hub.cli import cli
 from samix_hub.data.mixed import MixedDataset
 from samix_hub.demo import BACKBONE_REPO, GENERATOR_REPO, MARKER, publish_local
@@ -98,8 +98,8 @@ def test_summary_has_the_expected_fields(demo: dict) -> None:
 @pytest.mark.slow
 def test_exported_generator_masks_follow_lambda_and_are_not_flat(demo: dict) -> None:
     """Computed here from the exported folder on real target images, not by the demo's code."""
+    from samix_hub.artifact.load import load_generator
     from samix_hub.data.specs import load_data
-    from samix_hub.loading import load_generator
 
     s = demo["summary"]
     target = load_data(s["data"]["target"])

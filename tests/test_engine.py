@@ -10,6 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from samix_hub.artifact.write import write_generator
 from samix_hub.data import eval_transform
 from samix_hub.engine import (
     NonFiniteLossError,
@@ -43,7 +44,7 @@ def generator_dir(tmp_path_factory) -> Path:
     with torch.random.fork_rng():
         torch.manual_seed(3)
         cfg = GeneratorConfig(BACKBONE, MixerConfig(64), input_size=(16, 16))
-        Generator(cfg).save(folder)
+        write_generator(Generator(cfg), folder)
     return folder
 
 

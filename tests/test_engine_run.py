@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from samix_hub.artifact.write import write_generator
 from samix_hub.cli import main
 from samix_hub.engine import TrainConfig, load_checkpoint, run_generator, train
 
@@ -111,7 +112,7 @@ def test_run_generator_is_ema_encoder_and_mixer(samix_run):
 
 
 def test_samix_p_trains_with_the_run_generator(samix_run, tmp_path):
-    gen_dir = run_generator(samix_run).save(tmp_path / "generator")
+    gen_dir = write_generator(run_generator(samix_run), tmp_path / "generator")
     out = tmp_path / "samix-p"
     cfg = TrainConfig(
         method="samix-p", data="digits", backbone="resnet18_cifar_w16", out=str(out),

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 import samix_hub
 from samix_hub import Generator, GeneratorConfig, Mixer, MixerConfig
-from samix_hub.artifacts import validate_artifact
+from samix_hub.artifact.validate import validate_artifact
 from samix_hub.cli import cli
 from samix_hub.errors import UserError
 from samix_hub.export_run import export_run, load_checkpoint

@@ -21,6 +21,7 @@ from cli_helpers import run_cli
 from safetensors.torch import load_file
 
 from samix_hub import Generator, GeneratorConfig, MixerConfig
+from samix_hub.artifact.write import write_generator
 from samix_hub.data import eval_transform, load_data
 from samix_hub.engine import TrainConfig, evaluate, load_checkpoint, train
 from samix_hub.engine.finetune import FinetuneScenario, finetune_config
@@ -79,7 +80,7 @@ def generator(root: Path, backbone: Path) -> Path:
     with torch.no_grad():
         for p in gen.mixer.parameters():
             p.copy_(torch.randn(p.shape, generator=rng) * 0.3)
-    return gen.save(root / "generator")
+    return write_generator(gen, root / "generator")
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,8 @@ import pytest
 import torch
 
 from samix_hub import Generator, GeneratorConfig, MixerConfig
+from samix_hub.artifact.load import read_generator
+from samix_hub.artifact.write import write_generator
 from samix_hub.models import create_encoder
 
 
@@ -67,9 +69,9 @@ def test_other_sizes_use_native_mask_upsampled():
 def test_save_load_round_trip(tmp_path):
     gen = _generator()
     gen.config.provenance = {"method": "samix", "seed": 0}
-    gen.save(tmp_path / "g")
+    write_generator(gen, tmp_path / "g")
     assert json.loads((tmp_path / "g" / "config.json").read_text())["format_version"] == 1
-    loaded = Generator.from_folder(tmp_path / "g")
+    loaded = read_generator(tmp_path / "g")
     x = torch.rand(4, 3, 32, 32)
     p = torch.tensor([1, 2, 3, 0])
     a, b = gen(x, p, 0.3), loaded(x, p, 0.3)
@@ -80,19 +82,19 @@ def test_save_load_round_trip(tmp_path):
 
 def test_bad_folders_give_clear_errors(tmp_path):
     gen = _generator()
-    gen.save(tmp_path / "g")
+    write_generator(gen, tmp_path / "g")
     cfg = json.loads((tmp_path / "g" / "config.json").read_text())
     cfg["format_version"] = 99
     (tmp_path / "g" / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(ValueError, match="format_version 99"):
-        Generator.from_folder(tmp_path / "g")
+        read_generator(tmp_path / "g")
     with pytest.raises(FileNotFoundError, match="config.json"):
-        Generator.from_folder(tmp_path / "missing")
-    gen.save(tmp_path / "h")
+        read_generator(tmp_path / "missing")
+    write_generator(gen, tmp_path / "h")
     data = (tmp_path / "h" / "generator.safetensors").read_bytes()
     (tmp_path / "h" / "generator.safetensors").write_bytes(data[: len(data) // 2])
     with pytest.raises(ValueError, match="generator.safetensors"):
-        Generator.from_folder(tmp_path / "h")
+        read_generator(tmp_path / "h")
 
 
 def test_encoder_frozen_under_downstream_loss():
@@ -126,7 +128,7 @@ def test_saved_files_are_readable_by_others(tmp_path):
     import os
     import stat
 
-    _generator().save(tmp_path / "g")
+    write_generator(_generator(), tmp_path / "g")
     umask = os.umask(0)
     os.umask(umask)
     for name in ("config.json", "generator.safetensors"):

@@ -21,6 +21,8 @@ import pytest
 import torch
 
 from samix_hub import Generator, GeneratorConfig, MixerConfig
+from samix_hub.artifact.load import read_generator
+from samix_hub.artifact.write import write_generator
 from samix_hub.errors import ArtifactError, HubError, UserError
 from samix_hub.hub import pull, push
 from samix_hub.models.encoder import StageEncoder
@@ -72,7 +74,7 @@ def make_generator(folder: Path, seed: int) -> Generator:
     torch.manual_seed(seed)  # test-only initialisation of the weights
     channels = StageEncoder(ARCH, stage=3).out_channels
     gen = Generator(GeneratorConfig(ARCH, MixerConfig(in_channels=channels)))
-    gen.save(folder)
+    write_generator(gen, folder)
     (folder / "README.md").write_text(CARD)
     return gen
 
@@ -161,7 +163,7 @@ def test_cli_push_tag_pull_generator(hub: FakeHub, tmp_path: Path) -> None:
     assert sha in out.stderr
     assert files_of(dest) == {"README.md", "config.json", "generator.safetensors"}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["gen", "hf", "pulled"]  # no temp dirs
-    for a, b in zip(outputs(gen), outputs(Generator.from_folder(dest)), strict=True):
+    for a, b in zip(outputs(gen), outputs(read_generator(dest)), strict=True):
         assert torch.equal(a, b)
     # The token is never printed nor published.
     for text in (out.stdout, out.stderr):
@@ -192,7 +194,7 @@ def test_branch_commit_sha_and_tag(hub: FakeHub, tmp_path: Path) -> None:
     ref1, ref2 = outputs(gen1), outputs(gen2)
     assert not torch.equal(ref1[0], ref2[0])  # the two generators differ
     for ref, got in ((ref2, by_sha), (ref1, by_tag)):
-        for a, b in zip(ref, outputs(Generator.from_folder(got.path)), strict=True):
+        for a, b in zip(ref, outputs(read_generator(got.path)), strict=True):
             assert torch.equal(a, b)
 
 
@@ -321,8 +323,8 @@ def test_pull_failures_are_clear_and_leave_nothing(hub: FakeHub, tmp_path: Path)
     assert not dest.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["cache", "g"]
     resumed = pull("me/gen-fail", local_dir=dest, **kw)  # resumes with a Range request
     assert torch.equal(
-        outputs(Generator.from_folder(resumed.path))[0],
-        outputs(Generator.from_folder(tmp_path / "g"))[0],
+        outputs(read_generator(resumed.path))[0],
+        outputs(read_generator(tmp_path / "g"))[0],
     )
 
     assert pull("me/gen-fail", local_dir=dest, **kw).path == dest  # replaces a previous pull
@@ -386,7 +388,7 @@ def test_offline_and_server_down(tmp_path: Path) -> None:
     dest = tmp_path / "dest"
     out = cli(url, home, "pull", "me/gen-off", "--dir", str(dest), HF_HUB_OFFLINE="1")
     assert out.returncode == 0, out.stderr
-    for a, b in zip(outputs(gen), outputs(Generator.from_folder(dest)), strict=True):
+    for a, b in zip(outputs(gen), outputs(read_generator(dest)), strict=True):
         assert torch.equal(a, b)
     with pytest.raises(HubError, match="not in the local cache, and offline mode is on"):
         pull("me/never-pulled", offline=True, cache_dir=home / "hub")
@@ -429,8 +431,8 @@ def test_resolve_source(hub: FakeHub, tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_onnx_generator_push_pull_load(hub: FakeHub, tmp_path: Path) -> None:
     """runtime onnx: only the graph + config + card are fetched; same outputs as torch."""
-    from samix_hub import loading
     from samix_hub import onnx as onnx_export
+    from samix_hub.artifact import load as loading
 
     gen = make_generator(tmp_path / "g", seed=6)
     onnx_export.export_generator_onnx(gen, tmp_path / "g" / "onnx" / "generator.onnx")

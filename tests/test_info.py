@@ -13,7 +13,7 @@ from safetensors.torch import load_file, save_file
 
 import samix_hub
 from samix_hub.cli import cli
-from samix_hub.commands.info import describe
+from samix_hub.describe import describe
 from samix_hub.errors import ArtifactError
 from samix_hub.export_run import export_run
 

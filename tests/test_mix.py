@@ -22,6 +22,8 @@ import torch
 from cli_helpers import run_cli
 
 from samix_hub import Generator, GeneratorConfig, MixerConfig
+from samix_hub.artifact.load import read_generator
+from samix_hub.artifact.write import write_generator
 from samix_hub.data import MixedDataset, load_data
 from samix_hub.data.mixed import DATA_DIR, source_order
 from samix_hub.mixing.masks import margin_fallback
@@ -41,7 +43,7 @@ def gen_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     with torch.no_grad():
         for p in gen.mixer.parameters():
             p.copy_(torch.randn(p.shape, generator=rng) * 0.3)
-    return gen.save(tmp_path_factory.mktemp("gen") / "generator")
+    return write_generator(gen, tmp_path_factory.mktemp("gen") / "generator")
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +89,7 @@ def test_samix_round_trip(gen_dir: Path, digits: object, tmp_path: Path, capsys)
     n, lam = len(ds), torch.from_numpy(ds.lam)
     images = torch.stack(pairs_a + pairs_b)
     partner = torch.cat([torch.arange(n, 2 * n), torch.arange(n)])
-    ref = Generator.from_folder(gen_dir).masks(images, partner, torch.cat([lam, lam]))[:n]
+    ref = read_generator(gen_dir).masks(images, partner, torch.cat([lam, lam]))[:n]
     ref = margin_fallback(ref, lam)
     saved = torch.stack(masks)
     torch.testing.assert_close(saved, ref, atol=2e-5, rtol=0)
@@ -104,11 +106,11 @@ def test_samix_round_trip(gen_dir: Path, digits: object, tmp_path: Path, capsys)
         torch.testing.assert_close(pixels, ds[i][0], atol=0, rtol=0)
         assert (row["label_a"], row["label_b"]) == (int(ds.label_a[i]), int(ds.label_b[i]))
         assert row["lam"] == pytest.approx(float(ds.lam[i]))
-    from samix_hub.artifacts import validate_artifact
+    from samix_hub.artifact.validate import validate_artifact
 
     assert validate_artifact(out) == "samix-mixed-dataset"
     card = (out / "README.md").read_text()
-    from samix_hub.commands.mix import folder_sha256
+    from samix_hub.fileio import folder_sha256
 
     assert folder_sha256(gen_dir, ["config.json", "generator.safetensors"]) in card
     assert "150 mixed" in card and "α = 2.0" in card and "| seed | 0 |" in card
@@ -354,8 +356,8 @@ def test_onnx_runtime_matches_torch(gen_dir: Path, tmp_path: Path, capsys) -> No
     from samix_hub.onnx import export_generator_onnx
 
     folder = tmp_path / "gen"
-    gen = Generator.from_folder(gen_dir)
-    gen.save(folder)
+    gen = read_generator(gen_dir)
+    write_generator(gen, folder)
     export_generator_onnx(gen, folder / "onnx" / "generator.onnx")
     base = ["mix", "--generator", folder, "--data", "digits", "--num", 64, "--save-masks", "-q"]
     assert run_cli([*base, "--out", tmp_path / "onnx"], capsys)[0] == 0  # auto picks onnx

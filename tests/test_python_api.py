@@ -19,7 +19,7 @@ import torch
 from cli_helpers import run_cli
 
 from samix_hub import Generator, GeneratorConfig, MixerConfig, load_backbone, load_generator
-from samix_hub.artifacts import validate_artifact
+from samix_hub.artifact.validate import validate_artifact
 from samix_hub.errors import HubError, UserError
 from samix_hub.hub import pull, push
 from samix_hub.models.encoder import StageEncoder

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from ..config_fields import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE
+from ..data.limits import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE
 
 __all__ = [
     "ImageSize",
@@ -27,7 +27,7 @@ __all__ = [
 def parse_image_size(value: str) -> tuple[int, int]:
     """``"S"``, ``"HxW"`` or ``"H W"`` -> (H, W): the one image-size rule of every command.
 
-    Each side must be in [MIN_IMAGE_SIZE, MAX_IMAGE_SIZE] (``config_fields.py``); raises
+    Each side must be in [MIN_IMAGE_SIZE, MAX_IMAGE_SIZE] (``data/limits.py``); raises
     ``ValueError`` naming the value otherwise."""
     try:
         parts = [int(v) for v in value.lower().replace("x", " ").split()]

@@ -4,35 +4,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import click
-import torch
 
 from ..errors import UserError
 from ._common import quiet_option
 
-__all__ = ["command", "calibration_images"]
-
-
-def calibration_images(
-    spec: str, size: tuple[int, int], count: int = 256
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """(calibration, evaluation): ``count`` train and ``count`` test images in [0, 1] at ``size``."""
-    import torch.nn.functional as F
-
-    from ..data.specs import load_data
-
-    source = load_data(spec)
-
-    def take(ds: Any) -> torch.Tensor:
-        n = min(count, len(ds))
-        x = torch.stack([ds[i][0] for i in range(n)]).float() / 255.0
-        if tuple(x.shape[-2:]) != tuple(size):
-            x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
-        return x.clamp(0, 1)
-
-    return take(source.train), take(source.test)
+__all__ = ["command"]
 
 
 def _human(n: int) -> str:
@@ -127,9 +105,9 @@ def command(
       samix-hub export runs/mixup-r18 --out release/ --no-onnx --weights ema
       samix-hub export runs/samix-r18 --out release/ --generator-repo me/samix-r18-cifar10
     """
-    from ..export_run import export_run, load_run
+    from ..export_run import calibration_images, export_run, load_run
+    from ..extras import ONNX_EXTRA, require_extra
     from ..fileio import check_writable_dir
-    from ..hub_api import ONNX_EXTRA, require_extra
 
     check_writable_dir(out, "--out")  # before the ONNX exports and parity checks
     parts = tuple(p.strip() for p in what.split(",") if p.strip())

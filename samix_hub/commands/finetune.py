@@ -10,6 +10,7 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
+from ..artifact.format import CONFIG_NAME
 from ..errors import UserError
 from ._common import (
     NON_NEGATIVE,
@@ -178,7 +179,7 @@ def command(ctx: click.Context, resume: bool, quiet: bool, **opts: Any) -> None:
         in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
     }
     out = opts["out"]
-    if resume and out and (Path(out) / "config.json").is_file():
+    if resume and out and (Path(out) / CONFIG_NAME).is_file():
         run = read_run_config(out)
         if run.get("scenario") != "finetune":
             raise UserError(f"{out}: a {run.get('scenario')!r} run; resume it with samix-hub train")

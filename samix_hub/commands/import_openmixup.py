@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from ..config_fields import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE
+from ..data.limits import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE
 from ._common import FiniteFloat, quiet_option
 
 __all__ = ["command"]

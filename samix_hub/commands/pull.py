@@ -70,7 +70,7 @@ def command(
       samix-hub pull me/r18-samix@3f2a...e9 --offline
       samix-hub mix --generator "$(samix-hub pull me/gen)" --data digits --out mixed/
     """
-    from .. import hub
+    from ..hub import pull as hub_pull
     from ..sources import parse_repo_id
 
     repo_id, revision = parse_repo_id(src)
@@ -78,7 +78,7 @@ def command(
         from huggingface_hub.utils import disable_progress_bars
 
         disable_progress_bars()
-    resolved = hub.pull(
+    resolved = hub_pull(
         repo_id,
         revision=revision,
         runtime=runtime,

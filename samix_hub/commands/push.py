@@ -72,13 +72,13 @@ def command(
       samix-hub push export/generator someone/their-generator --create-pr
       HF_TOKEN=... samix-hub push export/generator me/gen --endpoint http://localhost:8080
     """
-    from .. import hub
+    from ..hub import push as hub_push
 
     if quiet:
         from huggingface_hub.utils import disable_progress_bars
 
         disable_progress_bars()
-    url, sha = hub.push(
+    url, sha = hub_push(
         folder,
         repo_id,
         revision=revision,

@@ -16,14 +16,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from ..artifact.format import CARD_NAME
 from ..errors import UserError
 from ..fileio import atomic_write_json, remove_stale_temps
-from ..locking import folder_lock, is_lock_file
+from ..fileio.locking import folder_lock, is_lock_file
 from .mixed import DATA_DIR, FORMAT_VERSION, STATE_NAME, num_shards, shard_name
 
 __all__ = ["check_mix_out", "mix_lock", "prepare_out"]
-
-CARD_NAME = "README.md"
 
 
 def _ignored(name: str) -> bool:

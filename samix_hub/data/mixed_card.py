@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from ..artifact.format import CARD_NAME
 from ..fileio import atomic_write_text
 from .mixed import DATA_DIR, shard_name
 
@@ -91,7 +92,7 @@ def _generator_line(gen: dict[str, Any] | None, runtime: str | None) -> str:
 def render_card(settings: dict[str, Any], totals: dict[str, int], errors: list[str]) -> str:
     """Markdown with YAML front matter (``configs`` lets ``load_dataset(DIR)`` find the shards)."""
     from ..card_repo import REPO_PLACEHOLDER, repo_marker
-    from ..cards import dataset_info
+    from .names import dataset_info
 
     _, hub_id, data = dataset_info(settings["data"])
     public = {**settings, "data": data}  # the settings without local paths
@@ -204,5 +205,5 @@ def write_card(out: str | Path, settings: dict[str, Any], num_shards: int) -> Pa
         totals["skipped"] += int(info.get("skipped", 0))
         errors += info.get("errors", [])
     return atomic_write_text(
-        out / "README.md", render_card(settings, totals, errors[:MAX_ERRORS_KEPT])
+        out / CARD_NAME, render_card(settings, totals, errors[:MAX_ERRORS_KEPT])
     )

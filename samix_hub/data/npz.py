@@ -3,7 +3,7 @@
 The file holds ``x_train`` and ``y_train`` (and optionally ``x_test``/``y_test`` and a
 ``classes`` array of names). Images are N x H x W x C uint8 with C <= 4; an N x C x H x W array
 is named as such, with the transpose that fixes it. Labels are integers in 0..K-1, K bounded by
-the labels present and by ``config_fields.py:MAX_CLASSES``, so one stray label cannot make a
+the labels present and by ``data/limits.py:MAX_CLASSES``, so one stray label cannot make a
 million-class head. Every error names the file and the array.
 """
 
@@ -14,10 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config_fields import MAX_CLASSES
-from .specs import DataSource, DataSpecError, _from_arrays
+from .limits import MAX_CLASSES, DataSpecError
 
-__all__ = ["load_npz", "MAX_NPZ_CHANNELS"]
+__all__ = ["read_npz", "NpzArrays", "MAX_NPZ_CHANNELS"]
 
 #: Largest channel count of an npz image array (grey, RGB, RGBA); more means NCHW or a mistake.
 MAX_NPZ_CHANNELS = 4
@@ -89,8 +88,12 @@ def _npz_classes(path: Path, arrays: dict[str, np.ndarray], labels: np.ndarray) 
     return [str(i) for i in range(top)]
 
 
-def load_npz(spec: str, location: str) -> DataSource:
-    """``npz:FILE``: x_train, y_train [, x_test, y_test] [, classes], checked array by array."""
+NpzArrays = tuple[np.ndarray, np.ndarray, "np.ndarray | None", "np.ndarray | None", list[str]]
+
+
+def read_npz(location: str) -> NpzArrays:
+    """``npz:FILE``: (x_train, y_train, x_test, y_test, class names), checked array by array;
+    ``data/specs.py:load_data`` turns them into a ``DataSource``."""
     path = Path(location)
     if not path.is_file():
         raise DataSpecError(f"{path}: no such .npz file")
@@ -119,4 +122,4 @@ def load_npz(spec: str, location: str) -> DataSource:
             )
     labels = y_train if y_test is None else np.concatenate([y_train, y_test])
     names = _npz_classes(path, arrays, labels)
-    return _from_arrays(spec, x_train, y_train, x_test, y_test, names)
+    return x_train, y_train, x_test, y_test, names

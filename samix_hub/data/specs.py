@@ -22,6 +22,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from .limits import DataSpecError
+from .npz import read_npz
+
 __all__ = [
     "DataSpecError",
     "DataSource",
@@ -37,10 +40,6 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2023, 0.1994, 0.201)
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
-
-
-class DataSpecError(ValueError):
-    """A data set spec, path or file that cannot be used; the message names it."""
 
 
 class ArrayDataset(Dataset):
@@ -159,7 +158,7 @@ def _stats(images: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:
     return tuple(float(v) for v in x.mean(0)), tuple(float(max(v, 1e-3)) for v in x.std(0))
 
 
-def _from_arrays(
+def from_arrays(
     spec: str,
     x_train: np.ndarray,
     y_train: np.ndarray,
@@ -198,7 +197,7 @@ def _load_digits(spec: str) -> DataSource:
     perm = np.random.default_rng(0).permutation(len(x))  # fixed split, not the global RNG
     n_test = 360
     test_idx, train_idx = np.sort(perm[:n_test]), np.sort(perm[n_test:])
-    return _from_arrays(
+    return from_arrays(
         spec, x[train_idx], y[train_idx], x[test_idx], y[test_idx], [str(i) for i in range(10)]
     )
 
@@ -215,7 +214,7 @@ def _load_cifar(spec: str, kind: str, location: str, download: bool) -> DataSour
         te = cls(str(root), train=False, download=download)
     except RuntimeError as exc:
         raise DataSpecError(f"{root}: {kind} not found there ({exc})") from None
-    return _from_arrays(
+    return from_arrays(
         spec,
         tr.data,
         np.array(tr.targets),
@@ -271,7 +270,7 @@ def _load_fashion(spec: str, location: str) -> DataSource:
     y_tr = _read_idx(find("train-labels-idx1-ubyte"))
     x_te = _read_idx(find("t10k-images-idx3-ubyte"))
     y_te = _read_idx(find("t10k-labels-idx1-ubyte"))
-    return _from_arrays(spec, x_tr, y_tr, x_te, y_te, FASHION_CLASSES)
+    return from_arrays(spec, x_tr, y_tr, x_te, y_te, FASHION_CLASSES)
 
 
 def _load_folder(spec: str, location: str, image_size: tuple[int, int] | None) -> DataSource:
@@ -339,9 +338,7 @@ def load_data(
         if kind == "digits":
             return _load_digits(spec)
         if os.path.isfile(spec) and spec.endswith(".npz"):
-            from .npz import load_npz
-
-            return load_npz(f"npz:{spec}", spec)
+            return from_arrays(f"npz:{spec}", *read_npz(spec))
         raise DataSpecError(
             f"unknown data set {spec!r}: use KIND:LOCATION with KIND in {', '.join(SPEC_KINDS)}, or 'digits'"
         )
@@ -355,9 +352,7 @@ def load_data(
     if kind == "folder":
         return _load_folder(spec, location, image_size)
     if kind == "npz":
-        from .npz import load_npz
-
-        return load_npz(spec, location)
+        return from_arrays(spec, *read_npz(location))
     if kind == "hf":
         return _load_hf(spec, location, image_size)
     raise DataSpecError(

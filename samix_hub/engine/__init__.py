@@ -11,13 +11,14 @@ from . import finetune as finetune
 from . import selfsup as selfsup
 from . import supervised as supervised
 from . import teacher as teacher
-from .checkpoint import load_checkpoint, read_run_config, run_generator, save_checkpoint
+from .checkpoint import load_checkpoint, read_run_config, save_checkpoint
 from .config import SL_METHODS, FinetuneOptions, SslOptions, TrainConfig
 from .ema import ema_momentum, make_ema, update_ema
 from .evaluate import evaluate, topk_correct
 from .loop import NonFiniteLossError, train
 from .model import Classifier, Normalize, build_classifier, check_backbone
 from .resume import config_from_run
+from .run_reader import run_generator
 from .scenario import (
     SCENARIOS,
     Scenario,

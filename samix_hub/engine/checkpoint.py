@@ -31,7 +31,6 @@ __all__ = [
     "read_run_config",
     "truncate_jsonl",
     "append_jsonl",
-    "run_generator",
     "check_run_folder",
     "remove_run_temps",
 ]
@@ -167,36 +166,3 @@ def truncate_jsonl(path: Path, max_step: int) -> None:
 
 def append_jsonl(path: Path, record: dict[str, Any]) -> None:
     append_line(path, json.dumps(record))
-
-
-def run_generator(run_dir: str | os.PathLike[str], use_ema: bool = True) -> Any:
-    """The SAMix^P generator of an online SAMix/AutoMix run (docs/artifacts.md).
-
-    Encoder weights from the EMA classifier (``use_ema``) or the online one, mixer from the mixer
-    state, normalisation and input size from ``config.json``.
-    """
-    from ..models import Generator, GeneratorConfig, MixerConfig
-
-    config = read_run_config(run_dir)
-    if not config.get("mixer"):
-        raise UserError(f"{run_dir}: method {config.get('method')!r} trained no mixer")
-    state = load_checkpoint(run_dir)
-    gcfg = GeneratorConfig(
-        backbone=config["backbone"],
-        mixer=MixerConfig.from_dict(config["mixer"]),
-        stage=int(config.get("stage", 3)),
-        in_chans=int(config["in_chans"]),
-        input_size=(int(config["image_size"][0]), int(config["image_size"][1])),
-        mean=tuple(config["mean"]),
-        std=tuple(config["std"]),
-        provenance={"run": str(run_dir), "method": config["method"], "step": state["step"]},
-    )
-    gen = Generator(gcfg)
-    weights = state["ema"] if use_ema and state.get("ema") is not None else state["model"]
-    target = gen.encoder.net.state_dict()
-    missing = [k for k in target if k not in weights]
-    if missing:
-        raise UserError(f"{run_dir}: checkpoint lacks encoder weights {missing[:4]}")
-    gen.encoder.net.load_state_dict({k: weights[k] for k in target})
-    gen.mixer.load_state_dict(state["mixer"])
-    return gen.freeze()

@@ -31,6 +31,7 @@ import torch
 import torch.nn as nn
 from torch.utils.data import Dataset
 
+from ..artifact.format import CONFIG_NAME, GENERATOR_WEIGHTS
 from ..data.specs import DataSource
 from ..errors import UserError
 from ..losses import mixup_cross_entropy
@@ -42,7 +43,7 @@ from .finetune_optim import OPT_DEFAULTS, check_warmup, create_optimizer, create
 from .model import Classifier
 from .pretrained import PretrainedBackbone, load_pretrained_backbone
 from .scenario import StepContext, StepFn, modules_as, register_scenario
-from .supervised import ClassifierModules, SupervisedScenario, _layout, load_frozen_generator
+from .supervised import ClassifierModules, SupervisedScenario, load_frozen_generator, to_layout
 
 __all__ = [
     "FT_METHODS",
@@ -176,7 +177,7 @@ def mixed_step(
     label_a, label_b = packed[:, 0].long(), packed[:, 1].long()
     lam = packed[:, 2].float()
     with ctx.autocast():
-        logits = ctx.modules.call("model")(_layout(images, ctx))
+        logits = ctx.modules.call("model")(to_layout(images, ctx))
     loss = mixup_cross_entropy(logits, label_a, label_b, lam)
     ctx.backward(loss, "classifier")
     return {"loss": loss.detach()}
@@ -195,7 +196,7 @@ def _mixed_provenance(root: Path, rows: int) -> dict[str, Any]:
         if settings.get(key) is not None:
             prov[key] = settings[key]
     if settings.get("data"):
-        from ..cards import dataset_info
+        from ..data.names import dataset_info
 
         prov["data"] = dataset_info(settings["data"])[2]
     return prov
@@ -338,14 +339,14 @@ def _generator_provenance(src: str, prov: dict[str, Any]) -> dict[str, Any]:
     """Repo and commit for a Hub generator; name and sha256 (no local path) for a folder."""
     if prov.get("repo_id") or prov.get("builtin"):
         return dict(prov)
-    from ..commands.mix import folder_sha256
+    from ..fileio import folder_sha256
 
     folder = Path(str(prov.get("source") or src)).expanduser()
     out: dict[str, Any] = {"source": folder.resolve().name}
-    if (folder / "generator.safetensors").is_file():
-        out["sha256"] = folder_sha256(folder, ["config.json", "generator.safetensors"])
+    if (folder / GENERATOR_WEIGHTS).is_file():
+        out["sha256"] = folder_sha256(folder, [CONFIG_NAME, GENERATOR_WEIGHTS])
     try:
-        trained = json.loads((folder / "config.json").read_text()).get("provenance", {})
+        trained = json.loads((folder / CONFIG_NAME).read_text()).get("provenance", {})
     except (OSError, json.JSONDecodeError):
         trained = {}
     if isinstance(trained, dict) and trained.get("data"):

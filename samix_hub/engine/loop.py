@@ -27,12 +27,12 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from .. import __version__
+from .._version import __version__
 from ..data.specs import DataSource, DataSpecError, load_data
 from ..devices import resolve_device
 from ..errors import UserError
 from ..fileio import atomic_write_json, check_writable_dir
-from ..locking import folder_lock
+from ..fileio.locking import folder_lock
 from .checkpoint import (
     CHECKPOINT,
     TrainingState,
@@ -101,7 +101,7 @@ def train(cfg: TrainConfig, resume: bool = False, quiet: bool = False) -> Path:
     """Run (or resume) a training run into ``cfg.out``; returns the run folder.
 
     The run folder is checked for writing first and locked for the whole run (rank 0 holds
-    :func:`samix_hub.locking.folder_lock`): a second run into the same folder is refused.
+    :func:`samix_hub.fileio.locking.folder_lock`): a second run into the same folder is refused.
     """
     info = init_distributed(resolve_device(cfg.device))
     try:

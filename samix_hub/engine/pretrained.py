@@ -27,6 +27,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from ..artifact.format import BACKBONE_WEIGHTS, CONFIG_NAME
 from ..errors import ArtifactError, UserError
 from .model import timm_method
 
@@ -89,7 +90,7 @@ def backbone_kind(src: str) -> str:
     if src.startswith("hf-hub:"):
         return "hf-hub"
     folder = Path(os.path.expanduser(src))
-    if (folder / "config.json").is_file() and (folder / "checkpoints").is_dir():
+    if (folder / CONFIG_NAME).is_file() and (folder / "checkpoints").is_dir():
         return "run"
     if Path(os.path.expanduser(src)).exists() or "/" in src or os.sep in src:
         return "artifact"
@@ -120,9 +121,9 @@ def _has_weights(name: str) -> tuple[bool, str | None]:
 
 def _from_run(src: str) -> PretrainedBackbone:
     """The classifier of a ``samix-hub train`` run folder (see the module docstring)."""
-    from ..cards import dataset_info
-    from ..commands.mix import folder_sha256
-    from ..export_run import build_backbone, load_run
+    from ..data.names import dataset_info
+    from ..fileio import folder_sha256
+    from .run_reader import build_backbone, load_run
 
     folder = Path(os.path.expanduser(src))
     run = load_run(folder)
@@ -138,7 +139,7 @@ def _from_run(src: str) -> PretrainedBackbone:
     prov: dict[str, Any] = {
         "kind": "samix-run",
         "source": folder.resolve().name,
-        "sha256": folder_sha256(folder, ["config.json", "checkpoints/last.pt"]),
+        "sha256": folder_sha256(folder, [CONFIG_NAME, "checkpoints/last.pt"]),
         "weights": weights,
         "method": cfg.get("method"),
         "scenario": cfg.get("scenario"),
@@ -194,7 +195,7 @@ def load_pretrained_backbone(
     ``seed`` makes a random initialisation (``pretrained=False``) reproducible. ``option`` is the
     command-line option named in errors (``--teacher`` for a teacher run).
     """
-    from .. import models as _models  # noqa: F401  (registers the CIFAR backbones in timm)
+    from ..models import backbones as _backbones  # noqa: F401  (registers the CIFAR backbones)
     from .model import check_backbone
 
     kind = backbone_kind(src)
@@ -206,7 +207,7 @@ def load_pretrained_backbone(
         except UserError as exc:
             raise UserError(f"{option} {src}: {exc}") from None
     if kind == "artifact":
-        from ..loading import load_backbone
+        from ..artifact.load import load_backbone
         from ..sources import resolve_source
 
         resolved = resolve_source(src, runtime="torch", **hub_kwargs)
@@ -218,9 +219,9 @@ def load_pretrained_backbone(
         if resolved.repo_id is not None:
             prov: dict[str, Any] = {"kind": "samix-backbone", **resolved.provenance()}
         else:
-            from ..commands.mix import folder_sha256
+            from ..fileio import folder_sha256
 
-            files = ["config.json", "model.safetensors"]
+            files = [CONFIG_NAME, BACKBONE_WEIGHTS]
             prov = {
                 "kind": "samix-backbone",
                 "source": resolved.path.resolve().name,

@@ -22,6 +22,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from ..artifact.load import load_generator
 from ..data.specs import DataSource
 from ..data.transforms import eval_transform
 from ..errors import UserError
@@ -29,6 +30,8 @@ from ..losses import eta_balanced_mixup_loss, mixup_cross_entropy
 from ..mixing import MixMethod, apply_mask, build_method, finish_mask
 from ..mixing.sampling import sample_lam, sample_partner
 from ..models import Generator, Mixer
+from ..models.generator import MaskGenerator
+from ..sources import resolve_source
 from .config import SL_METHODS, TrainConfig
 from .distributed import DistInfo
 from .ema import ema_momentum, make_ema, update_ema
@@ -102,7 +105,7 @@ def mix_step(
     out: dict[str, torch.Tensor] = {}
     with ctx.no_sync("model") if clean else contextlib.nullcontext():
         with ctx.autocast():
-            logits = model(_layout(mixed.images, ctx))
+            logits = model(to_layout(mixed.images, ctx))
         loss_mix = mixup_cross_entropy(logits, mixed.label_a, mixed.label_b, mixed.lam)
         ctx.backward(loss_mix, "classifier")
     out["loss_mix"] = loss_mix.detach()
@@ -150,7 +153,7 @@ def online_samix_step(
     # Mixer branch: grads reach the mixer only (EMA parameters do not require grad).
     with ctx.autocast():
         mask_m = mods.call("mixer")(feats, lam_m, pi_m, size).float()
-        logits_m = ema(_layout(apply_mask(images, mask_m, pi_m), ctx))
+        logits_m = ema(to_layout(apply_mask(images, mask_m, pi_m), ctx))
     loss_mixer, loss_mask = mixer_losses(mixer_raw, logits_m, mask_m, labels, pi_m, lam_m, cfg)
     ctx.backward(loss_mixer + loss_mask, "mixer")
     del logits_m, mask_m
@@ -158,7 +161,7 @@ def online_samix_step(
     model = mods.call("model")
     with ctx.no_sync("model"):
         with ctx.autocast():
-            logits = model(_layout(apply_mask(images, mask_c, pi_c), ctx))
+            logits = model(to_layout(apply_mask(images, mask_c, pi_c), ctx))
         loss_mix = mixup_cross_entropy(logits, labels, labels[pi_c], lam_c)
         ctx.backward(loss_mix, "classifier")
     with ctx.autocast():
@@ -192,19 +195,16 @@ def mixer_losses(
     return loss, cfg.mask_loss_weight * mixer.mask_loss(mask, lam)
 
 
-def _layout(x: torch.Tensor, ctx: StepContext[Any]) -> torch.Tensor:
+def to_layout(x: torch.Tensor, ctx: StepContext[Any]) -> torch.Tensor:
     return x.contiguous(memory_format=torch.channels_last) if ctx.channels_last else x
 
 
-def load_frozen_generator(src: str, device: torch.device) -> tuple[Generator, dict[str, Any]]:
-    """A frozen generator from a folder or ``ORG/NAME[@REV]`` and its provenance."""
-    from ..loading import load_generator
-    from ..sources import resolve_source
-
+def load_frozen_generator(src: str, device: torch.device) -> tuple[MaskGenerator, dict[str, Any]]:
+    """The frozen generator ``--generator SRC`` names (through the one loader) and its provenance."""
     resolved = resolve_source(src)
     try:
-        gen = load_generator(str(resolved.path), runtime="torch", device=device)
-    except (FileNotFoundError, ValueError) as exc:
+        gen = load_generator(resolved, runtime="torch", device=device)
+    except ValueError as exc:
         raise UserError(f"--generator {src}: {exc}") from None
     return gen, resolved.provenance()
 

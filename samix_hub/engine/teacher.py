@@ -42,7 +42,7 @@ from .loader import eval_loader
 from .model import Classifier, build_mixer
 from .pretrained import PretrainedBackbone, load_pretrained_backbone
 from .scenario import StepContext, StepFn, modules_as, register_scenario
-from .supervised import ClassifierModules, SupervisedScenario, _layout, mixer_losses
+from .supervised import ClassifierModules, SupervisedScenario, mixer_losses, to_layout
 from .teacher_head import fit_teacher_head, head_mismatch
 
 __all__ = [
@@ -147,7 +147,7 @@ def teacher_step(
         feats = teacher.features(images, cfg.stage)
     with ctx.autocast():
         mask = mods.call("mixer")(feats, lam, pi, size).float()
-        logits = teacher(_layout(apply_mask(images, mask, pi), ctx))
+        logits = teacher(to_layout(apply_mask(images, mask, pi), ctx))
     loss_mixer, loss_mask = mixer_losses(mixer_raw, logits, mask, labels, pi, lam, cfg)
     ctx.backward(loss_mixer + loss_mask, "mixer")
     parts = {"loss_mixer": loss_mixer.detach(), "loss_mask": loss_mask.detach()}

@@ -1,4 +1,4 @@
-"""Mixup parameter sampling, masks and mixing methods."""
+"""Mixup parameter sampling, masks and mixing methods (``SAMixUp`` is in ``samix_hub/mixup.py``)."""
 
 from .masks import LAM_MARGIN, apply_mask, margin_fallback, mask_adjust
 from .methods import (
@@ -12,7 +12,6 @@ from .methods import (
     build_method,
     finish_mask,
 )
-from .mixup import MixInputError, SAMixUp, datasets_map_fn, soft_targets
 from .sampling import DEFAULT_ALPHA, box_lam, check_alpha, sample_box, sample_lam, sample_partner
 
 __all__ = [
@@ -26,10 +25,6 @@ __all__ = [
     "MixParams",
     "MixUp",
     "SAMix",
-    "SAMixUp",
-    "MixInputError",
-    "datasets_map_fn",
-    "soft_targets",
     "Vanilla",
     "build_method",
     "finish_mask",

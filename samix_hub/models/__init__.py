@@ -3,7 +3,7 @@
 from . import backbones as backbones  # registers the CIFAR variants in timm
 from .backbones import CIFAR_BACKBONES, CIFAR_MEAN, CIFAR_STD
 from .encoder import StageEncoder, create_encoder
-from .generator import Generator, GeneratorConfig
+from .generator import Generator, GeneratorConfig, MaskGenerator
 from .mixer import Mixer, MixerConfig, rescale_lam
 
 __all__ = [
@@ -14,6 +14,7 @@ __all__ = [
     "create_encoder",
     "Generator",
     "GeneratorConfig",
+    "MaskGenerator",
     "Mixer",
     "MixerConfig",
     "rescale_lam",

@@ -8,37 +8,43 @@ Images of another size than the native one: the mask is computed at native size 
 
 from __future__ import annotations
 
-import json
-import os
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
 
-from ..fileio import atomic_write, atomic_write_json
 from .encoder import StageEncoder
 from .mixer import Mixer, MixerConfig
 
-__all__ = ["Generator", "GeneratorConfig", "FORMAT_VERSION", "CONFIG_NAME", "WEIGHTS_NAME"]
+__all__ = ["Generator", "GeneratorConfig", "MaskGenerator"]
 
-FORMAT_VERSION = 1
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "generator.safetensors"
-LAM_CONVENTION = "mask is the weight of each image; partner[i] gets 1 - mask; mean(mask) ~= lam"
-#: The convention of a λ-exact generator (``mixer.calibration == "exact"``).
-LAM_CONVENTION_EXACT = (
-    "mask is the weight of each image; partner[i] gets 1 - mask; mean(mask[i]) == lam[i] exactly "
-    "(λ-exact calibration)"
-)
+
+@runtime_checkable
+class MaskGenerator(Protocol):
+    """What every loaded generator offers, whatever its runtime (torch :class:`Generator`,
+    onnxruntime ``OnnxGenerator``): ``masks`` and the call ``gen(images, partner, lam)``.
+
+    ``images`` are N x C x H x W in [0, 1], ``partner`` a permutation index, ``lam`` a float or one
+    value per image; the mask is the weight of each image (docs/artifacts.md "Generator").
+    """
+
+    config: GeneratorConfig
+
+    def masks(
+        self, images: torch.Tensor, partner: torch.Tensor, lam: float | torch.Tensor
+    ) -> torch.Tensor: ...
+
+    def __call__(
+        self, images: torch.Tensor, partner: torch.Tensor, lam: float | torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]: ...
 
 
 @dataclass
 class GeneratorConfig:
-    """What a generator folder's ``config.json`` holds (plus ``kind`` and format version)."""
+    """What a generator folder's ``config.json`` holds, without its format fields (``kind``,
+    ``format_version``, ``lam_convention``, ``encoder``: artifact/schema.py adds and checks them)."""
 
     backbone: str
     mixer: MixerConfig
@@ -48,54 +54,6 @@ class GeneratorConfig:
     mean: tuple[float, ...] = (0.4914, 0.4822, 0.4465)
     std: tuple[float, ...] = (0.2023, 0.1994, 0.201)
     provenance: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["mixer"] = self.mixer.to_dict()
-        data["input_size"] = list(self.input_size)
-        data["mean"] = list(self.mean)
-        data["std"] = list(self.std)
-        return {
-            "kind": "samix-generator",
-            "format_version": FORMAT_VERSION,
-            "lam_convention": (
-                LAM_CONVENTION_EXACT if self.mixer.calibration == "exact" else LAM_CONVENTION
-            ),
-            **data,
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any], source: str = "config") -> GeneratorConfig:
-        """Read a ``config.json`` dict; every field's type and range is checked first
-        (``config_fields.py:check_generator_config``), errors name ``source`` and the field."""
-        from ..config_fields import check_generator_config
-
-        if not isinstance(data, dict):
-            raise ValueError(f"{source}: expected a JSON object")
-        data = dict(data)
-        kind = data.get("kind", "samix-generator")
-        if kind != "samix-generator":
-            raise ValueError(f"{source}: kind is {kind!r}, not a samix-generator")
-        if data.get("format_version") != FORMAT_VERSION:
-            raise ValueError(
-                f"{source}: unknown generator format_version {data.get('format_version')!r} "
-                f"(this samix-hub reads version {FORMAT_VERSION})"
-            )
-        check_generator_config(data, source)
-        for key in ("kind", "format_version", "lam_convention"):
-            data.pop(key, None)
-        data.pop("encoder", None)  # informational summary written by the exporter
-        try:
-            mixer = MixerConfig.from_dict(data.pop("mixer"))
-            return cls(
-                mixer=mixer,
-                input_size=tuple(data.pop("input_size")),  # type: ignore[arg-type]
-                mean=tuple(data.pop("mean")),
-                std=tuple(data.pop("std")),
-                **data,
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ValueError(f"{source}: invalid generator config: {exc}") from None
 
 
 class Generator(nn.Module):
@@ -158,131 +116,3 @@ class Generator(nn.Module):
         mask = self.masks(images, partner, lam)
         mixed = mask * images + (1 - mask) * images[partner]
         return mask, mixed
-
-    # ----------------------------------------------------------------- persistence
-    def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write ``config.json`` and ``generator.safetensors`` into folder ``path`` (atomically)."""
-        folder = Path(path)
-        folder.mkdir(parents=True, exist_ok=True)
-        tensors = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
-        atomic_write(
-            folder / WEIGHTS_NAME, lambda p: save_file(tensors, p, metadata={"format": "pt"})
-        )
-        atomic_write_json(folder / CONFIG_NAME, self.config.to_dict())
-        return folder
-
-    @classmethod
-    def from_folder(
-        cls, path: str | os.PathLike[str], device: str | torch.device = "cpu"
-    ) -> Generator:
-        """Load a generator folder; errors name the file that is missing or wrong."""
-        folder = Path(path)
-        cfg_path = folder / CONFIG_NAME
-        weights = folder / WEIGHTS_NAME
-        for p in (cfg_path, weights):
-            if not p.is_file():
-                raise FileNotFoundError(f"{p}: missing (not a samix-hub generator folder?)")
-        try:
-            data = json.loads(cfg_path.read_text())
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{cfg_path}: not valid JSON ({exc})") from None
-        config = GeneratorConfig.from_dict(data, source=str(cfg_path))
-        gen = cls(config)
-        try:
-            state = load_file(str(weights))
-        except Exception as exc:  # safetensors raises SafetensorError / OSError
-            raise ValueError(f"{weights}: unreadable safetensors file ({exc})") from None
-        own = gen.state_dict()
-        missing = sorted(set(own) - set(state))
-        unexpected = sorted(set(state) - set(own))
-        if missing or unexpected:
-            raise ValueError(
-                f"{weights}: tensors do not match {cfg_path.name} "
-                f"(missing {missing[:4]}, unexpected {unexpected[:4]})"
-            )
-        for key, value in state.items():
-            if value.shape != own[key].shape:
-                raise ValueError(
-                    f"{weights}: tensor {key!r} has shape {tuple(value.shape)}, "
-                    f"config expects {tuple(own[key].shape)}"
-                )
-        from ..artifacts import check_finite
-
-        check_finite(state, weights)
-        gen.load_state_dict(state)
-        return gen.to(device).freeze()
-
-    # ------------------------------------------------------------- Hub-style API
-    @classmethod
-    def from_pretrained(
-        cls,
-        repo_id_or_path: str | os.PathLike[str],
-        *,
-        revision: str | None = None,
-        cache_dir: str | os.PathLike[str] | None = None,
-        local_files_only: bool = False,
-        force_download: bool = False,
-        token: str | bool | None = None,
-        runtime: str = "torch",
-        device: str | torch.device | None = None,
-        int8: bool = False,
-        **hub_kwargs: Any,
-    ) -> Any:
-        """A generator from a folder, ``builtin:NAME`` or Hub repo id (docs/python_api.md).
-
-        The keywords are those of ``huggingface_hub``'s ``from_pretrained``; the download goes
-        through :func:`samix_hub.hub.pull` (only the runtime's files, no pickles, checksums,
-        validation). ``runtime="torch"`` returns a :class:`Generator`, ``runtime="onnx"`` an
-        :class:`~samix_hub.onnx.OnnxGenerator` with the same call and ``masks``. ``hub_kwargs``:
-        ``endpoint``, ``local_dir``, ``offline``.
-        """
-        from ..loading import load_generator
-
-        return load_generator(
-            repo_id_or_path, runtime=runtime, device=device, int8=int8, revision=revision,
-            cache_dir=cache_dir, local_files_only=local_files_only,
-            force_download=force_download, token=token, **hub_kwargs,
-        )  # fmt: skip
-
-    def save_pretrained(
-        self,
-        save_directory: str | os.PathLike[str],
-        *,
-        onnx: bool = True,
-        opset: int = 18,
-        repo_id: str | None = None,
-    ) -> Path:
-        """Write the folder ``samix-hub export`` writes: weights, config.json, card, ONNX.
-
-        ``onnx=False`` leaves out ``onnx/generator.onnx`` (no ONNX tools needed). The folder is
-        staged, checked and renamed into place; ``repo_id`` goes into the card's examples.
-        """
-        from ..hub_api import save_generator
-
-        return save_generator(self, save_directory, onnx=onnx, opset=opset, repo_id=repo_id)
-
-    def push_to_hub(
-        self,
-        repo_id: str,
-        *,
-        revision: str | None = None,
-        tag: str | None = None,
-        private: bool = False,
-        commit_message: str | None = None,
-        token: str | bool | None = None,
-        endpoint: str | None = None,
-        onnx: bool = True,
-        opset: int = 18,
-    ) -> tuple[str, str]:
-        """``save_pretrained`` into a temporary folder, then one validated commit to ``repo_id``.
-
-        ``revision`` is the branch (created from main when needed), ``tag`` tags the new commit.
-        Returns ``(commit_url, commit_sha)``; the token is only handed to huggingface_hub.
-        """
-        from ..hub_api import push_generator
-
-        return push_generator(
-            self, repo_id, revision=revision, tag=tag, private=private,
-            commit_message=commit_message, token=token, endpoint=endpoint, onnx=onnx,
-            opset=opset,
-        )  # fmt: skip

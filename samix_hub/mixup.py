@@ -17,10 +17,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import UserError
-from .masks import LAM_MARGIN, apply_mask
-from .methods import SAMix
-from .sampling import DEFAULT_ALPHA
+from .errors import UserError
+from .mixing.masks import LAM_MARGIN, apply_mask
+from .mixing.methods import SAMix
+from .mixing.sampling import DEFAULT_ALPHA
 
 __all__ = ["SAMixUp", "MixInputError", "soft_targets", "datasets_map_fn", "RANGE_TOLERANCE"]
 
@@ -90,7 +90,7 @@ class SAMixUp:
         tolerance: float = RANGE_TOLERANCE,
     ) -> None:
         if isinstance(generator, (str, os.PathLike)):
-            from ..loading import load_generator
+            from .artifact.load import load_generator
 
             generator = load_generator(generator)
         if not isinstance(num_classes, int) or num_classes < 1:

@@ -1,28 +1,44 @@
-"""Loading API: ``load_generator`` and ``load_backbone`` from a local folder or a Hub repo id.
+"""The one loader of artifacts: ``load_generator`` / ``load_backbone`` from a folder, a
+``builtin:NAME`` or a Hub repo id, on torch or onnxruntime; ``read_generator`` reads a folder.
 
-Every load validates the folder first (:func:`~samix_hub.artifacts.validate_artifact`): unknown
-format versions, missing files and tensors that do not match the config are refused with an
-:class:`~samix_hub.errors.ArtifactError` naming the file. Weights are read with safetensors only.
+Every load validates the folder first (:func:`~samix_hub.artifact.validate.validate_artifact`):
+unknown format versions, missing files and tensors that do not match the config are refused with
+an :class:`~samix_hub.errors.ArtifactError` naming the file. Weights are read with safetensors only.
+Both runtimes return a :class:`~samix_hub.models.generator.MaskGenerator`.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import load_file
 
-from .artifacts import BACKBONE, GENERATOR, backbone_meta, validate_artifact
-from .errors import ArtifactError, UserError
-from .hub_api import ONNX_EXTRA, require_extra
-from .sources import ResolvedSource, resolve_source
+from ..errors import ArtifactError, UserError
+from ..extras import ONNX_EXTRA, require_extra
+from ..models import backbones as _backbones  # noqa: F401  (registers the CIFAR backbones in timm)
+from ..models.generator import Generator, MaskGenerator
+from ..repo_ref import ResolvedSource
+from ..sources import resolve_source
+from .format import (
+    BACKBONE,
+    BACKBONE_ONNX,
+    CONFIG_NAME,
+    GENERATOR,
+    GENERATOR_ONNX,
+    GENERATOR_ONNX_INT8,
+    GENERATOR_WEIGHTS,
+)
+from .schema import generator_config_from_dict
+from .validate import backbone_meta, check_finite, validate_artifact
 
-__all__ = ["load_generator", "load_backbone", "GENERATOR_ONNX", "GENERATOR_ONNX_INT8"]
+__all__ = ["load_generator", "load_backbone", "read_generator", "GeneratorFactory"]
 
-GENERATOR_ONNX = "onnx/generator.onnx"
-GENERATOR_ONNX_INT8 = "onnx/generator.int8.onnx"
-BACKBONE_ONNX = "onnx/model.onnx"
+#: Builds the torch generator from its config (``samix_hub.Generator`` adds the Hub methods).
+GeneratorFactory = type[Generator]
 
 
 def _resolve(src: str | os.PathLike[str], runtime: str, kind: str, **hub: Any) -> ResolvedSource:
@@ -37,6 +53,47 @@ def _resolve(src: str | os.PathLike[str], runtime: str, kind: str, **hub: Any) -
     return resolved
 
 
+def read_generator(
+    path: str | os.PathLike[str],
+    device: str | torch.device = "cpu",
+    cls: GeneratorFactory = Generator,
+) -> Generator:
+    """The torch generator of a folder, without the full validation; errors name the file
+    that is missing (``FileNotFoundError``) or wrong (``ValueError``)."""
+    folder = Path(path)
+    cfg_path = folder / CONFIG_NAME
+    weights = folder / GENERATOR_WEIGHTS
+    for p in (cfg_path, weights):
+        if not p.is_file():
+            raise FileNotFoundError(f"{p}: missing (not a samix-hub generator folder?)")
+    try:
+        data = json.loads(cfg_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{cfg_path}: not valid JSON ({exc})") from None
+    gen = cls(generator_config_from_dict(data, source=str(cfg_path)))
+    try:
+        state = load_file(str(weights))
+    except Exception as exc:  # safetensors raises SafetensorError / OSError
+        raise ValueError(f"{weights}: unreadable safetensors file ({exc})") from None
+    own = gen.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    if missing or unexpected:
+        raise ValueError(
+            f"{weights}: tensors do not match {cfg_path.name} "
+            f"(missing {missing[:4]}, unexpected {unexpected[:4]})"
+        )
+    for key, value in state.items():
+        if value.shape != own[key].shape:
+            raise ValueError(
+                f"{weights}: tensor {key!r} has shape {tuple(value.shape)}, "
+                f"config expects {tuple(own[key].shape)}"
+            )
+    check_finite(state, weights)
+    gen.load_state_dict(state)
+    return gen.to(device).freeze()
+
+
 def load_generator(
     src: str | os.PathLike[str] | ResolvedSource,
     runtime: str = "torch",
@@ -48,41 +105,42 @@ def load_generator(
     local_files_only: bool = False,
     force_download: bool = False,
     token: str | bool | None = None,
+    cls: GeneratorFactory = Generator,
     **hub_kwargs: Any,
-) -> Any:
+) -> MaskGenerator:
     """A frozen generator callable as ``gen(images [0, 1], partner, lam) -> (mask, mixed)``.
 
-    ``runtime="torch"``: a :class:`~samix_hub.models.generator.Generator` on ``device`` (default
-    cpu). ``runtime="onnx"``: a :class:`~samix_hub.onnx.OnnxGenerator`; ``device`` auto (the
-    default) takes CUDA when onnxruntime offers it, else CPU (see ``.providers``); ``int8`` picks
-    the quantised graph when the folder has one. ``.source`` records where it came from.
+    ``runtime="torch"``: a :class:`~samix_hub.models.generator.Generator` (``cls``) on
+    ``device`` (default cpu). ``runtime="onnx"``: a :class:`~samix_hub.onnx.OnnxGenerator`;
+    ``device`` auto (the default) takes CUDA when onnxruntime offers it, else CPU (see
+    ``.providers``); ``int8`` picks the quantised graph when the folder has one. ``.source``
+    records where it came from.
 
     For a Hub repo id: ``revision`` (branch, tag or commit; the same as ``@REV``),
     ``cache_dir``, ``local_files_only`` (cache only, no network), ``force_download`` and
     ``token``, as ``from_pretrained`` in huggingface_hub (docs/python_api.md); further
     ``hub_kwargs`` (``endpoint``, ``local_dir``, ``offline``) go to :func:`samix_hub.hub.pull`.
     """
-    from .models.generator import Generator, GeneratorConfig
-
     hub_kwargs.update(
         revision=revision, cache_dir=cache_dir, local_files_only=local_files_only,
         force_download=force_download, token=token,
     )  # fmt: skip
     resolved = _resolve(src, runtime, GENERATOR, **hub_kwargs)
     folder = resolved.path
+    gen: Any
     if runtime == "torch":
         if int8:
             raise UserError("int8 generators run with runtime='onnx' only")
         try:
-            gen: Any = Generator.from_folder(folder, device=device or "cpu")
+            gen = read_generator(folder, device=device or "cpu", cls=cls)
         except (ValueError, FileNotFoundError) as exc:
             raise ArtifactError(str(exc)) from None
     else:
-        from .onnx import OnnxGenerator
+        from ..onnx import OnnxGenerator
 
-        cfg_path = folder / "config.json"
+        cfg_path = folder / CONFIG_NAME
         try:
-            config = GeneratorConfig.from_dict(json.loads(cfg_path.read_text()), str(cfg_path))
+            config = generator_config_from_dict(json.loads(cfg_path.read_text()), str(cfg_path))
         except ValueError as exc:
             raise ArtifactError(str(exc)) from None
         graph = folder / (GENERATOR_ONNX_INT8 if int8 else GENERATOR_ONNX)
@@ -115,18 +173,16 @@ def load_backbone(
     """
     import timm
 
-    from . import models as _models  # noqa: F401  (registers the CIFAR backbones in timm)
-
     hub_kwargs.update(
         revision=revision, cache_dir=cache_dir, local_files_only=local_files_only,
         force_download=force_download, token=token,
     )  # fmt: skip
     resolved = _resolve(src, runtime, BACKBONE, **hub_kwargs)
     folder = resolved.path
-    config = json.loads((folder / "config.json").read_text())
-    backbone_meta(config, folder / "config.json")  # refuses an unknown samix-hub format version
+    config = json.loads((folder / CONFIG_NAME).read_text())
+    backbone_meta(config, folder / CONFIG_NAME)  # refuses an unknown samix-hub format version
     if runtime == "onnx":
-        from .onnx import OnnxBackbone
+        from ..onnx import OnnxBackbone
 
         model: Any = OnnxBackbone(folder / BACKBONE_ONNX, config, device=str(device or "auto"))
     else:

@@ -5,6 +5,7 @@ guarantees")."""
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import os
 import tempfile
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "folder_sha256",
     "atomic_write",
     "atomic_write_text",
     "atomic_write_json",
@@ -91,7 +93,7 @@ def remove_stale_temps(folder: str | os.PathLike[str], names: Iterable[str]) -> 
 
 
 def _unwritable(path: Path, exc: OSError, option: str) -> Exception:
-    from .errors import OutputError
+    from ..errors import OutputError
 
     reason = exc.strerror or str(exc)
     if isinstance(exc, (NotADirectoryError, FileExistsError)):
@@ -130,7 +132,7 @@ def check_writable_file(path: str | os.PathLike[str], option: str = "") -> Path:
     """Check that the file ``path`` can be written (its folder is created if needed)."""
     path = Path(path)
     if path.is_dir():
-        from .errors import OutputError
+        from ..errors import OutputError
 
         raise OutputError(f"{path}: is a folder, not a file (given as {option})")
     check_writable_dir(path.parent, option)
@@ -153,3 +155,15 @@ def fault_of(exc: BaseException) -> OSError | None:
             return cur
         cur = cur.__cause__ or cur.__context__
     return None
+
+
+def folder_sha256(folder: Path, names: list[str]) -> str:
+    """sha256 over ``name sha256(file)`` lines of the named files (a folder's identity)."""
+    lines = []
+    for name in names:
+        digest = hashlib.sha256()
+        with open(folder / name, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+        lines.append(f"{name} {digest.hexdigest()}\n")
+    return hashlib.sha256("".join(lines).encode()).hexdigest()

@@ -13,9 +13,24 @@ import re
 from pathlib import Path
 from typing import Any
 
-from .config_fields import check_backbone_config
-from .data.mixed import SHARD_RE
-from .errors import ArtifactError
+from ..data.mixed import SHARD_RE
+from ..errors import ArtifactError
+from ..models.generator import Generator
+from .format import (
+    BACKBONE,
+    BACKBONE_FORMAT_VERSION,
+    BACKBONE_ONNX,
+    BACKBONE_WEIGHTS,
+    CARD_NAME,
+    CONFIG_NAME,
+    GENERATOR,
+    GENERATOR_ONNX,
+    GENERATOR_WEIGHTS,
+    MIXED_DATASET,
+    ONNX_INPUTS,
+    PICKLE_SUFFIXES,
+)
+from .schema import check_backbone_config, generator_config_from_dict
 
 __all__ = [
     "GENERATOR",
@@ -29,15 +44,6 @@ __all__ = [
     "backbone_meta",
     "list_files",
 ]
-
-GENERATOR = "samix-generator"
-BACKBONE = "samix-backbone"
-MIXED_DATASET = "samix-mixed-dataset"
-PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt", ".pickle")
-#: Version of the ``samix_hub`` section samix-hub adds to a timm backbone ``config.json``.
-BACKBONE_FORMAT_VERSION = 1
-#: Input and output names of the ONNX graphs samix-hub writes.
-ONNX_INPUTS = {GENERATOR: ("images", "partner", "lam"), BACKBONE: ("images",)}
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -69,7 +75,7 @@ def detect_kind(path: str | Path) -> str:
         )
     if (folder / "data").is_dir() and any((folder / "data").glob("*.parquet")):
         return MIXED_DATASET
-    cfg_path = folder / "config.json"
+    cfg_path = folder / CONFIG_NAME
     if not cfg_path.is_file():
         raise ArtifactError(
             f"{folder}: not a samix-hub artifact (no config.json, no data/*.parquet)"
@@ -87,14 +93,14 @@ def required_files(kind: str, runtime: str = "all") -> list[str]:
     if runtime not in ("torch", "onnx", "all"):
         raise ArtifactError(f"unknown runtime {runtime!r} (torch, onnx or all)")
     if kind == GENERATOR:
-        torch_files, onnx_files = ["generator.safetensors"], ["onnx/generator.onnx"]
+        torch_files, onnx_files = [GENERATOR_WEIGHTS], [GENERATOR_ONNX]
     elif kind == BACKBONE:
-        torch_files, onnx_files = ["model.safetensors"], ["onnx/model.onnx"]
+        torch_files, onnx_files = [BACKBONE_WEIGHTS], [BACKBONE_ONNX]
     elif kind == MIXED_DATASET:
-        return ["README.md"]
+        return [CARD_NAME]
     else:
         raise ArtifactError(f"unknown artifact kind {kind!r}")
-    files = ["config.json"]
+    files = [CONFIG_NAME]
     if runtime in ("torch", "all"):
         files += torch_files
     if runtime in ("onnx", "all"):
@@ -145,14 +151,12 @@ def check_finite(tensors: dict[str, Any], path: str | Path) -> None:
 
 
 def _validate_generator(folder: Path, runtime: str) -> None:
-    from .models.generator import Generator, GeneratorConfig
-
-    cfg_path = folder / "config.json"
+    cfg_path = folder / CONFIG_NAME
     try:
-        config = GeneratorConfig.from_dict(_read_json(cfg_path), source=str(cfg_path))
+        config = generator_config_from_dict(_read_json(cfg_path), source=str(cfg_path))
         if runtime in ("torch", "all"):
             expected = {k: tuple(v.shape) for k, v in Generator(config).state_dict().items()}
-            _check_safetensors(folder / "generator.safetensors", expected)
+            _check_safetensors(folder / GENERATOR_WEIGHTS, expected)
     except ValueError as exc:
         raise ArtifactError(str(exc)) from None
 
@@ -188,7 +192,7 @@ def _check_onnx_finite(model: Any, path: Path) -> None:
 
 def _check_onnx_file(path: Path, kind: str) -> None:
     """Parse the graph (no pickles, single file) and check its input names."""
-    from .onnx import check_onnx
+    from ..onnx import check_onnx
 
     model = check_onnx(path, full=False)
     _check_onnx_finite(model, path)
@@ -200,9 +204,9 @@ def _check_onnx_file(path: Path, kind: str) -> None:
 def _validate_backbone(folder: Path, runtime: str) -> None:
     import timm
 
-    from . import models as _models  # noqa: F401  (registers the CIFAR backbones)
+    from ..models import backbones as _backbones  # noqa: F401  (registers the CIFAR backbones)
 
-    cfg_path = folder / "config.json"
+    cfg_path = folder / CONFIG_NAME
     cfg = _read_json(cfg_path)
     backbone_meta(cfg, cfg_path)
     # Every field's type and range; also refuses configs that name files, URLs or other repos.
@@ -221,7 +225,7 @@ def _validate_backbone(folder: Path, runtime: str) -> None:
                 f"({_first_line(exc)})"
             ) from None
         expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-        _check_safetensors(folder / "model.safetensors", expected)
+        _check_safetensors(folder / BACKBONE_WEIGHTS, expected)
 
 
 #: The card's count line (``data/mixed_card.py:render_card``): "| mixed images | N in S shards".
@@ -276,7 +280,7 @@ def _validate_mixed(folder: Path) -> None:
             f"{folder / 'data'}: incomplete, shards {missing[:5]} of {total} missing"
         )
     rows = sum(_shard_rows(shard) for shard in shards)
-    card = folder / "README.md"
+    card = folder / CARD_NAME
     if card.is_file():
         try:
             text = card.read_text()

@@ -1,0 +1,270 @@
+"""The demo's eight steps, one function each, over one :class:`DemoState` (docs/README.md
+"Data flow"): each step reads what the earlier ones left in the state and adds its own results.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..artifact.format import BACKBONE, GENERATOR
+from ..artifact.load import load_generator
+from ..data.mix_writer import MixResult, MixSettings, preview_batch, write_mixed
+from ..data.specs import load_data
+from ..engine import TrainConfig, read_run_config, train
+from ..engine.finetune import finetune_config
+from ..errors import UserError
+from ..export_run import export_run
+from ..mixing.statistics import generator_mask_statistics
+from ..models.generator import MaskGenerator
+from ..preview import save_preview
+from ..repo_ref import ResolvedSource
+from ..sources import resolve_source
+from .config import BACKBONE_REPO, GENERATOR_REPO, MARKER, DemoConfig
+from .publish import publish_local
+
+__all__ = ["DemoState", "STEPS", "prepare_out"]
+
+
+@dataclass
+class DemoState:
+    """What the steps share: the inputs, then each step's results (filled in step order)."""
+
+    out: Path
+    cfg: DemoConfig
+    quiet: bool
+    specs: dict[str, str] = field(default_factory=dict)
+    sizes: dict[str, tuple[int, int]] = field(default_factory=dict)
+    run: Path = Path()
+    source_metrics: dict[str, Any] = field(default_factory=dict)
+    gen_run: Path = Path()
+    gen_metrics: dict[str, Any] = field(default_factory=dict)
+    gen_config: dict[str, Any] = field(default_factory=dict)
+    folders: dict[str, Path] = field(default_factory=dict)
+    export_parity: dict[str, float] = field(default_factory=dict)
+    commits: dict[str, str] = field(default_factory=dict)
+    gen_src: ResolvedSource | None = None
+    bb_src: ResolvedSource | None = None
+    onnx_gen: MaskGenerator | None = None
+    torch_gen: MaskGenerator | None = None
+    mixed: MixResult | None = None
+    preview: Path = Path()
+    parity: dict[str, float] = field(default_factory=dict)
+    masks: dict[str, Any] = field(default_factory=dict)
+    finetune: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def cache(self) -> Path:
+        return self.out / "hub"
+
+    @property
+    def common(self) -> dict[str, Any]:
+        return {"batch_size": self.cfg.batch_size, "workers": 0, "eval_batch_size": 512}
+
+
+def _split_digits(folder: Path) -> dict[str, str]:
+    """digits 0-4 (source) and 5-9 (target, relabelled 0-4, named "5".."9") as ``npz:`` specs."""
+    digits = load_data("digits")
+    folder.mkdir(parents=True, exist_ok=True)
+    specs = {}
+    for name, first in (("source", 0), ("target", 5)):
+        arrays: dict[str, np.ndarray] = {"classes": np.array([str(first + i) for i in range(5)])}
+        for split, ds in (("train", digits.train), ("test", digits.test)):
+            keep = (ds.labels >= first) & (ds.labels < first + 5)  # type: ignore[union-attr]
+            arrays[f"x_{split}"] = ds.images[keep]  # type: ignore[union-attr]
+            arrays[f"y_{split}"] = ds.labels[keep] - first  # type: ignore[union-attr]
+        path = folder / f"digits-{first}-{first + 4}.npz"
+        np.savez(path, **arrays)
+        specs[name] = f"npz:{path}"
+    return specs
+
+
+def _last_metrics(run: Path) -> dict[str, Any]:
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    if not lines:
+        raise UserError(f"{run}: the run wrote no evaluation")
+    return json.loads(lines[-1])
+
+
+def prepare_out(out: Path) -> None:
+    """Create ``out``; replace a previous demo's output, refuse any other non-empty folder."""
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out}: exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()):
+        if not (out / MARKER).is_file():
+            raise UserError(
+                f"{out}: not empty and not a samix-hub demo folder; choose another --out"
+            )
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / MARKER).write_text("samix-hub demo output; `samix-hub demo` may replace it\n")
+
+
+@torch.no_grad()
+def _parity(torch_gen: Any, onnx_gen: Any, images: torch.Tensor, seed: int) -> dict[str, float]:
+    """Max |torch - onnxruntime| of mask and mixed image on real images (the pulled copies)."""
+    g = torch.Generator().manual_seed(seed)
+    partner = torch.randperm(images.shape[0], generator=g)
+    lam = torch.rand(images.shape[0], generator=g)
+    t_mask, t_mixed = torch_gen(images, partner, lam)
+    o_mask, o_mixed = onnx_gen(images, partner, lam)
+    return {
+        "mask": float((t_mask - o_mask).abs().max()),
+        "mixed": float((t_mixed - o_mixed).abs().max()),
+    }
+
+
+def step_data(s: DemoState) -> None:
+    """1. digits 0-4 and 5-9 as two ``npz:`` specs."""
+    s.specs = _split_digits(s.out / "data")
+    for key, spec in s.specs.items():
+        source = load_data(spec)
+        s.sizes[key] = (len(source.train), len(source.test))  # type: ignore[arg-type]
+
+
+def step_train(s: DemoState) -> None:
+    """2. the plain classifier on digits 0-4 (teacher and published backbone)."""
+    cfg = s.cfg
+    s.run = train(
+        TrainConfig(
+            method="vanilla", data=s.specs["source"], backbone=cfg.backbone,
+            out=str(s.out / "runs" / "classifier-source"), epochs=cfg.train_epochs,
+            max_steps=cfg.train_max_steps, lr=cfg.train_lr, seed=cfg.seed,
+            ema_momentum=cfg.ema_momentum, ema_end_momentum=cfg.ema_end_momentum, **s.common,
+        ),
+        quiet=s.quiet,
+    )  # fmt: skip
+    s.source_metrics = _last_metrics(s.run)
+
+
+def step_generator(s: DemoState) -> None:
+    """3. the SAMix mixer alone against the frozen classifier (the teacher recipe)."""
+    cfg = s.cfg
+    s.gen_run = train(
+        TrainConfig(
+            method="samix", data=s.specs["source"], backbone="", scenario="teacher",
+            teacher=str(s.run), out=str(s.out / "runs" / "generator-source"),
+            epochs=cfg.generator_epochs, max_steps=cfg.generator_max_steps,
+            optimizer=cfg.generator_optimizer, lr=cfg.generator_lr, weight_decay=0.0,
+            seed=cfg.seed, **s.common,
+        ),
+        quiet=s.quiet,
+    )  # fmt: skip
+    s.gen_metrics = _last_metrics(s.gen_run)
+    s.gen_config = read_run_config(s.gen_run)
+
+
+def step_export(s: DemoState) -> None:
+    """4. generator and backbone folders with ONNX, cards and parity checks."""
+    reports = export_run(
+        s.gen_run,
+        s.out / "release",
+        repo_ids={"generator": GENERATOR_REPO, "backbone": BACKBONE_REPO},
+    )
+    s.folders = {r.kind: r.path for r in reports}
+    s.export_parity = {k: v for r in reports for k, v in r.parity.items()}
+
+
+def step_publish(s: DemoState) -> None:
+    """5. each folder as a repo in a local Hub cache."""
+    s.commits = {
+        "generator": publish_local(s.folders[GENERATOR], GENERATOR_REPO, s.cache),
+        "backbone": publish_local(s.folders[BACKBONE], BACKBONE_REPO, s.cache),
+    }
+
+
+def step_pull(s: DemoState) -> None:
+    """6. both repos back by id, offline, through huggingface_hub; both generator runtimes."""
+    hub = {"offline": True, "cache_dir": s.cache}
+    s.gen_src = resolve_source(GENERATOR_REPO, runtime="all", **hub)
+    s.bb_src = resolve_source(BACKBONE_REPO, runtime="torch", **hub)
+    s.onnx_gen = load_generator(s.gen_src, runtime="onnx", device="cpu")
+    s.torch_gen = load_generator(s.gen_src, runtime="torch", device="cpu")
+
+
+def step_mix(s: DemoState) -> None:
+    """7. the target set mixed on onnxruntime, a preview, parity and mask statistics."""
+    assert s.gen_src is not None and s.onnx_gen is not None and s.torch_gen is not None
+    cfg = s.cfg
+    target = load_data(s.specs["target"])
+    settings = MixSettings(
+        data=s.specs["target"], split="train", source_size=len(target.train),  # type: ignore[arg-type]
+        class_names=[str(c) for c in target.class_names], method="samix", alpha=2.0,
+        num=cfg.mix_num or len(target.train), seed=cfg.seed, batch_size=cfg.batch_size,  # type: ignore[arg-type]
+        shard_size=1000, image_size=tuple(target.image_size),  # type: ignore[arg-type]
+        generator=s.gen_src.provenance(), runtime="onnx",
+    )  # fmt: skip
+    s.mixed = write_mixed(
+        s.out / "mixed", target.train, settings, s.onnx_gen, workers=0, progress=not s.quiet
+    )
+    s.preview = save_preview(
+        s.out / "preview.png", *preview_batch(target.train, settings, s.onnx_gen)
+    )
+    images = torch.stack([target.test[i][0] for i in range(64)]).float() / 255.0  # type: ignore[index]
+    s.parity = _parity(s.torch_gen, s.onnx_gen, images, cfg.seed)
+    s.masks = generator_mask_statistics(s.torch_gen, images)  # the library's one definition
+
+
+def step_finetune(s: DemoState) -> None:
+    """8. the pulled backbone fine-tuned on digits 5-9, one run per method, same budget."""
+    assert s.gen_src is not None and s.bb_src is not None
+    cfg = s.cfg
+    for method in cfg.finetune_methods:
+        t0 = time.perf_counter()
+        ft_run = train(
+            finetune_config(
+                str(s.bb_src.path), s.specs["target"], str(s.out / "runs" / f"finetune-{method}"),
+                method=method, generator=str(s.gen_src.path) if method == "samix-p" else None,
+                epochs=cfg.finetune_epochs, max_steps=cfg.finetune_max_steps,
+                lr=cfg.finetune_lr, seed=cfg.seed, **s.common,
+            ),
+            quiet=s.quiet,
+        )  # fmt: skip
+        m = _last_metrics(ft_run)
+        s.finetune[method] = {
+            "run": str(ft_run),
+            "steps": m["step"],
+            "alpha": read_run_config(ft_run).get("alpha"),
+            "top1": m.get("top1"),
+            "top5": m.get("top5"),
+            "train_images_per_s": m.get("images_per_s"),
+            "seconds": round(time.perf_counter() - t0, 2),
+        }
+
+
+#: (timing key, what the log line says, step) in order.
+STEPS = (
+    ("data", lambda s: "data: scikit-learn digits (bundled, no download), 0-4 -> 5-9", step_data),
+    (
+        "train",
+        lambda s: f"train: plain classifier (the teacher), {s.cfg.backbone}, digits 0-4",
+        step_train,
+    ),
+    (
+        "generator",
+        lambda s: "generator: SAMix mixer alone against the frozen classifier",
+        step_generator,
+    ),
+    ("export", lambda s: "export: safetensors + ONNX + model cards, parity checks", step_export),
+    ("publish", lambda s: f"publish: local Hub cache {s.cache}", step_publish),
+    ("pull", lambda s: f"pull: {GENERATOR_REPO} and {BACKBONE_REPO} back, offline", step_pull),
+    (
+        "mix",
+        lambda s: "mix: target set with the pulled generator on onnxruntime + preview",
+        step_mix,
+    ),
+    (
+        "finetune",
+        lambda s: (
+            "fine-tune the pulled backbone on digits 5-9: " + ", ".join(s.cfg.finetune_methods)
+        ),
+        step_finetune,
+    ),
+)

@@ -1,0 +1,161 @@
+"""The backbone folder of an export: timm's Hub layout (``model.safetensors``, ``config.json``
+with a ``samix_hub`` section), ONNX, parity check, card, validation (docs/artifacts.md)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch.nn as nn
+
+from ._version import __version__
+from .artifact.format import BACKBONE, BACKBONE_FORMAT_VERSION, BACKBONE_ONNX, CARD_NAME
+from .artifact.load import load_backbone
+from .artifact.validate import list_files, validate_artifact
+from .cards import (
+    dataset_info,
+    format_value,
+    recipe_table,
+    render_card,
+    results_text,
+    summarize_metrics,
+    teacher_summary,
+    validate_card,
+)
+from .engine.run_reader import run_chans, run_image_size
+from .export_common import ExportReport, check_parity, files_cell, num_params
+from .fileio import atomic_write_text
+
+__all__ = ["write_backbone_folder", "base_model"]
+
+
+def write_backbone_folder(
+    model: nn.Module,
+    folder: Path,
+    *,
+    run_config: dict[str, Any],
+    metrics: Sequence[dict[str, Any]],
+    weights: str = "model",
+    onnx: bool = True,
+    opset: int = 18,
+    repo_id: str | None = None,
+    base_model: str | None = None,
+) -> ExportReport:
+    """timm Hub layout (``save_for_hf``) + ONNX + parity + card into ``folder`` (staging)."""
+    from timm.models import save_for_hf
+
+    from .onnx import backbone_parity, export_backbone_onnx
+
+    cfg = run_config
+    h, w = run_image_size(cfg)
+    c = run_chans(cfg)
+    mean, std = tuple(cfg["mean"]), tuple(cfg["std"])
+    names = list(cfg.get("class_names") or [])
+    samix_meta = {
+        "kind": BACKBONE,
+        "format_version": BACKBONE_FORMAT_VERSION,
+        "onnx": {"input": "images", "range": [0.0, 1.0], "normalised_inside": True},
+        "weights": weights,
+        "provenance": {
+            "scenario": cfg.get("scenario"),
+            "method": cfg.get("method"),
+            "data": dataset_info(cfg.get("data"))[2],
+            "epochs": cfg.get("epochs"),
+            "seed": cfg.get("seed"),
+            "generator": cfg.get("generator"),
+            "teacher": cfg.get("teacher_provenance"),
+            "trained_with": cfg.get("samix_hub_version"),
+            "samix_hub_version": __version__,
+        },
+    }
+    model_config: dict[str, Any] = {"samix_hub": samix_meta, "pretrained_cfg": {"tag": "samix"}}
+    if names and len(names) == model.num_classes:  # type: ignore[attr-defined]
+        model_config["label_names"] = names
+    save_for_hf(
+        model,
+        str(folder),
+        model_config=model_config,
+        safe_serialization=True,
+        data_config={"input_size": (c, h, w), "mean": mean, "std": std, "crop_pct": 1.0},
+    )
+    report = ExportReport(kind=BACKBONE, path=folder)
+    if onnx:
+        export_backbone_onnx(
+            model, folder / BACKBONE_ONNX, mean, std, (c, h, w), opset=opset,
+            label_names=model_config.get("label_names"),
+        )  # fmt: skip
+        onnx_model, _ = load_backbone(folder, runtime="onnx", device="cpu")
+        report.parity = backbone_parity(model, onnx_model, mean, std, (c, h, w))
+    check_parity(report.parity, folder)
+    key = "ema_top1" if weights == "ema" else "top1"
+    if cfg.get("scenario") == "ssl" or not int(cfg["num_classes"]):
+        key = "knn_top1"
+    summary = summarize_metrics(list(metrics), key)
+    nc = int(cfg["num_classes"])
+    data_name = dataset_info(cfg.get("data"))[0]
+    fields = {
+        "title": f"{cfg['backbone']} ({cfg.get('method', 'samix')}) on "
+        f"{dataset_info(cfg.get('data'))[0]}",
+        "backbone": cfg["backbone"],
+        "head_summary": f"classifier ({nc} classes)" if nc else "feature extractor (no head)",
+        "method": cfg.get("method", "unknown"),
+        "repo_id": repo_id or "ORG/NAME",
+        "input_size": format_value((c, h, w)),
+        "in_chans": c,
+        "height": h,
+        "width": w,
+        "mean": format_value(mean),
+        "std": format_value(std),
+        "opset": opset,
+        "onnx_output": "logits" if nc else "features",
+        "num_params": num_params(model),
+        "classes": ", ".join(names) if names else str(nc),
+        "trained_how": f"trained with **{cfg.get('method', 'unknown')}** on **{data_name}**",
+        "weights_source": "EMA copy of the classifier" if weights == "ema" else "online classifier",
+        "files": "",
+        "recipe": recipe_table(cfg),
+        "results": results_text(
+            summary,
+            "accuracy of these weights" + (" (k-NN on features)" if "knn" in key else ""),
+            None,
+        ),
+        "extra_limitations": "" if onnx else "- This export has no ONNX graph.\n",
+        "samix_hub_version": __version__,
+    }
+    teacher = cfg.get("teacher_provenance")
+    if isinstance(teacher, dict):  # a teacher run: these are the teacher's frozen weights
+        head = cfg.get("teacher_head") or {}
+        refit = " with a linear head refit on its frozen features" if head.get("fitted") else ""
+        fields["trained_how"] = (
+            f"used unchanged{refit} as the frozen teacher of a {cfg.get('method')} generator "
+            f"trained on **{data_name}** (teacher: {teacher_summary(teacher)})"
+        )
+        fields["weights_source"] = "the frozen teacher" + (" (head refit)" if refit else "")
+    fields["files"] = files_cell(folder)
+    text = render_card(
+        "backbone",
+        fields,
+        model_name=repo_id.split("/")[-1] if repo_id else f"{cfg['backbone']}-{cfg.get('method')}",
+        data_spec=cfg.get("data"),
+        summary=summary,
+        metric_name="Top-1 (k-NN)" if "knn" in key else "Top-1",
+        base_model=base_model,
+        extra_tags=("image-classification", "timm"),
+    )
+    atomic_write_text(folder / CARD_NAME, text)
+    validate_card(folder / CARD_NAME, "backbone")
+    validate_artifact(folder, "all" if onnx else "torch")
+    report.files = list_files(folder)
+    return report
+
+
+def base_model(config: dict[str, Any]) -> str | None:
+    """A Hub repo id the run started from (fine-tuning), when the run config records one."""
+    for key in ("base_model", "backbone_provenance", "init", "pretrained", "backbone_source"):
+        value = config.get(key)
+        if isinstance(value, dict):
+            value = value.get("repo_id")
+        if isinstance(value, str) and value.count("/") == 1 and not Path(value).exists():
+            return value.split("@")[0]
+    return None

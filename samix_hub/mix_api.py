@@ -1,0 +1,161 @@
+"""``mix`` as a library call: load the generator (:func:`load_mix_generator`), then write the
+mixed data set (:func:`mix_dataset`); ``commands/mix.py`` parses and prints around it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from .artifact.format import CONFIG_NAME, GENERATOR_ONNX, GENERATOR_WEIGHTS
+from .artifact.load import load_generator
+from .data.mix_out import check_mix_out
+from .data.mix_writer import MixResult, MixSettings, preview_batch, write_mixed
+from .data.specs import load_data
+from .errors import UserError
+from .fileio import check_writable_dir, check_writable_file, folder_sha256
+from .mixing.sampling import DEFAULT_ALPHA, check_alpha
+from .models.generator import MaskGenerator
+from .preview import save_preview
+from .sources import resolve_source
+
+__all__ = ["MixRequest", "load_mix_generator", "mix_dataset", "dist_ranks"]
+
+
+def _has_onnxruntime() -> bool:
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def load_mix_generator(
+    src: str, runtime: str, device: torch.device
+) -> tuple[MaskGenerator, dict[str, Any], str]:
+    """``(generator, provenance, runtime)`` for ``src`` (a folder, ``ORG/NAME[@REV]`` or
+    ``builtin:NAME``).
+
+    ``runtime="auto"`` picks onnxruntime when the folder has ``onnx/generator.onnx`` and
+    onnxruntime is installed, else torch.
+    """
+    want = runtime if runtime != "auto" else ("onnx" if _has_onnxruntime() else "torch")
+    resolved = resolve_source(src, runtime=want)
+    folder = resolved.path
+    onnx_file = folder / GENERATOR_ONNX
+    if runtime == "auto":
+        runtime = "onnx" if onnx_file.is_file() and _has_onnxruntime() else "torch"
+    if runtime == "onnx":
+        if not onnx_file.is_file():
+            raise UserError(f"{onnx_file}: missing (export with ONNX, or --runtime torch)")
+        gen = load_generator(resolved, runtime="onnx", device=device.type)
+        files = [CONFIG_NAME, GENERATOR_ONNX]
+    else:
+        gen = load_generator(resolved, runtime="torch", device=device)
+        files = [CONFIG_NAME, GENERATOR_WEIGHTS]
+    if resolved.repo_id is not None:
+        prov: dict[str, Any] = resolved.provenance()
+    elif resolved.builtin is not None:  # shipped in the package: named and versioned, no path
+        prov = {**resolved.provenance(), "sha256": folder_sha256(folder, files)}
+    else:
+        prov = {"name": folder.resolve().name, "sha256": folder_sha256(folder, files)}
+    return gen, prov, runtime
+
+
+def dist_ranks() -> tuple[int, int, int]:
+    """(rank, world size, local rank) from torchrun's environment (1 process without it)."""
+    rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    return rank, world, int(os.environ.get("LOCAL_RANK", rank))
+
+
+@dataclass
+class MixRequest:
+    """The options of ``samix-hub mix`` (see its ``--help``)."""
+
+    data_spec: str
+    out: str
+    method: str = "samix"
+    generator_src: str | None = None
+    runtime: str = "auto"
+    device: torch.device = torch.device("cpu")
+    alpha: float | None = None
+    num: int | None = None
+    split: str = "train"
+    batch_size: int = 128
+    shard_size: int = 1000
+    workers: int = 0
+    seed: int = 0
+    image_format: str = "png"
+    image_size: tuple[int, int] | None = None
+    save_masks: bool = False
+    mask_adjust: float = 0.0
+    on_error: str = "stop"
+    preview: str | None = None
+    resume: bool = True
+    download: bool = False
+    progress: bool = True
+
+
+def mix_dataset(req: MixRequest) -> tuple[MixResult, int]:
+    """Check the output, load data and generator, write the shards (and the preview on rank 0);
+    return the writer's result and this process's rank."""
+    check_mix_out(req.out)  # before any long work: refuse a folder that is not ours
+    check_writable_dir(req.out, "--out")
+    if req.preview:
+        check_writable_file(req.preview, "--preview")
+    rank, world, local_rank = dist_ranks()
+    dev = req.device
+    if dev.type == "cuda" and world > 1:
+        dev = torch.device("cuda", local_rank % torch.cuda.device_count())
+    source = load_data(req.data_spec, download=req.download, image_size=req.image_size)
+    dataset = source.split(req.split)
+    length = len(dataset)  # type: ignore[arg-type]
+    num = length if req.num is None else req.num
+    if length < 2 or num > length * (length - 1):
+        raise UserError(
+            f"{req.data_spec} ({req.split}) has {length} image(s): too few for {num} distinct pairs"
+        )
+    try:
+        alpha = check_alpha(DEFAULT_ALPHA[req.method] if req.alpha is None else req.alpha)
+    except ValueError as exc:
+        raise UserError(f"--alpha: {exc}") from None
+    gen, prov, used_runtime = None, None, None
+    if req.method == "samix":
+        gen, prov, used_runtime = load_mix_generator(req.generator_src or "", req.runtime, dev)
+        if used_runtime == "onnx":
+            dev = torch.device("cpu")  # onnxruntime picks its own device; mixing stays on CPU
+        chans = int(gen.config.in_chans)
+        if chans != source.channels:
+            raise UserError(
+                f"generator {req.generator_src} takes {chans}-channel images, {req.data_spec} "
+                f"has {source.channels}-channel images"
+            )
+    settings = MixSettings(
+        data=req.data_spec,
+        split=req.split,
+        source_size=length,
+        class_names=[str(c) for c in source.class_names],
+        method=req.method,
+        alpha=alpha,
+        num=num,
+        seed=req.seed,
+        batch_size=req.batch_size,
+        shard_size=req.shard_size,
+        image_size=req.image_size or tuple(source.image_size),
+        image_format=req.image_format,
+        save_masks=req.save_masks,
+        mask_adjust=req.mask_adjust,
+        on_error=req.on_error,
+        generator=prov,
+        runtime=used_runtime,
+    )
+    result = write_mixed(
+        req.out, dataset, settings, gen, device=dev, workers=req.workers, resume=req.resume,
+        rank=rank, world_size=world, progress=req.progress and rank == 0,
+    )  # fmt: skip
+    if req.preview and rank == 0:
+        save_preview(req.preview, *preview_batch(dataset, settings, gen, dev))
+    return result, rank
