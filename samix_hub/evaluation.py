@@ -79,7 +79,7 @@ def _probe_encoder(src: str, path: Path, device: torch.device) -> tuple[torch.nn
         models, info = _backbone_model(src, device)
         model = models["model"]
         assert isinstance(model, Classifier)
-    model.net.reset_classifier(0)  # type: ignore[operator]
+    model.net.reset_classifier(0)
     return model.to(device), info
 
 
@@ -135,7 +135,7 @@ def probe(
     size = tuple(info.get("image_size") or source.image_size)
     res = linear_probe(
         encoder, source, device, epochs, lr, batch_size, workers=workers, seed=seed,
-        image_size=size,  # type: ignore[arg-type]
+        image_size=size,
     )  # fmt: skip
     results = {
         "source": src,

@@ -70,7 +70,7 @@ def write_backbone_folder(
         },
     }
     model_config: dict[str, Any] = {"samix_hub": samix_meta, "pretrained_cfg": {"tag": "samix"}}
-    if names and len(names) == model.num_classes:  # type: ignore[attr-defined]
+    if names and len(names) == model.num_classes:
         model_config["label_names"] = names
     save_for_hf(
         model,

@@ -144,7 +144,7 @@ def mix_dataset(req: MixRequest) -> tuple[MixResult, int]:
         seed=req.seed,
         batch_size=req.batch_size,
         shard_size=req.shard_size,
-        image_size=req.image_size or tuple(source.image_size),
+        image_size=req.image_size or (int(source.image_size[0]), int(source.image_size[1])),
         image_format=req.image_format,
         save_masks=req.save_masks,
         mask_adjust=req.mask_adjust,

@@ -41,7 +41,9 @@ __all__ = ["load_generator", "load_backbone", "read_generator", "GeneratorFactor
 GeneratorFactory = type[Generator]
 
 
-def _resolve(src: str | os.PathLike[str], runtime: str, kind: str, **hub: Any) -> ResolvedSource:
+def _resolve(
+    src: str | os.PathLike[str] | ResolvedSource, runtime: str, kind: str, **hub: Any
+) -> ResolvedSource:
     if runtime not in ("torch", "onnx"):
         raise UserError(f"unknown runtime {runtime!r} (torch or onnx)")
     if runtime == "onnx":

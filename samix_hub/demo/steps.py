@@ -81,7 +81,7 @@ def _split_digits(folder: Path) -> dict[str, str]:
             arrays[f"x_{split}"] = ds.images[keep]  # type: ignore[union-attr]
             arrays[f"y_{split}"] = ds.labels[keep] - first  # type: ignore[union-attr]
         path = folder / f"digits-{first}-{first + 4}.npz"
-        np.savez(path, **arrays)
+        np.savez(path, **arrays)  # type: ignore[arg-type]
         specs[name] = f"npz:{path}"
     return specs
 
@@ -182,9 +182,8 @@ def step_publish(s: DemoState) -> None:
 
 def step_pull(s: DemoState) -> None:
     """6. both repos back by id, offline, through huggingface_hub; both generator runtimes."""
-    hub = {"offline": True, "cache_dir": s.cache}
-    s.gen_src = resolve_source(GENERATOR_REPO, runtime="all", **hub)
-    s.bb_src = resolve_source(BACKBONE_REPO, runtime="torch", **hub)
+    s.gen_src = resolve_source(GENERATOR_REPO, runtime="all", offline=True, cache_dir=s.cache)
+    s.bb_src = resolve_source(BACKBONE_REPO, runtime="torch", offline=True, cache_dir=s.cache)
     s.onnx_gen = load_generator(s.gen_src, runtime="onnx", device="cpu")
     s.torch_gen = load_generator(s.gen_src, runtime="torch", device="cpu")
 

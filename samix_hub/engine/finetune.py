@@ -277,7 +277,10 @@ class FinetuneScenario(SupervisedScenario):
         if m in ("mixup", "cutmix", "samix-p"):
             kwargs = {"mask_adjust": cfg.mask_adjust, "margin": cfg.lam_margin}
             mods.mix_method = build_method(
-                m, cfg.alpha, mask_fn=mods.frozen, **(kwargs if m == "samix-p" else {})
+                m,
+                cfg.alpha,
+                mask_fn=mods.frozen.masks if mods.frozen else None,
+                **(kwargs if m == "samix-p" else {}),
             )
         if m == "mixed":
             self._use_mixed(cfg, data, mods)

@@ -29,7 +29,7 @@ from ..errors import UserError
 from ..losses import eta_balanced_mixup_loss, mixup_cross_entropy
 from ..mixing import MixMethod, apply_mask, build_method, finish_mask
 from ..mixing.sampling import sample_lam, sample_partner
-from ..models import Generator, Mixer
+from ..models import Mixer
 from ..models.generator import MaskGenerator
 from ..sources import resolve_source
 from .config import SL_METHODS, TrainConfig
@@ -69,7 +69,7 @@ class ClassifierModules(TrainModules):
 
     model: Classifier
     ema: Classifier | None = None
-    frozen: Generator | None = None
+    frozen: MaskGenerator | None = None
     mix_method: MixMethod | None = None
     generator_provenance: dict[str, Any] | None = None
 
@@ -240,7 +240,8 @@ class SupervisedScenario(Scenario[ClassifierModules]):
             kwargs: dict[str, float] = {}
             if m == "samix-p":
                 kwargs = {"mask_adjust": cfg.mask_adjust, "margin": cfg.lam_margin}
-            mods.mix_method = build_method(m, cfg.alpha, mask_fn=mods.frozen, **kwargs)
+            mask_fn = mods.frozen.masks if mods.frozen else None
+            mods.mix_method = build_method(m, cfg.alpha, mask_fn=mask_fn, **kwargs)
         return mods
 
     def param_groups(self, mods: ClassifierModules, cfg: TrainConfig) -> list[dict[str, Any]]:
