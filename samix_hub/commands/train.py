@@ -10,6 +10,7 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
+from ..artifact.format import CONFIG_NAME
 from ..errors import UserError
 from ._common import (
     NON_NEGATIVE,
@@ -204,7 +205,7 @@ def command(ctx: click.Context, resume: bool, quiet: bool, **opts: Any) -> None:
             raise UserError("--teacher trains a supervised mixer, not --scenario ssl")
         opts["scenario"] = "teacher"  # the frozen-teacher scenario (engine/teacher.py)
     out = opts["out"]
-    if resume and out and (Path(out) / "config.json").is_file():
+    if resume and out and (Path(out) / CONFIG_NAME).is_file():
         cfg = resume_config(out, {name: {**opts, **ssl_opts}[name] for name in given})
     else:
         required = [n for n in REQUIRED if not (n == "backbone" and opts["teacher"])]
