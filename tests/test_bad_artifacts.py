@@ -72,14 +72,14 @@ GEN_CASES: dict[str, tuple[Callable[[Any], None], str, bool]] = {
 
 @pytest.mark.parametrize("case", sorted(GEN_CASES))
 def test_corrupt_generator(case, tiny, tmp_path, capsys, no_network):
-    """mix refuses it (one line, exit 2), validation refuses it, info still describes it."""
+    """mix refuses it (one line, exit 1: the artifact fails its checks), validation refuses it, info still describes it."""
     damage, needle, is_config = GEN_CASES[case]
     gen = copy_artifact(tiny, "generator", tmp_path / "in")
     (edit_config(gen, damage) if is_config else damage(gen))
     out = tmp_path / "in" / "mixed"
     args = ["mix", "--generator", gen, "--data", "digits", "--out", out, "--runtime", "torch",
             "--num", 4, "--batch-size", 4, "-q"]  # fmt: skip
-    line = assert_fails(args, capsys, tmp_path, 2, needle, out=out)
+    line = assert_fails(args, capsys, tmp_path, 1, needle, out=out)
     assert str(gen) in line and not out.exists()
     with pytest.raises(ArtifactError, match="config.json|generator.safetensors"):
         validate_artifact(gen, "torch")
@@ -108,7 +108,7 @@ def test_nan_onnx_graph_is_refused(tmp_path, capsys, no_network):
     out = tmp_path / "in" / "mixed"
     args = ["mix", "--generator", gen, "--data", "digits", "--out", out, "--runtime", "onnx",
             "--num", 4, "--batch-size", 4, "-q"]  # fmt: skip
-    line = assert_fails(args, capsys, tmp_path, 2, f"initializer {first.name!r}", out=out)
+    line = assert_fails(args, capsys, tmp_path, 1, f"initializer {first.name!r}", out=out)
     assert str(graph) in line and "non-finite" in line and not out.exists()
 
 
@@ -182,7 +182,7 @@ def test_corrupt_backbone(case, tiny, tmp_path, capsys, no_network):
     damage, needle, is_config = BB_CASES[case]
     bb = copy_artifact(tiny, "backbone", tmp_path / "in")
     (edit_config(bb, damage) if is_config else damage(bb))
-    line = assert_fails(["eval", bb, "--data", "digits"], capsys, tmp_path, 2, needle)
+    line = assert_fails(["eval", bb, "--data", "digits"], capsys, tmp_path, 1, needle)
     assert str(bb) in line
     with pytest.raises(ArtifactError, match=needle.replace("[", r"\[")):
         validate_artifact(bb, "torch")
@@ -207,7 +207,7 @@ def test_finetune_refuses_broken_sources(flag, kind, field, value, tiny, tmp_pat
     out = tmp_path / "run"
     args = ["finetune", "--backbone", tiny / "backbone", "--data", "digits", "--out", out,
             "--epochs", 1, "--max-steps", 1, "--workers", 0, "-q", flag, src]  # fmt: skip
-    line = assert_fails(args, capsys, tmp_path, 2, f"field {field!r}", out=out)
+    line = assert_fails(args, capsys, tmp_path, 1, f"field {field!r}", out=out)
     assert str(src / "config.json") in line and not out.exists()
 
 
@@ -262,7 +262,7 @@ def test_corrupt_mixed_dataset_is_not_pushed(case, tiny, tmp_path, capsys, no_ne
     mixed = copy_artifact(tiny, "mixed", tmp_path / "in")
     damage(mixed)
     args = ["push", mixed, "me/mixed", "--endpoint", DEAD, "--token", TOKEN]
-    assert_fails(args, capsys, tmp_path, 2, needle)
+    assert_fails(args, capsys, tmp_path, 1, needle)
     assert not no_network  # refused before any upload
 
 
@@ -283,7 +283,7 @@ def test_broken_model_is_not_pushed(kind, damage, needle, tiny, tmp_path, capsys
     folder = copy_artifact(tiny, kind, tmp_path / "in")
     damage(folder)
     args = ["push", folder, f"me/{kind}", "--endpoint", DEAD, "--token", TOKEN]
-    assert_fails(args, capsys, tmp_path, 2, needle)
+    assert_fails(args, capsys, tmp_path, 1, needle)
     assert not no_network  # refused before any upload
 
 
@@ -302,7 +302,7 @@ def test_info_escapes_terminal_sequences(tiny, tmp_path, capsys):
     assert "note=\\x1b[2J\\x1b]0;owned\\x07red\\u202e" in stdout
     edit_config(gen, set_field("backbone", "evil\x1b[31m\nsecond line"))
     line = assert_fails(["mix", "--generator", gen, "--data", "digits", "--out", tmp_path / "o",
-                         "--runtime", "torch"], capsys, tmp_path, 2, "field 'backbone'",
+                         "--runtime", "torch"], capsys, tmp_path, 1, "field 'backbone'",
                         out=tmp_path / "o")  # fmt: skip
     assert "\x1b" not in line and "\\x1b[31m\\nsecond line" in line
 
@@ -313,3 +313,26 @@ def test_tree_digest_sees_changes(tmp_path):
     before = tree_digest(tmp_path)
     (tmp_path / "a").write_bytes(b"2")
     assert tree_digest(tmp_path) != before
+
+
+@pytest.mark.parametrize(
+    ("make", "code", "needle"),
+    [
+        (lambda root: root / "missing", 2, "no such folder"),  # the command line is wrong
+        (lambda root: root, 2, "not a samix-hub artifact"),  # a folder, but no artifact
+        (lambda root: None, 1, "non-finite"),  # a generator that fails its checks
+    ],
+)
+def test_exit_code_tells_usage_from_runtime(make, code, needle, tiny, tmp_path, capsys):
+    """2: the command line names something that is not an artifact; 1: the artifact is broken."""
+    root = tmp_path / "in"
+    root.mkdir()
+    src = make(root)
+    if src is None:
+        src = copy_artifact(tiny, "generator", root)
+        weights_filled("generator.safetensors", math.nan)(src)
+    out = tmp_path / "out"
+    args = ["mix", "--generator", src, "--data", "digits", "--out", out, "--runtime", "torch",
+            "--num", 4, "--batch-size", 4, "-q"]  # fmt: skip
+    line = assert_fails(args, capsys, tmp_path, code, needle, out=out)
+    assert not out.exists(), line

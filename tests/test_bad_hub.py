@@ -115,7 +115,7 @@ def test_pull_refuses(case, hub, tiny, tmp_path, capsys):
     root.mkdir()
     dest = root / "pulled"
     args = ["pull", repo_id, "--endpoint", hub.url, "--runtime", "torch", "--dir", dest, "-q"]
-    line = assert_fails(args, capsys, root, 2, needle, out=dest)
+    line = assert_fails(args, capsys, root, 1, needle, out=dest)
     assert repo_id in line and not dest.exists()
 
 
@@ -126,7 +126,7 @@ def test_pull_lists_no_file_outside_the_snapshot(hub, tiny, tmp_path, capsys):
     (tmp_path / "root").mkdir()
     dest = tmp_path / "root" / "pulled"
     args = ["pull", "me/dotdot-all", "--endpoint", hub.url, "--runtime", "all", "--dir", dest]
-    assert_fails(args, capsys, tmp_path / "root", 2, "unsafe file", out=dest)
+    assert_fails(args, capsys, tmp_path / "root", 1, "unsafe file", out=dest)
     assert not list(tmp_path.rglob("up.txt"))
 
 

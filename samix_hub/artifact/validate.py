@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..data.mixed import SHARD_RE
-from ..errors import ArtifactError
+from ..errors import ArtifactError, NotAnArtifactError, UserError
 from ..models.generator import Generator
 from .format import (
     BACKBONE,
@@ -67,7 +67,7 @@ def detect_kind(path: str | Path) -> str:
     """The artifact kind of a folder, from its files; an error names what is wrong."""
     folder = Path(path)
     if not folder.is_dir():
-        raise ArtifactError(f"{folder}: no such folder")
+        raise NotAnArtifactError(f"{folder}: no such folder")
     pickles = [p.name for p in folder.rglob("*") if p.suffix in PICKLE_SUFFIXES]
     if pickles:
         raise ArtifactError(
@@ -77,7 +77,7 @@ def detect_kind(path: str | Path) -> str:
         return MIXED_DATASET
     cfg_path = folder / CONFIG_NAME
     if not cfg_path.is_file():
-        raise ArtifactError(
+        raise NotAnArtifactError(
             f"{folder}: not a samix-hub artifact (no config.json, no data/*.parquet)"
         )
     cfg = _read_json(cfg_path)
@@ -85,13 +85,13 @@ def detect_kind(path: str | Path) -> str:
         return GENERATOR
     if "architecture" in cfg:
         return BACKBONE
-    raise ArtifactError(f"{cfg_path}: neither a samix-generator nor a timm backbone config")
+    raise NotAnArtifactError(f"{cfg_path}: neither a samix-generator nor a timm backbone config")
 
 
 def required_files(kind: str, runtime: str = "all") -> list[str]:
     """Files an artifact of ``kind`` must hold for ``runtime`` (torch, onnx or all)."""
     if runtime not in ("torch", "onnx", "all"):
-        raise ArtifactError(f"unknown runtime {runtime!r} (torch, onnx or all)")
+        raise UserError(f"unknown runtime {runtime!r} (torch, onnx or all)")
     if kind == GENERATOR:
         torch_files, onnx_files = [GENERATOR_WEIGHTS], [GENERATOR_ONNX]
     elif kind == BACKBONE:

@@ -33,7 +33,7 @@ from torch.utils.data import Dataset
 
 from ..artifact.format import CONFIG_NAME, GENERATOR_WEIGHTS
 from ..data.specs import DataSource
-from ..errors import UserError
+from ..errors import ArtifactError, UserError
 from ..losses import mixup_cross_entropy
 from ..mixing import build_method
 from ..mixing.sampling import check_alpha
@@ -293,8 +293,10 @@ class FinetuneScenario(SupervisedScenario):
         root = Path(str(cfg.finetune.mixed)).expanduser()
         try:
             mixed = MixedDataset(root)
-        except (FileNotFoundError, ValueError) as exc:
+        except FileNotFoundError as exc:
             raise UserError(f"--mixed {root}: {exc}") from None
+        except ValueError as exc:  # a mixed data set that fails its checks
+            raise ArtifactError(f"--mixed {root}: {exc}") from None
         if mixed.num_classes != data.num_classes:
             raise UserError(
                 f"--mixed {root}: {mixed.num_classes} classes, {cfg.data} has "

@@ -213,8 +213,8 @@ def load_pretrained_backbone(
         resolved = resolve_source(src, runtime="torch", **hub_kwargs)
         try:
             net, config = load_backbone(resolved)
-        except ArtifactError as exc:
-            raise UserError(f"{option} {src}: {exc}") from None
+        except ArtifactError as exc:  # keeps its exit code (docs: errors.py)
+            raise type(exc)(f"{option} {src}: {exc}") from None
         arch, chans, size, mean, std = _from_cfg(net, str(config.get("architecture")))
         if resolved.repo_id is not None:
             prov: dict[str, Any] = {"kind": "samix-backbone", **resolved.provenance()}
