@@ -92,7 +92,8 @@ def write_generator_folder(
     int8_eval: torch.Tensor | None = None,
 ) -> ExportReport:
     """Weights, config, ONNX (+ int8), parity, card, validation into ``folder`` (a staging dir)."""
-    from .onnx import export_generator_onnx, generator_parity, quantize_generator
+    from .onnx import export_generator_onnx, generator_parity
+    from .onnx_quantize import quantize_generator
 
     write_generator(gen, folder)
     cfg = gen.config

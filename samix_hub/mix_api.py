@@ -13,7 +13,8 @@ import torch
 from .artifact.format import CONFIG_NAME, GENERATOR_ONNX, GENERATOR_WEIGHTS
 from .artifact.load import load_generator
 from .data.mix_out import check_mix_out
-from .data.mix_writer import MixResult, MixSettings, preview_batch, write_mixed
+from .data.mix_preview import preview_batch
+from .data.mix_writer import MixResult, MixSettings, write_mixed
 from .data.specs import load_data
 from .errors import UserError
 from .fileio import check_writable_dir, check_writable_file, folder_sha256

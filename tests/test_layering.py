@@ -42,6 +42,7 @@ LAYERS: dict[str, int] = {
     "samix_hub.artifact": 3,
     "samix_hub.onnx": 3,
     "samix_hub.onnx_metadata": 3,
+    "samix_hub.onnx_quantize": 3,
     "samix_hub.local_copy": 3,
     "samix_hub.hub": 3,
     "samix_hub.hub_errors": 3,

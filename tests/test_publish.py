@@ -272,7 +272,7 @@ def test_skipped_image_errors_name_no_local_path() -> None:
 
 
 def test_int8_graph_keeps_the_metadata(release: Path, tmp_path: Path) -> None:
-    from samix_hub.onnx import quantize_generator
+    from samix_hub.onnx_quantize import quantize_generator
 
     src = release / "generator" / "onnx" / "generator.onnx"
     images = torch.rand(8, 3, 32, 32, generator=torch.Generator().manual_seed(0))

@@ -29,6 +29,7 @@ from ..fileio import atomic_write
 from ..mixing.masks import LAM_MARGIN, apply_mask
 from ..mixing.methods import MixParams, build_method
 from .mix_out import check_mix_out, mix_lock, prepare_out
+from .mix_source import SourceLoader, source_channels
 from .mixed import (
     DATA_DIR,
     FORMAT_VERSION,
@@ -44,11 +45,9 @@ from .mixed_card import MAX_ERRORS_KEPT, shard_info, write_card
 __all__ = [
     "MixSettings",
     "MixResult",
-    "SourceLoader",
     "mix_group",
     "write_mixed",
     "write_card",
-    "preview_batch",
 ]
 
 GenFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], Any]
@@ -118,54 +117,6 @@ class MixResult:
     @property
     def images_per_s(self) -> float:
         return self.rows / self.seconds if self.seconds > 0 else 0.0
-
-
-class SourceLoader:
-    """``loader(indices) -> (uint8 m x C x H x W, labels, errors)``; bad images become zeros.
-
-    In-memory array data sets are gathered in one step; others are read image by image and
-    resized to ``image_size`` (bilinear, antialiased) when their size differs.
-    """
-
-    def __init__(self, dataset: Any, image_size: tuple[int, int], channels: int) -> None:
-        self.dataset = dataset
-        self.image_size = tuple(image_size)
-        self.channels = channels
-        images = getattr(dataset, "images", None)
-        self.bulk = isinstance(images, np.ndarray) and hasattr(dataset, "labels")
-
-    def _fit(self, img: torch.Tensor, index: int) -> torch.Tensor:
-        if img.shape[0] != self.channels:
-            if img.shape[0] == 1:
-                img = img.expand(self.channels, -1, -1)
-            else:
-                raise ValueError(f"image {index} has {img.shape[0]} channels, not {self.channels}")
-        if tuple(img.shape[-2:]) != self.image_size:
-            from torchvision.transforms.v2 import functional as TF
-
-            img = TF.resize(img, list(self.image_size), antialias=True)
-        return img
-
-    def __call__(self, indices: np.ndarray) -> tuple[torch.Tensor, np.ndarray, list[str | None]]:
-        if self.bulk:
-            x = torch.from_numpy(self.dataset.images[indices]).permute(0, 3, 1, 2)
-            labels = self.dataset.labels[indices].astype(np.int64)
-            if tuple(x.shape[-2:]) != self.image_size or x.shape[1] != self.channels:
-                x = torch.stack([self._fit(img, int(i)) for img, i in zip(x, indices, strict=True)])
-            return x.contiguous(), labels, [None] * len(indices)
-        h, w = self.image_size
-        x = torch.zeros(len(indices), self.channels, h, w, dtype=torch.uint8)
-        labels = np.zeros(len(indices), dtype=np.int64)
-        errors: list[str | None] = [None] * len(indices)
-        for j, i in enumerate(indices):
-            try:
-                img, label = self.dataset[int(i)]
-                x[j] = self._fit(torch.as_tensor(img), int(i))
-                labels[j] = int(label)
-            except (OSError, ValueError, RuntimeError) as exc:  # DataSpecError is a ValueError
-                msg = str(exc)
-                errors[j] = msg if str(i) in msg or "/" in msg else f"source image {i}: {msg}"
-        return x, labels, errors
 
 
 @torch.inference_mode()
@@ -362,7 +313,7 @@ def _write_mixed(
     paths = {s: out / DATA_DIR / shard_name(s, total) for s in mine}
     todo = [s for s in mine if not (resume and _complete(paths[s], settings, s))]
     result = MixResult(out, shards_total=total)
-    loader = SourceLoader(dataset, settings.image_size, _channels(dataset, settings))
+    loader = SourceLoader(dataset, settings.image_size, source_channels(dataset))
     pool = ThreadPoolExecutor(workers, "samix-mix") if workers > 0 else None
     writer = ThreadPoolExecutor(1, "samix-mix-write") if workers > 0 else None
 
@@ -429,32 +380,3 @@ def _write_mixed(
     if result.complete:
         write_card(out, settings.to_dict(), total)
     return result
-
-
-def _channels(dataset: Any, settings: MixSettings) -> int:
-    images = getattr(dataset, "images", None)
-    if isinstance(images, np.ndarray):
-        return int(images.shape[-1])
-    return int(getattr(dataset, "channels", 3))
-
-
-def preview_batch(
-    dataset: Any,
-    settings: MixSettings,
-    generator: GenFn | None = None,
-    device: str | torch.device = "cpu",
-    rows: int = 8,
-) -> tuple[torch.Tensor, ...]:
-    """``(image_a, image_b, mask, mixed, lam)`` of the first ``rows`` pairs of shard 0, exactly
-    as written (the mixed image quantised to 8 bits), for :func:`samix_hub.preview.save_preview`.
-    """
-    plan = settings.plan(0)[0]
-    loader = SourceLoader(dataset, settings.image_size, _channels(dataset, settings))
-    images, _, _ = loader(plan.load)
-    mask, mixed = mix_group(
-        images, plan, settings.method, generator, torch.device(device), settings.margin
-    )
-    k = min(rows, plan.rows)
-    x = images.float() / 255.0
-    mixed_u8 = (mixed[:k].cpu() * 255).round().clamp(0, 255) / 255.0
-    return x[:k], x[plan.partner[:k]], mask[:k].cpu(), mixed_u8, plan.lam[:k]

@@ -16,7 +16,8 @@ import torch
 
 from ..artifact.format import BACKBONE, GENERATOR
 from ..artifact.load import load_generator
-from ..data.mix_writer import MixResult, MixSettings, preview_batch, write_mixed
+from ..data.mix_preview import preview_batch
+from ..data.mix_writer import MixResult, MixSettings, write_mixed
 from ..data.specs import load_data
 from ..engine import TrainConfig, read_run_config, train
 from ..engine.finetune import finetune_config
