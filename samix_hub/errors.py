@@ -7,6 +7,7 @@ __all__ = [
     "ArtifactError",
     "NotAnArtifactError",
     "HubError",
+    "RepoNotFoundError",
     "OutputError",
     "Interrupted",
 ]
@@ -16,7 +17,8 @@ class UserError(Exception):
     """Bad input from the user (a value, a file, a folder); the message names it.
 
     Exit codes (README "What each command guarantees"): 2 when the command line itself is wrong
-    (a value out of range, a path that does not exist or is not an artifact); 1 when the command
+    (a value out of range, a path or repo that does not exist, a folder that is not an
+    artifact); 1 when the command
     line is fine but the work cannot be done (the Hub, an artifact or mixed data set that fails
     its checks, an output that is locked, full or read-only); 130 after Ctrl-C.
     """
@@ -40,6 +42,12 @@ class HubError(UserError):
     """A Hub repo, revision or download that cannot be used."""
 
     exit_code = 1
+
+
+class RepoNotFoundError(HubError):
+    """The repo or revision named does not exist (or is private): a usage error."""
+
+    exit_code = 2
 
 
 class OutputError(UserError):

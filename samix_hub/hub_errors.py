@@ -7,7 +7,7 @@ import contextlib
 import os
 from collections.abc import Iterator
 
-from .errors import HubError
+from .errors import HubError, RepoNotFoundError
 
 __all__ = ["hub_errors", "is_offline"]
 
@@ -53,9 +53,9 @@ def hub_errors(
     try:
         yield
     except RevisionNotFoundError:
-        raise HubError(f"{repo_id}: revision {rev!r} not found on {where}") from None
+        raise RepoNotFoundError(f"{repo_id}: revision {rev!r} not found on {where}") from None
     except RepositoryNotFoundError:
-        raise HubError(
+        raise RepoNotFoundError(
             f"{repo_id}: repository not found on {where} "
             "(a private repo needs --token, HF_TOKEN or `hf auth login`)"
         ) from None
