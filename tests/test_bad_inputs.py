@@ -113,6 +113,16 @@ def test_image_size_rule_is_shared(tmp_path, capsys):
     assert "[8, 4096]" in mix
 
 
+def test_vit_at_another_image_size_is_one_line(tmp_path, capsys):
+    """A ViT built for 224 x 224 fed 32 x 32: refused before training, naming the size to use."""
+    out = tmp_path / "run"
+    args = ["finetune", "--backbone", "vit_tiny_patch16_224", "--no-pretrained", "--data",
+            "digits", "--image-size", "32", "--epochs", 1, "--max-steps", 1, "--workers", 0,
+            "--out", out, "-q"]  # fmt: skip
+    line = assert_fails(args, capsys, tmp_path, 2, "--image-size 32x32", out=out)
+    assert "--image-size 224x224" in line and not out.exists()
+
+
 # ---------------------------------------------------------------------------------- npz files
 def _npz(path: Path, **arrays: np.ndarray) -> Path:
     np.savez(path, **arrays)

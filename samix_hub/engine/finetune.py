@@ -240,6 +240,13 @@ class FinetuneScenario(SupervisedScenario):
         cfg.backbone = self.backbone.architecture
         if cfg.image_size is None:
             cfg.image_size = self.backbone.input_size
+        fixed = self.backbone.fixed_input_size()
+        if fixed is not None and tuple(cfg.image_size) != fixed:
+            h, w = fixed
+            raise UserError(
+                f"--image-size {cfg.image_size[0]}x{cfg.image_size[1]}: --backbone {src} takes "
+                f"{h}x{w} images only (a fixed-size patch embedding); use --image-size {h}x{w}"
+            )
         return cfg
 
     def build(self, cfg: TrainConfig, data: DataSource, device: torch.device) -> FinetuneModules:

@@ -54,6 +54,20 @@ class PretrainedBackbone:
     #: The head's class names when the source records them (run folders, samix-hub backbones).
     class_names: tuple[str, ...] | None = None
 
+    def fixed_input_size(self) -> tuple[int, int] | None:
+        """The only input size the network accepts (a ViT's strict patch embedding), or None.
+
+        timm's vision transformers are built for one image size unless created with
+        ``dynamic_img_size``; fed another size they fail inside their forward pass.
+        """
+        patch_embed = getattr(self.net, "patch_embed", None)
+        if patch_embed is None or getattr(self.net, "dynamic_img_size", False):
+            return None
+        if not getattr(patch_embed, "strict_img_size", False):
+            return None
+        size = getattr(patch_embed, "img_size", None)
+        return (int(size[0]), int(size[1])) if size is not None else None
+
     def with_head(self, num_classes: int, seed: int) -> nn.Module:
         """The network with a fresh classifier for ``num_classes`` (seeded; global RNG kept)."""
         with torch.random.fork_rng(devices=[]):
