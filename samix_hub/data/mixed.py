@@ -54,7 +54,7 @@ __all__ = [
 FORMAT_VERSION = 1
 STATE_NAME = ".samix-mix.json"
 DATA_DIR = "data"
-#: The one shard-name pattern (:func:`shard_name` writes it; ``artifacts.py`` checks it).
+#: The one shard-name pattern (:func:`shard_name` writes it; ``artifact/validate.py`` checks it).
 SHARD_RE = re.compile(r"^train-(\d{5})-of-(\d{5})\.parquet$")
 #: The methods of an offline mixed set (their α: ``mixing.sampling.DEFAULT_ALPHA``).
 METHODS = ("samix", "mixup", "cutmix")
