@@ -14,6 +14,9 @@ Reproducible and resumable. The steps are the documented CLI recipe, run as subp
    generator.safetensors, onnx/generator.onnx and README.md are assembled in a hidden staging
    folder next to ``--out``, validated, and renamed into place.
 
+``--refresh`` skips steps 1-3: it re-exports the installed weights with the current exporter
+(card, config.json, ONNX metadata), then measures and installs as above.
+
 Finished runs in ``--work`` are reused (a run folder's name encodes its recipe); an interrupted
 run is resumed. Default command (from the repository root; relative paths are taken from the current folder)::
 
@@ -69,9 +72,14 @@ def finished(run: Path, epochs: int) -> bool:
     )
 
 
+def shown_command(run: Path, args: list[str], epochs: int) -> str:
+    """The ``samix-hub train`` command that trains ``run`` (quoted in the card)."""
+    return "samix-hub train " + shlex.join([*args, "--epochs", str(epochs), "--out", str(run)])
+
+
 def train(run: Path, args: list[str], epochs: int, common: list[str], env: dict[str, str]) -> str:
     """Train ``run`` with ``samix-hub train ARGS`` unless it is finished; returns the command."""
-    shown = "samix-hub train " + shlex.join([*args, "--epochs", str(epochs), "--out", str(run)])
+    shown = shown_command(run, args, epochs)
     if finished(run, epochs):
         log(f"reusing finished run {run}")
         return shown
@@ -240,6 +248,7 @@ def install(
         lines = [
             "import samix_hub\n" + local if line.startswith("folder = snapshot_download(") else line
             for line in lines
+            if line != "from huggingface_hub import snapshot_download"
         ]
         card = "\n".join(lines).replace("ORG/NAME", f"builtin:{NAME}") + "\n"
         (stage / "README.md").write_text(add_section(card, section))
@@ -258,6 +267,23 @@ def install(
         shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
+
+
+def refresh(installed: Path, work: Path) -> tuple[Path, float]:
+    """``--refresh``: the installed weights written again by this version's exporter
+    (``Generator.save_pretrained``) into ``work/refresh/generator``; returns that export folder
+    and the teacher's recorded top-1."""
+    from samix_hub import Generator
+
+    config = json.loads((installed / "config.json").read_text())
+    teacher_top1 = float(config.get("provenance", {}).get("teacher_top1", "nan"))
+    if teacher_top1 != teacher_top1:
+        raise SystemExit(f"{installed}: config.json records no provenance.teacher_top1")
+    export_dir = work / "refresh"
+    shutil.rmtree(export_dir, ignore_errors=True)
+    log(f"re-exporting {installed} -> {export_dir}/generator (weights unchanged)")
+    Generator.from_pretrained(str(installed)).save_pretrained(export_dir / "generator")
+    return export_dir, teacher_top1
 
 
 def _parity(folder: Path) -> None:
@@ -294,6 +320,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--workers", type=int, default=0, help="data loader workers")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     ap.add_argument("--stat-images", type=int, default=1000, help="test images for the stats")
+    ap.add_argument(
+        "--refresh",
+        action="store_true",
+        help="no training: re-export the installed generator's weights with this version's "
+        "exporter (card, config, ONNX metadata), re-measure its masks, install it again",
+    )
     args = ap.parse_args(argv)
 
     started = time.perf_counter()
@@ -310,20 +342,24 @@ def main(argv: list[str] | None = None) -> None:
     teacher_run = work / f"teacher-vanilla-e{args.teacher_epochs}-s{args.seed}"
     teacher_args = ["--method", "vanilla", "--data", args.data, "--backbone", BACKBONE]
     teacher_args += ["--batch-size", "64", "--lr", "0.1"]
-    teacher_cmd = train(teacher_run, teacher_args, args.teacher_epochs, common, env)
-    teacher_top1 = top1(teacher_run)
-    log(f"teacher top-1 {teacher_top1:.2f} %")
-
     gen_run = work / f"samix-teacher-t{args.teacher_epochs}-e{args.epochs}-s{args.seed}"
     gen_args = ["--method", "samix", "--teacher", str(teacher_run), "--data", args.data]
     gen_args += ["--optimizer", "adamw", "--lr", "0.001", "--weight-decay", "0"]
-    gen_cmd = train(gen_run, gen_args, args.epochs, common, env)
+    if args.refresh:
+        export_dir, teacher_top1 = refresh(args.out, work)
+        teacher_cmd = shown_command(teacher_run, teacher_args, args.teacher_epochs)
+        gen_cmd = shown_command(gen_run, gen_args, args.epochs)
+    else:
+        teacher_cmd = train(teacher_run, teacher_args, args.teacher_epochs, common, env)
+        teacher_top1 = top1(teacher_run)
+        log(f"teacher top-1 {teacher_top1:.2f} %")
+        gen_cmd = train(gen_run, gen_args, args.epochs, common, env)
 
-    from samix_hub.export_run import export_run
+        from samix_hub.export_run import export_run
 
-    export_dir = work / f"export-t{args.teacher_epochs}-e{args.epochs}-s{args.seed}"
-    log(f"exporting {gen_run} -> {export_dir}/generator")
-    export_run(gen_run, export_dir, ("generator",), force=True, log=log)
+        export_dir = work / f"export-t{args.teacher_epochs}-e{args.epochs}-s{args.seed}"
+        log(f"exporting {gen_run} -> {export_dir}/generator")
+        export_run(gen_run, export_dir, ("generator",), force=True, log=log)
     stats = measure(export_dir / "generator", args.data, args.stat_images)
     log(
         f"mask statistics: slope {stats['slope']:.3f}, spatial std {stats['spatial_std']:.3f}, "
