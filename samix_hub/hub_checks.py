@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .errors import UserError
+from .errors import ArtifactError
 
 __all__ = ["TOKEN_SCAN_CHUNK", "file_contains", "check_no_token", "safe_repo_path"]
 
@@ -43,7 +43,7 @@ def check_no_token(folder: Path, token: str | None, chunk_size: int = TOKEN_SCAN
     needle = token.encode()
     for path in sorted(folder.rglob("*")):
         if path.is_file() and file_contains(path, needle, chunk_size):
-            raise UserError(f"{path}: contains your Hub token; remove it before pushing")
+            raise ArtifactError(f"{path}: contains your Hub token; remove it before pushing")
 
 
 def safe_repo_path(path: str) -> bool:

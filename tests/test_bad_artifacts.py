@@ -266,6 +266,20 @@ def test_corrupt_mixed_dataset_is_not_pushed(case, tiny, tmp_path, capsys, no_ne
     assert not no_network  # refused before any upload
 
 
+@pytest.mark.parametrize("case", ["card_count", "metadata_rows"])
+def test_finetune_refuses_a_corrupt_mixed_dataset(case, tiny, tmp_path, capsys):
+    """`finetune --mixed` runs the same checks as push and pull, before training."""
+    damage, needle = MIXED_CASES[case]
+    mixed = copy_artifact(tiny, "mixed", tmp_path / "in")
+    damage(mixed)
+    out = tmp_path / "run"
+    args = ["finetune", "--backbone", tiny / "backbone", "--data", "digits", "--out", out,
+            "--method", "mixed", "--mixed", mixed, "--epochs", 1, "--max-steps", 1,
+            "--workers", 0, "-q"]  # fmt: skip
+    assert_fails(args, capsys, tmp_path, 1, needle, out=out)
+    assert not out.exists()
+
+
 @pytest.mark.parametrize(
     ("kind", "damage", "needle"),
     [

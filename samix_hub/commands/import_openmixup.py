@@ -102,10 +102,12 @@ def command(
         staging_folder,
         write_generator_folder,
     )
+    from ..fileio import check_writable_dir
     from ..openmixup_import import generator_from_openmixup
 
     if out.exists() and not force:
         raise click.UsageError(f"{out}: exists; pass --force to replace it")
+    check_writable_dir(out.parent if str(out.parent) else Path("."), "--out")
     norm_mean, norm_std = _floats(mean, "--mean"), _floats(std, "--std", positive=True)
     ckpt = load_checkpoint(checkpoint)
     gen = generator_from_openmixup(

@@ -32,6 +32,7 @@ import torch.nn as nn
 from torch.utils.data import Dataset
 
 from ..artifact.format import CONFIG_NAME, GENERATOR_WEIGHTS
+from ..artifact.validate import validate_artifact
 from ..data.specs import DataSource
 from ..errors import ArtifactError, UserError
 from ..losses import mixup_cross_entropy
@@ -304,6 +305,8 @@ class FinetuneScenario(SupervisedScenario):
             raise UserError(f"--mixed {root}: {exc}") from None
         except ValueError as exc:  # a mixed data set that fails its checks
             raise ArtifactError(f"--mixed {root}: {exc}") from None
+        # The same checks as push and pull: every shard read, row counts against the card.
+        validate_artifact(root)
         if mixed.num_classes != data.num_classes:
             raise UserError(
                 f"--mixed {root}: {mixed.num_classes} classes, {cfg.data} has "
