@@ -295,4 +295,5 @@ def pull(
         commit=commit,
         kind=kind,
         repo_type=kind_of_repo,
+        validated=runtime,
     )

@@ -27,6 +27,9 @@ class ResolvedSource:
     kind: str | None = None  # artifact kind when known (set by a Hub pull, which validates)
     repo_type: str | None = None  # "model" or "dataset" for a Hub source
     builtin: str | None = None  # NAME of a ``builtin:NAME`` source
+    #: The runtime ("torch", "onnx" or "all") a Hub pull validated these files for, so that
+    #: loading them does not validate (read every tensor) a second time.
+    validated: str | None = None
 
     def provenance(self) -> dict[str, str | None]:
         if self.builtin is not None:

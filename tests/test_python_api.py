@@ -20,7 +20,7 @@ from cli_helpers import run_cli
 
 from samix_hub import Generator, GeneratorConfig, MixerConfig, load_backbone, load_generator
 from samix_hub.artifact.validate import validate_artifact
-from samix_hub.errors import HubError, UserError
+from samix_hub.errors import ArtifactError, HubError, UserError
 from samix_hub.hub import pull, push
 from samix_hub.models.encoder import StageEncoder
 
@@ -131,6 +131,44 @@ def test_from_pretrained_revision_cache_and_force_download(hub: FakeHub, tmp_pat
     forced = Generator.from_pretrained("me/api-rev", cache_dir=cache, force_download=True, **kw)
     assert gets(hub, start, "generator.safetensors") == 1
     assert forced.source.commit == sha2 and torch.equal(masks_of(forced), masks_of(g2))
+
+
+def test_a_pulled_artifact_is_validated_once(
+    hub: FakeHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A repo id is validated by the pull; loading it does not read every tensor again. A local
+    folder, and a pull validated for another runtime, are validated by the loader."""
+    import samix_hub.artifact.load as load_module
+    import samix_hub.hub as hub_module
+
+    calls: list[tuple[str, str]] = []
+
+    def counting(where: str, original):  # the real validation, counted
+        def run(path, runtime="all"):
+            calls.append((where, runtime))
+            return original(path, runtime)
+
+        return run
+
+    monkeypatch.setattr(hub_module, "validate_artifact", counting("pull", validate_artifact))
+    monkeypatch.setattr(load_module, "validate_artifact", counting("load", validate_artifact))
+    gen = new_generator(3)
+    gen.save_pretrained(tmp_path / "g", onnx=False)
+    kw = dict(endpoint=hub.url, token=TOKEN, cache_dir=tmp_path / "cache")
+    push(tmp_path / "g", "me/api-once", endpoint=hub.url, token=TOKEN)
+    calls.clear()
+    loaded = load_generator("me/api-once", **kw)
+    assert calls == [("pull", "torch")]
+    assert torch.equal(masks_of(loaded), masks_of(gen))
+    calls.clear()
+    load_generator(tmp_path / "g")
+    assert calls == [("load", "torch")]
+    calls.clear()
+    resolved = pull("me/api-once", runtime="torch", endpoint=hub.url, token=TOKEN,
+                    cache_dir=tmp_path / "cache")  # fmt: skip
+    with pytest.raises(ArtifactError, match="generator.onnx"):  # no onnx/: the loader refuses
+        load_generator(resolved, runtime="onnx")
+    assert calls == [("pull", "torch"), ("load", "onnx")]
 
 
 @pytest.mark.slow

@@ -49,7 +49,10 @@ def _resolve(
     if runtime == "onnx":
         require_extra(("onnx", "onnxruntime"), ONNX_EXTRA, "runtime='onnx'")
     resolved = src if isinstance(src, ResolvedSource) else resolve_source(src, runtime, **hub)
-    found = validate_artifact(resolved.path, runtime)
+    if resolved.kind is not None and resolved.validated in (runtime, "all"):
+        found = resolved.kind  # hub.pull validated these files for this runtime
+    else:
+        found = validate_artifact(resolved.path, runtime)
     if found != kind:
         raise ArtifactError(f"{resolved.path}: is a {found}, not a {kind}")
     return resolved
