@@ -45,7 +45,6 @@ from .engine.run_reader import (
     Run,
     build_backbone,
     build_generator,
-    load_checkpoint,
     load_run,
 )
 from .errors import UserError
@@ -65,7 +64,6 @@ __all__ = [
     "Run",
     "ExportReport",
     "load_run",
-    "load_checkpoint",
     "build_generator",
     "build_backbone",
     "write_generator_folder",

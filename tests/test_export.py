@@ -15,8 +15,9 @@ import samix_hub
 from samix_hub import Generator, GeneratorConfig, Mixer, MixerConfig
 from samix_hub.artifact.validate import validate_artifact
 from samix_hub.cli import cli
+from samix_hub.engine.checkpoint import load_weights_only
 from samix_hub.errors import UserError
-from samix_hub.export_run import export_run, load_checkpoint
+from samix_hub.export_run import export_run
 
 sys.path.insert(0, str(Path(__file__).parent))
 from conftest import CIFAR_SUBSET  # noqa: E402
@@ -255,7 +256,7 @@ def test_checkpoint_needing_unpickling_is_refused(tmp_path):
     path = tmp_path / "evil.pt"
     torch.save({"model": {}, "obj": Path("x")}, path)  # a non-tensor class: needs unpickling
     with pytest.raises(UserError, match="weights_only=True"):
-        load_checkpoint(path)
+        load_weights_only(path)
 
 
 def test_export_cli_json(tmp_path):

@@ -96,12 +96,8 @@ def command(
     """
     import shutil
 
-    from ..export_run import (
-        finalize_folder,
-        load_checkpoint,
-        staging_folder,
-        write_generator_folder,
-    )
+    from ..engine.checkpoint import load_weights_only
+    from ..export_run import finalize_folder, staging_folder, write_generator_folder
     from ..fileio import check_writable_dir
     from ..openmixup_import import generator_from_openmixup
 
@@ -109,7 +105,7 @@ def command(
         raise click.UsageError(f"{out}: exists; pass --force to replace it")
     check_writable_dir(out.parent if str(out.parent) else Path("."), "--out")
     norm_mean, norm_std = _floats(mean, "--mean"), _floats(std, "--std", positive=True)
-    ckpt = load_checkpoint(checkpoint)
+    ckpt = load_weights_only(checkpoint)
     gen = generator_from_openmixup(
         ckpt, backbone,
         input_size=(input_size, input_size) if input_size else None,

@@ -28,6 +28,7 @@ __all__ = [
     "TrainingState",
     "save_checkpoint",
     "load_checkpoint",
+    "load_weights_only",
     "read_run_config",
     "truncate_jsonl",
     "append_jsonl",
@@ -88,6 +89,26 @@ class TrainingState:
         return int(state["step"])
 
 
+def load_weights_only(
+    path: str | os.PathLike[str], map_location: str | torch.device = "cpu"
+) -> dict[str, Any]:
+    """``torch.load(weights_only=True)``; a checkpoint needing arbitrary unpickling is refused."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: missing")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # UnpicklingError for arbitrary objects, RuntimeError if corrupt
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(
+            f"{path}: refused: not loadable with torch.load(weights_only=True) ({first}); "
+            "samix-hub never unpickles arbitrary objects"
+        ) from None
+    if not isinstance(ckpt, dict):
+        raise UserError(f"{path}: expected a dict of tensors, got {type(ckpt).__name__}")
+    return ckpt
+
+
 def load_checkpoint(
     path: str | os.PathLike[str], map_location: str | torch.device = "cpu"
 ) -> dict[str, Any]:
@@ -97,11 +118,8 @@ def load_checkpoint(
         path = path / CHECKPOINT
     if not path.is_file():
         raise UserError(f"{path}: no checkpoint there")
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # pickle/zip errors of a truncated or foreign file
-        raise UserError(f"{path}: unreadable checkpoint ({type(exc).__name__}: {exc})") from None
-    if not isinstance(state, dict) or "model" not in state or "step" not in state:
+    state = load_weights_only(path, map_location)
+    if "model" not in state or "step" not in state:
         raise UserError(f"{path}: not a samix-hub training checkpoint")
     return state
 

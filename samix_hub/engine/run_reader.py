@@ -22,11 +22,11 @@ from ..errors import UserError
 from ..models import backbones as _backbones  # noqa: F401  (registers the CIFAR backbones in timm)
 from ..models.generator import Generator, GeneratorConfig
 from ..models.mixer import MixerConfig
+from .checkpoint import load_weights_only, read_run_config
 
 __all__ = [
     "Run",
     "load_run",
-    "load_checkpoint",
     "build_backbone",
     "build_generator",
     "run_generator",
@@ -45,38 +45,15 @@ class Run:
     checkpoint: dict[str, Any]
 
 
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """``torch.load(weights_only=True)``; a checkpoint needing arbitrary unpickling is refused."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: missing")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # UnpicklingError for arbitrary objects, RuntimeError if corrupt
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(
-            f"{path}: refused: not loadable with torch.load(weights_only=True) ({first}); "
-            "samix-hub never unpickles arbitrary objects"
-        ) from None
-    if not isinstance(ckpt, dict):
-        raise UserError(f"{path}: expected a dict of tensors, got {type(ckpt).__name__}")
-    return ckpt
-
-
 def load_run(run_dir: str | Path) -> Run:
     """Read a run folder written by ``samix-hub train`` (RUN_DIR contract)."""
     path = Path(run_dir)
     cfg_path = path / CONFIG_NAME
-    if not cfg_path.is_file():
-        raise UserError(f"{cfg_path}: missing (not a samix-hub run folder?)")
-    try:
-        config = json.loads(cfg_path.read_text())
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{cfg_path}: not valid JSON ({exc})") from None
-    if config.get("kind", "samix-run") != "samix-run" or config.get("format_version", 1) != 1:
+    config = read_run_config(path)  # the one reader of a run's config.json (kind checked there)
+    if config.get("format_version", 1) != 1:
         raise UserError(
             f"{cfg_path}: not a samix-run of format version 1 "
-            f"(kind {config.get('kind')!r}, format_version {config.get('format_version')!r})"
+            f"(format_version {config.get('format_version')!r})"
         )
     for key in ("backbone", "num_classes"):
         if key not in config:
@@ -90,7 +67,7 @@ def load_run(run_dir: str | Path) -> Run:
                     metrics.append(json.loads(line))
                 except json.JSONDecodeError:
                     raise UserError(f"{metrics_path}:{n}: not valid JSON") from None
-    checkpoint = load_checkpoint(path / "checkpoints" / "last.pt")
+    checkpoint = load_weights_only(path / "checkpoints" / "last.pt")
     return Run(path=path, config=config, metrics=metrics, checkpoint=checkpoint)
 
 
