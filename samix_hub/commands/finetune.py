@@ -30,6 +30,8 @@ __all__ = ["command"]
 
 METHODS = ("vanilla", "mixup", "cutmix", "samix-p", "mixed")
 #: Options that name the fine-tune itself (kept in ``config.json``; fixed on --resume).
+#: mixing.sampling.PAIRINGS, spelled out so that --help imports no torch (a test compares them).
+PAIRING_CHOICES = ("permutation", "derangement")
 FT_ARGS = (
     "backbone",
     "generator",
@@ -125,6 +127,34 @@ FT_ARGS = (
 )
 @click.option("--clean-loss", is_flag=True, help="samix-p: add the clean-batch CE (≈2.25x cost).")
 @click.option(
+    "--mask-temperature",
+    type=POSITIVE,
+    default=1.0,
+    show_default=True,
+    help="samix-p: < 1 sharpens the generator's masks, > 1 softens them; each mask keeps mean λ.",
+)
+@click.option(
+    "--mix-prob",
+    type=UNIT,
+    default=1.0,
+    show_default=True,
+    help="Probability that a batch is mixed at all (timm's prob); else it trains clean.",
+)
+@click.option(
+    "--switch-prob",
+    type=UNIT,
+    default=0.0,
+    show_default=True,
+    help="Probability that a mixed batch uses CutMix instead (MixUp for --method cutmix).",
+)
+@click.option(
+    "--pairing",
+    type=click.Choice(PAIRING_CHOICES),
+    default="permutation",
+    show_default=True,
+    help="Partners: a random permutation (some images meet themselves) or a derangement.",
+)
+@click.option(
     "--image-size",
     type=ImageSize(),
     default=None,
@@ -156,6 +186,8 @@ def command(ctx: click.Context, resume: bool, quiet: bool, **opts: Any) -> None:
           --data npz:cifar_subset.npz --out runs/ft-builtin
       samix-hub finetune --backbone resnet18.a1_in1k --generator ORG/samix-generator \\
           --data folder:~/flowers --image-size 160 --epochs 20 --out runs/flowers
+      samix-hub finetune --backbone release/backbone --generator builtin:cifar10-small \\
+          --mask-temperature 0.5 --pairing derangement --data digits --out runs/ft-sharp
       samix-hub finetune --backbone release/backbone --mixed mixed/ --clean-fraction 0.5 \\
           --data digits --out runs/ft-offline
       samix-hub finetune --backbone resnet18_cifar_w16 --no-pretrained --method mixup \\

@@ -45,6 +45,9 @@ IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 class ArrayDataset(Dataset):
     """In-memory NHWC uint8 images with integer labels."""
 
+    #: decoded already: the training loop indexes it without worker processes
+    in_memory = True
+
     def __init__(self, images: np.ndarray, labels: np.ndarray) -> None:
         if images.ndim == 3:
             images = images[..., None]

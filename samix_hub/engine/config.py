@@ -15,7 +15,7 @@ from typing import Any
 
 from ..errors import UserError
 from ..losses import check_eta
-from ..mixing.sampling import DEFAULT_ALPHA, check_alpha
+from ..mixing.sampling import DEFAULT_ALPHA, PAIRINGS, check_alpha
 
 __all__ = [
     "TrainConfig",
@@ -45,7 +45,14 @@ CALIBRATIONS = ("exact", "none")
 MASK_VARIANCES = ("image", "batch")
 OPTIMIZERS = ("sgd", "adamw")
 #: What a ``config.json`` written before an option existed meant by its absence (for --resume).
-LEGACY_DEFAULTS: dict[str, Any] = {"optimizer": "sgd", "teacher": None}
+LEGACY_DEFAULTS: dict[str, Any] = {
+    "optimizer": "sgd",
+    "teacher": None,
+    "mask_temperature": 1.0,
+    "mix_prob": 1.0,
+    "switch_prob": 0.0,
+    "pairing": "permutation",
+}
 
 
 @dataclass
@@ -114,6 +121,13 @@ class TrainConfig:
     mask_adjust: float = 0.0
     mask_loss_weight: float = 0.1
     lam_margin: float = 0.08
+    #: fine-tune levers (docs/algorithm.md "Levers of a reused generator"): the SAMix^P mask
+    #: temperature (< 1 sharper, mean kept at λ), timm's ``prob`` / ``switch_prob`` (switching to
+    #: CutMix, or to MixUp for CutMix) and the pairing of images (mixing.sampling.PAIRINGS).
+    mask_temperature: float = 1.0
+    mix_prob: float = 1.0
+    switch_prob: float = 0.0
+    pairing: str = "permutation"
     ema_momentum: float = 0.999
     ema_end_momentum: float = 0.999999
     stage: int = 3
@@ -171,6 +185,19 @@ class TrainConfig:
                 f"end {self.ema_end_momentum} <= 1",
             ),
             (0 <= self.lam_margin < 0.5, f"λ margin must be in [0, 0.5), got {self.lam_margin}"),
+            (
+                _finite(self.mask_temperature) and self.mask_temperature > 0,
+                f"--mask-temperature must be > 0, got {self.mask_temperature}",
+            ),
+            (0 <= self.mix_prob <= 1, f"--mix-prob is a probability, got {self.mix_prob}"),
+            (
+                0 <= self.switch_prob <= 1,
+                f"--switch-prob is a probability, got {self.switch_prob}",
+            ),
+            (
+                self.pairing in PAIRINGS,
+                f"--pairing must be one of {', '.join(PAIRINGS)}, got {self.pairing!r}",
+            ),
             (self.max_steps is None or self.max_steps >= 1, "--max-steps must be >= 1"),
             (self.eval_every >= 0, "--eval-every must be >= 0"),
             (self.checkpoint_every >= 0, "--checkpoint-every must be >= 0"),

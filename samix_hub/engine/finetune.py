@@ -224,6 +224,14 @@ class FinetuneScenario(SupervisedScenario):
             raise UserError(f"--clean-fraction must be in [0, 1), got {ex.clean_fraction}")
         if ex.clean_fraction and cfg.method != "mixed":
             raise UserError("--clean-fraction interleaves clean images with --mixed data only")
+        if cfg.mask_temperature != 1.0 and cfg.method != "samix-p":
+            raise UserError("--mask-temperature shapes a generator's masks: --method samix-p only")
+        levers = cfg.mix_prob != 1.0 or cfg.switch_prob != 0.0 or cfg.pairing != "permutation"
+        if levers and cfg.method not in ("mixup", "cutmix", "samix-p"):
+            raise UserError(
+                f"--mix-prob, --switch-prob and --pairing mix batches; --method {cfg.method} "
+                "does not (use mixup, cutmix or samix-p)"
+            )
         if cfg.method != "mixed":
             if cfg.alpha is None:
                 cfg.alpha = DEFAULT_ALPHA[cfg.method]
@@ -283,11 +291,18 @@ class FinetuneScenario(SupervisedScenario):
             mods.frozen = gen  # a Generator freezes itself when built
             mods.generator_provenance = _generator_provenance(cfg.generator or "", prov)
         if m in ("mixup", "cutmix", "samix-p"):
-            kwargs = {"mask_adjust": cfg.mask_adjust, "margin": cfg.lam_margin}
+            kwargs = {
+                "mask_adjust": cfg.mask_adjust,
+                "margin": cfg.lam_margin,
+                "temperature": cfg.mask_temperature,
+            }
             mods.mix_method = build_method(
                 m,
                 cfg.alpha,
                 mask_fn=mods.frozen.masks if mods.frozen else None,
+                pairing=cfg.pairing,
+                prob=cfg.mix_prob,
+                switch_prob=cfg.switch_prob,
                 **(kwargs if m == "samix-p" else {}),
             )
         if m == "mixed":

@@ -5,6 +5,10 @@ workers: the epoch's permutation is a function of ``(seed, epoch)`` (as ``Distri
 and each sample's augmentation is drawn from a seed that is a function of
 ``(seed, epoch, index)``. torchvision's v2 transforms take no generator, so the draw happens inside
 ``torch.random.fork_rng``: the process's global RNG is left as it was.
+
+Small data is fast: the sampler hands out ``(epoch, index)`` pairs, so one loader with persistent
+workers serves every epoch (no worker re-spawned per epoch), and data sets that are already in
+memory (:func:`in_memory`: npz, digits, tensors) are loaded in the main process, without workers.
 """
 
 from __future__ import annotations
@@ -13,9 +17,17 @@ from collections.abc import Callable, Iterator, Sized
 from typing import Any, cast
 
 import torch
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, TensorDataset
 
-__all__ = ["SeededTransform", "ResumableSampler", "train_loader", "eval_loader", "mix_seed"]
+__all__ = [
+    "SeededTransform",
+    "ResumableSampler",
+    "train_loader",
+    "eval_loader",
+    "mix_seed",
+    "in_memory",
+    "loader_workers",
+]
 
 _MASK = (1 << 63) - 1
 
@@ -39,15 +51,17 @@ class SeededTransform(Dataset):
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
+        """The epoch of plain integer indices (the loop's sampler passes ``(epoch, index)``)."""
         self.epoch = epoch
 
     def __len__(self) -> int:
         return dataset_len(self.base)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        image, label = self.base[index]
+    def __getitem__(self, index: int | tuple[int, int]) -> tuple[torch.Tensor, int]:
+        epoch, i = index if isinstance(index, tuple) else (self.epoch, index)
+        image, label = self.base[i]
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(mix_seed(self.seed, self.epoch, index))
+            torch.manual_seed(mix_seed(self.seed, epoch, i))
             return self.transform(image), label
 
 
@@ -67,9 +81,10 @@ class ResumableSampler(DistributedSampler):
     def set_start(self, start: int) -> None:
         self.start = max(int(start), 0)
 
-    def __iter__(self) -> Iterator[int]:
+    def __iter__(self) -> Iterator[tuple[int, int]]:  # type: ignore[override]
+        """``(epoch, index)`` pairs: workers that outlive an epoch still seed by the right one."""
         indices = list(super().__iter__())
-        return iter(indices[self.start :])
+        return iter([(self.epoch, i) for i in indices[self.start :]])
 
     def __len__(self) -> int:
         return max(self.num_samples - self.start, 0)
@@ -82,7 +97,12 @@ def train_loader(
     workers: int,
     pin_memory: bool,
 ) -> DataLoader:
-    """Batches of ``batch_size`` per rank; incomplete last batches are dropped (equal mixup pairs)."""
+    """Batches of ``batch_size`` per rank; incomplete last batches are dropped (equal mixup pairs).
+
+    Build it once per run: its workers persist across epochs (:func:`loader_workers` decides
+    whether there are any).
+    """
+    workers = loader_workers(dataset, workers)
     return DataLoader(
         dataset,
         batch_size=batch_size,
@@ -90,8 +110,32 @@ def train_loader(
         num_workers=workers,
         drop_last=True,
         pin_memory=pin_memory,
-        persistent_workers=False,
+        persistent_workers=workers > 0,
     )
+
+
+def in_memory(dataset: Dataset[Any]) -> bool:
+    """Whether ``dataset`` already holds decoded images in memory (nothing for a worker to do).
+
+    True for data sets that say so (``in_memory = True``, e.g. ``ArrayDataset`` of npz files and
+    digits) and ``TensorDataset``, looking through ``SeededTransform``, ``Subset`` and mapped
+    views.
+    """
+    while True:
+        if isinstance(dataset, TensorDataset) or getattr(dataset, "in_memory", False) is True:
+            return True
+        inner = getattr(dataset, "base", None)
+        if inner is None:
+            inner = getattr(dataset, "dataset", None)
+        if inner is None or inner is dataset:
+            return False
+        dataset = inner
+
+
+def loader_workers(dataset: Dataset[Any], workers: int) -> int:
+    """``workers``, or 0 for an in-memory data set: worker processes would only copy it and
+    pass tensors back, slower than indexing it in the main process."""
+    return 0 if in_memory(dataset) else max(int(workers), 0)
 
 
 def dataset_len(dataset: Dataset[Any]) -> int:
@@ -124,4 +168,5 @@ def eval_loader(
     (no padding, so counts summed over ranks are exact)."""
     indices = list(range(rank, dataset_len(dataset), world))
     subset = torch.utils.data.Subset(_Mapped(dataset, transform), indices)
+    workers = loader_workers(dataset, workers)
     return DataLoader(subset, batch_size=batch_size, shuffle=False, num_workers=workers)

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from .._version import __version__
@@ -154,6 +155,7 @@ class _Run:
     count: int = 0
     last_top1: float | None = None
     images_per_s: float = 0.0
+    loader: DataLoader[Any] | None = None
 
     @property
     def run_dir(self) -> Path:
@@ -248,9 +250,11 @@ def _train_epoch(run: _Run) -> None:
     run.sampler.set_epoch(epoch)
     run.sampler.set_start(offset * cfg.batch_size)
     run.train_ds.set_epoch(epoch)
-    loader = train_loader(
-        run.train_ds, cfg.batch_size, run.sampler, cfg.workers, pin_memory=device.type == "cuda"
-    )
+    if run.loader is None:  # one loader per run: its workers (if any) persist across epochs
+        run.loader = train_loader(
+            run.train_ds, cfg.batch_size, run.sampler, cfg.workers, device.type == "cuda"
+        )
+    loader = run.loader
     bar = tqdm(
         total=min(run.per_epoch, run.total - epoch * run.per_epoch),
         initial=offset,

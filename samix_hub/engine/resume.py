@@ -70,6 +70,7 @@ def resume_config(out: str | os.PathLike[str], given: dict[str, Any]) -> TrainCo
 def check_resumable(saved: dict[str, Any], new: dict[str, Any], path: Path) -> None:
     """Refuse to continue the run in ``path`` when the new ``config.json`` differs from it."""
     saved = {**legacy_values(saved), **saved}
+    new = {**legacy_values(new), **new}
     keys = sorted((set(saved) | set(new)) - RUNTIME_KEYS - RESUME_INFO_KEYS)
     k = first_difference(saved, new, keys)
     if k is not None:

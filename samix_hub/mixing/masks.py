@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["apply_mask", "mask_adjust", "margin_fallback", "LAM_MARGIN"]
+from ..models.mixer import calibrate_logits
+
+__all__ = ["apply_mask", "mask_adjust", "margin_fallback", "sharpen", "LAM_MARGIN"]
 
 #: λ margin of the reference: masks for λ <= 0.08 or >= 0.92 are replaced by plain MixUp.
 LAM_MARGIN = 0.08
@@ -47,3 +49,24 @@ def margin_fallback(
     lam_v = _lam_view(lam, mask)
     extreme = (lam_v <= margin) | (lam_v >= 1 - margin)
     return torch.where(extreme, lam_v.expand_as(mask), mask)
+
+
+def sharpen(
+    mask: torch.Tensor, lam: float | torch.Tensor, temperature: float, eps: float = 1e-6
+) -> torch.Tensor:
+    """A sharper (``temperature < 1``) or softer (``> 1``) mask whose mean stays λ per image.
+
+    The mask's logits are divided by ``temperature`` and shifted back to mean λ with the same
+    solve as λ-exact generators (docs/algorithm.md "Mask temperature", a deviation: the paper has
+    no such knob). ``temperature == 1`` returns the mask unchanged; a constant mask stays
+    constant. Per-image error of the mean <= 1e-6 for λ in [0.02, 0.98].
+    """
+    if temperature <= 0 or temperature != temperature:
+        raise ValueError(f"mask temperature must be > 0, got {temperature}")
+    if temperature == 1.0:
+        return mask
+    dtype = mask.dtype
+    work = mask.float() if dtype in (torch.float16, torch.bfloat16) else mask
+    logits = torch.logit(work.clamp(eps, 1 - eps)) / temperature
+    lam_v = _lam_view(lam, work).reshape(-1)
+    return torch.sigmoid(calibrate_logits(logits, lam_v)).to(dtype)

@@ -12,8 +12,16 @@ from dataclasses import dataclass
 
 import torch
 
-from .masks import LAM_MARGIN, apply_mask, margin_fallback, mask_adjust
-from .sampling import DEFAULT_ALPHA, box_lam, check_alpha, sample_box, sample_lam, sample_partner
+from .masks import LAM_MARGIN, apply_mask, margin_fallback, mask_adjust, sharpen
+from .sampling import (
+    DEFAULT_ALPHA,
+    PAIRINGS,
+    box_lam,
+    check_alpha,
+    sample_box,
+    sample_lam,
+    sample_partner,
+)
 
 __all__ = [
     "MixedBatch",
@@ -23,6 +31,7 @@ __all__ = [
     "MixUp",
     "CutMix",
     "SAMix",
+    "MixSwitch",
     "finish_mask",
     "build_method",
 ]
@@ -54,6 +63,8 @@ class MixParams:
     partner: torch.Tensor
     boxes: list[tuple[int, int, int, int]] | None = None
     adjust: bool | torch.Tensor = False
+    #: the method that drew these parameters, when a :class:`MixSwitch` chose among several
+    method: MixMethod | None = None
 
 
 class MixMethod:
@@ -127,14 +138,15 @@ class MixUp(MixMethod):
 
     name = "mixup"
 
-    def __init__(self, alpha: float = DEFAULT_ALPHA["mixup"]) -> None:
+    def __init__(self, alpha: float = DEFAULT_ALPHA["mixup"], pairing: str = "permutation") -> None:
         self.alpha = check_alpha(alpha)
+        self.pairing = _check_pairing(pairing)
 
     def sample_params(
         self, batch_size: int, image_size: tuple[int, int], rng: torch.Generator | None = None
     ) -> MixParams:
         lam = sample_lam(self.alpha, rng=rng)
-        return MixParams(lam=lam, partner=sample_partner(batch_size, rng))
+        return MixParams(lam=lam, partner=sample_partner(batch_size, rng, self.pairing))
 
     def mask(self, images: torch.Tensor, params: MixParams) -> torch.Tensor:
         """The constant λ of each sample."""
@@ -154,14 +166,17 @@ class CutMix(MixMethod):
 
     name = "cutmix"
 
-    def __init__(self, alpha: float = DEFAULT_ALPHA["cutmix"]) -> None:
+    def __init__(
+        self, alpha: float = DEFAULT_ALPHA["cutmix"], pairing: str = "permutation"
+    ) -> None:
         self.alpha = check_alpha(alpha)
+        self.pairing = _check_pairing(pairing)
 
     def sample_params(
         self, batch_size: int, image_size: tuple[int, int], rng: torch.Generator | None = None
     ) -> MixParams:
         lam = sample_lam(self.alpha, rng=rng)
-        partner = sample_partner(batch_size, rng)
+        partner = sample_partner(batch_size, rng, self.pairing)
         h, w = image_size
         box = sample_box(float(lam), h, w, rng)
         return MixParams(lam=torch.tensor(box_lam(box, h, w)), partner=partner, boxes=[box])
@@ -184,20 +199,29 @@ class CutMix(MixMethod):
 MaskFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
+def _check_pairing(pairing: str) -> str:
+    if pairing not in PAIRINGS:
+        raise ValueError(f"pairing must be one of {', '.join(PAIRINGS)}, got {pairing!r}")
+    return pairing
+
+
 def finish_mask(
     mask: torch.Tensor,
     lam: float | torch.Tensor,
     adjust: bool | torch.Tensor = False,
     margin: float = LAM_MARGIN,
+    temperature: float = 1.0,
 ) -> torch.Tensor:
     """A learned mask as SAMix uses it: ``mask_adjust`` where ``adjust`` (the batch or a per-sample
-    bool tensor), then the λ margin fallback to plain MixUp (docs/algorithm.md "SAMix^P")."""
+    bool tensor), the mask temperature (:func:`~samix_hub.mixing.masks.sharpen`, mean kept at
+    λ), then the λ margin fallback to plain MixUp (docs/algorithm.md "SAMix^P")."""
     if isinstance(adjust, torch.Tensor):
         if bool(adjust.any()):
             flags = adjust.to(mask.device).view(-1, 1, 1, 1)
             mask = torch.where(flags, mask_adjust(mask, lam), mask)
     elif adjust:
         mask = mask_adjust(mask, lam)
+    mask = sharpen(mask, lam, temperature)
     return margin_fallback(mask, lam, margin)
 
 
@@ -207,7 +231,9 @@ class SAMix(MixMethod):
     ``mask_fn(images, partner, lam) -> mask`` (weight of each image). λ ~ Beta(α, α) (α = 2);
     labels use the sampled λ, never the mask mean; for ``λ <= 0.08`` or ``>= 0.92`` the mask is
     the constant λ (plain MixUp); with probability ``mask_adjust`` the mask is rescaled to mean λ.
-    One λ per batch, as the reference; ``per_sample=True`` draws one per image.
+    One λ per batch, as the reference; ``per_sample=True`` draws one per image. ``temperature``
+    sharpens (< 1) or softens (> 1) the mask at the same mean (docs/algorithm.md "Mask
+    temperature"); ``pairing`` as :func:`~samix_hub.mixing.sampling.sample_partner`.
     A :class:`~samix_hub.Generator` expects images in [0, 1]; :class:`~samix_hub.SAMixUp` wraps
     this path with soft targets, normalised input and input checks (docs/mixup.md).
     """
@@ -221,9 +247,15 @@ class SAMix(MixMethod):
         margin: float = LAM_MARGIN,
         mask_adjust: float = 0.0,
         per_sample: bool = False,
+        temperature: float = 1.0,
+        pairing: str = "permutation",
     ) -> None:
         self.mask_fn = getattr(mask_fn, "masks", mask_fn)
         self.per_sample = per_sample
+        if not (temperature > 0 and temperature < float("inf")):
+            raise ValueError(f"mask temperature must be > 0 and finite, got {temperature}")
+        self.temperature = float(temperature)
+        self.pairing = _check_pairing(pairing)
         self.alpha = check_alpha(alpha)
         if not 0.0 <= mask_adjust <= 1.0:
             raise ValueError(f"mask_adjust is a probability in [0, 1], got {mask_adjust}")
@@ -234,7 +266,7 @@ class SAMix(MixMethod):
         self, batch_size: int, image_size: tuple[int, int], rng: torch.Generator | None = None
     ) -> MixParams:
         lam = sample_lam(self.alpha, batch_size if self.per_sample else None, rng=rng)
-        partner = sample_partner(batch_size, rng)
+        partner = sample_partner(batch_size, rng, self.pairing)
         adjust = bool(torch.rand((), generator=rng) < self.mask_adjust)
         return MixParams(lam=lam, partner=partner, adjust=adjust)
 
@@ -244,22 +276,99 @@ class SAMix(MixMethod):
         lam = params.lam.to(images.device)
         raw = self.mask_fn(images, params.partner, lam)
         mask = torch.as_tensor(raw).to(images.device, images.dtype)
-        return finish_mask(mask, lam, params.adjust, self.margin)
+        return finish_mask(mask, lam, params.adjust, self.margin, self.temperature)
+
+
+class MixSwitch(MixMethod):
+    """timm's ``prob`` / ``switch_prob`` for any pair of methods, per batch.
+
+    With probability ``1 - prob`` the batch is not mixed (λ = 1, partner = self); otherwise it is
+    mixed by ``alternative`` with probability ``switch_prob`` and by ``main`` else. The choice is
+    drawn from ``rng`` before the chosen method's own parameters and recorded in
+    :attr:`MixParams.method`.
+    """
+
+    def __init__(
+        self,
+        main: MixMethod,
+        alternative: MixMethod | None = None,
+        prob: float = 1.0,
+        switch_prob: float = 0.0,
+    ) -> None:
+        if not 0.0 <= prob <= 1.0:
+            raise ValueError(f"mixing probability must be in [0, 1], got {prob}")
+        if not 0.0 <= switch_prob <= 1.0:
+            raise ValueError(f"switch probability must be in [0, 1], got {switch_prob}")
+        if switch_prob > 0 and alternative is None:
+            raise ValueError("switch_prob > 0 needs an alternative method")
+        self.main, self.alternative = main, alternative
+        self.prob, self.switch_prob = float(prob), float(switch_prob)
+        self.name = main.name
+        self._none = Vanilla()
+
+    def choose(self, rng: torch.Generator | None = None) -> MixMethod:
+        """The method of this batch (two uniform draws from ``rng``)."""
+        u = torch.rand(2, generator=rng)
+        if float(u[0]) >= self.prob:
+            return self._none
+        if self.alternative is not None and float(u[1]) < self.switch_prob:
+            return self.alternative
+        return self.main
+
+    def sample_params(
+        self, batch_size: int, image_size: tuple[int, int], rng: torch.Generator | None = None
+    ) -> MixParams:
+        method = self.choose(rng)
+        params = method.sample_params(batch_size, image_size, rng)
+        params.method = method
+        return params
+
+    def _chosen(self, params: MixParams) -> MixMethod:
+        if params.method is None:
+            raise ValueError("MixSwitch parameters come from its own sample_params")
+        return params.method
+
+    def mask(self, images: torch.Tensor, params: MixParams) -> torch.Tensor:
+        return self._chosen(params).mask(images, params)
+
+    def apply(self, images: torch.Tensor, labels: torch.Tensor, params: MixParams) -> MixedBatch:
+        return self._chosen(params).apply(images, labels, params)
 
 
 def build_method(
-    name: str, alpha: float | None = None, mask_fn: MaskFn | None = None, **kwargs: float
+    name: str,
+    alpha: float | None = None,
+    mask_fn: MaskFn | None = None,
+    *,
+    pairing: str = "permutation",
+    prob: float = 1.0,
+    switch_prob: float = 0.0,
+    **kwargs: float,
 ) -> MixMethod:
-    """A method by name with the reference's CIFAR α (:data:`DEFAULT_ALPHA`) unless given."""
+    """A method by name with the reference's CIFAR α (:data:`DEFAULT_ALPHA`) unless given.
+
+    ``prob`` < 1 or ``switch_prob`` > 0 wrap it in a :class:`MixSwitch` whose alternative is
+    CutMix (for MixUp and SAMix) or MixUp (for CutMix), at its own default α.
+    """
     if name == "vanilla":
         return Vanilla()
+    method = _build_one(name, alpha, mask_fn, pairing, **kwargs)
+    if prob >= 1.0 and switch_prob <= 0.0:
+        return method
+    other = "mixup" if name == "cutmix" else "cutmix"
+    return MixSwitch(method, _build_one(other, None, None, pairing), prob, switch_prob)
+
+
+def _build_one(
+    name: str, alpha: float | None, mask_fn: MaskFn | None, pairing: str, **kwargs: float
+) -> MixMethod:
     a = DEFAULT_ALPHA.get(name, 1.0) if alpha is None else alpha
     if name == "mixup":
-        return MixUp(a)
+        return MixUp(a, pairing)
     if name == "cutmix":
-        return CutMix(a)
+        return CutMix(a, pairing)
     if name in ("samix", "samix-p"):
         if mask_fn is None:
             raise ValueError("samix needs a generator (mask_fn)")
-        return SAMix(mask_fn, a, **kwargs)
+        return SAMix(mask_fn, a, pairing=pairing, **kwargs)  # type: ignore[arg-type]
     raise ValueError(f"unknown mixing method {name!r} (vanilla, mixup, cutmix, samix)")

@@ -16,6 +16,7 @@ __all__ = [
     "sample_box",
     "box_lam",
     "check_alpha",
+    "PAIRINGS",
 ]
 
 #: The one Beta(α, α) table: each method's α on CIFAR, as the reference (docs/algorithm.md:
@@ -55,11 +56,30 @@ def sample_lam(
     return _beta(alpha, shape, rng)
 
 
-def sample_partner(n: int, rng: torch.Generator | None = None) -> torch.Tensor:
-    """A random permutation π: sample ``i`` is mixed with ``π[i]``."""
+#: ``permutation``: a random permutation (the reference; about one image in N is its own
+#: partner); ``derangement``: a random cycle through the batch, nobody is their own partner.
+PAIRINGS = ("permutation", "derangement")
+
+
+def sample_partner(
+    n: int, rng: torch.Generator | None = None, pairing: str = "permutation"
+) -> torch.Tensor:
+    """Partners π: sample ``i`` is mixed with ``π[i]`` (see :data:`PAIRINGS`).
+
+    ``derangement`` shuffles the batch into a random order σ and pairs each image with the next
+    one in it (``π[σ_k] = σ_{k+1 mod n}``): one random cycle, so no image meets itself unless the
+    batch has one image. Both draw exactly one ``randperm`` from ``rng``.
+    """
     if n < 1:
         raise ValueError(f"need at least one sample to pair, got {n}")
-    return torch.randperm(n, generator=rng)
+    if pairing not in PAIRINGS:
+        raise ValueError(f"pairing must be one of {PAIRINGS}, got {pairing!r}")
+    perm = torch.randperm(n, generator=rng)
+    if pairing == "permutation":
+        return perm
+    partner = torch.empty_like(perm)
+    partner[perm] = perm.roll(-1)
+    return partner
 
 
 def sample_box(
