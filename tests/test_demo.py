@@ -65,19 +65,27 @@ def test_summary_has_the_expected_fields(demo: dict) -> None:
     assert set(s["timings_s"]) == {*steps, "total"}
     assert sum(s["timings_s"][k] for k in steps) <= s["timings_s"]["total"] + 0.5
     # accuracies are the runs' own last evaluations
-    for run, entry in [(s["train"]["run"], s["train"]), (s["generator"]["run"], s["generator"])] + [
-        (v["run"], v) for v in s["finetune"].values()
-    ]:
+    for run, entry in [(s["train"]["run"], s["train"]), (s["generator"]["run"], s["generator"])]:
         last = json.loads(Path(run, "metrics.jsonl").read_text().splitlines()[-1])
         assert entry["steps"] == last["step"]
         if "top1" in entry:
             assert entry["top1"] == last["top1"] and 0 <= entry["top1"] <= 100
+    for entry in s["finetune"].values():  # per seed: the run's own last evaluation
+        assert len(entry["runs"]) == len(entry["seeds"]) == len(entry["top1_per_seed"])
+        for run, top1 in zip(entry["runs"], entry["top1_per_seed"], strict=True):
+            last = json.loads(Path(run, "metrics.jsonl").read_text().splitlines()[-1])
+            assert entry["steps"] == last["step"] and top1 == last["top1"]
+        assert entry["top1"] == pytest.approx(sum(entry["top1_per_seed"]) / len(entry["seeds"]))
     assert s["train"]["steps"] == 22 and s["generator"]["steps"] == 44
     assert {k: v["steps"] for k, v in s["finetune"].items()} == {"samix-p": 4, "vanilla": 4}
     assert s["finetune"]["samix-p"]["alpha"] == 2.0
     diff = s["finetune"]["samix-p"]["top1"] - s["finetune"]["vanilla"]["top1"]
     assert s["comparison"] == {"samix-p_minus_vanilla": round(diff, 2)}
-    assert set(s["finetune_settings"]) == {"epochs", "max_steps", "lr", "batch_size", "choice"}
+    assert set(s["finetune_settings"]) == {
+        "epochs", "max_steps", "lr", "batch_size", "choice", "seeds", "images_per_class",
+        "train_images",
+    }  # fmt: skip
+    assert s["finetune_settings"]["train_images"] == 5 * s["finetune_settings"]["images_per_class"]
     assert set(s["parity"]["export"]) == {"mask", "mixed", "logits"}
     assert max(s["parity"]["pulled_onnx_vs_torch"].values()) < 1e-4
     masks = s["masks"]
@@ -132,7 +140,10 @@ def test_summary_reports_the_comparison_as_measured(demo: dict) -> None:
     s = copy.deepcopy(demo["summary"])
     s["finetune"]["mixup"] = {**s["finetune"]["vanilla"], "alpha": 1.0}
     s["comparison"] = {"samix-p_minus_mixup": -2.5}
-    assert "SAMix^P - MixUp: -2.5 points: SAMix^P is behind MixUp in this run" in format_summary(s)
+    assert (
+        "SAMix^P - MixUp: -2.5 points (mean over seeds): SAMix^P is behind MixUp in this run"
+        in (format_summary(s))
+    )
     s["comparison"] = {"samix-p_minus_mixup": 0.0}
     assert "is at least as good as MixUp in this run" in format_summary(s)
 
@@ -218,12 +229,13 @@ def test_mixed_data_set_and_preview(demo: dict) -> None:
 @pytest.mark.slow
 def test_finetune_runs_use_the_pulled_artifacts(demo: dict) -> None:
     s = demo["summary"]
-    cfgs = {m: json.loads(Path(v["run"], "config.json").read_text()) for m, v in s["finetune"].items()}  # fmt: skip
+    cfgs = {m: json.loads(Path(v["runs"][0], "config.json").read_text()) for m, v in s["finetune"].items()}  # fmt: skip
     assert cfgs["samix-p"]["method"] == "samix-p" and cfgs["vanilla"]["method"] == "vanilla"
     assert {cfg["lr"] for cfg in cfgs.values()} == {s["finetune_settings"]["lr"]}
     for cfg in cfgs.values():
         assert cfg["backbone_source"] == s["hub"]["backbone"]["path"]
-        assert cfg["data"] == s["data"]["target"]
+        assert cfg["data"].startswith(s["data"]["target"].removesuffix(".npz"))  # its slice
+        assert cfg["batch_size"] == s["finetune_settings"]["batch_size"]
     assert cfgs["samix-p"]["generator_source"] == s["hub"]["generator"]["path"]
 
 

@@ -233,3 +233,26 @@ def test_adapted_generator_recipe_end_to_end(digit_tasks: Path, tmp_path: Path, 
     ft = json.loads((tmp_path / "ft" / "config.json").read_text())
     assert ft["method"] == "samix-p" and ft["mask_temperature"] == 0.5
     assert ft["generator"]["source"] == "generator" and "sha256" in ft["generator"]
+
+
+def test_demo_validation_split_is_carved_from_training_images_only(
+    digit_tasks: Path, tmp_path: Path
+) -> None:
+    from samix_hub.demo.steps import split_target
+
+    target = digit_tasks / "target.npz"
+    val = Path(split_target(target, tmp_path, 20, 40, split="val").removeprefix("npz:"))
+    test = Path(split_target(target, tmp_path, 20, 40, split="test").removeprefix("npz:"))
+    with np.load(target) as t, np.load(val) as v, np.load(test) as te:
+        assert np.array_equal(v["x_train"], te["x_train"])  # the same training images
+        assert np.array_equal(te["x_test"], t["x_test"])  # the demo's report: the test split
+        assert len(v["x_train"]) == 100 and len(v["x_test"]) == 200
+        rows = {im.tobytes(): i for i, im in enumerate(t["x_train"])}
+        train_rows = {rows[im.tobytes()] for im in v["x_train"]}
+        val_rows = {rows[im.tobytes()] for im in v["x_test"]}  # validation = training images
+        assert not train_rows & val_rows
+        test_bytes = {im.tobytes() for im in t["x_test"]}
+        assert not any(im.tobytes() in test_bytes for im in v["x_test"])
+        for c in range(5):  # the last 40 of each class
+            own = np.flatnonzero(t["y_train"] == c)
+            assert set(own[-40:]) <= val_rows and not set(own[-40:]) & train_rows

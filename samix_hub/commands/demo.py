@@ -124,10 +124,13 @@ def format_summary(s: dict[str, Any]) -> str:
         f"{masks['mask_slope']:.3f}",
         f"              (1 = masks follow λ), mean per-image spatial std "
         f"{masks['mask_spatial_std']:.3f} (0 = flat MixUp blend, ~0.5 = binary cut)",
-        f"  fine-tune   digits 5-9 from the pulled backbone, {first['steps']} steps each "
-        f"({settings['epochs']} epochs), lr {settings['lr']:g}:",
+        f"  fine-tune   {settings['train_images']} images of digits 5-9 from the pulled backbone, "
+        f"{first['steps']} steps each ({settings['epochs']} epochs), lr {settings['lr']:g}, "
+        f"seeds {', '.join(str(x) for x in settings['seeds'])}:",
         *[
-            f"              {LABELS.get(m, m):<27}{alpha(m, r):<8} top-1 {pct(r['top1'])}   "
+            f"              {LABELS.get(m, m):<27}{alpha(m, r):<8} top-1 {pct(r['top1'])} "
+            f"± {r.get('top1_std', 0.0):.1f}   "
+            f"({', '.join(f'{v:.1f}' for v in r.get('top1_per_seed', [r['top1']]))})   "
             f"{r['seconds']:.0f} s"
             for m, r in ft.items()
         ],
@@ -148,13 +151,14 @@ def _comparison_lines(s: dict[str, Any]) -> list[str]:
     if diff is not None:
         verdict = "at least as good as" if diff >= 0 else "behind"
         lines.append(
-            f"              SAMix^P - MixUp: {diff:+.1f} points: SAMix^P is {verdict} MixUp in "
-            "this run"
+            f"              SAMix^P - MixUp: {diff:+.1f} points (mean over seeds): SAMix^P is "
+            f"{verdict} MixUp in this run"
         )
     n = s["data"]["target_test"]
+    seeds = len(s["finetune_settings"]["seeds"])
     note = (
-        f"(one seed, {n} test images: one image is {100 / n:.2f} points; "
-        f"{s['finetune_settings']['choice']})"
+        f"({seeds} seed{'s' if seeds > 1 else ''}, {n} test images: one image is {100 / n:.2f} "
+        f"points; {s['finetune_settings']['choice']})"
     )
     lines += textwrap.wrap(note, 96, initial_indent=" " * 14, subsequent_indent=" " * 15)
     return lines

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import statistics
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +32,7 @@ from ..sources import resolve_source
 from .config import BACKBONE_REPO, GENERATOR_REPO, MARKER, DemoConfig
 from .publish import publish_local
 
-__all__ = ["DemoState", "STEPS", "prepare_out"]
+__all__ = ["DemoState", "STEPS", "prepare_out", "split_target"]
 
 
 @dataclass
@@ -60,6 +61,7 @@ class DemoState:
     parity: dict[str, float] = field(default_factory=dict)
     masks: dict[str, Any] = field(default_factory=dict)
     finetune: dict[str, Any] = field(default_factory=dict)
+    finetune_images: int = 0
 
     @property
     def cache(self) -> Path:
@@ -85,6 +87,37 @@ def _split_digits(folder: Path) -> dict[str, str]:
         np.savez(path, **arrays)  # type: ignore[arg-type]
         specs[name] = f"npz:{path}"
     return specs
+
+
+def split_target(
+    target_npz: Path, folder: Path, per_class: int | None, val_per_class: int = 40,
+    split: str = "test",
+) -> str:  # fmt: skip
+    """The demo's fine-tune data: the first ``per_class`` training images of each class (all but
+    the validation ones when None) as the training split, and as the test split either the real
+    test split (``split="test"``) or the validation split: the last ``val_per_class`` training
+    images of each class (``split="val"``, for choosing the regime). An ``npz:`` spec."""
+    if split not in ("test", "val"):
+        raise ValueError(f"split must be test or val, got {split!r}")
+    with np.load(target_npz) as d:
+        arrays = {k: d[k] for k in d.files}
+    y = arrays["y_train"].astype(np.int64)
+    train_idx, val_idx = [], []
+    for c in np.unique(y):
+        own = np.flatnonzero(y == c)
+        pool, val = own[:-val_per_class], own[-val_per_class:]
+        if per_class is not None and per_class > len(pool):
+            raise UserError(f"{target_npz}: class {c} has {len(pool)} images, not {per_class}")
+        train_idx.append(pool[:per_class])
+        val_idx.append(val)
+    tr, va = np.sort(np.concatenate(train_idx)), np.sort(np.concatenate(val_idx))
+    out = {**arrays, "x_train": arrays["x_train"][tr], "y_train": y[tr]}
+    if split == "val":
+        out["x_test"], out["y_test"] = arrays["x_train"][va], y[va]
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{target_npz.stem}-{per_class or 'all'}-per-class-{split}.npz"
+    np.savez(path, **out)  # type: ignore[arg-type]
+    return f"npz:{path}"
 
 
 def _last_metrics(run: Path) -> dict[str, Any]:
@@ -213,28 +246,42 @@ def step_mix(s: DemoState) -> None:
 
 
 def step_finetune(s: DemoState) -> None:
-    """8. the pulled backbone fine-tuned on digits 5-9, one run per method, same budget."""
+    """8. the pulled backbone fine-tuned on a slice of digits 5-9, every method over the same
+    seeds and budget; per method the per-seed top-1, its mean and std."""
     assert s.gen_src is not None and s.bb_src is not None
     cfg = s.cfg
+    target = Path(s.specs["target"].removeprefix("npz:"))
+    spec = split_target(
+        target, s.out / "data", cfg.finetune_images_per_class, cfg.finetune_val_per_class
+    )
+    s.finetune_images = len(load_data(spec).train)  # type: ignore[arg-type]
     for method in cfg.finetune_methods:
         t0 = time.perf_counter()
-        ft_run = train(
-            finetune_config(
-                str(s.bb_src.path), s.specs["target"], str(s.out / "runs" / f"finetune-{method}"),
-                method=method, generator=str(s.gen_src.path) if method == "samix-p" else None,
-                epochs=cfg.finetune_epochs, max_steps=cfg.finetune_max_steps,
-                lr=cfg.finetune_lr, seed=cfg.seed, **s.common,
-            ),
-            quiet=s.quiet,
-        )  # fmt: skip
-        m = _last_metrics(ft_run)
+        runs, tops, steps = [], [], 0
+        for seed in cfg.finetune_seeds:
+            ft_run = train(
+                finetune_config(
+                    str(s.bb_src.path), spec,
+                    str(s.out / "runs" / f"finetune-{method}-s{seed}"), method=method,
+                    generator=str(s.gen_src.path) if method == "samix-p" else None,
+                    epochs=cfg.finetune_epochs, max_steps=cfg.finetune_max_steps,
+                    lr=cfg.finetune_lr, seed=seed, eval_every=cfg.finetune_epochs,
+                    **{**s.common, "batch_size": cfg.finetune_batch_size},
+                ),
+                quiet=s.quiet,
+            )  # fmt: skip
+            m = _last_metrics(ft_run)
+            runs.append(str(ft_run))
+            tops.append(float(m["top1"]))
+            steps = int(m["step"])
         s.finetune[method] = {
-            "run": str(ft_run),
-            "steps": m["step"],
-            "alpha": read_run_config(ft_run).get("alpha"),
-            "top1": m.get("top1"),
-            "top5": m.get("top5"),
-            "train_images_per_s": m.get("images_per_s"),
+            "runs": runs,
+            "seeds": list(cfg.finetune_seeds),
+            "steps": steps,
+            "alpha": read_run_config(runs[0]).get("alpha"),
+            "top1_per_seed": tops,
+            "top1": statistics.mean(tops),
+            "top1_std": statistics.stdev(tops) if len(tops) > 1 else 0.0,
             "seconds": round(time.perf_counter() - t0, 2),
         }
 
