@@ -13,10 +13,10 @@ Reports the top-1 of the last epoch and the median over the last ``min(10, epoch
     python benchmarks/accuracy.py --preset cpu --epochs 15 --seeds 0,1
     python benchmarks/accuracy.py --preset cpu --methods samix,samix-reference   # λ-exact or not
     python benchmarks/accuracy.py --preset cuda --data cifar100:~/data
-    python benchmarks/accuracy.py --preset finetune [finetune_preset.py options]
+    python benchmarks/accuracy.py --preset finetune [transfer.py options]
 
-``--preset finetune`` (issue 9) runs ``benchmarks/finetune_preset.py``: fine-tuning from one
-backbone with vanilla, MixUp, CutMix and a frozen SAMix^P generator, plus the step-time ratio.
+``--preset finetune`` runs ``benchmarks/transfer.py``: fine-tuning from one
+backbone with vanilla, MixUp, CutMix and a frozen SAMix^P generator (its own protocol).
 """
 
 from __future__ import annotations
@@ -56,8 +56,8 @@ PRESETS = {
 
 
 def main() -> None:
-    if sys.argv[1:3] == ["--preset", "finetune"]:  # issue 9, in finetune_preset.py
-        from finetune_preset import main as finetune_main  # beside this script
+    if sys.argv[1:3] == ["--preset", "finetune"]:  # the transfer benchmark, in transfer.py
+        from transfer import main as finetune_main  # beside this script
 
         finetune_main(sys.argv[3:])
         return

@@ -49,9 +49,9 @@ PRESETS: dict[str, tuple[str, list[str], tuple[str, ...]]] = {
         ("accuracy_cpu.md",),
     ),
     "finetune": (
-        "Fine-tuning with a frozen generator, SAMix^P vs baselines (`finetune_preset.py`)",
-        [PY, "benchmarks/finetune_preset.py", "--out", "benchmarks/results"],
-        ("finetune_cpu.md", "finetune.md"),
+        "Transfer: a reused generator (SAMix^P) vs MixUp, CutMix, vanilla (`transfer.py`)",
+        [PY, "benchmarks/transfer.py", "--stage", "test", "--out", "benchmarks/results"],
+        ("transfer_test_100ep_lr0.05.md",),
     ),
     "ssl": (
         "Self-supervised: MoCo v2, + MixUp, + SAMix (`ssl_accuracy.py`)",

@@ -267,8 +267,8 @@ def finetune_one(
         "backbone": args.work / f"{task}-release-backbone" / "backbone",
         "generator": args.work / f"{task}-release-generator" / "generator",
     }
-    if not src["backbone"].is_dir():
-        raise SystemExit(f"{src['backbone']}: missing; run --stage sources first")
+    if not (src["backbone"].is_dir() and src["generator"].is_dir()):
+        sources(args, task)  # the first fine-tune of a task trains its source models
     gen = None
     if v.generator == "teacher":
         gen = str(src["generator"])
