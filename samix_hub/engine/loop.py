@@ -98,6 +98,12 @@ def _amp(device: torch.device, enabled: bool) -> tuple[Callable[[], Any], Any]:
     return (lambda: torch.autocast("cuda", dtype=dtype)), scaler
 
 
+#: End-of-epoch checkpoints are written at most this often (and always after the last step), so
+#: that many short epochs (small data sets) do not spend their time writing ``last.pt``; an
+#: interrupted run loses at most this much work. ``--checkpoint-every N`` adds step checkpoints.
+EPOCH_CHECKPOINT_SECONDS = 30.0
+
+
 def train(cfg: TrainConfig, resume: bool = False, quiet: bool = False) -> Path:
     """Run (or resume) a training run into ``cfg.out``; returns the run folder.
 
@@ -125,7 +131,8 @@ def _train(cfg: TrainConfig, info: DistInfo, resume: bool, quiet: bool) -> Path:
         epochs_done = math.ceil(run.step / run.per_epoch)
         if cfg.eval_every and (epochs_done % cfg.eval_every == 0 or run.step >= run.total):
             _evaluate_and_log(run, epochs_done)
-        _checkpoint(run)
+        if run.step >= run.total or time.monotonic() - run.saved_at >= EPOCH_CHECKPOINT_SECONDS:
+            _checkpoint(run)
     return run.run_dir
 
 
@@ -156,6 +163,8 @@ class _Run:
     last_top1: float | None = None
     images_per_s: float = 0.0
     loader: DataLoader[Any] | None = None
+    #: when the last checkpoint was written (time.monotonic); -inf: none yet in this process
+    saved_at: float = -math.inf
 
     @property
     def run_dir(self) -> Path:
@@ -348,6 +357,7 @@ def _checkpoint(run: _Run) -> None:
     """Phase 4: the training state at this step into ``last.pt`` (rank 0 writes)."""
     if run.info.is_main:
         run.state.save(run.run_dir, run.step, run.per_epoch, run.run_cfg)
+    run.saved_at = time.monotonic()
 
 
 def _last_eval(metrics_path: Path) -> int:
