@@ -64,7 +64,9 @@ TASKS: dict[str, tuple[int, int]] = {"a": (0, 5), "b": (5, 0)}
 POOL_PER_CLASS = 260
 VAL_PER_CLASS = 100
 #: Seeds fixed before any run. Validation seeds choose; test seeds report (never extended).
-VAL_SEEDS: tuple[int, ...] = (100, 101, 102)
+#: Seed 102 was planned for validation and dropped for time before any of its runs had
+#: finished (results/transfer_val_100ep_lr0.05.md says so).
+VAL_SEEDS: tuple[int, ...] = (100, 101)
 TEST_SEEDS: tuple[int, ...] = tuple(range(10))
 #: The regime (chosen on the validation split; see benchmarks/results/transfer_val.md).
 DEFAULT_IMAGES = 250
@@ -398,6 +400,20 @@ def markdown(summary: dict[str, Any], title: str) -> str:
     return "\n".join(lines)
 
 
+def choose(rows: list[dict[str, Any]], ours: str = "samix-p") -> dict[str, Any]:
+    """The rule, fixed before the validation runs: among the SAMix^P variants that ran on every
+    validation (task, seed), keep the one with the highest mean last-epoch top-1 over all of
+    them; the default recipe wins ties. Returns the choice and each variant's mean."""
+    cells = {(r["task"], r["seed"]) for r in rows}
+    means: dict[str, float] = {}
+    for variant in sorted({r["variant"] for r in rows if r["variant"].startswith(ours)}):
+        mine = {(r["task"], r["seed"]): r["top1"] for r in rows if r["variant"] == variant}
+        if set(mine) == cells:
+            means[variant] = statistics.mean(mine.values())
+    best = max(means, key=lambda v: (means[v], v == ours)) if means else ours
+    return {"chosen": best, "means": means, "cells": sorted(cells)}
+
+
 def planned_runs(args: argparse.Namespace) -> list[tuple[str, str, str, int]]:
     """(task, split, variant, seed) of this invocation, seed-major so that pairs finish together."""
     split = "val" if args.stage == "val" else "test"
@@ -485,8 +501,20 @@ def main(argv: list[str] | None = None) -> None:
         }  # fmt: skip
         (args.out / f"{stem}.json").write_text(json.dumps(result, indent=2))
         title = f"Transfer, {split} split, {args.epochs} epochs, lr {args.lr:g}, batch 64"
-        (args.out / f"{stem}.md").write_text(markdown(summary, title))
-        print(markdown(summary, title))
+        text = markdown(summary, title)
+        if split == "val":
+            pick = choose([r for r in rows if r["images"] == args.images])
+            result["choice"] = pick
+            text += (
+                "\nChoice (rule fixed before the runs: the SAMix^P variant with the highest mean "
+                "last-epoch top-1 over every validation task and seed; the default wins ties): "
+                f"**{pick['chosen']}** ("
+                + ", ".join(f"{k} {v:.2f}" for k, v in sorted(pick["means"].items()))
+                + ").\n"
+            )
+            (args.out / f"{stem}.json").write_text(json.dumps(result, indent=2))
+        (args.out / f"{stem}.md").write_text(text)
+        print(text)
 
 
 def vars_of(v: Variant) -> dict[str, Any]:

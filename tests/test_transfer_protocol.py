@@ -256,3 +256,17 @@ def test_demo_validation_split_is_carved_from_training_images_only(
         for c in range(5):  # the last 40 of each class
             own = np.flatnonzero(t["y_train"] == c)
             assert set(own[-40:]) <= val_rows and not set(own[-40:]) & train_rows
+
+
+def test_the_choice_rule_needs_every_cell_and_prefers_the_default_on_ties() -> None:
+    def row(variant: str, task: str, seed: int, top1: float) -> dict:
+        return {"variant": variant, "task": task, "seed": seed, "top1": top1, "images": 250}
+
+    rows = [row("mixup", t, s, 90.0) for t in "ab" for s in (1, 2)]
+    rows += [row("samix-p", t, s, 70.0) for t in "ab" for s in (1, 2)]
+    rows += [row("samix-p-t0.5", t, s, 70.0) for t in "ab" for s in (1, 2)]
+    rows += [row("samix-p-t2", "a", 1, 99.0)]  # not run everywhere: not eligible
+    pick = transfer.choose(rows)
+    assert pick["chosen"] == "samix-p" and "samix-p-t2" not in pick["means"]
+    rows[-2]["top1"] = 70.5  # one better cell breaks the tie
+    assert transfer.choose(rows)["chosen"] == "samix-p-t0.5"
