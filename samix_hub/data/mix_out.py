@@ -47,6 +47,17 @@ def check_mix_out(out: str | os.PathLike[str]) -> None:
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise UserError(f"{out}: exists and is not a folder; choose another --out")
+    if out.is_symlink():
+        raise UserError(
+            f"{out}: is a symbolic link (given as --out); samix-hub does not write through a "
+            "link it did not create; give the real path"
+        )
+    for name in (STATE_NAME, CARD_NAME, DATA_DIR):  # what mix writes or clears
+        if (out / name).is_symlink():
+            raise UserError(
+                f"{out / name}: is a symbolic link; `mix` writes and clears this path itself and "
+                "does not follow links; remove it or choose another --out"
+            )
     if (out / STATE_NAME).is_file() or not out.exists():
         return
     found = _first_file(out)

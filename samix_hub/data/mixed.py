@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ..artifact.format import MIXED_STATE_NAME
 from ..mixing.sampling import box_lam, sample_box, sample_lam
 
 __all__ = [
@@ -52,7 +53,7 @@ __all__ = [
 ]
 
 FORMAT_VERSION = 1
-STATE_NAME = ".samix-mix.json"
+STATE_NAME = MIXED_STATE_NAME
 DATA_DIR = "data"
 #: The one shard-name pattern (:func:`shard_name` writes it; ``artifact/validate.py`` checks it).
 SHARD_RE = re.compile(r"^train-(\d{5})-of-(\d{5})\.parquet$")

@@ -20,8 +20,10 @@ import torch
 if TYPE_CHECKING:
     from .scenario import Scenario, TrainModules
 
+from ..artifact.format import RUN
 from ..errors import UserError
 from ..fileio import append_line, atomic_write, atomic_write_text, remove_stale_temps
+from ..fileio.guard import guard_output
 
 __all__ = [
     "CHECKPOINT",
@@ -140,19 +142,20 @@ def read_run_config(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
 
 def check_run_folder(run_dir: Path) -> None:
     """Refuse to write a run into a folder whose ``config.json`` is not a run's (an exported
-    generator or backbone, say): the run would overwrite it."""
+    generator or backbone, say): the run would overwrite it; also a mixed data set, a link, or
+    a folder inside another samix-hub folder (``fileio.guard.guard_output``)."""
     path = run_dir / "config.json"
-    if not path.is_file():
-        return
-    try:
-        kind = json.loads(path.read_text()).get("kind")
-    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
-        kind = None
-    if kind != "samix-run":
-        raise UserError(
-            f"{path}: not a samix-hub run's config.json (a run would overwrite it); "
-            "choose another --out"
-        )
+    if path.is_file():
+        try:
+            kind = json.loads(path.read_text()).get("kind")
+        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError, RecursionError):
+            kind = None
+        if kind != RUN:
+            raise UserError(
+                f"{path}: not a samix-hub run's config.json (a run would overwrite it); "
+                "choose another --out"
+            )
+    guard_output(run_dir, "--out", kind=RUN)
 
 
 def remove_run_temps(run_dir: Path) -> None:

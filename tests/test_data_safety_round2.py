@@ -1,0 +1,227 @@
+"""Data safety, round two: the one write guard (``fileio/guard.py``), locks that die with their
+process, and the refusals that keep a command from destroying what it did not write.
+
+Every case runs the real command in-process and checks the exit code, a one-line message
+without a traceback, and that nothing outside the command's own output changed (a digest of
+every file and link under the test folder before and after).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from bad_input_helpers import assert_fails, tiny_fixture  # noqa: F401  (fixture tiny)
+from cli_helpers import run_cli
+from PIL import Image
+from test_export import ARCH, _openmixup_checkpoint, make_run, reference_generator
+
+from samix_hub.artifact.format import MIXED_STATE_NAME
+from samix_hub.errors import OutputError
+from samix_hub.fileio.locking import LOCK_NAME, folder_lock
+
+MIX = ["mix", "--method", "mixup", "--data", "digits", "--num", 8, "--shard-size", 4]
+MIX += ["--batch-size", 4, "--workers", 0, "-q"]
+TRAIN = ["train", "--method", "vanilla", "--data", "digits", "--backbone", ARCH]
+TRAIN += ["--epochs", 1, "--workers", 0, "--batch-size", 32, "--max-steps", 1, "-q"]
+
+#: Holds ``folder_lock(argv[1])`` in a separate process until killed; prints "locked".
+HOLD = (
+    "import sys, time\n"
+    "from samix_hub.fileio.locking import folder_lock\n"
+    "with folder_lock(sys.argv[1], 'demo'):\n"
+    "    print('locked', flush=True)\n"
+    "    time.sleep(600)\n"
+)
+
+
+def hold_lock_elsewhere(folder: Path) -> subprocess.Popen[str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(folder)], stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "locked"
+    return proc
+
+
+def npz_digits(path: Path) -> Path:
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 255, size=(12, 8, 8, 3), dtype=np.uint8)
+    np.savez(path, x_train=x, y_train=np.arange(12) % 3)
+    return path
+
+
+# ---------------------------------------------------------------------------------- --preview
+def test_preview_never_overwrites_a_file_it_did_not_write(tmp_path: Path, capsys) -> None:
+    data = npz_digits(tmp_path / "data.npz")
+    mixed = tmp_path / "mixed"
+    assert run_cli([*MIX, "--out", mixed], capsys)[0] == 0
+    photo = tmp_path / "photo.png"
+    Image.new("RGB", (4, 4), (200, 10, 10)).save(photo)  # a PNG, but not one of ours
+    shard = next((mixed / "data").glob("*.parquet"))
+    npz_mix = ["mix", "--method", "mixup", "--data", f"npz:{data}", "--num", 4]
+    npz_mix += ["--shard-size", 4, "--workers", 0, "-q"]
+    cases = [
+        (npz_mix + ["--out", tmp_path / "m2", "--preview", data], data),  # the input
+        ([*MIX, "--out", mixed, "--preview", shard], shard),  # a finished shard of --out
+        ([*MIX, "--out", tmp_path / "m3", "--preview", photo], photo),  # the user's PNG
+        ([*MIX, "--out", tmp_path / "m4", "--preview", mixed / "README.md"], mixed),
+    ]
+    for args, needle in cases:
+        assert_fails(args, capsys, tmp_path, 2, str(needle))
+    grid = tmp_path / "grid.png"
+    assert run_cli([*MIX, "--out", tmp_path / "m5", "--preview", grid], capsys)[0] == 0
+    first = grid.stat().st_mtime_ns
+    code, _, err = run_cli([*MIX, "--out", tmp_path / "m5", "--preview", grid], capsys)
+    assert code == 0, err  # a grid it wrote itself is replaced
+    assert grid.stat().st_mtime_ns >= first
+
+
+def test_preview_refuses_the_generators_own_config(tiny: Path, tmp_path: Path, capsys) -> None:
+    gen = Path(shutil.copytree(tiny / "generator", tmp_path / "generator"))
+    args = ["mix", "--generator", gen, "--data", "digits", "--num", 4, "--runtime", "torch"]
+    args += ["--workers", 0, "-q", "--out", tmp_path / "m", "--preview", gen / "config.json"]
+    assert_fails(args, capsys, tmp_path, 2, str(gen / "config.json"))
+
+
+def test_preview_link_is_refused(tmp_path: Path, capsys) -> None:
+    victim = tmp_path / "victim.txt"
+    victim.write_text("not a picture\n")
+    (tmp_path / "grid.png").symlink_to(victim)
+    args = [*MIX, "--out", tmp_path / "m", "--preview", tmp_path / "grid.png"]
+    assert_fails(args, capsys, tmp_path, 2, "symbolic link")
+
+
+# ---------------------------------------------------------------------------------- links
+@pytest.mark.parametrize("command", ["mix", "train"])
+def test_lock_file_link_is_never_followed(tmp_path: Path, capsys, command: str) -> None:
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / LOCK_NAME).symlink_to(victim)
+    args = [*(MIX if command == "mix" else TRAIN), "--out", out]
+    assert_fails(args, capsys, tmp_path, 2, str(out / LOCK_NAME))
+    assert victim.read_text() == "precious\n"
+
+
+def test_no_resume_does_not_follow_a_data_link(tmp_path: Path, capsys) -> None:
+    mixed, other = tmp_path / "mixed", tmp_path / "other"
+    assert run_cli([*MIX, "--out", mixed], capsys)[0] == 0
+    other.mkdir()
+    shutil.move(str(mixed / "data"), str(other / "data"))  # same shard names, another folder
+    (mixed / "data").symlink_to(other / "data", target_is_directory=True)
+    assert_fails([*MIX, "--out", mixed, "--no-resume"], capsys, tmp_path, 2, "symbolic link")
+    assert len(list((other / "data").glob("*.parquet"))) == 2
+
+
+def test_out_link_is_refused(tmp_path: Path, capsys) -> None:
+    real = tmp_path / "real"
+    real.mkdir()
+    (tmp_path / "link").symlink_to(real, target_is_directory=True)
+    assert_fails([*TRAIN, "--out", tmp_path / "link"], capsys, tmp_path, 2, "symbolic link")
+
+
+# ---------------------------------------------------------------------------------- --force
+def test_export_force_never_deletes_its_own_input(tmp_path: Path, capsys) -> None:
+    run = make_run(tmp_path / "runs")
+    out = tmp_path / "o"
+    shutil.copytree(run, out / "backbone")
+    args = ["export", out / "backbone", "--out", out, "--what", "backbone", "--force"]
+    assert_fails([*args, "--no-onnx", "-q"], capsys, tmp_path, 2, "input")
+    assert (out / "backbone" / "checkpoints" / "last.pt").is_file()
+
+
+def test_export_force_never_deletes_a_foreign_file(tmp_path: Path, capsys) -> None:
+    run = make_run(tmp_path / "runs")
+    out = tmp_path / "o"
+    args = ["export", run, "--out", out, "--no-onnx", "-q"]
+    assert run_cli(args, capsys)[0] == 0
+    (out / "generator" / "notes.txt").write_text("mine\n")
+    assert_fails([*args, "--force"], capsys, tmp_path, 2, "notes.txt")
+    (out / "generator" / "notes.txt").unlink()
+    code, _, err = run_cli([*args, "--force"], capsys)
+    assert code == 0, err  # a folder of its own files is replaced
+
+
+def test_import_openmixup_force_never_deletes_the_checkpoint(tmp_path: Path, capsys) -> None:
+    gen = reference_generator(make_run(tmp_path / "runs"))
+    out = tmp_path / "gen"
+    out.mkdir()
+    ckpt = out / "samix.pth"
+    torch.save(_openmixup_checkpoint(gen), ckpt)
+    args = ["import-openmixup", ckpt, "--backbone", ARCH, "--out", out, "--force", "--no-onnx"]
+    assert_fails(args, capsys, tmp_path, 2, "holds the input")
+    assert ckpt.is_file()
+
+
+# ---------------------------------------------------------------------------------- wrong --out
+def test_train_and_finetune_refuse_a_mixed_data_set(tiny: Path, tmp_path: Path, capsys) -> None:
+    mixed = Path(shutil.copytree(tiny / "mixed", tmp_path / "mixed"))
+    assert_fails([*TRAIN, "--out", mixed], capsys, tmp_path, 2, "mixed data set")
+    ft = ["finetune", "--backbone", ARCH, "--no-pretrained", "--method", "mixed", "--mixed"]
+    ft += [mixed, "--data", "digits", *TRAIN[7:]]
+    assert_fails([*ft, "--out", mixed], capsys, tmp_path, 2, "mixed data set")
+    assert_fails([*TRAIN, "--out", mixed / "run"], capsys, tmp_path, 2, "inside the mixed")
+    assert (mixed / MIXED_STATE_NAME).is_file()
+
+
+# ---------------------------------------------------------------------------------- locks
+def test_demo_takes_the_lock(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "demo"
+    out.mkdir()
+    (out / ".samix-demo").write_text("an earlier demo\n")
+    (out / "summary.json").write_text("{}\n")
+    proc = hold_lock_elsewhere(out)
+    try:
+        assert_fails(["demo", "--fast", "-q", "--out", out], capsys, tmp_path, 1, "in use")
+    finally:
+        proc.kill()
+        proc.wait()
+    assert (out / "summary.json").read_text() == "{}\n"
+
+
+def test_same_process_cannot_lock_twice(tmp_path: Path) -> None:
+    with folder_lock(tmp_path / "x"):
+        with pytest.raises(OutputError, match="in use"), folder_lock(tmp_path / "x"):
+            pass
+    with folder_lock(tmp_path / "y", shared=True), folder_lock(tmp_path / "y", shared=True):
+        pass  # the ranks of one job share it
+    with folder_lock(tmp_path / "y"):
+        pass  # and it is free again
+
+
+def test_lock_dies_with_the_process_not_with_its_workers(tmp_path: Path) -> None:
+    """A killed run's forked children (DataLoader workers) outlive it for a while; a record
+    lock is not inherited by them, so the folder is free at once."""
+    out = tmp_path / "run"
+    script = (
+        "import os, sys, time\n"
+        "from samix_hub.fileio.locking import folder_lock\n"
+        "with folder_lock(sys.argv[1]):\n"
+        "    child = os.fork()\n"
+        "    if child == 0:\n"
+        "        time.sleep(120)\n"
+        "        os._exit(0)\n"
+        "    print(child, flush=True)\n"
+        "    os.kill(os.getpid(), 9)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script, str(out)], stdout=subprocess.PIPE)
+    assert proc.stdout is not None
+    child = int(proc.stdout.readline())  # the child keeps the pipe open: read one line
+    assert proc.wait(timeout=60) == -9
+    try:
+        os.kill(child, 0)  # the "worker" still runs and still has the lock file open
+        start = time.monotonic()
+        with folder_lock(out):
+            pass
+        assert time.monotonic() - start < 1
+    finally:
+        os.kill(child, signal.SIGKILL)
