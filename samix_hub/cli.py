@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> None:
         click.echo(f"Error: {printable(message)}", err=True)
         sys.exit(exc.exit_code)
     except Interrupted as exc:
-        click.echo(f"Interrupted; {exc}", err=True)
+        click.echo(f"Interrupted; {printable(exc)}", err=True)
         sys.exit(exc.exit_code)
     except (UserError, DataSpecError, FileNotFoundError) as exc:
         if os.environ.get("SAMIX_DEBUG"):
@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> None:
         fault = fault_of(exc)
         if fault is None or os.environ.get("SAMIX_DEBUG"):
             raise
-        click.echo(f"Error: {_fault_message(fault)}", err=True)
+        click.echo(f"Error: {printable(_fault_message(fault))}", err=True)
         sys.exit(1)
 
 

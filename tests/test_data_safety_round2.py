@@ -19,7 +19,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from bad_input_helpers import assert_fails, tiny_fixture  # noqa: F401  (fixture tiny)
+from bad_input_helpers import (
+    assert_fails,
+    no_network_fixture,  # noqa: F401  (fixture no_network)
+    tiny_fixture,  # noqa: F401  (fixture tiny)
+)
 from cli_helpers import run_cli
 from PIL import Image
 from test_export import ARCH, _openmixup_checkpoint, make_run, reference_generator
@@ -225,3 +229,59 @@ def test_lock_dies_with_the_process_not_with_its_workers(tmp_path: Path) -> None
         assert time.monotonic() - start < 1
     finally:
         os.kill(child, signal.SIGKILL)
+
+
+# ---------------------------------------------------------------------------------- secrets
+SECRET = "hf_roundTwoSecretToken0123456789"
+PUSH_OFFLINE = ["--endpoint", "http://127.0.0.1:9", "--token", SECRET]  # never contacted
+
+
+@pytest.fixture(name="hub_cache")
+def hub_cache_fixture(monkeypatch: pytest.MonkeyPatch, tmp_path_factory) -> None:
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path_factory.mktemp("cache")))
+
+
+def test_push_never_follows_a_link_out_of_the_folder(
+    tiny: Path, tmp_path: Path, capsys, no_network, hub_cache
+) -> None:
+    gen = Path(shutil.copytree(tiny / "generator", tmp_path / "generator"))
+    (tmp_path / "private.txt").write_text("my diary\n")
+    (gen / "notes.txt").symlink_to(tmp_path / "private.txt")
+    args = ["push", gen, "me/gen", *PUSH_OFFLINE]
+    assert_fails(args, capsys, tmp_path, 1, "outside")
+    (gen / "notes.txt").unlink()
+    (gen / "extra").symlink_to(tmp_path, target_is_directory=True)
+    assert_fails(args, capsys, tmp_path, 1, "outside")
+    assert not no_network
+
+
+@pytest.mark.parametrize(
+    "where",
+    ["split by a line break", "split by spaces", "file name", "-m", "--tag", "--revision"],
+)
+def test_push_finds_the_token_everywhere(
+    where: str, tiny: Path, tmp_path: Path, capsys, no_network, hub_cache
+) -> None:
+    gen = Path(shutil.copytree(tiny / "generator", tmp_path / "generator"))
+    args = ["push", gen, "me/gen", *PUSH_OFFLINE]
+    needle = "contains your Hub token"
+    if where == "split by a line break":
+        with open(gen / "README.md", "a") as f:
+            f.write(f"\nkey: {SECRET[:10]}\n  {SECRET[10:]}\n")
+    elif where == "split by spaces":
+        (gen / "notes.txt").write_text(" ".join(SECRET[i : i + 4] for i in range(0, 32, 4)))
+    elif where == "file name":
+        (gen / f"{SECRET}.txt").write_text("x\n")
+    else:
+        args += [where, f"release {SECRET}" if where == "-m" else SECRET]
+    assert_fails(args, capsys, tmp_path, 1, needle)
+    assert not no_network
+
+
+def test_url_credentials_are_never_printed(tmp_path: Path, capsys, hub_cache) -> None:
+    args = ["pull", "me/gen", "--endpoint", "http://someone:hunter2@127.0.0.1:9"]
+    line = assert_fails([*args, "--dir", tmp_path / "d"], capsys, tmp_path, 1, "127.0.0.1:9")
+    assert "hunter2" not in line and "someone" not in line
