@@ -111,5 +111,7 @@ def _fault_message(exc: OSError) -> str:
         reason = "no space left on the device; free some space and run the same command again"
     elif exc.errno == errno.EDQUOT:
         reason = "disk quota exceeded; free some space and run the same command again"
+    elif exc.errno == errno.EFBIG:
+        reason = "file too large for this process (see `ulimit -f`)"
     where = f"{exc.filename}: " if exc.filename else ""
     return f"{where}cannot write: {reason}"

@@ -24,6 +24,7 @@ from .artifact.format import (
 )
 from .artifact.validate import list_files
 from .errors import ArtifactError, UserError
+from .fileio import fault_of
 from .fileio.guard import foreign_files, guard_output
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "ARTIFACT_FILES",
     "check_replaceable",
     "finalize_folder",
+    "named_fault",
     "staging_folder",
     "num_params",
     "files_cell",
@@ -103,6 +105,19 @@ def check_replaceable(
             f"{target}: holds {foreign[0]}, which an export does not write; --force replaces "
             "only samix-hub's own files; move it away or choose another --out"
         )
+
+
+def named_fault(exc: BaseException, stage: Path, target: Path) -> OSError | None:
+    """A storage fault while writing ``stage`` (disk full, ``ulimit -f``, a library's own error
+    such as safetensors') as an ``OSError`` naming the file in ``target``; None for any other
+    error."""
+    fault = fault_of(exc)
+    if fault is None:
+        return None
+    name = Path(fault.filename) if fault.filename else None
+    if name is not None and stage in name.parents:
+        name = target / name.relative_to(stage)
+    return OSError(fault.errno, fault.strerror, str(name or target))
 
 
 def finalize_folder(

@@ -57,6 +57,7 @@ from .export_common import (
     check_replaceable,
     files_cell,
     finalize_folder,
+    named_fault,
     staging_folder,
 )
 from .fileio import atomic_write_text
@@ -278,6 +279,11 @@ def export_run(
                     int8_calibration=int8_calibration, int8_eval=int8_eval,
                 )  # fmt: skip
                 finalize_folder(stage, out / "generator", force, GENERATOR, [run_dir])
+            except Exception as exc:
+                fault = named_fault(exc, stage, out / "generator")
+                if fault is None:
+                    raise
+                raise fault from None  # one line naming the file (cli.py)
             finally:
                 shutil.rmtree(stage, ignore_errors=True)
             rep.path = out / "generator"
@@ -293,6 +299,11 @@ def export_run(
                 base_model=base_model(run.config),
             )  # fmt: skip
             finalize_folder(stage, out / "backbone", force, BACKBONE, [run_dir])
+        except Exception as exc:
+            fault = named_fault(exc, stage, out / "backbone")
+            if fault is None:
+                raise
+            raise fault from None  # one line naming the file (cli.py)
         finally:
             shutil.rmtree(stage, ignore_errors=True)
         rep.path = out / "backbone"

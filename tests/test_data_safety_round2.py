@@ -285,3 +285,113 @@ def test_url_credentials_are_never_printed(tmp_path: Path, capsys, hub_cache) ->
     args = ["pull", "me/gen", "--endpoint", "http://someone:hunter2@127.0.0.1:9"]
     line = assert_fails([*args, "--dir", tmp_path / "d"], capsys, tmp_path, 1, "127.0.0.1:9")
     assert "hunter2" not in line and "someone" not in line
+
+
+# ---------------------------------------------------------------------------------- tracebacks
+def nest_config(folder: Path, depth: int = 100_000) -> None:
+    """A config.json nested ``depth`` levels deep (json.loads would hit RecursionError)."""
+    (folder / "config.json").write_text("[" * depth + "]" * depth)
+
+
+@pytest.mark.parametrize("command", ["info", "push", "mix"])
+def test_deeply_nested_config_is_one_line(
+    command: str, tiny: Path, tmp_path: Path, capsys, no_network, hub_cache
+) -> None:
+    gen = Path(shutil.copytree(tiny / "generator", tmp_path / "generator"))
+    nest_config(gen)
+    args = {
+        "info": ["info", gen],
+        "push": ["push", gen, "me/gen", *PUSH_OFFLINE],
+        "mix": ["mix", "--generator", gen, "--data", "digits", "--runtime", "torch", "--out",
+                tmp_path / "m", "-q"],
+    }[command]  # fmt: skip
+    line = assert_fails(args, capsys, tmp_path, 1, "nested deeper than")
+    assert str(gen / "config.json") in line
+    assert not no_network
+
+
+def _limit_file_size() -> None:
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_FSIZE, (256 * 1024, 256 * 1024))
+
+
+def test_export_under_ulimit_f_is_one_line(tmp_path: Path) -> None:
+    run = make_run(tmp_path / "runs")
+    out = tmp_path / "o"
+    before = {p: p.stat().st_mtime_ns for p in run.rglob("*")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "samix_hub", "export", str(run), "--out", str(out), "--no-onnx",
+         "-q"],
+        capture_output=True, text=True, timeout=300, preexec_fn=_limit_file_size,
+        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+    )  # fmt: skip
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 1, proc.stderr
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert str(out / "generator") in lines[0] and "too large" in lines[0]
+    assert not list(out.glob(".*partial*")) and not (out / "generator").exists()
+    assert {p: p.stat().st_mtime_ns for p in run.rglob("*")} == before
+
+
+def test_disk_full_during_export_is_one_line(tmp_path: Path, capsys, monkeypatch) -> None:
+    from safetensors import SafetensorError
+
+    def full(*args, **kwargs):
+        raise SafetensorError(
+            "Error while serializing: I/O error: No space left on device (os error 28)"
+        )
+
+    run = make_run(tmp_path / "runs")
+    monkeypatch.setattr("samix_hub.artifact.write.save_file", full)  # the library's function
+    args = ["export", run, "--out", tmp_path / "o", "--no-onnx", "-q"]
+    line = assert_fails(args, capsys, tmp_path, 1, "no space left", out=tmp_path / "o")
+    assert str(tmp_path / "o" / "generator") in line
+    assert not (tmp_path / "o" / "generator").exists()
+
+
+def forged_png(path: Path, width: int, height: int) -> Path:
+    """A PNG whose header claims ``width x height`` RGB pixels (a few bytes on disk)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        crc = zlib.crc32(kind + body) & 0xFFFFFFFF
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", crc)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    data = chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + data)
+    return path
+
+
+def image_folder(root: Path, bomb: tuple[int, int]) -> Path:
+    rng = np.random.default_rng(0)
+    for cls in ("a", "b"):
+        for i in range(4):
+            pixels = rng.integers(0, 255, size=(16, 16, 3), dtype=np.uint8)
+            (root / "train" / cls).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(pixels).save(root / "train" / cls / f"{i}.png")
+    forged_png(root / "train" / "b" / "huge.png", *bomb)
+    return root
+
+
+@pytest.mark.parametrize("size", [(30000, 30000), (6000, 6000)])
+def test_image_bomb_in_a_folder_data_set(size, tmp_path: Path, capsys) -> None:
+    data = image_folder(tmp_path / "imgs", size)
+    mix = ["mix", "--method", "mixup", "--data", f"folder:{data}", "--num", 40]
+    mix += ["--shard-size", 40, "--workers", 0, "-q"]
+    bomb = data / "train" / "b" / "huge.png"
+    assert_fails(
+        [*mix, "--out", tmp_path / "m1"], capsys, tmp_path, 2, str(bomb), out=tmp_path / "m1"
+    )
+    code, _, err = run_cli([*mix, "--out", tmp_path / "m2", "--on-error", "skip"], capsys)
+    assert code == 0 and "Traceback" not in err, err
+    assert f"{bomb}" in err and "skipped" in err
+    assert (tmp_path / "m2" / "README.md").is_file()
+    train = ["train", "--method", "vanilla", "--data", f"folder:{data}", "--backbone", ARCH]
+    train += ["--epochs", 1, "--workers", 0, "--batch-size", 9, "-q"]
+    assert_fails(
+        [*train, "--out", tmp_path / "r"], capsys, tmp_path, 2, str(bomb), out=tmp_path / "r"
+    )

@@ -15,6 +15,7 @@ from typing import Any
 
 from ..data.mixed import SHARD_RE
 from ..errors import ArtifactError, NotAnArtifactError, UserError
+from ..fileio.guard import loads_bounded, read_json_bounded
 from ..models.generator import Generator
 from .format import (
     BACKBONE,
@@ -50,7 +51,7 @@ def _read_json(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ArtifactError(f"{path}: missing")
     try:
-        data = json.loads(path.read_text())
+        data = read_json_bounded(path)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ArtifactError(f"{path}: not valid JSON ({exc})") from None
     if not isinstance(data, dict):
@@ -247,7 +248,7 @@ def _shard_rows(shard: Path) -> int:
     info = (schema.metadata or {}).get(b"samix")
     if info is not None:
         try:
-            recorded = json.loads(info).get("rows")
+            recorded = loads_bounded(info).get("rows")
         except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
             raise ArtifactError(f"{shard}: corrupt 'samix' metadata") from None
         if recorded is not None and recorded != rows:

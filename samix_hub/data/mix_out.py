@@ -19,6 +19,7 @@ from typing import Any
 from ..artifact.format import CARD_NAME
 from ..errors import UserError
 from ..fileio import atomic_write_json, remove_stale_temps
+from ..fileio.guard import read_json_bounded
 from ..fileio.locking import folder_lock, is_lock_file
 from .mixed import DATA_DIR, FORMAT_VERSION, STATE_NAME, num_shards, shard_name
 
@@ -88,7 +89,7 @@ def _marked_settings(state_path: Path) -> dict[str, Any] | None:
     if not state_path.is_file():
         return None
     try:
-        settings = json.loads(state_path.read_text()).get("settings")
+        settings = read_json_bounded(state_path).get("settings")
     except (json.JSONDecodeError, OSError, AttributeError):
         return {}
     return settings if isinstance(settings, dict) else {}

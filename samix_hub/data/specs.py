@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .limits import DataSpecError
+from .limits import DataSpecError, check_pixels
 from .npz import read_npz
 
 __all__ = [
@@ -88,9 +88,10 @@ class FolderDataset(Dataset):
         path, label = self.samples[index]
         try:
             with Image.open(path) as im:
+                check_pixels(im.size, path)  # from the header, before decoding
                 im = im.convert("RGB" if self.channels == 3 else "L")
                 arr = np.asarray(im, dtype=np.uint8)
-        except (OSError, UnidentifiedImageError) as exc:
+        except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as exc:
             raise DataSpecError(f"{path}: unreadable image ({exc})") from None
         if arr.ndim == 2:
             arr = arr[..., None]

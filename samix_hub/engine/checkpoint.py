@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 from ..artifact.format import RUN
 from ..errors import UserError
 from ..fileio import append_line, atomic_write, atomic_write_text, remove_stale_temps
-from ..fileio.guard import guard_output
+from ..fileio.guard import guard_output, loads_bounded, read_json_bounded
 
 __all__ = [
     "CHECKPOINT",
@@ -132,7 +132,7 @@ def read_run_config(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
     if not path.is_file():
         raise UserError(f"{path}: missing (not a samix-hub run folder)")
     try:
-        config = json.loads(path.read_text())
+        config = read_json_bounded(path)
     except json.JSONDecodeError as exc:
         raise UserError(f"{path}: not valid JSON ({exc})") from None
     if config.get("kind") != "samix-run":
@@ -147,7 +147,7 @@ def check_run_folder(run_dir: Path) -> None:
     path = run_dir / "config.json"
     if path.is_file():
         try:
-            kind = json.loads(path.read_text()).get("kind")
+            kind = read_json_bounded(path).get("kind")
         except (json.JSONDecodeError, UnicodeDecodeError, AttributeError, RecursionError):
             kind = None
         if kind != RUN:
@@ -171,7 +171,7 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     rows = []
     for line in path.read_text().splitlines():
         try:
-            rows.append(json.loads(line))
+            rows.append(loads_bounded(line))
         except json.JSONDecodeError:
             continue
     return rows

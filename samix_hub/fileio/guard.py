@@ -13,7 +13,9 @@ A command writes only
   when every file there is one it would write itself (``replaceable_files``).
 
 Every refusal is a :class:`~samix_hub.errors.UserError` (exit code 2: the output given is the
-wrong place; nothing was written) naming the path and what is in the way. JSON read here is bounded in size and nesting (:func:`read_json_bounded`).
+wrong place; nothing was written) naming the path and what is in the way. JSON read here is
+bounded in size and nesting (:func:`loads_bounded`, used by every reader of a samix-hub JSON
+file).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ __all__ = [
     "MAX_JSON_DEPTH",
     "MAX_JSON_BYTES",
     "check_json_depth",
+    "loads_bounded",
     "read_json_bounded",
     "folder_kind",
     "guard_output",
@@ -50,12 +53,13 @@ _KIND_NAMES = {
 }
 
 
-def check_json_depth(text: str, where: object) -> None:
+def check_json_depth(text: str) -> None:
     """Refuse JSON nested deeper than :data:`MAX_JSON_DEPTH` before it is parsed (a deep
-    document makes ``json.loads`` raise ``RecursionError``). Brackets in strings are skipped."""
-    depth = deepest = 0
+    document makes ``json.loads`` raise ``RecursionError``). Brackets in strings are skipped.
+    Raises ``json.JSONDecodeError``, so every caller's handler of bad JSON applies."""
+    depth = 0
     in_string = escaped = False
-    for ch in text:
+    for pos, ch in enumerate(text):
         if in_string:
             if escaped:
                 escaped = False
@@ -67,28 +71,32 @@ def check_json_depth(text: str, where: object) -> None:
             in_string = True
         elif ch in "[{":
             depth += 1
-            if depth > deepest:
-                deepest = depth
-                if deepest > MAX_JSON_DEPTH:
-                    raise UserError(
-                        f"{where}: JSON nested deeper than {MAX_JSON_DEPTH} levels; not a "
-                        "samix-hub file"
-                    )
+            if depth > MAX_JSON_DEPTH:
+                raise json.JSONDecodeError(
+                    f"nested deeper than {MAX_JSON_DEPTH} levels", text[: pos + 1], pos
+                )
         elif ch in "]}":
             depth -= 1
 
 
+def loads_bounded(text: str | bytes) -> Any:
+    """``json.loads`` of at most :data:`MAX_JSON_BYTES` and :data:`MAX_JSON_DEPTH` levels;
+    anything else raises ``json.JSONDecodeError`` (never ``RecursionError``)."""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8")
+    if len(text) > MAX_JSON_BYTES:
+        raise json.JSONDecodeError(f"larger than {MAX_JSON_BYTES} bytes", "", 0)
+    check_json_depth(text)
+    return json.loads(text)
+
+
 def read_json_bounded(path: str | os.PathLike[str]) -> Any:
-    """Parse a JSON file of at most :data:`MAX_JSON_BYTES` bytes and :data:`MAX_JSON_DEPTH`
-    levels; an oversized or too deep file raises :class:`~samix_hub.errors.UserError` naming
-    it, malformed JSON raises ``json.JSONDecodeError`` as ``json.loads`` does."""
+    """:func:`loads_bounded` of a file, whose size is checked before it is read."""
     path = Path(path)
     size = path.stat().st_size
     if size > MAX_JSON_BYTES:
-        raise UserError(f"{path}: {size} bytes; larger than any samix-hub JSON file")
-    text = path.read_text(encoding="utf-8")
-    check_json_depth(text, path)
-    return json.loads(text)
+        raise json.JSONDecodeError(f"{size} bytes, larger than any samix-hub JSON file", "", 0)
+    return loads_bounded(path.read_text(encoding="utf-8"))
 
 
 def _config_kind(folder: Path) -> str | None:
@@ -97,7 +105,7 @@ def _config_kind(folder: Path) -> str | None:
         if not path.is_file():  # read only: a Hub snapshot's files are links to blobs
             return None
         cfg = read_json_bounded(path)
-    except (OSError, ValueError, UserError):
+    except (OSError, ValueError):
         return None
     if not isinstance(cfg, dict):
         return None
