@@ -395,3 +395,88 @@ def test_image_bomb_in_a_folder_data_set(size, tmp_path: Path, capsys) -> None:
     assert_fails(
         [*train, "--out", tmp_path / "r"], capsys, tmp_path, 2, str(bomb), out=tmp_path / "r"
     )
+
+
+# ---------------------------------------------------------------------------------- mixed rows
+def damage_rows(mixed: Path, column: str, value: object) -> Path:
+    """Set ``column`` of the first row of the first shard to ``value`` (metadata kept)."""
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    shard = sorted((mixed / "data").glob("*.parquet"))[0]
+    table = pq.read_table(shard)
+    if column == "image":
+        buf = io.BytesIO()
+        forged_png(tmp := mixed.parent / "bomb.png", 30000, 30000)
+        buf.write(tmp.read_bytes())
+        tmp.unlink()
+        images = table.column("image").to_pylist()
+        images[0] = {**images[0], "bytes": buf.getvalue()}
+        values = pa.array(images, type=table.schema.field("image").type)
+    else:
+        values = table.column(column).to_pylist()
+        values[0] = value
+        values = pa.array(values, type=table.schema.field(column).type)
+    table = table.set_column(table.schema.get_field_index(column), column, values)
+    pq.write_table(table, shard)
+    return shard
+
+
+ROW_CASES = [("label_a", 999999, "label_a 999999"), ("label_b", -1, "label_b -1"),
+             ("lam", 1.5, "lam 1.5"), ("lam", float("nan"), "lam nan"),
+             ("image", None, "row 0: image")]  # fmt: skip
+
+
+@pytest.mark.parametrize(("column", "value", "needle"), ROW_CASES)
+def test_push_range_checks_every_mixed_row(
+    column, value, needle, tiny: Path, tmp_path: Path, capsys, no_network, hub_cache
+) -> None:
+    mixed = Path(shutil.copytree(tiny / "mixed", tmp_path / "mixed"))
+    damage_rows(mixed, column, value)
+    args = ["push", mixed, "me/mixed", "--repo-type", "dataset", *PUSH_OFFLINE]
+    line = assert_fails(args, capsys, tmp_path, 1, needle)
+    assert "row 0" in line
+    assert not no_network
+
+
+def test_finetune_mixed_with_an_out_of_range_label(tiny: Path, tmp_path: Path, capsys) -> None:
+    mixed = Path(shutil.copytree(tiny / "mixed", tmp_path / "mixed"))
+    damage_rows(mixed, "label_b", 999999)
+    ft = ["finetune", "--backbone", ARCH, "--no-pretrained", "--method", "mixed", "--mixed"]
+    ft += [mixed, "--data", "digits", *TRAIN[7:], "--out", tmp_path / "run"]
+    assert_fails(ft, capsys, tmp_path, 1, "label_b 999999", out=tmp_path / "run")
+
+
+# ---------------------------------------------------------------------------------- values
+def test_one_pixel_images_are_refused(tmp_path: Path, capsys) -> None:
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 255, size=(20, 1, 1, 3), dtype=np.uint8)
+    np.savez(tmp_path / "one.npz", x_train=x, y_train=np.arange(20) % 2)
+    train = ["train", "--method", "vanilla", "--data", f"npz:{tmp_path / 'one.npz'}"]
+    train += ["--backbone", ARCH, *TRAIN[7:], "--out", tmp_path / "run"]
+    assert_fails(train, capsys, tmp_path, 2, "1x1 pixels")
+    assert not (tmp_path / "run").exists()
+
+
+def test_eval_refuses_nan_weights(tmp_path: Path, capsys) -> None:
+    run = tmp_path / "run"
+    assert run_cli([*TRAIN, "--out", run], capsys)[0] == 0
+    ckpt = run / "checkpoints" / "last.pt"
+    state = torch.load(ckpt, weights_only=True)
+    for tensor in state["model"].values():
+        if tensor.is_floating_point():
+            tensor.fill_(float("nan"))
+    torch.save(state, ckpt)
+    assert_fails(["eval", run, "--data", "digits"], capsys, tmp_path, 1, "NaN")
+
+
+def test_huge_alpha_gives_even_mixes(tmp_path: Path, capsys) -> None:
+    from samix_hub.data.mixed import MixedDataset
+
+    out = tmp_path / "m"
+    code, _, err = run_cli([*MIX, "--alpha", "1e308", "--out", out], capsys)
+    assert code == 0, err
+    lam = MixedDataset(out).lam
+    assert np.allclose(lam, 0.5), lam  # Beta(α, α) concentrates at 0.5 as α grows

@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from ..data.limits import MAX_CLASSES, DataSpecError, check_pixels
 from ..data.mixed import SHARD_RE
 from ..errors import ArtifactError, NotAnArtifactError, UserError
 from ..fileio.guard import loads_bounded, read_json_bounded
@@ -255,10 +256,69 @@ def _shard_rows(shard: Path) -> int:
             raise ArtifactError(f"{shard}: holds {rows} rows, its metadata records {recorded}")
     # Reading every column chunk catches damage inside the file that the footer does not show.
     try:
-        pq.ParquetFile(shard).read().validate(full=True)
+        table = pq.ParquetFile(shard).read()
+        table.validate(full=True)
     except Exception as exc:
         raise ArtifactError(f"{shard}: corrupt Parquet data ({_first_line(exc)})") from None
+    _check_rows(shard, table, schema.metadata or {})
     return rows
+
+
+def _class_count(shard: Path, metadata: dict[bytes, bytes]) -> int:
+    """The class count the shard's ``datasets`` features name (``label_a``'s names)."""
+    try:
+        info = loads_bounded(metadata.get(b"huggingface", b"{}"))
+        names = info.get("info", {}).get("features", {}).get("label_a", {}).get("names")
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+        raise ArtifactError(f"{shard}: corrupt 'huggingface' metadata") from None
+    if not isinstance(names, list) or not names:
+        return MAX_CLASSES
+    return len(names)
+
+
+def _check_rows(shard: Path, table: Any, metadata: dict[bytes, bytes]) -> None:
+    """Every row in range: labels in 0..K-1, λ finite in [0, 1], an image whose header names
+    a format PIL reads and a size within ``data.limits.MAX_SOURCE_PIXELS`` (nothing decoded)."""
+    import io
+
+    import numpy as np
+    from PIL import Image, UnidentifiedImageError
+
+    names = set(table.column_names)
+    missing = sorted({"image", "label_a", "label_b", "lam"} - names)
+    if missing:
+        raise ArtifactError(f"{shard}: lacks the column(s) {', '.join(missing)}")
+    classes = _class_count(shard, metadata)
+    for col in ("label_a", "label_b"):
+        try:
+            labels = np.asarray(table.column(col).to_numpy(zero_copy_only=False), dtype=np.int64)
+        except (TypeError, ValueError, OverflowError):
+            raise ArtifactError(f"{shard}: column {col} is not integer labels") from None
+        bad = np.flatnonzero((labels < 0) | (labels >= classes))
+        if bad.size:
+            raise ArtifactError(
+                f"{shard}: row {int(bad[0])}: {col} {int(labels[bad[0]])} is outside 0..{classes - 1}"
+            )
+    try:
+        lam = np.asarray(table.column("lam").to_numpy(zero_copy_only=False), dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ArtifactError(f"{shard}: column lam is not numbers") from None
+    bad = np.flatnonzero(~(np.isfinite(lam) & (lam >= 0) & (lam <= 1)))
+    if bad.size:
+        raise ArtifactError(f"{shard}: row {int(bad[0])}: lam {lam[bad[0]]} is not in [0, 1]")
+    images = table.column("image").combine_chunks()
+    data = images.field("bytes") if hasattr(images, "field") else images
+    for row, blob in enumerate(data.to_pylist()):
+        where = f"{shard}: row {row}: image"
+        if not isinstance(blob, bytes):
+            raise ArtifactError(f"{where} is missing")
+        try:
+            with Image.open(io.BytesIO(blob)) as im:  # reads the header only
+                check_pixels(im.size, where)
+        except DataSpecError as exc:
+            raise ArtifactError(str(exc)) from None
+        except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as exc:
+            raise ArtifactError(f"{where} is not a readable image ({_first_line(exc)})") from None
 
 
 def _validate_mixed(folder: Path) -> None:
