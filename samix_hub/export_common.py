@@ -26,6 +26,7 @@ from .artifact.validate import list_files
 from .errors import ArtifactError, UserError
 from .fileio import fault_of
 from .fileio.guard import foreign_files, guard_output
+from .onnx import PARITY_TOL
 
 __all__ = [
     "PARITY_TOL",
@@ -39,9 +40,6 @@ __all__ = [
     "files_cell",
     "check_parity",
 ]
-
-#: Max |torch - onnxruntime| accepted: mask and mixed 1e-4, logits 1e-3.
-PARITY_TOL = {"mask": 1e-4, "mixed": 1e-4, "logits": 1e-3}
 
 
 @dataclass

@@ -23,6 +23,7 @@ from pathlib import Path
 from .artifact.format import BACKBONE_WEIGHTS, CARD_NAME, CONFIG_NAME, GENERATOR_WEIGHTS
 from .artifact.validate import MIXED_DATASET, PICKLE_SUFFIXES, detect_kind, validate_artifact
 from .card_repo import set_card_repo_id
+from .cards import check_card_parses
 from .errors import ArtifactError, HubError, UserError
 from .fileio import check_writable_dir
 from .hub_checks import check_no_links_out, check_no_token, safe_repo_path
@@ -98,6 +99,7 @@ def push(
     if not (src / CARD_NAME).is_file():
         raise ArtifactError(f"{src / CARD_NAME}: missing (the card); run `samix-hub export`")
     expected_type = "dataset" if kind == MIXED_DATASET else "model"
+    check_card_parses(src / CARD_NAME, expected_type)
     if repo_type is not None and repo_type != expected_type:
         raise UserError(f"{src} is a {kind}: push it with --repo-type {expected_type}")
     check_no_token(

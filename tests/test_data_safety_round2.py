@@ -480,3 +480,89 @@ def test_huge_alpha_gives_even_mixes(tmp_path: Path, capsys) -> None:
     assert code == 0, err
     lam = MixedDataset(out).lam
     assert np.allclose(lam, 0.5), lam  # Beta(α, α) concentrates at 0.5 as α grows
+
+
+# ---------------------------------------------------------------------------------- publish
+@pytest.fixture(scope="module", name="onnx_release")
+def onnx_release_fixture(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """generator/ and backbone/ exported with their ONNX graphs."""
+    from samix_hub.export_run import export_run
+
+    root = tmp_path_factory.mktemp("onnx-release")
+    export_run(make_run(root), root / "out")
+    return root / "out"
+
+
+def scramble_onnx(graph: Path) -> None:
+    """Replace every floating-point initializer (the graph's weights) with random values."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(graph))
+    rng = np.random.default_rng(0)
+    for i, tensor in enumerate(model.graph.initializer):
+        arr = numpy_helper.to_array(tensor)
+        if arr.dtype.kind == "f" and arr.size > 1:
+            noise = rng.standard_normal(arr.shape).astype(arr.dtype)
+            model.graph.initializer[i].CopyFrom(numpy_helper.from_array(noise, tensor.name))
+    onnx.save(model, str(graph))
+
+
+@pytest.mark.parametrize("kind", ["generator", "backbone"])
+def test_push_runs_the_onnx_graph_against_the_weights(
+    kind: str, onnx_release: Path, tmp_path: Path, capsys, no_network, hub_cache
+) -> None:
+    folder = Path(shutil.copytree(onnx_release / kind, tmp_path / kind))
+    graph = folder / "onnx" / ("generator.onnx" if kind == "generator" else "model.onnx")
+    scramble_onnx(graph)
+    args = ["push", folder, f"me/{kind}", *PUSH_OFFLINE]
+    assert_fails(args, capsys, tmp_path, 1, "computes another function")
+    code, stdout, err = run_cli(["info", folder, "--json"], capsys)
+    assert '"valid": false' in stdout and "computes another function" in stdout, stdout + err
+    assert not no_network
+
+
+def test_push_refuses_onnx_metadata_that_contradicts_the_config(
+    onnx_release: Path, tmp_path: Path, capsys, no_network, hub_cache
+) -> None:
+    from samix_hub.onnx_metadata import read_metadata, write_metadata
+
+    folder = Path(shutil.copytree(onnx_release / "generator", tmp_path / "generator"))
+    graph = folder / "onnx" / "generator.onnx"
+    write_metadata(graph, {**read_metadata(graph), "input_size": [64, 64]})
+    args = ["push", folder, "me/gen", *PUSH_OFFLINE]
+    assert_fails(args, capsys, tmp_path, 1, "samix_hub.input_size [64, 64] differs from config")
+    assert not no_network
+
+
+CARDS = [("", "no YAML front matter"), ("# just text\n", "no YAML front matter"),
+         ("---\nlicense: [unclosed\n---\n# x\n", "front matter does not parse"),
+         ("---\n---\n# text\n", "empty front matter"),
+         ("---\nlicense: mit\n---\n\n", "no text below")]  # fmt: skip
+
+
+@pytest.mark.parametrize(("card", "needle"), CARDS)
+def test_push_refuses_a_card_that_does_not_parse(
+    card: str, needle: str, tiny: Path, tmp_path: Path, capsys, no_network, hub_cache
+) -> None:
+    gen = Path(shutil.copytree(tiny / "generator", tmp_path / "generator"))
+    (gen / "README.md").write_text(card)
+    assert_fails(["push", gen, "me/gen", *PUSH_OFFLINE], capsys, tmp_path, 1, needle)
+    assert not no_network
+
+
+@pytest.mark.parametrize(
+    "value", ["hf-hub:someone/evil-model", "https://example.com/x", "resnet50"]
+)
+def test_encoder_block_names_nothing_else(
+    value: str, tiny: Path, tmp_path: Path, capsys, no_network, hub_cache
+) -> None:
+    import json
+
+    gen = Path(shutil.copytree(tiny / "generator", tmp_path / "generator"))
+    cfg = json.loads((gen / "config.json").read_text())
+    cfg["encoder"]["architecture"] = value
+    (gen / "config.json").write_text(json.dumps(cfg))
+    line = assert_fails(["push", gen, "me/gen", *PUSH_OFFLINE], capsys, tmp_path, 1, "encoder")
+    assert "architecture" in line
+    assert not no_network

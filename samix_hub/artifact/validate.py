@@ -374,7 +374,103 @@ def validate_artifact(path: str | Path, runtime: str = "all") -> str:
     if kind in ONNX_INPUTS and runtime in ("onnx", "all"):
         onnx_file = required_files(kind, "onnx")[-1]
         _check_onnx_file(folder / onnx_file, kind)
+        _check_onnx_metadata(folder, folder / onnx_file, kind)
+        if runtime == "all":  # both files present: the graph must compute what the weights do
+            _check_onnx_parity(folder, folder / onnx_file, kind)
     return kind
+
+
+def _check_onnx_metadata(folder: Path, path: Path, kind: str) -> None:
+    """The graph's ``samix_hub.*`` metadata (when it has any) agrees with ``config.json``."""
+    import numpy as np
+
+    from ..onnx_metadata import read_metadata
+
+    try:
+        meta = read_metadata(path)
+    except Exception as exc:  # onnx's DecodeError and friends
+        raise ArtifactError(f"{path}: unreadable ONNX metadata ({_first_line(exc)})") from None
+    if not meta:
+        return  # graphs written before the metadata existed
+    cfg = _read_json(folder / CONFIG_NAME)
+    if kind == GENERATOR:
+        expected = {
+            "kind": GENERATOR,
+            "mean": cfg.get("mean"),
+            "std": cfg.get("std"),
+            "in_chans": cfg.get("in_chans"),
+            "input_size": cfg.get("input_size"),
+        }
+    else:
+        pcfg = cfg.get("pretrained_cfg") or {}
+        expected = {
+            "kind": BACKBONE,
+            "mean": pcfg.get("mean"),
+            "std": pcfg.get("std"),
+            "input_size": pcfg.get("input_size"),
+        }
+    for key, want in expected.items():
+        if want is None or key not in meta:
+            continue
+        got = meta[key]
+        if isinstance(want, str) or isinstance(got, str):
+            same = got == want
+        else:
+            try:
+                a, b = np.asarray(got, float), np.asarray(want, float)
+                same = a.shape == b.shape and bool(np.allclose(a, b, atol=1e-6))
+            except (TypeError, ValueError):
+                same = False
+        if not same:
+            raise ArtifactError(
+                f"{path}: ONNX metadata samix_hub.{key} {got!r} differs from config.json {want!r}"
+            )
+
+
+def _check_onnx_parity(folder: Path, path: Path, kind: str) -> None:
+    """Run the graph and the safetensors weights on a fixed probe (``onnx.generator_parity`` /
+    ``backbone_parity``, seed 0); refuse a difference above ``onnx.PARITY_TOL``."""
+    from safetensors.torch import load_file
+
+    from ..onnx import PARITY_TOL, OnnxBackbone, OnnxGenerator, backbone_parity, generator_parity
+
+    cfg = _read_json(folder / CONFIG_NAME)
+    try:
+        if kind == GENERATOR:
+            config = generator_config_from_dict(cfg, source=str(folder / CONFIG_NAME))
+            gen = Generator(config)
+            gen.load_state_dict(load_file(str(folder / GENERATOR_WEIGHTS)))
+            gen.eval()
+            parity = generator_parity(gen, OnnxGenerator(path, config, device="cpu"))
+        else:
+            import timm
+
+            kwargs = dict(cfg.get("model_args") or {})
+            kwargs.setdefault("num_classes", cfg["num_classes"])
+            pcfg = cfg.get("pretrained_cfg") or {}
+            input_size = pcfg.get("input_size") or [3, 224, 224]
+            kwargs.setdefault("in_chans", int(input_size[0]))
+            model = timm.create_model(cfg["architecture"], pretrained=False, **kwargs)
+            model.load_state_dict(load_file(str(folder / BACKBONE_WEIGHTS)))
+            parity = backbone_parity(
+                model.eval(),
+                OnnxBackbone(path, cfg, device="cpu"),
+                pcfg.get("mean") or [0.0] * int(input_size[0]),
+                pcfg.get("std") or [1.0] * int(input_size[0]),
+                input_size,
+            )
+    except ArtifactError:
+        raise
+    except Exception as exc:  # onnxruntime refusing the graph, a shape that does not fit
+        raise ArtifactError(
+            f"{path}: cannot be run against the safetensors weights ({_first_line(exc)})"
+        ) from None
+    for key, value in parity.items():
+        if not value <= PARITY_TOL[key]:
+            raise ArtifactError(
+                f"{path}: computes another function than the safetensors weights "
+                f"(max |onnx - torch| on {key} {value:.2e} > {PARITY_TOL[key]:.0e}); re-export"
+            )
 
 
 def list_files(path: str | Path) -> dict[str, int]:
