@@ -68,6 +68,7 @@ def _backbone_model(src: str, device: torch.device) -> tuple[dict[str, torch.nn.
         "num_classes": config.get("num_classes"),
         "image_size": list(pcfg.get("input_size", [3, 0, 0])[1:]) or None,
         "backbone": config.get("architecture"),
+        "in_chans": (pcfg.get("input_size") or [3])[0],
     }
     return {"model": Classifier(net, mean, std).to(device)}, info
 
@@ -84,7 +85,11 @@ def _probe_encoder(src: str, path: Path, device: torch.device) -> tuple[torch.nn
         )  # fmt: skip
         _check_finite(state["model"], f"{path}: checkpoints/last.pt (model)")
         model.net.load_state_dict(state["model"])
-        info = {"image_size": config.get("image_size"), "backbone": config["backbone"]}
+        info = {
+            "image_size": config.get("image_size"),
+            "backbone": config["backbone"],
+            "in_chans": config.get("in_chans", 3),
+        }
     else:
         models, info = _backbone_model(src, device)
         model = models["model"]
@@ -93,13 +98,20 @@ def _probe_encoder(src: str, path: Path, device: torch.device) -> tuple[torch.nn
     return model.to(device), info
 
 
-def _test_data(data: str) -> DataSource:
+def _test_data(data: str, src: str, info: dict[str, Any]) -> DataSource:
+    """The data's test split, refused when its images have another channel count than the
+    model takes."""
     try:
         source = load_data(data)
     except DataSpecError as exc:
         raise UserError(str(exc)) from None
     if source.test is None:
         raise UserError(f"{data}: has no test split to evaluate")
+    chans = info.get("in_chans")
+    if chans is not None and int(chans) != int(source.channels):
+        raise UserError(
+            f"{src}: takes {chans}-channel images, {data} has {source.channels}-channel images"
+        )
     return source
 
 
@@ -113,7 +125,7 @@ def accuracy(
         models, info = _run_models(path, device)
     else:
         models, info = _backbone_model(src, device)
-    source = _test_data(data)
+    source = _test_data(data, src, info)
     if info.get("num_classes") != source.num_classes:
         raise UserError(
             f"{src}: has {info.get('num_classes')} classes, {data} has {source.num_classes}"
@@ -141,7 +153,7 @@ def probe(
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """(results, the probe's raw numbers) of a linear probe on ``src``'s frozen features."""
     encoder, info = _probe_encoder(src, Path(src).expanduser(), device)
-    source = _test_data(data)
+    source = _test_data(data, src, info)
     size = tuple(info.get("image_size") or source.image_size)
     res = linear_probe(
         encoder, source, device, epochs, lr, batch_size, workers=workers, seed=seed,

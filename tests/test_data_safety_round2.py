@@ -566,3 +566,16 @@ def test_encoder_block_names_nothing_else(
     line = assert_fails(["push", gen, "me/gen", *PUSH_OFFLINE], capsys, tmp_path, 1, "encoder")
     assert "architecture" in line
     assert not no_network
+
+
+def test_eval_refuses_data_of_another_channel_count(tmp_path: Path, capsys) -> None:
+    rng = np.random.default_rng(0)
+    grey = {k: rng.integers(0, 255, size=(40, 16, 16, 1), dtype=np.uint8)
+            for k in ("x_train", "x_test")}  # fmt: skip
+    labels = {k: np.arange(40) % 10 for k in ("y_train", "y_test")}
+    np.savez(tmp_path / "grey.npz", **grey, **labels)
+    run = tmp_path / "run"
+    train = ["train", "--method", "vanilla", "--data", f"npz:{tmp_path / 'grey.npz'}"]
+    assert run_cli([*train, "--backbone", ARCH, *TRAIN[7:], "--out", run], capsys)[0] == 0
+    line = assert_fails(["eval", run, "--data", "digits"], capsys, tmp_path, 2, "1-channel")
+    assert "3-channel" in line
