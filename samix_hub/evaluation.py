@@ -13,12 +13,13 @@ import torch
 
 from .artifact.format import CONFIG_NAME
 from .artifact.load import load_backbone
+from .artifact.validate import check_finite
 from .data import eval_transform, load_data
 from .data.specs import DataSource, DataSpecError
 from .engine import Classifier, build_classifier, evaluate, load_checkpoint, read_run_config
 from .engine.linear_probe import linear_probe
 from .engine.loader import eval_loader
-from .errors import ArtifactError, UserError
+from .errors import UserError
 
 __all__ = ["accuracy", "probe", "is_run_folder"]
 
@@ -26,14 +27,6 @@ __all__ = ["accuracy", "probe", "is_run_folder"]
 def is_run_folder(path: Path) -> bool:
     """A ``samix-hub train`` run folder (config.json and checkpoints/)."""
     return (path / CONFIG_NAME).is_file() and (path / "checkpoints").is_dir()
-
-
-def _check_finite(state: dict[str, Any], where: object) -> None:
-    """Refuse weights with NaN or infinite values: their scores would mean nothing."""
-    for key, value in state.items():
-        if isinstance(value, torch.Tensor) and value.is_floating_point():
-            if not bool(torch.isfinite(value).all()):
-                raise ArtifactError(f"{where}: weights {key!r} hold NaN or infinite values")
 
 
 def _run_models(run_dir: Path, device: torch.device) -> tuple[dict[str, torch.nn.Module], dict]:
@@ -52,7 +45,7 @@ def _run_models(run_dir: Path, device: torch.device) -> tuple[dict[str, torch.nn
             config["backbone"], config["num_classes"], config["mean"], config["std"],
             config["in_chans"],
         )  # fmt: skip
-        _check_finite(state[name], f"{run_dir}: checkpoints/last.pt ({name})")
+        check_finite(state[name], f"{run_dir / 'checkpoints' / 'last.pt'} ({name})")
         model.net.load_state_dict(state[name])
         models[name] = model.to(device)
     return models, config
@@ -83,7 +76,7 @@ def _probe_encoder(src: str, path: Path, device: torch.device) -> tuple[torch.nn
             config["backbone"], int(config.get("num_classes") or 0), config["mean"],
             config["std"], config["in_chans"],
         )  # fmt: skip
-        _check_finite(state["model"], f"{path}: checkpoints/last.pt (model)")
+        check_finite(state["model"], f"{path / 'checkpoints' / 'last.pt'} (model)")
         model.net.load_state_dict(state["model"])
         info = {
             "image_size": config.get("image_size"),

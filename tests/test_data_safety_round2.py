@@ -465,11 +465,16 @@ def test_eval_refuses_nan_weights(tmp_path: Path, capsys) -> None:
     assert run_cli([*TRAIN, "--out", run], capsys)[0] == 0
     ckpt = run / "checkpoints" / "last.pt"
     state = torch.load(ckpt, weights_only=True)
-    for tensor in state["model"].values():
-        if tensor.is_floating_point():
-            tensor.fill_(float("nan"))
+    for name in ("model", "ema"):
+        for tensor in (state.get(name) or {}).values():
+            if tensor.is_floating_point():
+                tensor.fill_(float("nan"))
     torch.save(state, ckpt)
     assert_fails(["eval", run, "--data", "digits"], capsys, tmp_path, 1, "NaN")
+    teach = ["train", "--method", "samix", "--teacher", run, "--data", "digits", *TRAIN[7:]]
+    assert_fails(
+        [*teach, "--out", tmp_path / "gen"], capsys, tmp_path, 2, "NaN", out=tmp_path / "gen"
+    )
 
 
 def test_huge_alpha_gives_even_mixes(tmp_path: Path, capsys) -> None:
