@@ -584,3 +584,53 @@ def test_eval_refuses_data_of_another_channel_count(tmp_path: Path, capsys) -> N
     assert run_cli([*train, "--backbone", ARCH, *TRAIN[7:], "--out", run], capsys)[0] == 0
     line = assert_fails(["eval", run, "--data", "digits"], capsys, tmp_path, 2, "1-channel")
     assert "3-channel" in line
+
+
+# ---------------------------------------------------------------------------------- pull
+@pytest.fixture(scope="module", name="fake_hub")
+def fake_hub_fixture():
+    from fakehub import FakeHub
+
+    with FakeHub() as server:
+        yield server
+
+
+def publish_raw(hub, repo_type: str, repo_id: str, folder: Path) -> None:
+    """Put ``folder``'s files on the Hub as one commit, unvalidated (a careless uploader)."""
+    from fakehub import Repo
+
+    files = {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*")
+             if p.is_file()}  # fmt: skip
+    repo = Repo(repo_type, repo_id, private=False)
+    repo.branches["main"] = repo.add_commit(files, None, "raw upload")
+    hub.repos[(repo_type, repo_id)] = repo
+
+
+def test_pull_refuses_a_scrambled_onnx_graph(
+    fake_hub, onnx_release: Path, tmp_path: Path, capsys, hub_cache
+) -> None:
+    folder = Path(shutil.copytree(onnx_release / "generator", tmp_path / "src" / "generator"))
+    scramble_onnx(folder / "onnx" / "generator.onnx")
+    publish_raw(fake_hub, "model", "me/scrambled", folder)
+    root, dest = tmp_path / "root", tmp_path / "root" / "pulled"
+    root.mkdir()
+    args = ["pull", "me/scrambled", "--endpoint", fake_hub.url, "--runtime", "all"]
+    assert_fails(
+        [*args, "--dir", dest, "-q"], capsys, root, 1, "computes another function", out=dest
+    )
+    assert not dest.exists()
+
+
+@pytest.mark.parametrize(("column", "value", "needle"), ROW_CASES[::2])
+def test_pull_range_checks_every_mixed_row(
+    column, value, needle, fake_hub, tiny: Path, tmp_path: Path, capsys, hub_cache
+) -> None:
+    folder = Path(shutil.copytree(tiny / "mixed", tmp_path / "src" / "mixed"))
+    damage_rows(folder, column, value)
+    repo_id = f"me/bad-rows-{column}"
+    publish_raw(fake_hub, "dataset", repo_id, folder)
+    root, dest = tmp_path / "root", tmp_path / "root" / "pulled"
+    root.mkdir()
+    args = ["pull", repo_id, "--repo-type", "dataset", "--endpoint", fake_hub.url]
+    assert_fails([*args, "--dir", dest, "-q"], capsys, root, 1, needle, out=dest)
+    assert not dest.exists()
