@@ -634,3 +634,15 @@ def test_pull_range_checks_every_mixed_row(
     args = ["pull", repo_id, "--repo-type", "dataset", "--endpoint", fake_hub.url]
     assert_fails([*args, "--dir", dest, "-q"], capsys, root, 1, needle, out=dest)
     assert not dest.exists()
+
+
+@pytest.mark.parametrize("name", ["metrics.jsonl", "checkpoints"])
+def test_run_files_are_never_written_through_a_link(name: str, tmp_path: Path, capsys) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "metrics.jsonl").write_text("mine\n")
+    run = tmp_path / "run"
+    run.mkdir()
+    target = elsewhere if name == "checkpoints" else elsewhere / "metrics.jsonl"
+    (run / name).symlink_to(target, target_is_directory=name == "checkpoints")
+    assert_fails([*TRAIN, "--out", run], capsys, tmp_path, 2, str(run / name))

@@ -156,6 +156,12 @@ def check_run_folder(run_dir: Path) -> None:
                 "choose another --out"
             )
     guard_output(run_dir, "--out", kind=RUN)
+    for name in ("config.json", "metrics.jsonl", "steps.jsonl", CHECKPOINT.parent.name):
+        if (run_dir / name).is_symlink():  # a run writes these itself, never through a link
+            raise UserError(
+                f"{run_dir / name}: is a symbolic link; a run writes this path itself and does "
+                "not follow links; remove it or choose another --out"
+            )
 
 
 def remove_run_temps(run_dir: Path) -> None:
