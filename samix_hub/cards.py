@@ -38,6 +38,7 @@ __all__ = [
     "recipe_table",
     "render_card",
     "validate_card",
+    "check_card_parses",
     "format_value",
     "mixer_summary",
     "results_text",
@@ -349,6 +350,29 @@ _LOCAL_PATH = re.compile(
     r"(?<![\w.:/~-])/(?:home|Users|tmp|root|mnt|srv|work|private|var/folders)/[^\s`'\")]*"
     r"|(?<![\w])[A-Za-z]:\\[^\s`'\")]*"
 )
+
+
+def check_card_parses(path: Path, repo_type: str = "model") -> None:
+    """What ``push`` requires of any card (users edit theirs): YAML front matter that
+    huggingface_hub's card tooling parses into a non-empty mapping, and a non-empty body."""
+    from huggingface_hub import DatasetCard, ModelCard
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ArtifactError(f"{path}: unreadable card ({exc})") from None
+    if not text.startswith("---"):
+        raise ArtifactError(f"{path}: no YAML front matter (the Hub's metadata); re-export")
+    cls = DatasetCard if repo_type == "dataset" else ModelCard
+    try:
+        card = cls(text, ignore_metadata_errors=False)
+    except Exception as exc:  # yaml's errors, ValueError
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ArtifactError(f"{path}: front matter does not parse ({first})") from None
+    if not card.data.to_dict():
+        raise ArtifactError(f"{path}: empty front matter (no license, tags or library)")
+    if not card.text.strip():
+        raise ArtifactError(f"{path}: the card has no text below its front matter")
 
 
 def validate_card(source: str | os.PathLike[str], kind: str | None = None) -> Any:

@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> None:
         click.echo(f"Error: {printable(message)}", err=True)
         sys.exit(exc.exit_code)
     except Interrupted as exc:
-        click.echo(f"Interrupted; {exc}", err=True)
+        click.echo(f"Interrupted; {printable(exc)}", err=True)
         sys.exit(exc.exit_code)
     except (UserError, DataSpecError, FileNotFoundError) as exc:
         if os.environ.get("SAMIX_DEBUG"):
@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> None:
         fault = fault_of(exc)
         if fault is None or os.environ.get("SAMIX_DEBUG"):
             raise
-        click.echo(f"Error: {_fault_message(fault)}", err=True)
+        click.echo(f"Error: {printable(_fault_message(fault))}", err=True)
         sys.exit(1)
 
 
@@ -111,5 +111,7 @@ def _fault_message(exc: OSError) -> str:
         reason = "no space left on the device; free some space and run the same command again"
     elif exc.errno == errno.EDQUOT:
         reason = "disk quota exceeded; free some space and run the same command again"
+    elif exc.errno == errno.EFBIG:
+        reason = "file too large for this process (see `ulimit -f`)"
     where = f"{exc.filename}: " if exc.filename else ""
     return f"{where}cannot write: {reason}"

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from .artifact.validate import detect_kind, list_files, validate_artifact
 from .cards import GENERATOR_METRICS
 from .data.names import dataset_info
 from .errors import ArtifactError
+from .fileio.guard import read_json_bounded
 
 __all__ = ["describe"]
 
@@ -100,7 +100,7 @@ def describe(folder: str | Path, validate: bool = True) -> dict[str, Any]:
         except ArtifactError as exc:
             info["valid"] = False
             info["error"] = str(exc)
-    cfg = _obj(json.loads((folder / CONFIG_NAME).read_text())) if kind != MIXED_DATASET else {}
+    cfg = _obj(read_json_bounded(folder / CONFIG_NAME)) if kind != MIXED_DATASET else {}
     meta = _obj(_card(folder))
     if kind == GENERATOR:
         mixer = _obj(cfg.get("mixer"))

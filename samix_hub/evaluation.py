@@ -13,6 +13,7 @@ import torch
 
 from .artifact.format import CONFIG_NAME
 from .artifact.load import load_backbone
+from .artifact.validate import check_finite
 from .data import eval_transform, load_data
 from .data.specs import DataSource, DataSpecError
 from .engine import Classifier, build_classifier, evaluate, load_checkpoint, read_run_config
@@ -44,6 +45,7 @@ def _run_models(run_dir: Path, device: torch.device) -> tuple[dict[str, torch.nn
             config["backbone"], config["num_classes"], config["mean"], config["std"],
             config["in_chans"],
         )  # fmt: skip
+        check_finite(state[name], f"{run_dir / 'checkpoints' / 'last.pt'} ({name})")
         model.net.load_state_dict(state[name])
         models[name] = model.to(device)
     return models, config
@@ -59,6 +61,7 @@ def _backbone_model(src: str, device: torch.device) -> tuple[dict[str, torch.nn.
         "num_classes": config.get("num_classes"),
         "image_size": list(pcfg.get("input_size", [3, 0, 0])[1:]) or None,
         "backbone": config.get("architecture"),
+        "in_chans": (pcfg.get("input_size") or [3])[0],
     }
     return {"model": Classifier(net, mean, std).to(device)}, info
 
@@ -73,8 +76,13 @@ def _probe_encoder(src: str, path: Path, device: torch.device) -> tuple[torch.nn
             config["backbone"], int(config.get("num_classes") or 0), config["mean"],
             config["std"], config["in_chans"],
         )  # fmt: skip
+        check_finite(state["model"], f"{path / 'checkpoints' / 'last.pt'} (model)")
         model.net.load_state_dict(state["model"])
-        info = {"image_size": config.get("image_size"), "backbone": config["backbone"]}
+        info = {
+            "image_size": config.get("image_size"),
+            "backbone": config["backbone"],
+            "in_chans": config.get("in_chans", 3),
+        }
     else:
         models, info = _backbone_model(src, device)
         model = models["model"]
@@ -83,13 +91,20 @@ def _probe_encoder(src: str, path: Path, device: torch.device) -> tuple[torch.nn
     return model.to(device), info
 
 
-def _test_data(data: str) -> DataSource:
+def _test_data(data: str, src: str, info: dict[str, Any]) -> DataSource:
+    """The data's test split, refused when its images have another channel count than the
+    model takes."""
     try:
         source = load_data(data)
     except DataSpecError as exc:
         raise UserError(str(exc)) from None
     if source.test is None:
         raise UserError(f"{data}: has no test split to evaluate")
+    chans = info.get("in_chans")
+    if chans is not None and int(chans) != int(source.channels):
+        raise UserError(
+            f"{src}: takes {chans}-channel images, {data} has {source.channels}-channel images"
+        )
     return source
 
 
@@ -103,7 +118,7 @@ def accuracy(
         models, info = _run_models(path, device)
     else:
         models, info = _backbone_model(src, device)
-    source = _test_data(data)
+    source = _test_data(data, src, info)
     if info.get("num_classes") != source.num_classes:
         raise UserError(
             f"{src}: has {info.get('num_classes')} classes, {data} has {source.num_classes}"
@@ -131,7 +146,7 @@ def probe(
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """(results, the probe's raw numbers) of a linear probe on ``src``'s frozen features."""
     encoder, info = _probe_encoder(src, Path(src).expanduser(), device)
-    source = _test_data(data)
+    source = _test_data(data, src, info)
     size = tuple(info.get("image_size") or source.image_size)
     res = linear_probe(
         encoder, source, device, epochs, lr, batch_size, workers=workers, seed=seed,

@@ -3,30 +3,43 @@ tolerances, the report of what was written, and two cells of the model cards."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch.nn as nn
 
-from .artifact.format import CARD_NAME
+from .artifact.format import (
+    BACKBONE_ONNX,
+    BACKBONE_WEIGHTS,
+    CARD_NAME,
+    CONFIG_NAME,
+    GENERATOR_ONNX,
+    GENERATOR_ONNX_INT8,
+    GENERATOR_WEIGHTS,
+)
 from .artifact.validate import list_files
 from .errors import ArtifactError, UserError
+from .fileio import fault_of
+from .fileio.guard import foreign_files, guard_output
+from .onnx import PARITY_TOL
 
 __all__ = [
     "PARITY_TOL",
     "ExportReport",
+    "ARTIFACT_FILES",
+    "check_replaceable",
     "finalize_folder",
+    "named_fault",
     "staging_folder",
     "num_params",
     "files_cell",
     "check_parity",
 ]
-
-#: Max |torch - onnxruntime| accepted: mask and mixed 1e-4, logits 1e-3.
-PARITY_TOL = {"mask": 1e-4, "mixed": 1e-4, "logits": 1e-3}
 
 
 @dataclass
@@ -49,12 +62,74 @@ class ExportReport:
         }
 
 
-def finalize_folder(stage: Path, target: Path, force: bool) -> None:
-    """Rename a checked staging folder onto ``target`` (replacing it only with ``force``)."""
+#: Every file an export writes into an artifact folder: ``--force`` replaces a folder holding
+#: only these (and the files of the new export).
+ARTIFACT_FILES = frozenset(
+    {
+        CONFIG_NAME,
+        CARD_NAME,
+        GENERATOR_WEIGHTS,
+        BACKBONE_WEIGHTS,
+        GENERATOR_ONNX,
+        GENERATOR_ONNX_INT8,
+        BACKBONE_ONNX,
+    }
+)
+
+
+def check_replaceable(
+    target: Path,
+    force: bool,
+    kind: str,
+    inputs: Sequence[str | os.PathLike[str]] = (),
+    stage: Path | None = None,
+) -> None:
+    """Refuse to write the ``kind`` artifact folder ``target`` when it exists, unless ``force``;
+    even then, refuse a link, a folder that is or holds one of ``inputs``, a samix-hub folder
+    of another kind, and a folder holding a file an export does not write (``--force`` deletes
+    only what samix-hub wrote). Call it before long work, and again with ``stage`` at rename."""
+    if not (target.exists() or target.is_symlink()):
+        guard_output(target, "--out", inputs=inputs, replaces=True, kind=kind)
+        return
+    if not force:
+        raise UserError(f"{target}: exists; pass --force to replace it")
+    guard_output(target, "--out", inputs=inputs, replaces=True, kind=kind)
+    if not target.is_dir():
+        raise UserError(f"{target}: exists and is not a folder; --force replaces only folders")
+    allowed = set(ARTIFACT_FILES) | (set(list_files(stage)) if stage is not None else set())
+    foreign = foreign_files(target, allowed)
+    if foreign:
+        raise UserError(
+            f"{target}: holds {foreign[0]}, which an export does not write; --force replaces "
+            "only samix-hub's own files; move it away or choose another --out"
+        )
+
+
+def named_fault(exc: BaseException, stage: Path, target: Path) -> OSError | None:
+    """A storage fault while writing ``stage`` (disk full, ``ulimit -f``, a library's own error
+    such as safetensors') as an ``OSError`` naming the file in ``target``; None for any other
+    error."""
+    fault = fault_of(exc)
+    if fault is None:
+        return None
+    name = Path(fault.filename) if fault.filename else None
+    if name is not None and stage in name.parents:
+        name = target / name.relative_to(stage)
+    return OSError(fault.errno, fault.strerror, str(name or target))
+
+
+def finalize_folder(
+    stage: Path,
+    target: Path,
+    force: bool,
+    kind: str,
+    inputs: Sequence[str | os.PathLike[str]] = (),
+) -> None:
+    """Rename a checked staging folder onto ``target`` (replacing it only with ``force``, and
+    only when :func:`check_replaceable` allows it)."""
+    check_replaceable(target, force, kind, inputs, stage)
     old = None
     if target.exists():
-        if not force:
-            raise UserError(f"{target}: exists; pass --force to replace it")
         old = target.with_name(f".{target.name}.old-{stage.name}")
         target.rename(old)
     stage.rename(target)

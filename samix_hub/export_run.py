@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from ._version import __version__
 from .artifact.format import (
+    BACKBONE,
     CARD_NAME,
     GENERATOR,
     GENERATOR_ONNX,
@@ -53,8 +54,10 @@ from .export_common import (
     PARITY_TOL,
     ExportReport,
     check_parity,
+    check_replaceable,
     files_cell,
     finalize_folder,
+    named_fault,
     staging_folder,
 )
 from .fileio import atomic_write_text
@@ -257,9 +260,9 @@ def export_run(
         raise UserError(f"--weights {weights}: choose model or ema")
     out = Path(out)
     repo_ids = repo_ids or {}
-    for name in what:
-        if (out / name).exists() and not force:
-            raise UserError(f"{out / name}: exists; pass --force to replace it")
+    kinds = {"generator": GENERATOR, "backbone": BACKBONE}
+    for name in what:  # before any work: never replace the run itself or a foreign file
+        check_replaceable(out / name, force, kinds[name], inputs=[run_dir])
     run = load_run(run_dir)
     reports = []
     if "generator" in what:
@@ -275,7 +278,12 @@ def export_run(
                     opset=opset, repo_id=repo_ids.get("generator"),
                     int8_calibration=int8_calibration, int8_eval=int8_eval,
                 )  # fmt: skip
-                finalize_folder(stage, out / "generator", force)
+                finalize_folder(stage, out / "generator", force, GENERATOR, [run_dir])
+            except Exception as exc:
+                fault = named_fault(exc, stage, out / "generator")
+                if fault is None:
+                    raise
+                raise fault from None  # one line naming the file (cli.py)
             finally:
                 shutil.rmtree(stage, ignore_errors=True)
             rep.path = out / "generator"
@@ -290,7 +298,12 @@ def export_run(
                 onnx=onnx, opset=opset, repo_id=repo_ids.get("backbone"),
                 base_model=base_model(run.config),
             )  # fmt: skip
-            finalize_folder(stage, out / "backbone", force)
+            finalize_folder(stage, out / "backbone", force, BACKBONE, [run_dir])
+        except Exception as exc:
+            fault = named_fault(exc, stage, out / "backbone")
+            if fault is None:
+                raise
+            raise fault from None  # one line naming the file (cli.py)
         finally:
             shutil.rmtree(stage, ignore_errors=True)
         rep.path = out / "backbone"

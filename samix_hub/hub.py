@@ -23,9 +23,10 @@ from pathlib import Path
 from .artifact.format import BACKBONE_WEIGHTS, CARD_NAME, CONFIG_NAME, GENERATOR_WEIGHTS
 from .artifact.validate import MIXED_DATASET, PICKLE_SUFFIXES, detect_kind, validate_artifact
 from .card_repo import set_card_repo_id
+from .cards import check_card_parses
 from .errors import ArtifactError, HubError, UserError
 from .fileio import check_writable_dir
-from .hub_checks import check_no_token, safe_repo_path
+from .hub_checks import check_no_links_out, check_no_token, safe_repo_path
 from .hub_errors import hub_errors, is_offline
 from .local_copy import install_snapshot
 from .repo_ref import ResolvedSource, parse_repo_id
@@ -91,19 +92,25 @@ def push(
     repo_id, at_rev = parse_repo_id(repo_id)
     if at_rev is not None:
         raise UserError(f"{repo_id}@{at_rev}: give the branch with --revision, not @")
+    check_no_links_out(src)  # before anything reads the folder
     kind = detect_kind(src)
     runtime = "all" if kind != MIXED_DATASET and (src / "onnx").is_dir() else "torch"
     validate_artifact(src, runtime)
     if not (src / CARD_NAME).is_file():
         raise ArtifactError(f"{src / CARD_NAME}: missing (the card); run `samix-hub export`")
+    expected_type = "dataset" if kind == MIXED_DATASET else "model"
+    check_card_parses(src / CARD_NAME, expected_type)
+    if repo_type is not None and repo_type != expected_type:
+        raise UserError(f"{src} is a {kind}: push it with --repo-type {expected_type}")
+    check_no_token(
+        src,
+        token if isinstance(token, str) else get_token() if token is None else None,
+        texts={"-m": message, "--tag": tag, "--revision": revision, "repo id": repo_id},
+    )
     if kind != MIXED_DATASET and runtime == "torch":
         print(
             f"warning: {src} has no onnx/ export; `pull --runtime onnx` will fail", file=sys.stderr
         )
-    expected_type = "dataset" if kind == MIXED_DATASET else "model"
-    if repo_type is not None and repo_type != expected_type:
-        raise UserError(f"{src} is a {kind}: push it with --repo-type {expected_type}")
-    check_no_token(src, token if isinstance(token, str) else get_token() if token is None else None)
 
     set_card_repo_id(src, repo_id)  # the card's snippets name this repo (card_repo.py)
     api = HfApi(endpoint=endpoint, token=token)

@@ -166,7 +166,7 @@ def save_generator(
         )
         if target.is_dir() and not any(target.iterdir()):
             target.rmdir()
-        finalize_folder(stage, target, force=True)
+        finalize_folder(stage, target, True, GENERATOR)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
     return target

@@ -7,6 +7,7 @@ import contextlib
 import os
 from collections.abc import Iterator
 
+from .display import redact_urls
 from .errors import HubError, RepoNotFoundError
 
 __all__ = ["hub_errors", "is_offline"]
@@ -48,7 +49,7 @@ def hub_errors(
         errors, "RemoteEntryNotFoundError", errors.EntryNotFoundError
     )
 
-    where = endpoint or constants.ENDPOINT
+    where = redact_urls(endpoint or constants.ENDPOINT)  # never a password in a message
     rev = revision or "main"
     try:
         yield
@@ -105,7 +106,7 @@ def hub_errors(
 
 def _first_line(err: BaseException) -> str:
     text = str(err).strip() or type(err).__name__
-    return text.splitlines()[0]
+    return redact_urls(text.splitlines()[0])
 
 
 def is_offline(offline: bool | None) -> bool:

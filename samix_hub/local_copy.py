@@ -16,6 +16,7 @@ from pathlib import Path
 
 from .errors import UserError
 from .fileio import atomic_write
+from .fileio.guard import folder_kind, guard_output
 
 __all__ = ["install_snapshot"]
 
@@ -61,6 +62,7 @@ def install_snapshot(snapshot: Path, target: Path, repo_id: str, force: bool = F
     target = target.expanduser().absolute()
     if target.exists() and not target.is_dir():
         raise UserError(f"{target}: exists and is not a folder")
+    guard_output(target, "--dir", kind=folder_kind(snapshot))
     ours, foreign = _classify(target, snapshot, force) if target.is_dir() else ([], [])
     if foreign and not force:
         raise UserError(
@@ -70,6 +72,13 @@ def install_snapshot(snapshot: Path, target: Path, repo_id: str, force: bool = F
         )
     new = sorted(p.relative_to(snapshot) for p in snapshot.rglob("*") if p.is_file())
     if foreign:  # --force: never delete a file this repo did not provide
+        for rel in new:  # nor write through a link in the folder
+            for part in [*reversed((target / rel).parents), target / rel]:
+                if part.is_symlink() and target in part.parents:
+                    raise UserError(
+                        f"{part}: is a symbolic link in --dir; a pull does not write through "
+                        "a link it did not create; remove it"
+                    )
         for rel in new:
             _copy_atomic(snapshot / rel, target / rel)
         for rel in set(ours) - set(new):

@@ -18,9 +18,10 @@ from .data.mix_writer import MixResult, MixSettings, write_mixed
 from .data.specs import load_data
 from .errors import UserError
 from .fileio import check_writable_dir, check_writable_file, folder_sha256
+from .fileio.guard import guard_output
 from .mixing.sampling import DEFAULT_ALPHA, check_alpha
 from .models.generator import MaskGenerator
-from .preview import save_preview
+from .preview import is_preview_png, save_preview
 from .sources import resolve_source
 
 __all__ = ["MixRequest", "load_mix_generator", "mix_dataset", "dist_ranks"]
@@ -100,13 +101,29 @@ class MixRequest:
     progress: bool = True
 
 
+def _input_paths(req: MixRequest) -> list[str]:
+    """The local files and folders ``mix`` reads: the data set's path (``npz:FILE``,
+    ``folder:DIR``, ``cifar10:ROOT``...) and a generator given as a folder."""
+    found = []
+    _, sep, rest = req.data_spec.partition(":")
+    if sep and rest and os.path.exists(os.path.expanduser(rest)):
+        found.append(rest)
+    src = req.generator_src or ""
+    if req.method == "samix" and src and os.path.isdir(os.path.expanduser(src)):
+        found.append(src)
+    return found
+
+
 def mix_dataset(req: MixRequest) -> tuple[MixResult, int]:
     """Check the output, load data and generator, write the shards (and the preview on rank 0);
     return the writer's result and this process's rank."""
     check_mix_out(req.out)  # before any long work: refuse a folder that is not ours
     check_writable_dir(req.out, "--out")
+    inputs = _input_paths(req)
+    guard_output(req.out, "--out", inputs=inputs, kind="mixed")
     if req.preview:
         check_writable_file(req.preview, "--preview")
+        guard_output(req.preview, "--preview", inputs=[*inputs, req.out], ours=is_preview_png)
     rank, world, local_rank = dist_ranks()
     dev = req.device
     if dev.type == "cuda" and world > 1:

@@ -318,6 +318,11 @@ class OnnxBackbone:
         return f"OnnxBackbone({str(self.path)!r}, providers={self.providers})"
 
 
+#: Max |torch - onnxruntime| accepted, at export and whenever a folder is validated with both
+#: runtimes: mask and mixed 1e-4, logits 1e-3.
+PARITY_TOL = {"mask": 1e-4, "mixed": 1e-4, "logits": 1e-3}
+
+
 def _cases(native: Sequence[int]) -> list[tuple[int, int, int]]:
     """(batch, height, width) cases for parity: several batch sizes, native and other sizes."""
     h, w = (int(v) for v in native)

@@ -17,6 +17,7 @@ import numpy as np
 
 from .errors import ArtifactError, UserError
 from .fileio import atomic_write
+from .fileio.guard import loads_bounded
 
 __all__ = [
     "PREFIX",
@@ -130,7 +131,7 @@ def _decode(props: Mapping[str, str]) -> dict[str, Any]:
         if not key.startswith(PREFIX):
             continue
         try:
-            out[key[len(PREFIX) :]] = json.loads(value)
+            out[key[len(PREFIX) :]] = loads_bounded(value)
         except json.JSONDecodeError:
             out[key[len(PREFIX) :]] = value
     return out

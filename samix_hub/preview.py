@@ -19,8 +19,17 @@ import numpy as np
 import torch
 
 from .fileio import atomic_write
+from .fileio.guard import guard_output
 
-__all__ = ["COLUMNS", "preview_grid", "save_preview", "cell_scale", "cell_origin", "grid_size"]
+__all__ = [
+    "COLUMNS",
+    "preview_grid",
+    "save_preview",
+    "is_preview_png",
+    "cell_scale",
+    "cell_origin",
+    "grid_size",
+]
 
 COLUMNS = ("image a", "image b", "mask", "mixed")
 LABEL_WIDTH = 72
@@ -29,6 +38,9 @@ PAD = 4
 MIN_CELL = 64
 BACKGROUND = (255, 255, 255)
 TEXT = (0, 0, 0)
+#: The PNG ``tEXt`` chunk that marks a grid this module wrote: only such a file is replaced.
+MARKER_KEY, MARKER_VALUE = "Software", "samix-hub preview"
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def cell_scale(height: int, width: int) -> int:
@@ -97,6 +109,39 @@ def save_preview(
     mixed: torch.Tensor,
     lam: torch.Tensor,
 ) -> Path:
-    """Write the grid as PNG (atomically)."""
+    """Write the grid as PNG (atomically), marked as ours; an existing file at ``path`` is
+    replaced only when it is a grid this function wrote (:func:`is_preview_png`)."""
+    from PIL.PngImagePlugin import PngInfo
+
+    target = guard_output(path, "--preview", ours=is_preview_png)
     grid = preview_grid(image_a, image_b, mask, mixed, lam)
-    return atomic_write(path, lambda p: grid.save(p, format="PNG"))  # type: ignore[attr-defined]
+    info = PngInfo()
+    info.add_text(MARKER_KEY, MARKER_VALUE)
+    return atomic_write(
+        target,
+        lambda p: grid.save(p, format="PNG", pnginfo=info),  # type: ignore[attr-defined]
+    )
+
+
+def is_preview_png(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is a regular file holding a PNG with this module's marker chunk
+    (read chunk by chunk up to the image data; nothing is decoded)."""
+    path = Path(path)
+    if path.is_symlink() or not path.is_file():
+        return False
+    want = MARKER_KEY.encode("latin-1") + b"\0" + MARKER_VALUE.encode("latin-1")
+    with open(path, "rb") as f:
+        if f.read(8) != _PNG_SIGNATURE:
+            return False
+        for _ in range(64):  # the marker comes before the image data
+            head = f.read(8)
+            if len(head) < 8:
+                return False
+            size, kind = int.from_bytes(head[:4], "big"), head[4:]
+            if kind in (b"IDAT", b"IEND") or size > 1 << 20:
+                return False
+            body = f.read(size)
+            f.seek(4, os.SEEK_CUR)  # CRC
+            if kind == b"tEXt" and body == want:
+                return True
+    return False

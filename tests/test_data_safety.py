@@ -10,7 +10,6 @@ run as root, for whom permission bits do not stop a write.
 from __future__ import annotations
 
 import errno
-import fcntl
 import hashlib
 import io
 import os
@@ -73,12 +72,20 @@ def make_generator(folder: Path) -> Path:
     return folder
 
 
-def hold_lock(folder: Path) -> int:
-    """An exclusive flock on the folder's lock file through a second open file description."""
-    folder.mkdir(parents=True, exist_ok=True)
-    fd = os.open(folder / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
-    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    return fd
+def hold_lock(folder: Path) -> subprocess.Popen[str]:
+    """The folder's lock, held by another process until it is killed."""
+    script = (
+        "import sys, time\n"
+        "from samix_hub.fileio.locking import folder_lock\n"
+        "with folder_lock(sys.argv[1]):\n"
+        "    print('locked', flush=True)\n"
+        "    time.sleep(600)\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script, str(folder)], stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "locked"
+    return proc
 
 
 # ---------------------------------------------------------------------------------- mix
@@ -238,7 +245,7 @@ def test_disk_full_while_checkpointing_is_one_line(tmp_path: Path, capsys, monke
 # ---------------------------------------------------------------------------------- locks
 def test_second_writer_is_locked_out(tmp_path: Path, capsys) -> None:
     mixed, run = tmp_path / "mixed", tmp_path / "run"
-    fds = [hold_lock(mixed), hold_lock(run)]
+    holders = [hold_lock(mixed), hold_lock(run)]
     try:
         outside = tree(tmp_path)
         for args, folder in (([*MIX, "--out", mixed], mixed), ([*TRAIN, "--out", run], run)):
@@ -254,8 +261,9 @@ def test_second_writer_is_locked_out(tmp_path: Path, capsys) -> None:
         with pytest.raises(OutputError, match="in use"), folder_lock(run):
             pass  # Python callers get the same refusal
     finally:
-        for fd in fds:
-            os.close(fd)
+        for proc in holders:
+            proc.kill()
+            proc.wait()
 
 
 def test_lock_of_a_killed_process_does_not_block(tmp_path: Path, capsys) -> None:
@@ -264,7 +272,7 @@ def test_lock_of_a_killed_process_does_not_block(tmp_path: Path, capsys) -> None
         "import fcntl, os, sys\n"
         "os.makedirs(sys.argv[1])\n"
         "fd = os.open(os.path.join(sys.argv[1], '.samix.lock'), os.O_RDWR | os.O_CREAT)\n"
-        "fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)\n"
+        "fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)\n"
         "os.write(fd, b'%d' % os.getpid())\n"
         "os.kill(os.getpid(), 9)\n"
     )

@@ -9,6 +9,8 @@ __all__ = [
     "GENERATOR",
     "BACKBONE",
     "MIXED_DATASET",
+    "RUN",
+    "MIXED_STATE_NAME",
     "CONFIG_NAME",
     "CARD_NAME",
     "GENERATOR_WEIGHTS",
@@ -28,6 +30,10 @@ __all__ = [
 GENERATOR = "samix-generator"
 BACKBONE = "samix-backbone"
 MIXED_DATASET = "samix-mixed-dataset"
+#: The ``kind`` of a training run's ``config.json``.
+RUN = "samix-run"
+#: The marker (and state file) of a ``mix`` output folder.
+MIXED_STATE_NAME = ".samix-mix.json"
 
 #: The config of a generator and of a backbone folder.
 CONFIG_NAME = "config.json"

@@ -19,6 +19,7 @@ from safetensors.torch import load_file
 
 from ..errors import ArtifactError, UserError
 from ..extras import ONNX_EXTRA, require_extra
+from ..fileio.guard import read_json_bounded
 from ..models import backbones as _backbones  # noqa: F401  (registers the CIFAR backbones in timm)
 from ..models.generator import Generator, MaskGenerator
 from ..repo_ref import ResolvedSource
@@ -72,7 +73,7 @@ def read_generator(
         if not p.is_file():
             raise FileNotFoundError(f"{p}: missing (not a samix-hub generator folder?)")
     try:
-        data = json.loads(cfg_path.read_text())
+        data = read_json_bounded(cfg_path)
     except json.JSONDecodeError as exc:
         raise ValueError(f"{cfg_path}: not valid JSON ({exc})") from None
     gen = cls(generator_config_from_dict(data, source=str(cfg_path)))
@@ -145,7 +146,7 @@ def load_generator(
 
         cfg_path = folder / CONFIG_NAME
         try:
-            config = generator_config_from_dict(json.loads(cfg_path.read_text()), str(cfg_path))
+            config = generator_config_from_dict(read_json_bounded(cfg_path), str(cfg_path))
         except ValueError as exc:
             raise ArtifactError(str(exc)) from None
         graph = folder / (GENERATOR_ONNX_INT8 if int8 else GENERATOR_ONNX)
@@ -184,7 +185,7 @@ def load_backbone(
     )  # fmt: skip
     resolved = _resolve(src, runtime, BACKBONE, **hub_kwargs)
     folder = resolved.path
-    config = json.loads((folder / CONFIG_NAME).read_text())
+    config = read_json_bounded(folder / CONFIG_NAME)
     backbone_meta(config, folder / CONFIG_NAME)  # refuses an unknown samix-hub format version
     if runtime == "onnx":
         from ..onnx import OnnxBackbone

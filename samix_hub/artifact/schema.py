@@ -225,7 +225,38 @@ def check_generator_config(data: Mapping[str, Any], source: str) -> None:
     for key in ("provenance", "encoder"):
         if key in data:
             _object(data, key, source)
+    if "encoder" in data:
+        _check_encoder_block(data, source)
     _check_mixer(data["mixer"], source)
+
+
+#: The fields of the informational ``encoder`` block (``generator_config_dict``).
+_ENCODER_FIELDS = ("architecture", "stage", "in_chans", "out_channels", "reduction")
+
+
+def _check_encoder_block(data: Mapping[str, Any], source: str) -> None:
+    """The ``encoder`` block repeats the config; it may not name anything else (another
+    architecture, a Hub repo, a path or a URL), and has no other fields."""
+    block = data["encoder"]
+    unknown = sorted(set(block) - set(_ENCODER_FIELDS))
+    if unknown:
+        raise _fail(source, f"encoder.{unknown[0]}", "is not an encoder field")
+    if "architecture" in block:
+        _timm_name(block["architecture"], source, "encoder.architecture")
+        if block["architecture"] != data["backbone"]:
+            raise _fail(
+                source,
+                "encoder.architecture",
+                f"is {block['architecture']!r}, but backbone is {data['backbone']!r}",
+            )
+    for key, default in (("stage", 3), ("in_chans", 3)):
+        if key in block:
+            want = data.get(key, default)
+            if want is not None and block[key] != want:
+                raise _fail(source, f"encoder.{key}", f"is {block[key]!r}, config says {want!r}")
+    for key in ("out_channels", "reduction"):
+        if key in block:
+            _int(block, key, source, 1, 1 << 20, prefix="encoder.")
 
 
 def _refers_outside(value: Any) -> bool:

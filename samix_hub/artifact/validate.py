@@ -13,8 +13,10 @@ import re
 from pathlib import Path
 from typing import Any
 
+from ..data.limits import MAX_CLASSES, DataSpecError, check_pixels
 from ..data.mixed import SHARD_RE
 from ..errors import ArtifactError, NotAnArtifactError, UserError
+from ..fileio.guard import loads_bounded, read_json_bounded
 from ..models.generator import Generator
 from .format import (
     BACKBONE,
@@ -50,7 +52,7 @@ def _read_json(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ArtifactError(f"{path}: missing")
     try:
-        data = json.loads(path.read_text())
+        data = read_json_bounded(path)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ArtifactError(f"{path}: not valid JSON ({exc})") from None
     if not isinstance(data, dict):
@@ -247,17 +249,76 @@ def _shard_rows(shard: Path) -> int:
     info = (schema.metadata or {}).get(b"samix")
     if info is not None:
         try:
-            recorded = json.loads(info).get("rows")
+            recorded = loads_bounded(info).get("rows")
         except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
             raise ArtifactError(f"{shard}: corrupt 'samix' metadata") from None
         if recorded is not None and recorded != rows:
             raise ArtifactError(f"{shard}: holds {rows} rows, its metadata records {recorded}")
     # Reading every column chunk catches damage inside the file that the footer does not show.
     try:
-        pq.ParquetFile(shard).read().validate(full=True)
+        table = pq.ParquetFile(shard).read()
+        table.validate(full=True)
     except Exception as exc:
         raise ArtifactError(f"{shard}: corrupt Parquet data ({_first_line(exc)})") from None
+    _check_rows(shard, table, schema.metadata or {})
     return rows
+
+
+def _class_count(shard: Path, metadata: dict[bytes, bytes]) -> int:
+    """The class count the shard's ``datasets`` features name (``label_a``'s names)."""
+    try:
+        info = loads_bounded(metadata.get(b"huggingface", b"{}"))
+        names = info.get("info", {}).get("features", {}).get("label_a", {}).get("names")
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+        raise ArtifactError(f"{shard}: corrupt 'huggingface' metadata") from None
+    if not isinstance(names, list) or not names:
+        return MAX_CLASSES
+    return len(names)
+
+
+def _check_rows(shard: Path, table: Any, metadata: dict[bytes, bytes]) -> None:
+    """Every row in range: labels in 0..K-1, λ finite in [0, 1], an image whose header names
+    a format PIL reads and a size within ``data.limits.MAX_SOURCE_PIXELS`` (nothing decoded)."""
+    import io
+
+    import numpy as np
+    from PIL import Image, UnidentifiedImageError
+
+    names = set(table.column_names)
+    missing = sorted({"image", "label_a", "label_b", "lam"} - names)
+    if missing:
+        raise ArtifactError(f"{shard}: lacks the column(s) {', '.join(missing)}")
+    classes = _class_count(shard, metadata)
+    for col in ("label_a", "label_b"):
+        try:
+            labels = np.asarray(table.column(col).to_numpy(zero_copy_only=False), dtype=np.int64)
+        except (TypeError, ValueError, OverflowError):
+            raise ArtifactError(f"{shard}: column {col} is not integer labels") from None
+        bad = np.flatnonzero((labels < 0) | (labels >= classes))
+        if bad.size:
+            raise ArtifactError(
+                f"{shard}: row {int(bad[0])}: {col} {int(labels[bad[0]])} is outside 0..{classes - 1}"
+            )
+    try:
+        lam = np.asarray(table.column("lam").to_numpy(zero_copy_only=False), dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ArtifactError(f"{shard}: column lam is not numbers") from None
+    bad = np.flatnonzero(~(np.isfinite(lam) & (lam >= 0) & (lam <= 1)))
+    if bad.size:
+        raise ArtifactError(f"{shard}: row {int(bad[0])}: lam {lam[bad[0]]} is not in [0, 1]")
+    images = table.column("image").combine_chunks()
+    data = images.field("bytes") if hasattr(images, "field") else images
+    for row, blob in enumerate(data.to_pylist()):
+        where = f"{shard}: row {row}: image"
+        if not isinstance(blob, bytes):
+            raise ArtifactError(f"{where} is missing")
+        try:
+            with Image.open(io.BytesIO(blob)) as im:  # reads the header only
+                check_pixels(im.size, where)
+        except DataSpecError as exc:
+            raise ArtifactError(str(exc)) from None
+        except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as exc:
+            raise ArtifactError(f"{where} is not a readable image ({_first_line(exc)})") from None
 
 
 def _validate_mixed(folder: Path) -> None:
@@ -313,7 +374,103 @@ def validate_artifact(path: str | Path, runtime: str = "all") -> str:
     if kind in ONNX_INPUTS and runtime in ("onnx", "all"):
         onnx_file = required_files(kind, "onnx")[-1]
         _check_onnx_file(folder / onnx_file, kind)
+        _check_onnx_metadata(folder, folder / onnx_file, kind)
+        if runtime == "all":  # both files present: the graph must compute what the weights do
+            _check_onnx_parity(folder, folder / onnx_file, kind)
     return kind
+
+
+def _check_onnx_metadata(folder: Path, path: Path, kind: str) -> None:
+    """The graph's ``samix_hub.*`` metadata (when it has any) agrees with ``config.json``."""
+    import numpy as np
+
+    from ..onnx_metadata import read_metadata
+
+    try:
+        meta = read_metadata(path)
+    except Exception as exc:  # onnx's DecodeError and friends
+        raise ArtifactError(f"{path}: unreadable ONNX metadata ({_first_line(exc)})") from None
+    if not meta:
+        return  # graphs written before the metadata existed
+    cfg = _read_json(folder / CONFIG_NAME)
+    if kind == GENERATOR:
+        expected = {
+            "kind": GENERATOR,
+            "mean": cfg.get("mean"),
+            "std": cfg.get("std"),
+            "in_chans": cfg.get("in_chans"),
+            "input_size": cfg.get("input_size"),
+        }
+    else:
+        pcfg = cfg.get("pretrained_cfg") or {}
+        expected = {
+            "kind": BACKBONE,
+            "mean": pcfg.get("mean"),
+            "std": pcfg.get("std"),
+            "input_size": pcfg.get("input_size"),
+        }
+    for key, want in expected.items():
+        if want is None or key not in meta:
+            continue
+        got = meta[key]
+        if isinstance(want, str) or isinstance(got, str):
+            same = got == want
+        else:
+            try:
+                a, b = np.asarray(got, float), np.asarray(want, float)
+                same = a.shape == b.shape and bool(np.allclose(a, b, atol=1e-6))
+            except (TypeError, ValueError):
+                same = False
+        if not same:
+            raise ArtifactError(
+                f"{path}: ONNX metadata samix_hub.{key} {got!r} differs from config.json {want!r}"
+            )
+
+
+def _check_onnx_parity(folder: Path, path: Path, kind: str) -> None:
+    """Run the graph and the safetensors weights on a fixed probe (``onnx.generator_parity`` /
+    ``backbone_parity``, seed 0); refuse a difference above ``onnx.PARITY_TOL``."""
+    from safetensors.torch import load_file
+
+    from ..onnx import PARITY_TOL, OnnxBackbone, OnnxGenerator, backbone_parity, generator_parity
+
+    cfg = _read_json(folder / CONFIG_NAME)
+    try:
+        if kind == GENERATOR:
+            config = generator_config_from_dict(cfg, source=str(folder / CONFIG_NAME))
+            gen = Generator(config)
+            gen.load_state_dict(load_file(str(folder / GENERATOR_WEIGHTS)))
+            gen.eval()
+            parity = generator_parity(gen, OnnxGenerator(path, config, device="cpu"))
+        else:
+            import timm
+
+            kwargs = dict(cfg.get("model_args") or {})
+            kwargs.setdefault("num_classes", cfg["num_classes"])
+            pcfg = cfg.get("pretrained_cfg") or {}
+            input_size = pcfg.get("input_size") or [3, 224, 224]
+            kwargs.setdefault("in_chans", int(input_size[0]))
+            model = timm.create_model(cfg["architecture"], pretrained=False, **kwargs)
+            model.load_state_dict(load_file(str(folder / BACKBONE_WEIGHTS)))
+            parity = backbone_parity(
+                model.eval(),
+                OnnxBackbone(path, cfg, device="cpu"),
+                pcfg.get("mean") or [0.0] * int(input_size[0]),
+                pcfg.get("std") or [1.0] * int(input_size[0]),
+                input_size,
+            )
+    except ArtifactError:
+        raise
+    except Exception as exc:  # onnxruntime refusing the graph, a shape that does not fit
+        raise ArtifactError(
+            f"{path}: cannot be run against the safetensors weights ({_first_line(exc)})"
+        ) from None
+    for key, value in parity.items():
+        if not value <= PARITY_TOL[key]:
+            raise ArtifactError(
+                f"{path}: computes another function than the safetensors weights "
+                f"(max |onnx - torch| on {key} {value:.2e} > {PARITY_TOL[key]:.0e}); re-export"
+            )
 
 
 def list_files(path: str | Path) -> dict[str, int]:

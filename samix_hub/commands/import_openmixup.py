@@ -96,7 +96,9 @@ def command(
     """
     import shutil
 
+    from ..artifact.format import GENERATOR
     from ..engine.checkpoint import load_weights_only
+    from ..export_common import check_replaceable
     from ..export_run import finalize_folder, staging_folder, write_generator_folder
     from ..fileio import check_writable_dir
     from ..openmixup_import import generator_from_openmixup
@@ -104,6 +106,7 @@ def command(
     if out.exists() and not force:
         raise click.UsageError(f"{out}: exists; pass --force to replace it")
     check_writable_dir(out.parent if str(out.parent) else Path("."), "--out")
+    check_replaceable(out, force, GENERATOR, inputs=[checkpoint])  # never the checkpoint
     norm_mean, norm_std = _floats(mean, "--mean"), _floats(std, "--std", positive=True)
     ckpt = load_weights_only(checkpoint)
     gen = generator_from_openmixup(
@@ -121,7 +124,7 @@ def command(
         report = write_generator_folder(
             gen, stage, run_config=None, metrics=[], onnx=not no_onnx, opset=opset, repo_id=repo_id
         )
-        finalize_folder(stage, out, force)
+        finalize_folder(stage, out, force, GENERATOR, [checkpoint])
     finally:
         shutil.rmtree(stage, ignore_errors=True)
     report.path = out

@@ -10,6 +10,8 @@ __all__ = [
     "DataSpecError",
     "MIN_IMAGE_SIZE",
     "MAX_IMAGE_SIZE",
+    "MAX_SOURCE_PIXELS",
+    "check_pixels",
     "MAX_CHANNELS",
     "MAX_CLASSES",
     "MAX_STAGE",
@@ -19,6 +21,9 @@ __all__ = [
 MIN_IMAGE_SIZE = 8
 #: Largest image side a config or an option may name.
 MAX_IMAGE_SIZE = 4096
+#: Most pixels of one image file decoded (a folder data set's image, a mixed set's row): the
+#: size is read from the header and checked before decoding, so an image bomb costs nothing.
+MAX_SOURCE_PIXELS = MAX_IMAGE_SIZE * MAX_IMAGE_SIZE
 #: Largest channel count of an input image.
 MAX_CHANNELS = 64
 #: Largest class count of a head or a data set.
@@ -29,3 +34,14 @@ MAX_STAGE = 4
 
 class DataSpecError(ValueError):
     """A data set spec, path or file that cannot be used; the message names it."""
+
+
+def check_pixels(size: tuple[int, int], where: object) -> None:
+    """Refuse an image of ``size`` (width, height, from its header) above
+    :data:`MAX_SOURCE_PIXELS`, before it is decoded."""
+    width, height = int(size[0]), int(size[1])
+    if width * height > MAX_SOURCE_PIXELS:
+        raise DataSpecError(
+            f"{where}: image of {width}x{height} pixels, more than the {MAX_SOURCE_PIXELS} "
+            "samix-hub decodes (data/limits.py); resize it"
+        )

@@ -19,6 +19,7 @@ from typing import Any
 from ..artifact.format import CARD_NAME
 from ..errors import UserError
 from ..fileio import atomic_write_json, remove_stale_temps
+from ..fileio.guard import read_json_bounded
 from ..fileio.locking import folder_lock, is_lock_file
 from .mixed import DATA_DIR, FORMAT_VERSION, STATE_NAME, num_shards, shard_name
 
@@ -47,6 +48,17 @@ def check_mix_out(out: str | os.PathLike[str]) -> None:
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise UserError(f"{out}: exists and is not a folder; choose another --out")
+    if out.is_symlink():
+        raise UserError(
+            f"{out}: is a symbolic link (given as --out); samix-hub does not write through a "
+            "link it did not create; give the real path"
+        )
+    for name in (STATE_NAME, CARD_NAME, DATA_DIR):  # what mix writes or clears
+        if (out / name).is_symlink():
+            raise UserError(
+                f"{out / name}: is a symbolic link; `mix` writes and clears this path itself and "
+                "does not follow links; remove it or choose another --out"
+            )
     if (out / STATE_NAME).is_file() or not out.exists():
         return
     found = _first_file(out)
@@ -77,7 +89,7 @@ def _marked_settings(state_path: Path) -> dict[str, Any] | None:
     if not state_path.is_file():
         return None
     try:
-        settings = json.loads(state_path.read_text()).get("settings")
+        settings = read_json_bounded(state_path).get("settings")
     except (json.JSONDecodeError, OSError, AttributeError):
         return {}
     return settings if isinstance(settings, dict) else {}

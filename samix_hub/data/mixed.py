@@ -22,7 +22,6 @@ workers, on ranks or on where an interrupted run resumed.
 from __future__ import annotations
 
 import io
-import json
 import os
 import re
 from dataclasses import dataclass
@@ -33,7 +32,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ..artifact.format import MIXED_STATE_NAME
+from ..fileio.guard import loads_bounded
 from ..mixing.sampling import box_lam, sample_box, sample_lam
+from .limits import DataSpecError, check_pixels
 
 __all__ = [
     "FORMAT_VERSION",
@@ -52,7 +54,7 @@ __all__ = [
 ]
 
 FORMAT_VERSION = 1
-STATE_NAME = ".samix-mix.json"
+STATE_NAME = MIXED_STATE_NAME
 DATA_DIR = "data"
 #: The one shard-name pattern (:func:`shard_name` writes it; ``artifact/validate.py`` checks it).
 SHARD_RE = re.compile(r"^train-(\d{5})-of-(\d{5})\.parquet$")
@@ -225,11 +227,17 @@ def hf_features(class_names: list[str], with_mask: bool) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- reader
-def _decode(data: bytes) -> torch.Tensor:
-    from PIL import Image
+def _decode(data: bytes, where: object = "a mixed image") -> torch.Tensor:
+    """A row's encoded image; one that is not a decodable image within the pixel budget
+    (``limits.MAX_SOURCE_PIXELS``, checked from the header) raises ``DataSpecError``."""
+    from PIL import Image, UnidentifiedImageError
 
-    with Image.open(io.BytesIO(data)) as im:
-        arr = np.asarray(im)
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            check_pixels(im.size, where)
+            arr = np.asarray(im)
+    except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as exc:
+        raise DataSpecError(f"{where}: not a decodable image ({exc})") from None
     if arr.ndim == 2:
         arr = arr[..., None]
     return torch.from_numpy(arr.copy()).permute(2, 0, 1)
@@ -260,7 +268,7 @@ class MixedDataset(Dataset):
         cols |= {"index_a": [], "index_b": []}
         sizes = []
         meta = pq.read_schema(self.shards[0]).metadata or {}
-        feats = json.loads(meta.get(b"huggingface", b"{}")).get("info", {}).get("features", {})
+        feats = loads_bounded(meta.get(b"huggingface", b"{}")).get("info", {}).get("features", {})
         self.class_names: list[str] = list(feats.get("label_a", {}).get("names", []))
         self.has_mask = "mask" in pq.read_schema(self.shards[0]).names
         for p in self.shards:
@@ -326,7 +334,7 @@ class MixedDataset(Dataset):
         return torch.tensor(np.array(self._column(shard, "mask")[row].as_py(), np.float32))[None]
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int, int, float]:
-        image = _decode(self.image_bytes(index)).float() / 255.0
+        image = _decode(self.image_bytes(index), f"{self.root}: row {index}").float() / 255.0
         if self.transform is not None:
             image = self.transform(image)
         i = self._norm(index)

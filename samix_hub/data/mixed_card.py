@@ -16,6 +16,7 @@ from typing import Any
 
 from ..artifact.format import CARD_NAME
 from ..fileio import atomic_write_text
+from ..fileio.guard import loads_bounded
 from .mixed import DATA_DIR, shard_name
 
 __all__ = ["render_card", "write_card", "shard_info", "size_category", "MAX_ERRORS_KEPT"]
@@ -189,7 +190,7 @@ def shard_info(path: Path) -> dict[str, Any] | None:
 
     try:
         meta = pq.read_schema(path).metadata or {}
-        return json.loads(meta[b"samix"])
+        return loads_bounded(meta[b"samix"])
     except Exception:
         return None
 

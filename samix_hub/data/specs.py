@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .limits import DataSpecError
+from .limits import MIN_IMAGE_SIZE, DataSpecError, check_pixels
 from .npz import read_npz
 
 __all__ = [
@@ -91,9 +91,10 @@ class FolderDataset(Dataset):
         path, label = self.samples[index]
         try:
             with Image.open(path) as im:
+                check_pixels(im.size, path)  # from the header, before decoding
                 im = im.convert("RGB" if self.channels == 3 else "L")
                 arr = np.asarray(im, dtype=np.uint8)
-        except (OSError, UnidentifiedImageError) as exc:
+        except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as exc:
             raise DataSpecError(f"{path}: unreadable image ({exc})") from None
         if arr.ndim == 2:
             arr = arr[..., None]
@@ -332,7 +333,19 @@ def _load_hf(spec: str, name: str, image_size: tuple[int, int] | None) -> DataSo
 def load_data(
     spec: str, download: bool = False, image_size: tuple[int, int] | None = None
 ) -> DataSource:
-    """Load a data set from a spec ``KIND:LOCATION`` or a bare name (``digits``)."""
+    """Load a data set from a spec ``KIND:LOCATION`` or a bare name (``digits``); images
+    smaller than ``limits.MIN_IMAGE_SIZE`` on a side are refused (the networks pad by more)."""
+    source = _load_data(spec, download, image_size)
+    h, w = (int(v) for v in source.image_size)
+    if min(h, w) < MIN_IMAGE_SIZE:
+        raise DataSpecError(
+            f"{spec}: images of {h}x{w} pixels; samix-hub needs at least {MIN_IMAGE_SIZE} "
+            "pixels on each side"
+        )
+    return source
+
+
+def _load_data(spec: str, download: bool, image_size: tuple[int, int] | None) -> DataSource:
     if not spec:
         raise DataSpecError("empty data set spec")
     kind, sep, location = spec.partition(":")

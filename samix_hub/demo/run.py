@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import time
@@ -15,7 +16,8 @@ import torch
 from .._version import __version__
 from ..artifact.format import BACKBONE, GENERATOR
 from ..fileio import atomic_write_json
-from .config import BACKBONE_REPO, FINETUNE_CHOICE, FULL, GENERATOR_REPO, DemoConfig
+from ..fileio.locking import folder_lock, is_lock_file
+from .config import BACKBONE_REPO, FINETUNE_CHOICE, FULL, GENERATOR_REPO, MARKER, DemoConfig
 from .steps import STEPS, DemoState, prepare_out
 
 __all__ = ["run_demo", "build_summary"]
@@ -30,7 +32,18 @@ def run_demo(
 ) -> dict[str, Any]:
     """Run the demo into ``out`` (created; a previous demo output there is replaced)."""
     state = DemoState(out=Path(out).expanduser().absolute(), cfg=config, quiet=quiet)
-    prepare_out(state.out)
+    with contextlib.ExitStack() as lock:
+        # One demo per folder: locked before prepare_out replaces a previous demo's output
+        # (which removes the lock file), then locked again on the new folder's lock file.
+        with folder_lock(state.out, "demo"):
+            if all(is_lock_file(p.name) for p in state.out.iterdir()):
+                (state.out / MARKER).write_text("")  # only our lock: a folder of ours
+            prepare_out(state.out)
+            lock.enter_context(folder_lock(state.out, "demo"))
+        return _run_steps(state, log)
+
+
+def _run_steps(state: DemoState, log: Callable[[str], None]) -> dict[str, Any]:
     timings: dict[str, float] = {}
     start = time.perf_counter()
     for i, (key, what, run_step) in enumerate(STEPS, 1):

@@ -20,8 +20,10 @@ import torch
 if TYPE_CHECKING:
     from .scenario import Scenario, TrainModules
 
+from ..artifact.format import RUN
 from ..errors import UserError
 from ..fileio import append_line, atomic_write, atomic_write_text, remove_stale_temps
+from ..fileio.guard import guard_output, loads_bounded, read_json_bounded
 
 __all__ = [
     "CHECKPOINT",
@@ -130,7 +132,7 @@ def read_run_config(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
     if not path.is_file():
         raise UserError(f"{path}: missing (not a samix-hub run folder)")
     try:
-        config = json.loads(path.read_text())
+        config = read_json_bounded(path)
     except json.JSONDecodeError as exc:
         raise UserError(f"{path}: not valid JSON ({exc})") from None
     if config.get("kind") != "samix-run":
@@ -140,19 +142,26 @@ def read_run_config(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
 
 def check_run_folder(run_dir: Path) -> None:
     """Refuse to write a run into a folder whose ``config.json`` is not a run's (an exported
-    generator or backbone, say): the run would overwrite it."""
+    generator or backbone, say): the run would overwrite it; also a mixed data set, a link, or
+    a folder inside another samix-hub folder (``fileio.guard.guard_output``)."""
     path = run_dir / "config.json"
-    if not path.is_file():
-        return
-    try:
-        kind = json.loads(path.read_text()).get("kind")
-    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
-        kind = None
-    if kind != "samix-run":
-        raise UserError(
-            f"{path}: not a samix-hub run's config.json (a run would overwrite it); "
-            "choose another --out"
-        )
+    if path.is_file():
+        try:
+            kind = read_json_bounded(path).get("kind")
+        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError, RecursionError):
+            kind = None
+        if kind != RUN:
+            raise UserError(
+                f"{path}: not a samix-hub run's config.json (a run would overwrite it); "
+                "choose another --out"
+            )
+    guard_output(run_dir, "--out", kind=RUN)
+    for name in ("config.json", "metrics.jsonl", "steps.jsonl", CHECKPOINT.parent.name):
+        if (run_dir / name).is_symlink():  # a run writes these itself, never through a link
+            raise UserError(
+                f"{run_dir / name}: is a symbolic link; a run writes this path itself and does "
+                "not follow links; remove it or choose another --out"
+            )
 
 
 def remove_run_temps(run_dir: Path) -> None:
@@ -168,7 +177,7 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     rows = []
     for line in path.read_text().splitlines():
         try:
-            rows.append(json.loads(line))
+            rows.append(loads_bounded(line))
         except json.JSONDecodeError:
             continue
     return rows

@@ -135,6 +135,7 @@ def _has_weights(name: str) -> tuple[bool, str | None]:
 
 def _from_run(src: str) -> PretrainedBackbone:
     """The classifier of a ``samix-hub train`` run folder (see the module docstring)."""
+    from ..artifact.validate import check_finite
     from ..data.names import dataset_info
     from ..fileio import folder_sha256
     from .run_reader import build_backbone, load_run
@@ -147,6 +148,7 @@ def _from_run(src: str) -> PretrainedBackbone:
     if ema_better and isinstance(run.checkpoint.get("ema"), dict):
         weights = "ema"
     net = build_backbone(run, weights)
+    check_finite(net.state_dict(), f"{folder / 'checkpoints' / 'last.pt'} ({weights})")
     size = cfg.get("image_size") or (32, 32)
     size = (int(size), int(size)) if isinstance(size, int) else (int(size[0]), int(size[1]))
     chans = int(cfg.get("in_chans", len(cfg.get("mean") or (0, 0, 0))))

@@ -19,6 +19,7 @@ from ..artifact.format import CONFIG_NAME
 from ..cards import summarize_generator_metrics
 from ..data.names import dataset_info
 from ..errors import UserError
+from ..fileio.guard import loads_bounded
 from ..models import backbones as _backbones  # noqa: F401  (registers the CIFAR backbones in timm)
 from ..models.generator import Generator, GeneratorConfig
 from ..models.mixer import MixerConfig
@@ -64,7 +65,7 @@ def load_run(run_dir: str | Path) -> Run:
         for n, line in enumerate(metrics_path.read_text().splitlines(), 1):
             if line.strip():
                 try:
-                    metrics.append(json.loads(line))
+                    metrics.append(loads_bounded(line))
                 except json.JSONDecodeError:
                     raise UserError(f"{metrics_path}:{n}: not valid JSON") from None
     checkpoint = load_weights_only(path / "checkpoints" / "last.pt")

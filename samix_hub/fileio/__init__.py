@@ -8,6 +8,7 @@ import errno
 import hashlib
 import json
 import os
+import re
 import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -29,8 +30,13 @@ __all__ = [
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
-#: Errors of the storage rather than of the input: disk full, read-only, no permission, quota.
-FAULT_ERRNOS = frozenset({errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT})
+#: Errors of the storage rather than of the input: disk full, read-only, no permission, quota,
+#: and a file larger than the process may write (``ulimit -f``).
+FAULT_ERRNOS = frozenset(
+    {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT, errno.EFBIG}
+)
+#: How Rust libraries (safetensors) report an OS error in their message.
+_RUST_OS_ERROR = re.compile(r"\(os error (\d+)\)")
 
 
 def _name_path(exc: BaseException, path: Path) -> None:
@@ -143,7 +149,9 @@ def check_writable_file(path: str | os.PathLike[str], option: str = "") -> Path:
 
 
 def fault_of(exc: BaseException) -> OSError | None:
-    """The storage fault (:data:`FAULT_ERRNOS`) behind ``exc`` or its causes, if any."""
+    """The storage fault (:data:`FAULT_ERRNOS`) behind ``exc`` or its causes, if any; also
+    one that a library reports without an ``OSError`` (safetensors' ``SafetensorError``:
+    "... (os error 28)"), then as a new ``OSError`` with that errno."""
     texts = {os.strerror(e) for e in FAULT_ERRNOS}
     seen: set[int] = set()
     cur: BaseException | None = exc
@@ -153,6 +161,10 @@ def fault_of(exc: BaseException) -> OSError | None:
             cur.errno in FAULT_ERRNOS or (cur.errno is None and any(t in str(cur) for t in texts))
         ):
             return cur
+        found = None if isinstance(cur, OSError) else _RUST_OS_ERROR.search(str(cur))
+        if found is not None and int(found.group(1)) in FAULT_ERRNOS:
+            code = int(found.group(1))
+            return OSError(code, os.strerror(code))
         cur = cur.__cause__ or cur.__context__
     return None
 

@@ -43,7 +43,9 @@ def _beta(alpha: float, shape: tuple[int, ...], rng: torch.Generator | None) -> 
     # Beta(a, a) = Ga / (Ga + Gb); torch.distributions takes no generator, _standard_gamma does.
     conc = torch.full((2, *shape), float(alpha), dtype=torch.float64)
     gam = torch._standard_gamma(conc, generator=rng)
-    out = gam[0] / (gam[0] + gam[1])
+    total = gam[0] + gam[1]
+    # For α near the float64 maximum the sum overflows to inf: the ratio form stays finite.
+    out = torch.where(total.isinf(), 1.0 / (1.0 + gam[1] / gam[0]), gam[0] / total)
     return out.nan_to_num(0.5).float()  # 0/0 only for vanishing α: fall back to an even mix
 
 
