@@ -116,7 +116,7 @@ def split_target(
         out["x_test"], out["y_test"] = arrays["x_train"][va], y[va]
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{target_npz.stem}-{per_class or 'all'}-per-class-{split}.npz"
-    np.savez(path, **out)  # type: ignore[arg-type]
+    np.savez(path, **out)
     return f"npz:{path}"
 
 

@@ -81,7 +81,7 @@ class ResumableSampler(DistributedSampler):
     def set_start(self, start: int) -> None:
         self.start = max(int(start), 0)
 
-    def __iter__(self) -> Iterator[tuple[int, int]]:  # type: ignore[override]
+    def __iter__(self) -> Iterator[tuple[int, int]]:
         """``(epoch, index)`` pairs: workers that outlive an epoch still seed by the right one."""
         indices = list(super().__iter__())
         return iter([(self.epoch, i) for i in indices[self.start :]])

@@ -237,7 +237,7 @@ class SupervisedScenario(Scenario[ClassifierModules]):
             mods.frozen = gen
             mods.generator_provenance = provenance
         if m in ("mixup", "cutmix", "samix-p"):
-            kwargs: dict[str, float] = {}
+            kwargs: dict[str, Any] = {}
             if m == "samix-p":
                 kwargs = {"mask_adjust": cfg.mask_adjust, "margin": cfg.lam_margin}
             mask_fn = mods.frozen.masks if mods.frozen else None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -343,7 +344,7 @@ def build_method(
     pairing: str = "permutation",
     prob: float = 1.0,
     switch_prob: float = 0.0,
-    **kwargs: float,
+    **kwargs: Any,
 ) -> MixMethod:
     """A method by name with the reference's CIFAR α (:data:`DEFAULT_ALPHA`) unless given.
 
@@ -360,7 +361,7 @@ def build_method(
 
 
 def _build_one(
-    name: str, alpha: float | None, mask_fn: MaskFn | None, pairing: str, **kwargs: float
+    name: str, alpha: float | None, mask_fn: MaskFn | None, pairing: str, **kwargs: Any
 ) -> MixMethod:
     a = DEFAULT_ALPHA.get(name, 1.0) if alpha is None else alpha
     if name == "mixup":
@@ -370,5 +371,5 @@ def _build_one(
     if name in ("samix", "samix-p"):
         if mask_fn is None:
             raise ValueError("samix needs a generator (mask_fn)")
-        return SAMix(mask_fn, a, pairing=pairing, **kwargs)  # type: ignore[arg-type]
+        return SAMix(mask_fn, a, pairing=pairing, **kwargs)
     raise ValueError(f"unknown mixing method {name!r} (vanilla, mixup, cutmix, samix)")
