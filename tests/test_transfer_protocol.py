@@ -270,3 +270,21 @@ def test_the_choice_rule_needs_every_cell_and_prefers_the_default_on_ties() -> N
     assert pick["chosen"] == "samix-p" and "samix-p-t2" not in pick["means"]
     rows[-2]["top1"] = 70.5  # one better cell breaks the tie
     assert transfer.choose(rows)["chosen"] == "samix-p-t0.5"
+
+
+def test_augmentation_is_a_function_of_seed_epoch_and_index() -> None:
+    """The loop's per-image augmentation, against a reference seeded by torch.manual_seed."""
+    from samix_hub.data.transforms import train_transform
+    from samix_hub.engine.loader import SeededTransform, mix_seed
+
+    digits = load_data("digits")
+    tf = train_transform(digits.image_size)
+    ds = SeededTransform(digits.train, tf, seed=3)
+    before = torch.get_rng_state()
+    for i in range(12):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(mix_seed(3, 2, i))
+            ref = tf(digits.train[i][0])
+        assert torch.equal(ds[(2, i)][0], ref)
+    assert torch.equal(torch.get_rng_state(), before)  # the global RNG is left as it was
+    assert not torch.equal(ds[(2, 0)][0], ds[(3, 0)][0])  # another epoch, another crop

@@ -61,7 +61,10 @@ class SeededTransform(Dataset):
         epoch, i = index if isinstance(index, tuple) else (self.epoch, index)
         image, label = self.base[i]
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(mix_seed(self.seed, epoch, i))
+            # The CPU generator only (what fork_rng restores): torch.manual_seed would also queue
+            # a lazy seed of every CUDA device, recording a stack trace each time (18 % of a
+            # small CPU step, measured with cProfile).
+            torch.random.default_generator.manual_seed(mix_seed(self.seed, epoch, i))
             return self.transform(image), label
 
 
