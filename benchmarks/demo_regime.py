@@ -49,7 +49,8 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
         spec = split_target(target, args.work / "data", int(per_class), split="val")
         for seed in VAL_SEEDS:
             for method in args.methods.split(","):
-                out = args.work / f"k{per_class}-e{epochs}-lr{lr}-{method}-s{seed}"
+                tag = f"-{args.tag}" if args.tag else ""
+                out = args.work / f"k{per_class}-e{epochs}-lr{lr}-{method}{tag}-s{seed}"
                 metrics = out / "metrics.jsonl"
                 t0 = time.perf_counter()
                 if not metrics.is_file():
@@ -63,7 +64,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                     train(cfg, quiet=True)
                 last = json.loads(metrics.read_text().splitlines()[-1])
                 row = {
-                    "regime": regime, "method": method, "seed": seed, "top1": last["top1"],
+                    "regime": regime, "method": method + tag, "seed": seed, "top1": last["top1"],
                     "steps": last["step"], "seconds": round(time.perf_counter() - t0, 1),
                 }  # fmt: skip
                 rows.append(row)
@@ -71,28 +72,36 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     return rows
 
 
+def _diff(tops: dict[str, list[float]], a: str, b: str) -> str:
+    if not tops.get(a) or not tops.get(b):
+        return "-"
+    return f"{statistics.mean(tops[a]) - statistics.mean(tops[b]):+.1f}"
+
+
 def table(rows: list[dict[str, Any]]) -> str:
+    methods = list(dict.fromkeys(r["method"] for r in rows))
     lines = [
         "Demo fine-tune regime on a validation split of the digits 5-9 training images "
         f"(last {FULL.finetune_val_per_class} per class), seeds {list(VAL_SEEDS)}; top-1 % at "
         "the last epoch, mean ± std.",
         "",
-        "| images/class : epochs : lr | " + " | ".join(METHODS) + " | MixUp − vanilla "
+        "| images/class : epochs : lr | " + " | ".join(methods) + " | MixUp − vanilla "
         "| SAMix^P − MixUp |",
-        "|---|" + "---|" * (len(METHODS) + 2),
+        "|---|" + "---|" * (len(methods) + 2),
     ]
     for regime in dict.fromkeys(r["regime"] for r in rows):
         tops = {
             m: [r["top1"] for r in rows if r["regime"] == regime and r["method"] == m]
-            for m in METHODS
+            for m in methods
         }
         cells = [
             f"{statistics.mean(v):.1f} ± {statistics.stdev(v):.1f}" if len(v) > 1 else "-"
             for v in tops.values()
         ]
-        mv = statistics.mean(tops["mixup"]) - statistics.mean(tops["vanilla"])
-        sm = statistics.mean(tops["samix-p"]) - statistics.mean(tops["mixup"])
-        lines.append(f"| {regime} | " + " | ".join(cells) + f" | {mv:+.1f} | {sm:+.1f} |")
+        lines.append(
+            f"| {regime} | " + " | ".join(cells) + f" | {_diff(tops, 'mixup', 'vanilla')} | "
+            f"{_diff(tops, 'samix-p', 'mixup')} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -102,6 +111,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--regimes", default="10:80:0.05,20:27:0.05,40:13:0.05")
     p.add_argument("--methods", default=",".join(METHODS))
     p.add_argument("--options", default="{}", help="JSON of extra fine-tune options.")
+    p.add_argument("--tag", default="", help="Name of these options in run names and rows.")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--work", type=Path, default=REPO / "benchmarks" / "work" / "demo_regime")
     p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
@@ -110,8 +120,9 @@ def main(argv: list[str] | None = None) -> None:
     rows = run(args)
     text = table(rows)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "demo_regime.json").write_text(json.dumps(rows, indent=2))
-    (args.out / "demo_regime.md").write_text(text)
+    stem = f"demo_regime-{args.tag}" if args.tag else "demo_regime"
+    (args.out / f"{stem}.json").write_text(json.dumps(rows, indent=2))
+    (args.out / f"{stem}.md").write_text(text)
     print(text)
 
 
