@@ -78,7 +78,7 @@ def test_summary_has_the_expected_fields(demo: dict) -> None:
         assert entry["top1"] == pytest.approx(sum(entry["top1_per_seed"]) / len(entry["seeds"]))
     assert s["train"]["steps"] == 22 and s["generator"]["steps"] == 44
     assert {k: v["steps"] for k, v in s["finetune"].items()} == {"samix-p": 4, "vanilla": 4}
-    assert s["finetune"]["samix-p"]["alpha"] == 2.0
+    assert s["finetune"]["samix-p"]["alpha"] == 1.0  # the demo's choice on validation
     diff = s["finetune"]["samix-p"]["top1"] - s["finetune"]["vanilla"]["top1"]
     assert s["comparison"] == {"samix-p_minus_vanilla": round(diff, 2)}
     assert set(s["finetune_settings"]) == {

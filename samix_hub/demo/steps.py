@@ -266,6 +266,7 @@ def step_finetune(s: DemoState) -> None:
                     generator=str(s.gen_src.path) if method == "samix-p" else None,
                     epochs=cfg.finetune_epochs, max_steps=cfg.finetune_max_steps,
                     lr=cfg.finetune_lr, seed=seed, eval_every=cfg.finetune_epochs,
+                    alpha=cfg.finetune_samix_alpha if method == "samix-p" else None,
                     **{**s.common, "batch_size": cfg.finetune_batch_size},
                 ),
                 quiet=s.quiet,
