@@ -141,10 +141,13 @@ def demo_table(result: dict[str, Any]) -> str:
             f"{masks['mask_slope']:.3f}, spatial std {masks['mask_spatial_std']:.3f}",
         ),
     ]
+    seeds = s["finetune_settings"].get("seeds", [0])
     for method, r in ft.items():
+        per = ", ".join(f"{v:.1f}" for v in r.get("top1_per_seed", [r["top1"]]))
         rows.append(
-            (f"8. fine-tune {method}, {r['steps']} steps", f"{r['seconds']:.0f} s",
-             f"top-1 {r['top1']:.1f} %")
+            (f"8. fine-tune {method}, {r['steps']} steps x {len(seeds)} seeds",
+             f"{r['seconds']:.0f} s",
+             f"top-1 {r['top1']:.1f} ± {r.get('top1_std', 0.0):.1f} % ({per})")
         )  # fmt: skip
     m = result["machine"]
     lines = [
