@@ -37,7 +37,8 @@ RUNTIMES = ("torch", "onnx", "all")
 _COMMON = [CARD_NAME, CONFIG_NAME, "data/*.parquet"]
 _PATTERNS = {
     "torch": [*_COMMON, GENERATOR_WEIGHTS, BACKBONE_WEIGHTS],
-    "onnx": [*_COMMON, "onnx/*"],
+    # the weights too: the graph is run against them before the pull is accepted
+    "onnx": [*_COMMON, "onnx/*", GENERATOR_WEIGHTS, BACKBONE_WEIGHTS],
     "all": None,  # everything but pickles (see _IGNORE)
 }
 _IGNORE = [f"*{suffix}" for suffix in PICKLE_SUFFIXES]

@@ -606,15 +606,18 @@ def publish_raw(hub, repo_type: str, repo_id: str, folder: Path) -> None:
     hub.repos[(repo_type, repo_id)] = repo
 
 
+@pytest.mark.parametrize("runtime", ["all", "onnx"])
 def test_pull_refuses_a_scrambled_onnx_graph(
-    fake_hub, onnx_release: Path, tmp_path: Path, capsys, hub_cache
+    runtime: str, fake_hub, onnx_release: Path, tmp_path: Path, capsys, hub_cache
 ) -> None:
+    """Also for onnxruntime alone: the pull fetches the weights to run the graph against."""
     folder = Path(shutil.copytree(onnx_release / "generator", tmp_path / "src" / "generator"))
     scramble_onnx(folder / "onnx" / "generator.onnx")
-    publish_raw(fake_hub, "model", "me/scrambled", folder)
+    repo_id = f"me/scrambled-{runtime}"
+    publish_raw(fake_hub, "model", repo_id, folder)
     root, dest = tmp_path / "root", tmp_path / "root" / "pulled"
     root.mkdir()
-    args = ["pull", "me/scrambled", "--endpoint", fake_hub.url, "--runtime", "all"]
+    args = ["pull", repo_id, "--endpoint", fake_hub.url, "--runtime", runtime]
     assert_fails(
         [*args, "--dir", dest, "-q"], capsys, root, 1, "computes another function", out=dest
     )

@@ -440,7 +440,13 @@ def test_onnx_generator_push_pull_load(hub: FakeHub, tmp_path: Path) -> None:
     kw = dict(endpoint=hub.url, token=TOKEN, cache_dir=tmp_path / "c")
     got = pull("me/gen-onnx", runtime="onnx", **kw)
     assert got.commit == sha
-    assert files_of(got.path) == {"README.md", "config.json", "onnx/generator.onnx"}
+    # the weights come too: the graph is run against them before the pull is accepted
+    assert files_of(got.path) == {
+        "README.md",
+        "config.json",
+        "onnx/generator.onnx",
+        "generator.safetensors",
+    }
     onnx_gen = loading.load_generator("me/gen-onnx", runtime="onnx", device="cpu", **kw)
     assert onnx_gen.source.commit == sha  # through the one SRC resolver
     for a, b in zip(outputs(gen), outputs(onnx_gen), strict=True):

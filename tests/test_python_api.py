@@ -191,7 +191,9 @@ def test_push_to_hub_then_pull_on_both_runtimes(hub: FakeHub, tmp_path: Path) ->
     kw = dict(endpoint=hub.url, token=TOKEN, cache_dir=tmp_path / "cache")
     onnx_gen = Generator.from_pretrained("me/api-push", revision="v1", runtime="onnx", **kw)
     assert type(onnx_gen).__name__ == "OnnxGenerator" and onnx_gen.source.commit == sha
-    assert files_of(onnx_gen.source.path) == {"README.md", "config.json", "onnx/generator.onnx"}
+    assert files_of(onnx_gen.source.path) == {  # the weights: to check the graph against them
+        "README.md", "config.json", "onnx/generator.onnx", "generator.safetensors"
+    }  # fmt: skip
     torch.testing.assert_close(masks_of(onnx_gen), masks_of(gen), atol=1e-4, rtol=0)
     torch_gen = Generator.from_pretrained("me/api-push", revision="v1", **kw)
     assert torch.equal(masks_of(torch_gen), masks_of(gen))

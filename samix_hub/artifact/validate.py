@@ -375,7 +375,10 @@ def validate_artifact(path: str | Path, runtime: str = "all") -> str:
         onnx_file = required_files(kind, "onnx")[-1]
         _check_onnx_file(folder / onnx_file, kind)
         _check_onnx_metadata(folder, folder / onnx_file, kind)
-        if runtime == "all":  # both files present: the graph must compute what the weights do
+        weights = required_files(kind, "torch")[-1]
+        if runtime == "all" or (folder / weights).is_file():
+            # both files present: the graph must compute what the weights do (a pull for
+            # onnxruntime fetches the weights too, for this check; hub.py:allow_patterns)
             _check_onnx_parity(folder, folder / onnx_file, kind)
     return kind
 
