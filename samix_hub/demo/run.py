@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import platform
 import time
@@ -16,8 +15,8 @@ import torch
 from .._version import __version__
 from ..artifact.format import BACKBONE, GENERATOR
 from ..fileio import atomic_write_json
-from ..fileio.locking import folder_lock, is_lock_file
-from .config import BACKBONE_REPO, FINETUNE_CHOICE, FULL, GENERATOR_REPO, MARKER, DemoConfig
+from ..fileio.locking import folder_lock
+from .config import BACKBONE_REPO, FINETUNE_CHOICE, FULL, GENERATOR_REPO, DemoConfig
 from .steps import STEPS, DemoState, prepare_out
 
 __all__ = ["run_demo", "build_summary"]
@@ -32,14 +31,9 @@ def run_demo(
 ) -> dict[str, Any]:
     """Run the demo into ``out`` (created; a previous demo output there is replaced)."""
     state = DemoState(out=Path(out).expanduser().absolute(), cfg=config, quiet=quiet)
-    with contextlib.ExitStack() as lock:
-        # One demo per folder: locked before prepare_out replaces a previous demo's output
-        # (which removes the lock file), then locked again on the new folder's lock file.
-        with folder_lock(state.out, "demo"):
-            if all(is_lock_file(p.name) for p in state.out.iterdir()):
-                (state.out / MARKER).write_text("")  # only our lock: a folder of ours
-            prepare_out(state.out)
-            lock.enter_context(folder_lock(state.out, "demo"))
+    # One demo per folder: the lock is held for the whole run; prepare_out keeps lock files.
+    with folder_lock(state.out, "demo"):
+        prepare_out(state.out)
         return _run_steps(state, log)
 
 

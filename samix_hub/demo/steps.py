@@ -24,6 +24,7 @@ from ..engine import TrainConfig, read_run_config, train
 from ..engine.finetune import finetune_config
 from ..errors import UserError
 from ..export_run import export_run
+from ..fileio.locking import is_lock_file
 from ..mixing.statistics import generator_mask_statistics
 from ..models.generator import MaskGenerator
 from ..preview import save_preview
@@ -128,15 +129,24 @@ def _last_metrics(run: Path) -> dict[str, Any]:
 
 
 def prepare_out(out: Path) -> None:
-    """Create ``out``; replace a previous demo's output, refuse any other non-empty folder."""
+    """Create ``out``; replace a previous demo's output, refuse any other non-empty folder.
+
+    The folder's lock files stay (the running demo holds one), everything else of a previous
+    demo is removed; links are removed, never followed.
+    """
     if out.exists() and not out.is_dir():
         raise UserError(f"{out}: exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()):
+    entries = [p for p in out.iterdir() if not is_lock_file(p.name)] if out.is_dir() else []
+    if entries:
         if not (out / MARKER).is_file():
             raise UserError(
                 f"{out}: not empty and not a samix-hub demo folder; choose another --out"
             )
-        shutil.rmtree(out)
+        for entry in entries:
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
     out.mkdir(parents=True, exist_ok=True)
     (out / MARKER).write_text("samix-hub demo output; `samix-hub demo` may replace it\n")
 
