@@ -390,7 +390,8 @@ def test_hub_generator_provenance_in_card(
     token = "hf_fakehubMixToken0123456789"
     folder = tmp_path / "gen"
     shutil.copytree(gen_dir, folder)
-    (folder / "README.md").write_text("---\nlibrary_name: samix-hub\nlicense: apache-2.0\n---\n")
+    card = "---\nlibrary_name: samix-hub\nlicense: apache-2.0\n---\n\nA tiny test generator.\n"
+    (folder / "README.md").write_text(card)  # push requires a card body
     with FakeHub(token=token) as hub:
         _, sha = push(folder, "me/tiny-gen", endpoint=hub.url, token=token)
         env = {k: v for k, v in _env().items() if not k.startswith(("HF_", "SAMIX_"))}
