@@ -168,7 +168,8 @@ def _machine_line(md: Path) -> str:
     data: dict[str, Any] = {}
     for path in candidates:
         if path.is_file():
-            data = json.loads(path.read_text())
+            loaded = json.loads(path.read_text())
+            data = loaded if isinstance(loaded, dict) else {}  # a list of rows has no machine
             break
     flat: dict[str, Any] = {}
     for part in (data, data.get("meta") or {}, data.get("machine") or {}):
