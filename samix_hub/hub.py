@@ -20,7 +20,7 @@ import re
 import sys
 from pathlib import Path
 
-from .artifact.format import BACKBONE_WEIGHTS, CARD_NAME, CONFIG_NAME, GENERATOR_WEIGHTS
+from .artifact.format import BACKBONE, BACKBONE_WEIGHTS, CARD_NAME, CONFIG_NAME, GENERATOR_WEIGHTS
 from .artifact.validate import MIXED_DATASET, PICKLE_SUFFIXES, detect_kind, validate_artifact
 from .card_repo import set_card_repo_id
 from .cards import check_card_parses
@@ -288,6 +288,9 @@ def pull(
     _verify_checksums(snapshot)
     try:
         kind = validate_artifact(snapshot, runtime)
+        card = snapshot / CARD_NAME
+        if kind != BACKBONE and card.is_file():  # ours; timm repos may carry any card
+            check_card_parses(card, "dataset" if kind == MIXED_DATASET else "model")
     except ArtifactError as err:
         rel = str(err).replace(str(snapshot) + os.sep, "").replace(str(snapshot), ".")
         raise HubError(f"{repo_id}@{commit[:12]}: {rel}") from None

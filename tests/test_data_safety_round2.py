@@ -624,6 +624,22 @@ def test_pull_refuses_a_scrambled_onnx_graph(
     assert not dest.exists()
 
 
+@pytest.mark.parametrize(("card", "needle"), CARDS[:3])
+def test_pull_refuses_a_generator_card_that_does_not_parse(
+    card: str, needle: str, fake_hub, tiny: Path, tmp_path: Path, capsys, hub_cache
+) -> None:
+    """A generator repo written without our push (raw upload) is checked at pull as at push."""
+    folder = Path(shutil.copytree(tiny / "generator", tmp_path / "src" / "generator"))
+    (folder / "README.md").write_text(card)
+    repo_id = f"me/bad-card-{CARDS.index((card, needle))}"
+    publish_raw(fake_hub, "model", repo_id, folder)
+    root, dest = tmp_path / "root", tmp_path / "root" / "pulled"
+    root.mkdir()
+    args = ["pull", repo_id, "--endpoint", fake_hub.url, "--runtime", "torch"]
+    assert_fails([*args, "--dir", dest, "-q"], capsys, root, 1, needle, out=dest)
+    assert not dest.exists()
+
+
 @pytest.mark.parametrize(("column", "value", "needle"), ROW_CASES[::2])
 def test_pull_range_checks_every_mixed_row(
     column, value, needle, fake_hub, tiny: Path, tmp_path: Path, capsys, hub_cache
