@@ -257,8 +257,7 @@ def _train_epoch(run: _Run) -> None:
     cfg, info, device = run.cfg, run.info, run.info.device
     epoch, offset = divmod(run.step, run.per_epoch)
     run.sampler.set_epoch(epoch)
-    run.sampler.set_start(offset * cfg.batch_size)
-    run.train_ds.set_epoch(epoch)
+    run.sampler.set_start(offset * cfg.batch_size)  # it hands out (epoch, index) pairs
     if run.loader is None:  # one loader per run: its workers (if any) persist across epochs
         run.loader = train_loader(
             run.train_ds, cfg.batch_size, run.sampler, cfg.workers, device.type == "cuda"

@@ -10,7 +10,14 @@ import torch
 
 from ..models.mixer import calibrate_logits
 
-__all__ = ["apply_mask", "mask_adjust", "margin_fallback", "sharpen", "LAM_MARGIN"]
+__all__ = [
+    "apply_mask",
+    "mask_adjust",
+    "margin_fallback",
+    "sharpen",
+    "check_temperature",
+    "LAM_MARGIN",
+]
 
 #: λ margin of the reference: masks for λ <= 0.08 or >= 0.92 are replaced by plain MixUp.
 LAM_MARGIN = 0.08
@@ -51,6 +58,13 @@ def margin_fallback(
     return torch.where(extreme, lam_v.expand_as(mask), mask)
 
 
+def check_temperature(temperature: float) -> float:
+    """Validate a mask temperature: positive and finite."""
+    if not 0.0 < temperature < float("inf"):
+        raise ValueError(f"mask temperature must be > 0 and finite, got {temperature}")
+    return float(temperature)
+
+
 def sharpen(
     mask: torch.Tensor, lam: float | torch.Tensor, temperature: float, eps: float = 1e-6
 ) -> torch.Tensor:
@@ -61,8 +75,7 @@ def sharpen(
     no such knob). ``temperature == 1`` returns the mask unchanged; a constant mask stays
     constant. Per-image error of the mean <= 1e-6 for λ in [0.02, 0.98].
     """
-    if temperature <= 0 or temperature != temperature:
-        raise ValueError(f"mask temperature must be > 0, got {temperature}")
+    check_temperature(temperature)
     if temperature == 1.0:
         return mask
     dtype = mask.dtype

@@ -13,12 +13,12 @@ from typing import Any
 
 import torch
 
-from .masks import LAM_MARGIN, apply_mask, margin_fallback, mask_adjust, sharpen
+from .masks import LAM_MARGIN, apply_mask, check_temperature, margin_fallback, mask_adjust, sharpen
 from .sampling import (
     DEFAULT_ALPHA,
-    PAIRINGS,
     box_lam,
     check_alpha,
+    check_pairing,
     sample_box,
     sample_lam,
     sample_partner,
@@ -141,7 +141,7 @@ class MixUp(MixMethod):
 
     def __init__(self, alpha: float = DEFAULT_ALPHA["mixup"], pairing: str = "permutation") -> None:
         self.alpha = check_alpha(alpha)
-        self.pairing = _check_pairing(pairing)
+        self.pairing = check_pairing(pairing)
 
     def sample_params(
         self, batch_size: int, image_size: tuple[int, int], rng: torch.Generator | None = None
@@ -171,7 +171,7 @@ class CutMix(MixMethod):
         self, alpha: float = DEFAULT_ALPHA["cutmix"], pairing: str = "permutation"
     ) -> None:
         self.alpha = check_alpha(alpha)
-        self.pairing = _check_pairing(pairing)
+        self.pairing = check_pairing(pairing)
 
     def sample_params(
         self, batch_size: int, image_size: tuple[int, int], rng: torch.Generator | None = None
@@ -198,12 +198,6 @@ class CutMix(MixMethod):
 
 
 MaskFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
-
-
-def _check_pairing(pairing: str) -> str:
-    if pairing not in PAIRINGS:
-        raise ValueError(f"pairing must be one of {', '.join(PAIRINGS)}, got {pairing!r}")
-    return pairing
 
 
 def finish_mask(
@@ -253,10 +247,8 @@ class SAMix(MixMethod):
     ) -> None:
         self.mask_fn = getattr(mask_fn, "masks", mask_fn)
         self.per_sample = per_sample
-        if not (temperature > 0 and temperature < float("inf")):
-            raise ValueError(f"mask temperature must be > 0 and finite, got {temperature}")
-        self.temperature = float(temperature)
-        self.pairing = _check_pairing(pairing)
+        self.temperature = check_temperature(temperature)
+        self.pairing = check_pairing(pairing)
         self.alpha = check_alpha(alpha)
         if not 0.0 <= mask_adjust <= 1.0:
             raise ValueError(f"mask_adjust is a probability in [0, 1], got {mask_adjust}")

@@ -17,6 +17,7 @@ __all__ = [
     "box_lam",
     "check_alpha",
     "PAIRINGS",
+    "check_pairing",
 ]
 
 #: The one Beta(α, α) table: each method's α on CIFAR, as the reference (docs/algorithm.md:
@@ -63,6 +64,13 @@ def sample_lam(
 PAIRINGS = ("permutation", "derangement")
 
 
+def check_pairing(pairing: str) -> str:
+    """Validate a pairing name (:data:`PAIRINGS`)."""
+    if pairing not in PAIRINGS:
+        raise ValueError(f"pairing must be one of {', '.join(PAIRINGS)}, got {pairing!r}")
+    return pairing
+
+
 def sample_partner(
     n: int, rng: torch.Generator | None = None, pairing: str = "permutation"
 ) -> torch.Tensor:
@@ -74,8 +82,7 @@ def sample_partner(
     """
     if n < 1:
         raise ValueError(f"need at least one sample to pair, got {n}")
-    if pairing not in PAIRINGS:
-        raise ValueError(f"pairing must be one of {PAIRINGS}, got {pairing!r}")
+    check_pairing(pairing)
     perm = torch.randperm(n, generator=rng)
     if pairing == "permutation":
         return perm
