@@ -3,10 +3,11 @@ tolerances, the report of what was written, and two cells of the model cards."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ __all__ = [
     "check_replaceable",
     "finalize_folder",
     "named_fault",
+    "staged",
     "staging_folder",
     "num_params",
     "files_cell",
@@ -135,6 +137,23 @@ def finalize_folder(
     stage.rename(target)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def staged(out: Path, name: str) -> Iterator[Path]:
+    """A staging folder for ``out/name`` (:func:`staging_folder`), always removed afterwards; a
+    storage fault while writing it is re-raised as one ``OSError`` naming the file in
+    ``out/name`` (:func:`named_fault`), which the CLI prints as one line."""
+    stage = staging_folder(out, name)
+    try:
+        yield stage
+    except Exception as exc:
+        fault = named_fault(exc, stage, out / name)
+        if fault is None:
+            raise
+        raise fault from None
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
 
 
 def staging_folder(out: Path, name: str) -> Path:

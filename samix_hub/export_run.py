@@ -9,7 +9,6 @@ only then renamed into place, so a failed export never leaves a folder that look
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -57,7 +56,7 @@ from .export_common import (
     check_replaceable,
     files_cell,
     finalize_folder,
-    named_fault,
+    staged,
     staging_folder,
 )
 from .fileio import atomic_write_text
@@ -270,8 +269,7 @@ def export_run(
         if gen is None:
             log(f"{run.path}: method {run.config.get('method')!r} has no mixer; no generator")
         else:
-            stage = staging_folder(out, "generator")
-            try:
+            with staged(out, "generator") as stage:
                 log("exporting generator ...")
                 rep = write_generator_folder(
                     gen, stage, run_config=run.config, metrics=run.metrics, onnx=onnx,
@@ -279,19 +277,11 @@ def export_run(
                     int8_calibration=int8_calibration, int8_eval=int8_eval,
                 )  # fmt: skip
                 finalize_folder(stage, out / "generator", force, GENERATOR, [run_dir])
-            except Exception as exc:
-                fault = named_fault(exc, stage, out / "generator")
-                if fault is None:
-                    raise
-                raise fault from None  # one line naming the file (cli.py)
-            finally:
-                shutil.rmtree(stage, ignore_errors=True)
             rep.path = out / "generator"
             reports.append(rep)
     if "backbone" in what:
         model = build_backbone(run, weights)
-        stage = staging_folder(out, "backbone")
-        try:
+        with staged(out, "backbone") as stage:
             log("exporting backbone ...")
             rep = write_backbone_folder(
                 model, stage, run_config=run.config, metrics=run.metrics, weights=weights,
@@ -299,13 +289,6 @@ def export_run(
                 base_model=base_model(run.config),
             )  # fmt: skip
             finalize_folder(stage, out / "backbone", force, BACKBONE, [run_dir])
-        except Exception as exc:
-            fault = named_fault(exc, stage, out / "backbone")
-            if fault is None:
-                raise
-            raise fault from None  # one line naming the file (cli.py)
-        finally:
-            shutil.rmtree(stage, ignore_errors=True)
         rep.path = out / "backbone"
         reports.append(rep)
     return reports
