@@ -328,6 +328,8 @@ def test_mixup_enabled_false_gives_soft_targets_and_no_mixing(gen: Any) -> None:
     out, targets = mixup(images, labels)
     assert torch.equal(out, images)
     assert torch.allclose(targets, mixup_target(labels, NUM_CLASSES, 1.0, 0.1), atol=1e-6)
+    odd = SAMixUp(gen, NUM_CLASSES, mode="pair", mixup_enabled=False)  # nothing to pair
+    assert torch.equal(odd(images[:7], labels[:7])[0], images[:7])
     mixup.mixup_enabled = True  # timm's train loops flip the attribute
     out, targets = mixup(images, labels)
     assert not torch.equal(out, images)

@@ -139,8 +139,10 @@ class DropInPlan:
         enabled: bool = True,
     ) -> DropInParams:
         """The draws for ``n`` images of ``image_size`` (H, W), from ``rng`` only."""
+        if not enabled:  # timm's mixup_enabled=False: no mixing, no draws
+            return self._unmixed(n)
         units, unit_of, partner = self._units(n)
-        if not enabled or n == 1:  # nothing to do, or nobody to mix with: no draws
+        if n == 1:  # nobody to mix with
             return self._unmixed(n)
         u = torch.rand(units, 3, generator=rng)
         adjust_u = torch.rand(units, generator=rng)
