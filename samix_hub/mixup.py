@@ -73,12 +73,12 @@ def soft_targets(
 
 
 def find_labels(inputs: Any) -> Any:
-    """torchvision's default ``labels_getter``: the second item of a tuple or list, or in a dict
-    the key ``labels`` (any case), else the first key containing ``label``."""
+    """torchvision's default ``labels_getter``: the second item of a tuple or list (or in it a
+    dict), or in a dict the key ``labels`` (any case), else the first key containing ``label``."""
     if isinstance(inputs, (tuple, list)):
-        if len(inputs) != 2:
+        if len(inputs) < 2:
             raise MixInputError(
-                f"need (images, labels), got a {type(inputs).__name__} of {len(inputs)} items"
+                f"need (images, labels, ...), got a {type(inputs).__name__} of {len(inputs)} items"
             )
         inputs = inputs[1]
         if not isinstance(inputs, Mapping):
@@ -355,13 +355,14 @@ class SAMixUp:
         return out, targets
 
     def __call__(self, *inputs: Any) -> Any:
-        """``mixup(images, labels)``, ``mixup((images, labels))``, ``mixup([images, labels])``,
+        """``mixup(images, labels)``, ``mixup((images, labels))``, ``mixup([images, labels])``
+        (further items, as ``(images, labels, ids)``, come back untouched),
         ``mixup({'image': images, 'labels': labels})`` (the same structure comes back, images
         mixed and labels replaced by soft targets), or ``mixup([(image, label), ...])``
         (samples, as a ``collate_fn``: see :meth:`collate`)."""
-        if not inputs or len(inputs) > 2:
-            raise MixInputError(f"call as mixup(images, labels), got {len(inputs)} arguments")
-        if len(inputs) == 2:
+        if not inputs:
+            raise MixInputError("call as mixup(images, labels), got no arguments")
+        if len(inputs) > 1:
             return self._mix_structure(inputs, None)
         batch = inputs[0]
         if isinstance(batch, (tuple, list)) and batch and not isinstance(batch[0], torch.Tensor):

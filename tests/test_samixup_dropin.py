@@ -105,6 +105,10 @@ def test_supported_input_structures(gen: Any) -> None:
     nested = mixup((images, {"labels": labels, "names": "x"}))  # a tuple holding a dict
     assert nested[1]["names"] == "x"
     _check_targets(nested[1]["labels"], labels)
+    ids = torch.arange(n)
+    for extra in (mixup(images, labels, ids), mixup((images, labels, ids))):  # as torchvision
+        assert len(extra) == 3 and extra[2] is ids
+        _check_targets(extra[1], labels)
     custom = SAMixUp(gen, NUM_CLASSES, seed=0, labels_getter=lambda inputs: inputs["y"])
     _check_targets(custom({"x": images, "y": labels})["y"], labels)
 
@@ -182,8 +186,8 @@ BAD_STRUCTURES: list[tuple[str, Any, str]] = [
     ("no label key", lambda x, y: ({"img": x, "nothing": 3},), r"no labels among the keys"),
     ("no image in the dict", lambda x, y: ({"labels": y, "a": 1},), "found 0"),
     ("two image tensors", lambda x, y: ({"a": x, "b": x.clone(), "labels": y},), "found 2"),
-    ("three arguments", lambda x, y: (x, y, y), "got 3 arguments"),
-    ("a three-item tuple", lambda x, y: ((x, y, y),), "a tuple of 3 items"),
+    ("no arguments", lambda x, y: (), "got no arguments"),
+    ("a one-item tuple", lambda x, y: ((x,),), "a tuple of 1 items"),
 ]
 
 
