@@ -125,20 +125,18 @@ def curve_panels(
 
 
 def nice_ticks(lo: float, hi: float, count: int = 5) -> list[float]:
-    """About ``count`` round values (1, 2 or 5 times a power of ten apart) covering [lo, hi]."""
+    """About ``count`` (at least two) round values inside [lo, hi], 1, 2 or 5 times a power of
+    ten apart."""
     if not hi > lo:
         return [lo]
-    raw = (hi - lo) / max(count - 1, 1)
-    power = 10 ** math.floor(math.log10(raw))
-    step = next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
-    first = math.floor(lo / step) * step
-    ticks = []
-    value = first
-    while value <= hi + step * 1e-9:
-        if value >= lo - step * 1e-9:
-            ticks.append(round(value, 12))
-        value += step
-    return ticks
+    power = 10 ** math.floor(math.log10((hi - lo) / max(count - 1, 1)))
+    best: list[float] = []
+    for step in (m * power * f for f in (0.1, 1, 10) for m in (1, 2, 5)):
+        first = math.ceil(lo / step - 1e-9)
+        ticks = [round(k * step, 12) for k in range(first, math.floor(hi / step + 1e-9) + 1)]
+        if len(ticks) >= 2 and (not best or abs(len(ticks) - count) < abs(len(best) - count)):
+            best = ticks
+    return best or [lo, hi]
 
 
 def _label(value: float) -> str:
