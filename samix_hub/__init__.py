@@ -99,11 +99,15 @@ class _RegisterWhenTimmLoads:
         exec_timm = loader.exec_module
 
         def exec_module(module: ModuleType) -> None:
+            del loader.exec_module  # one shot: the loader's own method again
             exec_timm(module)
             _remove_hook()
             importlib.import_module(_BACKBONES)
 
-        loader.exec_module = exec_module  # type: ignore[method-assign]
+        try:
+            loader.exec_module = exec_module  # type: ignore[method-assign]
+        except AttributeError:  # a loader without instance attributes: register_backbones()
+            pass
         return spec
 
 
