@@ -112,7 +112,8 @@ def train(
     """Run (or resume) a training run into ``cfg.out``; returns the run folder.
 
     Each evaluation is appended to ``metrics.jsonl`` and drawn in ``curves.png``; ``log`` adds
-    sinks: ``"csv"`` (``metrics.csv``) and ``"tensorboard"`` (``tensorboard/``). The run folder is checked for writing first and locked for the whole run (rank 0 holds
+    sinks: ``"csv"`` (``metrics.csv``) and ``"tensorboard"`` (``tensorboard/``). The run
+    folder is checked for writing first and locked for the whole run (rank 0 holds
     :func:`samix_hub.fileio.locking.folder_lock`): a second run into the same folder is refused.
     """
     sinks = check_sinks(log)
