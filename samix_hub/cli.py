@@ -67,7 +67,7 @@ _NO_ARGS_IS_HELP: type[Exception] = getattr(click.exceptions, "NoArgsIsHelpError
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: user errors and storage faults (disk full, read-only or unwritable
     output) become one line on stderr and a non-zero exit; Ctrl-C exits with 130."""
-    from .data.specs import DataSpecError
+    from .data.limits import DataSpecError
     from .display import printable
 
     try:

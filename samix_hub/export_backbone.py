@@ -24,7 +24,7 @@ from .cards import (
     validate_card,
 )
 from .engine.run_reader import run_chans, run_image_size
-from .export_common import ExportReport, check_parity, files_cell, num_params
+from .export_common import ExportReport, check_parity, copy_curves, files_cell, num_params
 from .fileio import atomic_write_text
 
 __all__ = ["write_backbone_folder", "base_model"]
@@ -41,8 +41,10 @@ def write_backbone_folder(
     opset: int = 18,
     repo_id: str | None = None,
     base_model: str | None = None,
+    run_dir: Path | None = None,
 ) -> ExportReport:
-    """timm Hub layout (``save_for_hf``) + ONNX + parity + card into ``folder`` (staging)."""
+    """timm Hub layout (``save_for_hf``) + ONNX + parity + card into ``folder`` (staging);
+    the run's ``curves.png`` (``run_dir``) is copied and shown on the card."""
     from timm.models import save_for_hf
 
     from .onnx import backbone_parity, export_backbone_onnx
@@ -80,6 +82,7 @@ def write_backbone_folder(
         data_config={"input_size": (c, h, w), "mean": mean, "std": std, "crop_pct": 1.0},
     )
     report = ExportReport(kind=BACKBONE, path=folder)
+    curves_line = copy_curves(run_dir, folder)
     if onnx:
         export_backbone_onnx(
             model, folder / BACKBONE_ONNX, mean, std, (c, h, w), opset=opset,
@@ -119,7 +122,8 @@ def write_backbone_folder(
             summary,
             "accuracy of these weights" + (" (k-NN on features)" if "knn" in key else ""),
             None,
-        ),
+        )
+        + curves_line,
         "extra_limitations": "" if onnx else "- This export has no ONNX graph.\n",
         "samix_hub_version": __version__,
     }

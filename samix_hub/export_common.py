@@ -24,6 +24,7 @@ from .artifact.format import (
     GENERATOR_WEIGHTS,
 )
 from .artifact.validate import list_files
+from .curves import CURVES_NAME, is_curves_png
 from .errors import ArtifactError, UserError
 from .fileio import fault_of
 from .fileio.guard import foreign_files, guard_output
@@ -41,6 +42,7 @@ __all__ = [
     "num_params",
     "files_cell",
     "check_parity",
+    "copy_curves",
 ]
 
 
@@ -75,6 +77,7 @@ ARTIFACT_FILES = frozenset(
         GENERATOR_ONNX,
         GENERATOR_ONNX_INT8,
         BACKBONE_ONNX,
+        CURVES_NAME,
     }
 )
 
@@ -178,3 +181,15 @@ def check_parity(parity: dict[str, float], folder: Path) -> None:
                 f"{folder}: onnxruntime differs from torch on {key} by {value:.2e} "
                 f"(> {PARITY_TOL[key]:.0e}); export refused"
             )
+
+
+def copy_curves(run_dir: Path | None, folder: Path) -> str:
+    """Copy the run's ``curves.png`` into ``folder``; returns the card's line that shows it
+    ("" when the run has no such picture)."""
+    if run_dir is None or not is_curves_png(run_dir / CURVES_NAME):
+        return ""
+    shutil.copyfile(run_dir / CURVES_NAME, folder / CURVES_NAME)
+    return (
+        f"\n\n![Training curves: loss, top-1 accuracy, learning rate and, with a mixer, its mask "
+        f"statistics against the step]({CURVES_NAME})"
+    )

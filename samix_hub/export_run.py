@@ -54,6 +54,7 @@ from .export_common import (
     ExportReport,
     check_parity,
     check_replaceable,
+    copy_curves,
     files_cell,
     finalize_folder,
     staged,
@@ -90,8 +91,10 @@ def write_generator_folder(
     repo_id: str | None = None,
     int8_calibration: torch.Tensor | None = None,
     int8_eval: torch.Tensor | None = None,
+    run_dir: Path | None = None,
 ) -> ExportReport:
-    """Weights, config, ONNX (+ int8), parity, card, validation into ``folder`` (a staging dir)."""
+    """Weights, config, ONNX (+ int8), parity, card, validation into ``folder`` (a staging dir);
+    the run's ``curves.png`` (``run_dir``) is copied and shown on the card."""
     from .onnx import export_generator_onnx, generator_parity
     from .onnx_quantize import quantize_generator
 
@@ -99,6 +102,7 @@ def write_generator_folder(
     cfg = gen.config
     data = generator_config_dict(gen)
     report = ExportReport(kind=GENERATOR, path=folder)
+    curves_line = copy_curves(run_dir, folder)
     if onnx:
         export_generator_onnx(gen, folder / GENERATOR_ONNX, opset=opset)
         report.parity = generator_parity(gen, load_generator(folder, "onnx", device="cpu"))
@@ -132,7 +136,7 @@ def write_generator_folder(
         "lam_convention": data["lam_convention"],
         "files": "",
         "recipe": recipe_table(run_config),
-        "results": generator_results_text(own, scorer),
+        "results": generator_results_text(own, scorer) + curves_line,
         "origin": origin,
         "mask_mean": "its mean equals λ exactly"
         if exact
@@ -274,7 +278,7 @@ def export_run(
                 rep = write_generator_folder(
                     gen, stage, run_config=run.config, metrics=run.metrics, onnx=onnx,
                     opset=opset, repo_id=repo_ids.get("generator"),
-                    int8_calibration=int8_calibration, int8_eval=int8_eval,
+                    int8_calibration=int8_calibration, int8_eval=int8_eval, run_dir=run.path,
                 )  # fmt: skip
                 finalize_folder(stage, out / "generator", force, GENERATOR, [run_dir])
             rep.path = out / "generator"
@@ -286,7 +290,7 @@ def export_run(
             rep = write_backbone_folder(
                 model, stage, run_config=run.config, metrics=run.metrics, weights=weights,
                 onnx=onnx, opset=opset, repo_id=repo_ids.get("backbone"),
-                base_model=base_model(run.config),
+                base_model=base_model(run.config), run_dir=run.path,
             )  # fmt: skip
             finalize_folder(stage, out / "backbone", force, BACKBONE, [run_dir])
         rep.path = out / "backbone"

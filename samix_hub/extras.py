@@ -6,10 +6,28 @@ import importlib
 
 from .errors import UserError
 
-__all__ = ["require_extra", "ONNX_EXTRA"]
+__all__ = [
+    "require_extra",
+    "missing_extra_message",
+    "ONNX_EXTRA",
+    "HF_EXTRA",
+    "TENSORBOARD_EXTRA",
+]
 
-#: The extra that installs the ONNX tools (pyproject.toml ``[project.optional-dependencies]``).
+#: The extras of pyproject.toml ``[project.optional-dependencies]``: the ONNX tools, the
+#: ``datasets`` package (``--data hf:NAME``) and TensorBoard logging (``--log tensorboard``).
 ONNX_EXTRA = "onnx"
+HF_EXTRA = "hf"
+TENSORBOARD_EXTRA = "tensorboard"
+
+
+def missing_extra_message(name: str, extra: str, what: str) -> str:
+    """``what`` needs the package ``name``, installed by the extra ``extra``: one line."""
+    hint = " (or 'samix-hub[gpu]' for CUDA)" if extra == ONNX_EXTRA else ""
+    return (
+        f"{what} needs the Python package {name!r}, which is not installed: "
+        f"pip install 'samix-hub[{extra}]'{hint}"
+    )
 
 
 def require_extra(modules: tuple[str, ...], extra: str, what: str) -> None:
@@ -18,8 +36,4 @@ def require_extra(modules: tuple[str, ...], extra: str, what: str) -> None:
         try:
             importlib.import_module(name)
         except ImportError:
-            hint = " (or 'samix-hub[gpu]' for CUDA)" if extra == ONNX_EXTRA else ""
-            raise UserError(
-                f"{what} needs the Python package {name!r}, which is not installed: "
-                f"pip install 'samix-hub[{extra}]'{hint}"
-            ) from None
+            raise UserError(missing_extra_message(name, extra, what)) from None

@@ -9,9 +9,30 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ._version import __version__
+from .artifact.format import CONFIG_NAME
 from .errors import UserError
 
-__all__ = ["ResolvedSource", "parse_repo_id", "looks_like_path"]
+__all__ = [
+    "ResolvedSource",
+    "parse_repo_id",
+    "looks_like_path",
+    "BUILTIN_PREFIX",
+    "BUILTIN_DIR",
+    "builtin_names",
+]
+
+#: ``builtin:NAME`` names a generator that ships inside the package (``samix_hub/builtin/NAME``).
+BUILTIN_PREFIX = "builtin:"
+#: Where the shipped generators lie (one folder per name, each with its ``config.json``).
+BUILTIN_DIR = Path(__file__).resolve().parent / "builtin"
+
+
+def builtin_names() -> list[str]:
+    """Names of the generators that ship inside the package (``builtin:NAME``)."""
+    if not BUILTIN_DIR.is_dir():
+        return []
+    return sorted(p.name for p in BUILTIN_DIR.iterdir() if (p / CONFIG_NAME).is_file())
+
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 

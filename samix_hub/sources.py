@@ -5,11 +5,18 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .artifact.format import CONFIG_NAME, PICKLE_SUFFIXES
+from .artifact.format import PICKLE_SUFFIXES
 from .errors import UserError
 from .hub import allow_patterns, pull
 from .hub_errors import hub_errors, is_offline
-from .repo_ref import ResolvedSource, looks_like_path, parse_repo_id
+from .repo_ref import (
+    BUILTIN_DIR,
+    BUILTIN_PREFIX,
+    ResolvedSource,
+    builtin_names,
+    looks_like_path,
+    parse_repo_id,
+)
 
 __all__ = [
     "ResolvedSource",
@@ -20,17 +27,6 @@ __all__ = [
     "refresh_cache",
     "BUILTIN_PREFIX",
 ]
-
-#: ``builtin:NAME`` names a generator that ships inside the package (``samix_hub/builtin/NAME``).
-BUILTIN_PREFIX = "builtin:"
-_BUILTIN_DIR = Path(__file__).resolve().parent / "builtin"
-
-
-def builtin_names() -> list[str]:
-    """Names of the generators that ship inside the package (``builtin:NAME``)."""
-    if not _BUILTIN_DIR.is_dir():
-        return []
-    return sorted(p.name for p in _BUILTIN_DIR.iterdir() if (p / CONFIG_NAME).is_file())
 
 
 def resolve_source(
@@ -57,7 +53,7 @@ def resolve_source(
         if name not in builtin_names():
             known = ", ".join(BUILTIN_PREFIX + n for n in builtin_names()) or "none installed"
             raise UserError(f"{text!r}: no such built-in generator (known: {known})")
-        return ResolvedSource(path=_BUILTIN_DIR / name, builtin=name)
+        return ResolvedSource(path=BUILTIN_DIR / name, builtin=name)
     path = Path(os.path.expanduser(text))
     if path.is_dir():
         return ResolvedSource(path=path)

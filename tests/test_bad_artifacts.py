@@ -96,9 +96,9 @@ def test_nan_onnx_graph_is_refused(tmp_path, capsys, no_network):
     import onnx
     from onnx import numpy_helper
 
-    from samix_hub.sources import _BUILTIN_DIR
+    from samix_hub.repo_ref import BUILTIN_DIR
 
-    gen = Path(shutil.copytree(_BUILTIN_DIR / "cifar10-small", tmp_path / "in" / "gen"))
+    gen = Path(shutil.copytree(BUILTIN_DIR / "cifar10-small", tmp_path / "in" / "gen"))
     graph = gen / "onnx" / "generator.onnx"
     model = onnx.load(str(graph))
     first = next(t for t in model.graph.initializer if numpy_helper.to_array(t).dtype.kind == "f")

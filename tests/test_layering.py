@@ -38,6 +38,7 @@ LAYERS: dict[str, int] = {
     "samix_hub.data": 2,
     "samix_hub.cards": 2,
     "samix_hub.preview": 2,
+    "samix_hub.curves": 2,
     # 3: the artifact format (schema, validation, loading), ONNX, the Hub and sources
     "samix_hub.artifact": 3,
     "samix_hub.onnx": 3,

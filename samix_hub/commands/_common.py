@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
+import os
+import sys
+import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -18,6 +22,9 @@ __all__ = [
     "device_option",
     "seed_option",
     "quiet_option",
+    "quiet_third_party",
+    "log_option",
+    "LOG_SINKS",
     "run_options",
     "builtin_hint",
     "resume_hint",
@@ -85,7 +92,128 @@ device_option = click.option(
 seed_option = click.option(
     "--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True, help="Random seed."
 )
-quiet_option = click.option("--quiet", "-q", is_flag=True, help="No progress bars or messages.")
+
+
+#: Environment switches of libraries that read them when first imported (set while a quiet
+#: command runs, for a library it imports then).
+_QUIET_ENV = {
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+    "HF_HUB_VERBOSITY": "error",
+    "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
+    "DATASETS_VERBOSITY": "error",
+}
+#: Loggers of libraries that log warnings through :mod:`logging` (timm's schedulers, say).
+_QUIET_LOGGERS = ("timm", "huggingface_hub", "datasets", "torch", "torchvision")
+
+
+@contextlib.contextmanager
+def quiet_third_party() -> Iterator[None]:
+    """While it is open: no progress bars, log warnings or Python warnings from the libraries
+    samix-hub uses (huggingface_hub's "Fetching N files", datasets' split bars, timm's
+    scheduler notes). Everything is put back on exit; a library first imported inside keeps
+    the quiet settings it read from the environment then."""
+    with contextlib.ExitStack() as stack, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        saved_env = {name: os.environ.get(name) for name in _QUIET_ENV}
+        stack.callback(_restore_env, saved_env)
+        for name, value in _QUIET_ENV.items():
+            if os.environ.get(name) is None:  # a switch the user set stays theirs
+                os.environ[name] = value
+        for name in _QUIET_LOGGERS:
+            logger = logging.getLogger(name)
+            stack.callback(logger.setLevel, logger.level)
+            logger.setLevel(logging.ERROR)
+        _quiet_hf_hub(stack)
+        if "datasets" in sys.modules:  # imported already: its switches were read
+            _quiet_datasets(stack)
+        yield
+
+
+def _restore_env(saved: dict[str, str | None]) -> None:
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
+def _quiet_hf_hub(stack: contextlib.ExitStack) -> None:
+    """huggingface_hub's progress bars off and its logger at errors, restored by ``stack``."""
+    from huggingface_hub import constants
+    from huggingface_hub.utils import (
+        are_progress_bars_disabled,
+        disable_progress_bars,
+        enable_progress_bars,
+    )
+    from huggingface_hub.utils import logging as hf_logging
+
+    stack.callback(hf_logging.set_verbosity, hf_logging.get_verbosity())
+    hf_logging.set_verbosity_error()
+    # HF_HUB_DISABLE_PROGRESS_BARS=0 in the environment has priority (the library says so)
+    if not are_progress_bars_disabled() and constants.HF_HUB_DISABLE_PROGRESS_BARS is None:
+        disable_progress_bars()
+        stack.callback(enable_progress_bars)
+
+
+def _quiet_datasets(stack: contextlib.ExitStack) -> None:
+    """datasets' progress bars off and its logger at errors, restored by ``stack``."""
+    from datasets import config
+    from datasets.utils import (
+        are_progress_bars_disabled,
+        disable_progress_bars,
+        enable_progress_bars,
+    )
+    from datasets.utils import logging as ds_logging
+
+    stack.callback(ds_logging.set_verbosity, ds_logging.get_verbosity())
+    ds_logging.set_verbosity_error()
+    if not are_progress_bars_disabled() and config.HF_DATASETS_DISABLE_PROGRESS_BARS is None:
+        disable_progress_bars()
+        stack.callback(enable_progress_bars)
+
+
+def _quiet_callback(ctx: click.Context, _param: click.Parameter, quiet: bool) -> bool:
+    if quiet:
+        ctx.with_resource(quiet_third_party())  # closed when the command returns
+    return quiet
+
+
+quiet_option = click.option(
+    "--quiet",
+    "-q",
+    is_flag=True,
+    callback=_quiet_callback,
+    help="No progress bars, messages or library warnings.",
+)
+
+#: ``--log`` sinks (besides ``metrics.jsonl`` and ``curves.png``, always written).
+LOG_SINKS = ("csv", "tensorboard")
+
+
+def _log_callback(
+    _ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
+) -> tuple[str, ...]:
+    sinks: list[str] = []
+    for value in values:
+        for name in (v.strip().lower() for v in value.split(",")):
+            if name not in LOG_SINKS:
+                raise click.BadParameter(
+                    f"{name!r} is not one of {', '.join(LOG_SINKS)}", param=param
+                )
+            if name not in sinks:
+                sinks.append(name)
+    return tuple(sinks)
+
+
+log_option = click.option(
+    "--log",
+    "log",
+    multiple=True,
+    metavar="SINK[,SINK]",
+    callback=_log_callback,
+    help="Also log each evaluation to: csv (RUN_DIR/metrics.csv), tensorboard "
+    "(RUN_DIR/tensorboard/; pip install 'samix-hub[tensorboard]'). Repeatable.",
+)
 
 _RUN_OPTIONS = (
     click.option(
@@ -138,7 +266,7 @@ def run_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
 def builtin_hint() -> str:
     """``"builtin:NAME (shipped, offline: builtin:a, builtin:b)"`` for a generator option's help."""
-    from ..sources import BUILTIN_PREFIX, builtin_names
+    from ..repo_ref import BUILTIN_PREFIX, builtin_names
 
     names = ", ".join(BUILTIN_PREFIX + n for n in builtin_names())
     return f"builtin:NAME (shipped, offline: {names or 'none installed'})"

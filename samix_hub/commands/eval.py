@@ -6,8 +6,6 @@ import json
 
 import click
 
-from ..devices import resolve_device
-from ..evaluation import accuracy, probe
 from ._common import POSITIVE, device_option, quiet_option, seed_option
 
 
@@ -59,6 +57,9 @@ def command(
       samix-hub eval runs/ssl --data digits --linear-probe
       samix-hub eval runs/c10-moco --data cifar10:~/data --linear-probe --probe-epochs 50 --json
     """
+    from ..devices import resolve_device
+    from ..evaluation import accuracy, probe
+
     dev = resolve_device(device)
     if linear_probe:
         if probe_epochs < 1 or probe_lr <= 0:

@@ -20,6 +20,7 @@ from ._common import (
     ImageSize,
     builtin_hint,
     device_option,
+    log_option,
     quiet_option,
     resume_hint,
     run_options,
@@ -164,9 +165,12 @@ FT_ARGS = (
 @device_option
 @run_options
 @click.option("--download", is_flag=True, help="Let torchvision download CIFAR when missing.")
+@log_option
 @quiet_option
 @click.pass_context
-def command(ctx: click.Context, resume: bool, quiet: bool, **opts: Any) -> None:
+def command(
+    ctx: click.Context, resume: bool, quiet: bool, log: tuple[str, ...], **opts: Any
+) -> None:
     """Fine-tune a pretrained backbone on a new data set; writes a run folder RUN_DIR.
 
     \b
@@ -174,8 +178,8 @@ def command(ctx: click.Context, resume: bool, quiet: bool, **opts: Any) -> None:
     (SAMix^P: one generator pass per step, no mixer training); --mixed trains on an offline
     set from `samix-hub mix`; --method mixup|cutmix|vanilla are the baselines. The classifier
     is replaced for the target classes; input size and normalisation follow the backbone.
-    RUN_DIR is a training run (config.json, metrics.jsonl, checkpoints/last.pt): evaluated
-    each epoch, resumable with --resume, exportable with `samix-hub export --what backbone`.
+    RUN_DIR is a training run (config.json, metrics.jsonl, curves.png, checkpoints/last.pt;
+    --log csv,tensorboard adds metrics.csv and tensorboard/): evaluated each epoch, resumable with --resume, exportable with `samix-hub export --what backbone`.
     Prints RUN_DIR on stdout.
 
     \b
@@ -228,6 +232,6 @@ def command(ctx: click.Context, resume: bool, quiet: bool, **opts: Any) -> None:
             **opts,
         )  # fmt: skip
     with resume_hint(f"samix-hub finetune --resume --out {shlex.quote(str(cfg.out))}"):
-        run_dir = train(cfg, resume=resume, quiet=quiet)
+        run_dir = train(cfg, resume=resume, quiet=quiet, log=log)
     if int(os.environ.get("RANK", "0")) == 0:
         click.echo(str(run_dir))

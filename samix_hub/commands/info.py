@@ -7,7 +7,6 @@ from typing import Any
 
 import click
 
-from ..describe import describe
 from ..display import printable
 
 __all__ = ["command"]
@@ -101,6 +100,7 @@ def command(src: str | None, as_json: bool, no_validate: bool) -> None:
       samix-hub info builtin:cifar10-small           # shipped, offline
       samix-hub info release/backbone --json | jq .results
     """
+    from ..describe import describe
     from ..sources import resolve_source
 
     if not src:

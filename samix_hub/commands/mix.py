@@ -8,8 +8,6 @@ from pathlib import Path
 
 import click
 
-from ..devices import resolve_device
-from ..mix_api import MixRequest, mix_dataset
 from ._common import (
     POSITIVE,
     UNIT,
@@ -147,6 +145,9 @@ def command(
     \b
     Under torchrun give --num as SAMIX_MIX_NUM=N (torchrun reads --num as its --numa-binding).
     """
+    from ..devices import resolve_device
+    from ..mix_api import MixRequest, mix_dataset
+
     if method == "samix" and not generator_src:
         raise click.UsageError("--method samix needs --generator SRC")
     if method != "samix" and generator_src and not quiet:

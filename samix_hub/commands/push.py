@@ -74,10 +74,7 @@ def command(
     """
     from ..hub import push as hub_push
 
-    if quiet:
-        from huggingface_hub.utils import disable_progress_bars
-
-        disable_progress_bars()
+    # -q: huggingface_hub's upload bars are off while the command runs (_common.quiet_option)
     url, sha = hub_push(
         folder,
         repo_id,

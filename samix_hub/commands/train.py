@@ -18,6 +18,7 @@ from ._common import (
     UNIT,
     ImageSize,
     device_option,
+    log_option,
     quiet_option,
     resume_hint,
     run_options,
@@ -159,16 +160,21 @@ TEACHER_DEFAULTS: dict[str, Any] = {"optimizer": "adamw", "lr": 0.001, "weight_d
     "--image-size", type=ImageSize(), default=None, help="Resize images to HxW (default: native)."
 )
 @click.option("--download", is_flag=True, help="Let torchvision download CIFAR when missing.")
+@log_option
 @quiet_option
 @click.pass_context
-def command(ctx: click.Context, resume: bool, quiet: bool, **opts: Any) -> None:
+def command(
+    ctx: click.Context, resume: bool, quiet: bool, log: tuple[str, ...], **opts: Any
+) -> None:
     """Train a classifier with a mixup method; writes a run folder RUN_DIR.
 
     \b
     RUN_DIR gets config.json (the resolved options), metrics.jsonl (top-1/top-5 of the
-    classifier and of its EMA copy after each epoch), steps.jsonl (the losses of every step)
-    and checkpoints/last.pt (written atomically each epoch). An interrupted run continues
-    exactly where it stopped with --resume. Under torchrun it trains with DDP.
+    classifier and of its EMA copy after each epoch), curves.png (loss, top-1, lr and mask
+    statistics, redrawn at each evaluation), steps.jsonl (the losses of every step) and
+    checkpoints/last.pt (written atomically each epoch). --log csv,tensorboard adds
+    metrics.csv and tensorboard/. An interrupted run continues exactly where it stopped with
+    --resume. Under torchrun it trains with DDP.
 
     \b
     --scenario ssl trains without labels (MoCo v2 with a queue of negatives; mixup/samix add
@@ -224,6 +230,6 @@ def command(ctx: click.Context, resume: bool, quiet: bool, **opts: Any) -> None:
             raise click.UsageError(f"{flags}: only used with --scenario ssl")
         cfg = TrainConfig(**opts, ssl=SslOptions.from_dict(given_ssl))
     with resume_hint(f"samix-hub train --resume --out {shlex.quote(str(cfg.out))}"):
-        run_dir = train(cfg, resume=resume, quiet=quiet)
+        run_dir = train(cfg, resume=resume, quiet=quiet, log=log)
     if int(os.environ.get("RANK", "0")) == 0:
         click.echo(str(run_dir))

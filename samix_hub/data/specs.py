@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ..extras import HF_EXTRA, missing_extra_message
 from .limits import MIN_IMAGE_SIZE, DataSpecError, check_pixels
 from .npz import read_npz
 
@@ -303,9 +304,7 @@ def _load_hf(spec: str, name: str, image_size: tuple[int, int] | None) -> DataSo
     try:
         import datasets
     except ImportError:
-        raise DataSpecError(
-            "hf: data sets need the 'datasets' package (pip install datasets)"
-        ) from None
+        raise DataSpecError(missing_extra_message("datasets", HF_EXTRA, spec)) from None
     try:
         dd = datasets.load_dataset(name)
     except Exception as exc:

@@ -1,7 +1,8 @@
 """The training engine: one loop (:mod:`.loop`), scenarios with one step function per method.
 
 ``train(TrainConfig(...))`` writes a run folder (``config.json``, ``metrics.jsonl``,
-``steps.jsonl``, ``checkpoints/last.pt``); ``samix-hub train`` is its command line.
+``steps.jsonl``, ``curves.png``, ``checkpoints/last.pt``; ``log=("csv", "tensorboard")`` adds
+``metrics.csv`` and ``tensorboard/``); ``samix-hub train`` is its command line.
 """
 
 from __future__ import annotations

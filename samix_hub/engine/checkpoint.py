@@ -27,6 +27,7 @@ from ..fileio.guard import guard_output, loads_bounded, read_json_bounded
 
 __all__ = [
     "CHECKPOINT",
+    "RUN_FILES",
     "TrainingState",
     "save_checkpoint",
     "load_checkpoint",
@@ -39,6 +40,15 @@ __all__ = [
 ]
 
 CHECKPOINT = Path("checkpoints") / "last.pt"
+#: The files a run writes in its folder besides the checkpoint (``tensorboard/`` with --log).
+RUN_FILES = (
+    "config.json",
+    "metrics.jsonl",
+    "steps.jsonl",
+    "metrics.csv",
+    "curves.png",
+    "tensorboard",
+)
 
 
 def save_checkpoint(run_dir: str | os.PathLike[str], state: dict[str, Any]) -> Path:
@@ -156,7 +166,7 @@ def check_run_folder(run_dir: Path) -> None:
                 "choose another --out"
             )
     guard_output(run_dir, "--out", kind=RUN)
-    for name in ("config.json", "metrics.jsonl", "steps.jsonl", CHECKPOINT.parent.name):
+    for name in RUN_FILES + (CHECKPOINT.parent.name,):
         if (run_dir / name).is_symlink():  # a run writes these itself, never through a link
             raise UserError(
                 f"{run_dir / name}: is a symbolic link; a run writes this path itself and does "
@@ -166,7 +176,7 @@ def check_run_folder(run_dir: Path) -> None:
 
 def remove_run_temps(run_dir: Path) -> None:
     """Temporary files of atomic writes that a killed run left behind (fileio.atomic_write)."""
-    remove_stale_temps(run_dir, ["config.json", "metrics.jsonl", "steps.jsonl"])
+    remove_stale_temps(run_dir, RUN_FILES)
     remove_stale_temps(run_dir / CHECKPOINT.parent, [CHECKPOINT.name])
 
 

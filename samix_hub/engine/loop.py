@@ -9,7 +9,8 @@
    step)``, run the method's step function (it runs its own backward passes), check every loss
    component is finite (all-reduced over ranks, before the optimizer touches the weights), step
    the optimizer and the schedule, then the scenario's EMA update; append to ``steps.jsonl``.
-3. :func:`_evaluate_and_log`: the scenario's evaluation, appended to ``metrics.jsonl``.
+3. :func:`_evaluate_and_log`: the scenario's evaluation, appended to ``metrics.jsonl``; then
+   ``curves.png`` and the ``--log`` sinks (:mod:`samix_hub.engine.run_log`).
 4. :func:`_checkpoint`: :class:`~samix_hub.engine.checkpoint.TrainingState` into ``last.pt``.
 """
 
@@ -19,7 +20,7 @@ import contextlib
 import math
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,7 @@ from .distributed import DistInfo, all_reduce_sum, broadcast_buffers, init_distr
 from .loader import ResumableSampler, SeededTransform, mix_seed, train_loader
 from .optim import build_optimizer, cosine_schedule, warn_short_ema
 from .resume import check_resumable
+from .run_log import RunLog, check_sinks
 from .scenario import Scenario, StepContext, StepFn, TrainModules, get_scenario
 
 __all__ = ["train", "NonFiniteLossError", "run_config_dict"]
@@ -104,35 +106,46 @@ def _amp(device: torch.device, enabled: bool) -> tuple[Callable[[], Any], Any]:
 EPOCH_CHECKPOINT_SECONDS = 30.0
 
 
-def train(cfg: TrainConfig, resume: bool = False, quiet: bool = False) -> Path:
+def train(
+    cfg: TrainConfig, resume: bool = False, quiet: bool = False, log: Sequence[str] = ()
+) -> Path:
     """Run (or resume) a training run into ``cfg.out``; returns the run folder.
 
-    The run folder is checked for writing first and locked for the whole run (rank 0 holds
+    Each evaluation is appended to ``metrics.jsonl`` and drawn in ``curves.png``; ``log`` adds
+    sinks: ``"csv"`` (``metrics.csv``) and ``"tensorboard"`` (``tensorboard/``). The run
+    folder is checked for writing first and locked for the whole run (rank 0 holds
     :func:`samix_hub.fileio.locking.folder_lock`): a second run into the same folder is refused.
     """
+    sinks = check_sinks(log)
     info = init_distributed(resolve_device(cfg.device))
     try:
         if not info.is_main:
-            return _train(cfg, info, resume, quiet)
+            return _train(cfg, info, resume, quiet, sinks)
         check_writable_dir(cfg.out, "--out")
         check_run_folder(Path(cfg.out))  # again under the lock, in _prepare
         with folder_lock(cfg.out, f"{cfg.scenario} run"):
             remove_run_temps(Path(cfg.out))
-            return _train(cfg, info, resume, quiet)
+            return _train(cfg, info, resume, quiet, sinks)
     finally:
         shutdown(info)
 
 
-def _train(cfg: TrainConfig, info: DistInfo, resume: bool, quiet: bool) -> Path:
+def _train(
+    cfg: TrainConfig, info: DistInfo, resume: bool, quiet: bool, sinks: tuple[str, ...]
+) -> Path:
     run = _prepare(cfg, info, resume, quiet)
-    _start_or_restore(run, resume)
-    while run.step < run.total:
-        _train_epoch(run)
-        epochs_done = math.ceil(run.step / run.per_epoch)
-        if cfg.eval_every and (epochs_done % cfg.eval_every == 0 or run.step >= run.total):
-            _evaluate_and_log(run, epochs_done)
-        if run.step >= run.total or time.monotonic() - run.saved_at >= EPOCH_CHECKPOINT_SECONDS:
-            _checkpoint(run)
+    _start_or_restore(run, resume, sinks)
+    try:
+        while run.step < run.total:
+            _train_epoch(run)
+            epochs_done = math.ceil(run.step / run.per_epoch)
+            if cfg.eval_every and (epochs_done % cfg.eval_every == 0 or run.step >= run.total):
+                _evaluate_and_log(run, epochs_done)
+            if run.step >= run.total or time.monotonic() - run.saved_at >= EPOCH_CHECKPOINT_SECONDS:
+                _checkpoint(run)
+    finally:
+        if run.log is not None:
+            run.log.close()
     return run.run_dir
 
 
@@ -165,6 +178,8 @@ class _Run:
     loader: DataLoader[Any] | None = None
     #: when the last checkpoint was written (time.monotonic); -inf: none yet in this process
     saved_at: float = -math.inf
+    #: curves.png and the --log sinks (rank 0 only)
+    log: RunLog | None = None
 
     @property
     def run_dir(self) -> Path:
@@ -225,8 +240,9 @@ def _prepare(cfg: TrainConfig, info: DistInfo, resume: bool, quiet: bool) -> _Ru
     )  # fmt: skip
 
 
-def _start_or_restore(run: _Run, resume: bool) -> None:
-    """Phase 1b: load the checkpoint of a resumed run (same options), or start afresh."""
+def _start_or_restore(run: _Run, resume: bool, sinks: tuple[str, ...] = ()) -> None:
+    """Phase 1b: load the checkpoint of a resumed run (same options), or start afresh; then
+    the run's log (curves and ``sinks``) from what the run folder holds."""
     ckpt_path = run.run_dir / CHECKPOINT
     if resume and ckpt_path.is_file():
         saved = load_checkpoint(ckpt_path, map_location=run.info.device)
@@ -242,6 +258,7 @@ def _start_or_restore(run: _Run, resume: bool) -> None:
                 p.unlink(missing_ok=True)
     if run.info.is_main:
         atomic_write_json(run.run_dir / "config.json", run.run_cfg)
+        run.log = RunLog(run.run_dir, sinks, run.step)
     run.scenario.wrap(run.mods, run.info)
     done = [r for r in read_jsonl(run.steps_path) if r["step"] > _last_eval(run.metrics_path)]
     for r in done:
@@ -288,6 +305,8 @@ def _train_epoch(run: _Run) -> None:
         run.images_per_s = rate if run.images_per_s == 0 else 0.9 * run.images_per_s + 0.1 * rate
         if info.is_main:
             append_jsonl(run.steps_path, {"step": run.step, "epoch": epoch + 1, "lr": lr, **values})
+            if run.log is not None:
+                run.log.step(run.step, values["loss"], lr)
         post = {"loss": f"{values['loss']:.3f}", "img/s": f"{run.images_per_s:.0f}"}
         if run.last_top1 is not None:
             post["top1"] = f"{run.last_top1:.1f}"
@@ -348,6 +367,8 @@ def _evaluate_and_log(run: _Run, epochs_done: int) -> None:
     run.last_top1 = record.get("top1")
     if info.is_main:
         append_jsonl(run.metrics_path, record)
+        if run.log is not None:
+            run.log.evaluation(record)
         if not run.quiet:
             tqdm.write(_summary(record), file=sys.stderr)
 
