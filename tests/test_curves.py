@@ -267,3 +267,15 @@ def test_mixer_run_draws_mask_curves_and_export_shows_them(tmp_path: Path, capsy
     assert code == 0, stderr
     assert is_curves_png(ft / CURVES_NAME)
     _assert_csv_matches(ft)
+
+
+@pytest.mark.parametrize("name", ["curves.png", "metrics.csv", "metrics.jsonl"])
+def test_a_run_never_replaces_a_file_it_did_not_write(tmp_path: Path, capsys, name: str) -> None:
+    """A folder without a run's config.json holding a file named as a run's: refused, kept."""
+    mine = tmp_path / "out" / name
+    mine.parent.mkdir()
+    mine.write_bytes(b"the user's own file")
+    code, _, stderr = run_cli(["train", "--method", "mixup", *TINY, "--out", mine.parent], capsys)
+    assert code != 0 and f"{mine}: exists" in stderr and "choose another --out" in stderr
+    assert mine.read_bytes() == b"the user's own file"
+    assert not (mine.parent / "config.json").exists()

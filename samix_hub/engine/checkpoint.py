@@ -165,6 +165,13 @@ def check_run_folder(run_dir: Path) -> None:
                 f"{path}: not a samix-hub run's config.json (a run would overwrite it); "
                 "choose another --out"
             )
+    else:  # no run wrote here: a file with a run file's name is someone else's
+        for name in RUN_FILES[1:]:
+            if (run_dir / name).exists():
+                raise UserError(
+                    f"{run_dir / name}: exists in a folder that holds no run (no config.json); "
+                    "a run would overwrite it; choose another --out"
+                )
     guard_output(run_dir, "--out", kind=RUN)
     for name in RUN_FILES + (CHECKPOINT.parent.name,):
         if (run_dir / name).is_symlink():  # a run writes these itself, never through a link
