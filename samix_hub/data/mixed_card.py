@@ -38,11 +38,20 @@ def public_error(message: str, data_spec: str) -> str:
     """A skipped image's error without local paths: a path inside the data root becomes its
     path relative to the root (the root's own name is a local detail too), any other absolute
     path its file name."""
-    location = os.path.expanduser(data_spec.partition(":")[2]).rstrip("/\\")
-    if location and os.path.isabs(location):
-        for sep in ("/", "\\"):
-            message = message.replace(location + sep, "")
-        message = message.replace(location, local_name(data_spec.partition(":")[0]))
+    kind, sep, location = data_spec.partition(":")
+    if not sep and (data_spec.endswith(".npz") or "/" in data_spec):  # a bare .npz path
+        kind, location = "npz", data_spec
+    location = location.rstrip("/\\")
+    if location:
+        roots = {
+            location,
+            os.path.expanduser(location),
+            os.path.abspath(os.path.expanduser(location)),
+        }
+        for root in sorted(roots, key=len, reverse=True):
+            for sep in ("/", "\\"):
+                message = message.replace(root + sep, "")
+            message = message.replace(root, local_name(kind))
     return _ABS_PATH.sub(lambda m: m.group(1), message)
 
 
