@@ -104,7 +104,18 @@ def test_pickle_only_timm_weights_are_refused_in_one_line(
         detect_kind(tmp_path / "gen")
 
 
-def test_local_dir_prefix_names_a_folder(tmp_path: Path) -> None:
+def test_local_dir_prefix_as_a_backbone_to_fine_tune(tmp_path: Path) -> None:
+    """``--backbone local-dir:FOLDER`` (``engine/pretrained.py``) resolves the timm folder."""
+    from samix_hub.engine.pretrained import load_pretrained_backbone
+
+    model = timm_model(3)
+    folder = timm_folder(tmp_path / "both", "both", model)
+    (folder / "pytorch_model.bin").write_bytes(NOT_A_PICKLE)
+    backbone = load_pretrained_backbone(f"local-dir:{folder}")
+    assert backbone.architecture == ARCH and backbone.input_size == (32, 32)
+    assert backbone.provenance["source"] == "both" and len(backbone.provenance["sha256"]) == 64
+    with torch.no_grad():
+        assert torch.equal(backbone.net.eval()(probe()), model(probe()))
     with pytest.raises(samix_hub.errors.UserError, match="local-dir:.*is not a folder"):
         samix_hub.load_backbone(f"local-dir:{tmp_path / 'absent'}")
 
