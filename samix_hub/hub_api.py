@@ -1,12 +1,13 @@
 """The Hub-style Python API behind ``Generator.from_pretrained`` / ``save_pretrained`` /
 ``push_to_hub`` (docs/python_api.md).
 
-It follows the keyword contract of ``huggingface_hub.ModelHubMixin`` (``revision``,
-``cache_dir``, ``local_files_only``, ``force_download``, ``token``) but keeps samix-hub's own
-folder layout and its checks: every download goes through :func:`samix_hub.hub.pull` (allow
-patterns, no pickles, checksums, validation) and every upload through
-:func:`samix_hub.hub.push` (validation, one commit, token guard). ``save_pretrained`` writes
-what ``samix-hub export`` writes for a generator (``export_run.py:write_generator_folder``).
+The methods take the keyword names and defaults of ``huggingface_hub.ModelHubMixin`` and return
+what it returns (``save_pretrained``: None, or the push's ``CommitInfo``; ``push_to_hub``: a
+``CommitInfo``), but keep samix-hub's own folder layout and its checks: every download goes
+through :func:`samix_hub.hub.pull` (allow patterns, no pickles, checksums, validation) and every
+upload through :func:`samix_hub.hub.push_commit` (validation, one commit, token guard).
+``save_pretrained`` writes what ``samix-hub export`` writes for a generator
+(``export_run.py:write_generator_folder``), with an ONNX parity check on one probe batch.
 """
 
 from __future__ import annotations
