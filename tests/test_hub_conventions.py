@@ -292,3 +292,19 @@ def write_card_of(run_config: dict, metrics: list, model: torch.nn.Module, folde
     folder.mkdir()
     write_backbone_folder(model, folder, run_config=run_config, metrics=metrics, onnx=False)
     return (folder / "README.md").read_text()
+
+
+def test_a_smoke_generator_export_says_so(tmp_path: Path) -> None:
+    from samix_hub.export_run import write_generator_folder
+
+    gen = new_generator(8)
+    run_config = {
+        "scenario": "sl", "method": "samix", "backbone": ARCH, "data": "digits",
+        "epochs": 30, "max_steps": 3, "seed": 0,
+    }  # fmt: skip
+    folder = tmp_path / "g"
+    folder.mkdir()
+    write_generator_folder(gen, folder, run_config=run_config, metrics=[], onnx=False)
+    card = (folder / "README.md").read_text()
+    assert "a smoke run: training stopped at --max-steps 3 (optimizer steps) of the 30" in card
+    assert "| epochs | 30 |" not in card and "- This is a smoke run" in card
