@@ -76,6 +76,8 @@ def test_a_timm_folder_with_both_formats_loads_from_safetensors(tmp_path: Path) 
         assert config["architecture"] == ARCH and net.source.path == folder
         with torch.no_grad():
             assert torch.equal(net(probe()), expected)
+    with pytest.raises(ArtifactError, match="onnx/model.onnx: missing"):  # timm wrote none
+        samix_hub.load_backbone(folder, "onnx")
     # the old positional order (src, device) still works
     net, _ = samix_hub.load_backbone(folder, "cpu")
     assert next(net.parameters()).device.type == "cpu"

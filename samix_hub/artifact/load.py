@@ -212,6 +212,8 @@ def load_backbone(
     if runtime == "onnx":
         from ..onnx import OnnxBackbone
 
+        if not (folder / BACKBONE_ONNX).is_file():  # a plain timm folder has no graph
+            raise ArtifactError(f"{folder / BACKBONE_ONNX}: missing ({BACKBONE}, runtime onnx)")
         model: Any = OnnxBackbone(folder / BACKBONE_ONNX, config, device=str(device or "auto"))
     else:
         weights = folder / BACKBONE_WEIGHTS
