@@ -19,6 +19,7 @@ import os
 import re
 import statistics
 import string
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,10 @@ from .errors import ArtifactError
 
 __all__ = [
     "LIBRARY_NAME",
+    "CARD_LIBRARY",
+    "smoke_run",
+    "provenance_recipe",
+    "provenance_mask_summary",
     "TAGS",
     "PAPER",
     "load_template",
@@ -45,6 +50,9 @@ __all__ = [
 ]
 
 LIBRARY_NAME = "samix-hub"
+#: The ``library_name`` of each card kind: a backbone is a timm model (loaded with
+#: ``timm.create_model("hf-hub:...")``), so its card says ``timm`` as timm's own cards do.
+CARD_LIBRARY = {"generator": LIBRARY_NAME, "backbone": "timm"}
 TAGS = ("mixup", "samix", "data-augmentation")
 PAPER = "arxiv:2111.15454"
 _TASK = "image-classification"
@@ -112,9 +120,16 @@ def generator_results_text(summary: dict[str, Any] | None, scorer: str) -> str:
     if summary is None:
         lines = ["No mask statistics were recorded for this run."]
     else:
+        if summary.get("measured_on"):
+            lams = f", λ in {summary['lams']}" if summary.get("lams") else ""
+            where = f"on {summary['measured_on']}{lams} (recorded in config.json)"
+        else:
+            where = (
+                f"on a fixed test batch, λ in 0.2..0.8 (epoch {summary.get('epoch')}, step "
+                f"{summary.get('step')})"
+            )
         lines = [
-            f"Mask statistics of this generator on a fixed test batch, λ in 0.2..0.8 (epoch "
-            f"{summary['epoch']}, step {summary['step']}):",
+            f"Mask statistics of this generator {where}:",
             "",
             "| metric | value | meaning |",
             "|---|---|---|",
@@ -164,13 +179,48 @@ _RECIPE_KEYS = (
 )
 
 
-def recipe_table(run_config: dict[str, Any] | None) -> str:
-    """A markdown table of the run's resolved options (data paths reduced to their name)."""
+def smoke_run(
+    run_config: dict[str, Any] | None, metrics: Sequence[dict[str, Any]] = ()
+) -> str | None:
+    """A sentence saying the run was cut short by ``--max-steps`` (a smoke run), or None.
+
+    A run with ``max_steps`` whose last recorded epoch is below its planned ``epochs`` (or
+    that recorded none) stopped at the step cap: its numbers are those of a short run.
+    """
+    cfg = run_config or {}
+    cap = cfg.get("max_steps")
+    if not isinstance(cap, int):
+        return None
+    epochs = cfg.get("epochs")
+    done = [float(m["epoch"]) for m in metrics if isinstance(m.get("epoch"), (int, float))]
+    if isinstance(epochs, int) and done and max(done) >= epochs:
+        return None  # the cap was not reached before the planned epochs ended
+    planned = f" of the {epochs} epochs planned" if isinstance(epochs, int) else ""
+    return (
+        f"a smoke run: training stopped at --max-steps {cap} (optimizer steps){planned}; "
+        "its results are those of this short run, not of a full training"
+    )
+
+
+def recipe_table(
+    run_config: dict[str, Any] | None,
+    metrics: Sequence[dict[str, Any]] = (),
+    provenance: dict[str, Any] | None = None,
+) -> str:
+    """A markdown table of the run's resolved options (data paths reduced to their name).
+
+    Without a run (``save_pretrained``), the table comes from the generator's ``provenance``
+    (:func:`provenance_recipe`). A run cut short by ``--max-steps`` says so instead of
+    listing its planned epochs (:func:`smoke_run`).
+    """
     if not run_config:
-        return "No training run recorded (imported weights); see the provenance in config.json."
+        return provenance_recipe(provenance)
     rows = []
+    smoke = smoke_run(run_config, metrics)
+    if smoke:
+        rows.append(f"| training length | **{smoke}** |")
     for key, label in _RECIPE_KEYS:
-        if run_config.get(key) is None:
+        if run_config.get(key) is None or (smoke and key == "epochs"):
             continue
         value = dataset_info(run_config[key])[2] if key == "data" else format_value(run_config[key])
         rows.append(f"| {label} | {value} |")
@@ -210,6 +260,73 @@ def recipe_table(run_config: dict[str, Any] | None) -> str:
             f"({mixed.get('method', '?')}), + {mixed.get('clean_images', 0)} clean images |"
         )
     return "| option | value |\n|---|---|\n" + "\n".join(rows)
+
+
+#: Provenance fields a generator's ``config.json`` records about its training run, as labelled
+#: in the card's recipe (``engine/run_reader.py:build_generator``).
+_PROVENANCE_KEYS = (
+    ("scenario", "scenario"),
+    ("method", "method"),
+    ("data", "data set"),
+    ("num_classes", "classes"),
+    ("epochs", "epochs"),
+    ("max_steps", "max steps"),
+    ("step", "optimizer steps done"),
+    ("seed", "seed"),
+    ("encoder_weights", "encoder weights"),
+    ("trained_against", "mixer trained against"),
+    ("trained_with", "trained with samix-hub"),
+)
+
+
+def provenance_recipe(provenance: dict[str, Any] | None) -> str:
+    """The recipe table of a generator saved without its run (``save_pretrained``): the
+    training run its ``config.json`` provenance records, or a sentence when there is none."""
+    prov = provenance if isinstance(provenance, dict) else {}
+    rows = []
+    for key, label in _PROVENANCE_KEYS:
+        value = prov.get(key)
+        if value is None or isinstance(value, (dict, list)):
+            continue
+        shown = dataset_info(str(value))[2] if key == "data" else format_value(value)
+        rows.append(f"| {label} | {shown} |")
+    teacher = prov.get("teacher")
+    if isinstance(teacher, dict) and teacher:
+        rows.append(f"| frozen teacher | {teacher_summary(teacher)} |")
+    if prov.get("builtin"):
+        rows.append(f"| shipped as | `builtin:{prov['builtin']}` |")
+    if not rows:
+        return "No training run recorded (imported weights); see the provenance in config.json."
+    return (
+        "The training run recorded in `config.json` (`provenance`):\n\n"
+        "| option | value |\n|---|---|\n" + "\n".join(rows)
+    )
+
+
+def provenance_mask_summary(provenance: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A generator's mask statistics from its ``config.json`` provenance, in the form of
+    :func:`summarize_generator_metrics`: the run's own (``measured``), else those measured
+    after training (``mask_statistics``, as ``benchmarks/mask_lambda.py`` records them)."""
+    prov = provenance if isinstance(provenance, dict) else {}
+    measured = prov.get("measured")
+    if isinstance(measured, dict) and isinstance(measured.get("values"), dict):
+        return measured
+    stats = prov.get("mask_statistics")
+    if not isinstance(stats, dict):
+        return None
+    names = {"mask_slope": "slope", "mask_spatial_std": "spatial_std", "mask_lam_mae": "lam_mae"}
+    values = {
+        key: float(stats[name])
+        for key, name in names.items()
+        if isinstance(stats.get(name), (int, float))
+    }
+    if not values:
+        return None
+    where = f"{stats['images']} {stats.get('split', 'test')} images" if stats.get("images") else ""
+    data = f" of {dataset_info(str(stats['data']))[2]}" if stats.get("data") else ""
+    lams = [x for x in stats.get("lams") or [] if isinstance(x, (int, float))]
+    span = f"{min(lams):g}..{max(lams):g}" if lams else None
+    return {"values": values, "measured_on": (where + data).strip() or None, "lams": span}
 
 
 def _base_summary(prov: dict[str, Any]) -> str:
@@ -315,9 +432,9 @@ def render_card(
         else _eval_results(summary, name, hub_id or spec, metric_name)
     )
     data = ModelCardData(
-        library_name=LIBRARY_NAME,
+        library_name=CARD_LIBRARY.get(kind, LIBRARY_NAME),
         license=license,
-        tags=[*TAGS, *extra_tags, PAPER],
+        tags=[*TAGS, *([LIBRARY_NAME] if kind == "backbone" else []), *extra_tags, PAPER],
         datasets=[hub_id] if hub_id else None,
         base_model=base_model,
         model_name=model_name,
@@ -394,8 +511,11 @@ def validate_card(source: str | os.PathLike[str], kind: str | None = None) -> An
     except Exception as exc:
         raise ArtifactError(f"{label}: front matter does not parse ({exc})") from None
     meta = card.data.to_dict()
-    if meta.get("library_name") != LIBRARY_NAME:
-        raise ArtifactError(f"{label}: library_name is {meta.get('library_name')!r}, not samix-hub")
+    libraries = [CARD_LIBRARY[kind]] if kind in CARD_LIBRARY else sorted(set(CARD_LIBRARY.values()))
+    if meta.get("library_name") not in libraries:
+        raise ArtifactError(
+            f"{label}: library_name is {meta.get('library_name')!r}, not {' or '.join(libraries)}"
+        )
     missing = [t for t in TAGS if t not in (meta.get("tags") or [])]
     if missing:
         raise ArtifactError(f"{label}: tags lack {missing}")

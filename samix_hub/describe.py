@@ -15,6 +15,7 @@ from .artifact.format import (
     GENERATOR,
     GENERATOR_WEIGHTS,
     MIXED_DATASET,
+    PICKLE_SUFFIXES,
 )
 from .artifact.validate import detect_kind, list_files, validate_artifact
 from .cards import GENERATOR_METRICS
@@ -86,6 +87,23 @@ def _measured(prov: dict[str, Any]) -> list[str]:
     ]
 
 
+def _timm_provenance(folder: Path, pcfg: dict[str, Any]) -> dict[str, Any]:
+    """What a plain timm folder says about itself: its writer, timm's pretrained tag, and the
+    pickle files beside ``model.safetensors`` that are never loaded."""
+    prov: dict[str, Any] = {
+        "written_by": "timm (config.json + model.safetensors, no samix_hub section)"
+    }
+    for key in ("tag", "hf_hub_id", "license"):
+        if isinstance(pcfg.get(key), str):
+            prov[key] = pcfg[key]
+    pickles = sorted(
+        p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.suffix in PICKLE_SUFFIXES
+    )
+    if pickles:
+        prov["ignored"] = ", ".join(pickles) + " (pickles: never loaded)"
+    return prov
+
+
 def describe(folder: str | Path, validate: bool = True) -> dict[str, Any]:
     """A JSON-serialisable summary of an artifact folder."""
     folder = Path(folder)
@@ -128,6 +146,8 @@ def describe(folder: str | Path, validate: bool = True) -> dict[str, Any]:
         samix = _obj(cfg.get("samix_hub"))
         info["provenance"] = _obj(samix.get("provenance"))
         info["format_version"] = samix.get("format_version")
+        if not samix:  # a folder timm wrote (save_for_hf / push_to_hf_hub)
+            info["provenance"] = _timm_provenance(folder, pcfg)
     else:
         import pyarrow.parquet as pq
 
@@ -140,7 +160,9 @@ def describe(folder: str | Path, validate: bool = True) -> dict[str, Any]:
         info["rows"] = rows
         info["provenance"] = {k: v for k, v in meta.items() if k not in ("configs", "dataset_info")}
     info["card"] = {
-        k: meta.get(k) for k in ("license", "tags", "datasets", "base_model") if k in meta
+        k: meta.get(k)
+        for k in ("library_name", "license", "tags", "datasets", "base_model")
+        if k in meta
     }
     info["results"] = _results(meta) or _measured(info.get("provenance") or {})
     info["files"] = list_files(folder)

@@ -3,6 +3,7 @@ with a ``samix_hub`` section), ONNX, parity check, card, validation (docs/artifa
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,13 @@ from typing import Any
 import torch.nn as nn
 
 from ._version import __version__
-from .artifact.format import BACKBONE, BACKBONE_FORMAT_VERSION, BACKBONE_ONNX, CARD_NAME
+from .artifact.format import (
+    BACKBONE,
+    BACKBONE_FORMAT_VERSION,
+    BACKBONE_ONNX,
+    CARD_NAME,
+    CONFIG_NAME,
+)
 from .artifact.load import load_backbone
 from .artifact.validate import list_files, validate_artifact
 from .cards import (
@@ -19,6 +26,7 @@ from .cards import (
     recipe_table,
     render_card,
     results_text,
+    smoke_run,
     summarize_metrics,
     teacher_summary,
     validate_card,
@@ -26,6 +34,7 @@ from .cards import (
 from .engine.run_reader import run_chans, run_image_size
 from .export_common import ExportReport, check_parity, copy_curves, files_cell, num_params
 from .fileio import atomic_write_text
+from .fileio.guard import read_json_bounded
 
 __all__ = ["write_backbone_folder", "base_model"]
 
@@ -54,6 +63,7 @@ def write_backbone_folder(
     c = run_chans(cfg)
     mean, std = tuple(cfg["mean"]), tuple(cfg["std"])
     names = list(cfg.get("class_names") or [])
+    smoke = smoke_run(cfg, metrics)
     samix_meta = {
         "kind": BACKBONE,
         "format_version": BACKBONE_FORMAT_VERSION,
@@ -64,6 +74,8 @@ def write_backbone_folder(
             "method": cfg.get("method"),
             "data": dataset_info(cfg.get("data"))[2],
             "epochs": cfg.get("epochs"),
+            "max_steps": cfg.get("max_steps"),
+            "smoke_run": smoke is not None,
             "seed": cfg.get("seed"),
             "generator": cfg.get("generator"),
             "teacher": cfg.get("teacher_provenance"),
@@ -81,6 +93,7 @@ def write_backbone_folder(
         safe_serialization=True,
         data_config={"input_size": (c, h, w), "mean": mean, "std": std, "crop_pct": 1.0},
     )
+    _drop_inherited(folder / CONFIG_NAME)
     report = ExportReport(kind=BACKBONE, path=folder)
     curves_line = copy_curves(run_dir, folder)
     if onnx:
@@ -117,14 +130,15 @@ def write_backbone_folder(
         "trained_how": f"trained with **{cfg.get('method', 'unknown')}** on **{data_name}**",
         "weights_source": "EMA copy of the classifier" if weights == "ema" else "online classifier",
         "files": "",
-        "recipe": recipe_table(cfg),
+        "recipe": recipe_table(cfg, metrics),
         "results": results_text(
             summary,
             "accuracy of these weights" + (" (k-NN on features)" if "knn" in key else ""),
             None,
         )
         + curves_line,
-        "extra_limitations": "" if onnx else "- This export has no ONNX graph.\n",
+        "extra_limitations": ("" if onnx else "- This export has no ONNX graph.\n")
+        + (f"- This is {smoke}.\n" if smoke else ""),
         "samix_hub_version": __version__,
     }
     teacher = cfg.get("teacher_provenance")
@@ -152,6 +166,23 @@ def write_backbone_folder(
     validate_artifact(folder, "all" if onnx else "torch")
     report.files = list_files(folder)
     return report
+
+
+#: ``pretrained_cfg`` keys that describe the timm weights a run started from (their paper,
+#: origin, notes, Hub id), not the weights this export holds: dropped from its config.json.
+INHERITED_KEYS = (
+    "paper_ids", "paper_name", "origin_url", "notes", "description", "hf_hub_id",
+    "hf_hub_filename", "url", "file", "source",
+)  # fmt: skip
+
+
+def _drop_inherited(config_path: Path) -> None:
+    """Remove :data:`INHERITED_KEYS` from the ``pretrained_cfg`` timm's writer copied in."""
+    config = read_json_bounded(config_path)
+    pcfg = config.get("pretrained_cfg")
+    if isinstance(pcfg, dict) and any(key in pcfg for key in INHERITED_KEYS):
+        config["pretrained_cfg"] = {k: v for k, v in pcfg.items() if k not in INHERITED_KEYS}
+        atomic_write_text(config_path, json.dumps(config, indent=2) + "\n")
 
 
 def base_model(config: dict[str, Any]) -> str | None:

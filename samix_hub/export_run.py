@@ -33,8 +33,10 @@ from .cards import (
     format_value,
     generator_results_text,
     mixer_summary,
+    provenance_mask_summary,
     recipe_table,
     render_card,
+    smoke_run,
     summarize_generator_metrics,
     summarize_metrics,
     teacher_summary,
@@ -91,11 +93,19 @@ def write_generator_folder(
     repo_id: str | None = None,
     int8_calibration: torch.Tensor | None = None,
     int8_eval: torch.Tensor | None = None,
+    parity: str = "full",
+    card_kwargs: dict[str, Any] | None = None,
     run_dir: Path | None = None,
 ) -> ExportReport:
-    """Weights, config, ONNX (+ int8), parity, card, validation into ``folder`` (a staging dir);
-    the run's ``curves.png`` (``run_dir``) is copied and shown on the card."""
-    from .onnx import export_generator_onnx, generator_parity
+    """Weights, config, ONNX (+ int8), parity, card, validation into ``folder`` (a staging dir).
+
+    ``parity="full"`` checks the new graph on several batch and image sizes, ``"probe"`` on
+    one batch (``save_pretrained``); the final validation runs one probe batch too.
+    ``card_kwargs`` (``license``, ``model_name``) go to the card. Without ``run_config``, the
+    card's recipe and mask statistics come from the generator's provenance. The run's
+    ``curves.png`` (``run_dir``) is copied and shown on the card.
+    """
+    from .onnx import OnnxGenerator, export_generator_onnx, generator_parity
     from .onnx_quantize import quantize_generator
 
     write_generator(gen, folder)
@@ -105,7 +115,8 @@ def write_generator_folder(
     curves_line = copy_curves(run_dir, folder)
     if onnx:
         export_generator_onnx(gen, folder / GENERATOR_ONNX, opset=opset)
-        report.parity = generator_parity(gen, load_generator(folder, "onnx", device="cpu"))
+        graph = OnnxGenerator(folder / GENERATOR_ONNX, cfg, device="cpu")  # validated below
+        report.parity = generator_parity(gen, graph, probe=parity == "probe")
         if int8_calibration is not None:
             quantize_generator(
                 folder / GENERATOR_ONNX, folder / GENERATOR_ONNX_INT8, int8_calibration
@@ -116,6 +127,8 @@ def write_generator_folder(
     check_parity(report.parity, folder)
     prov = cfg.provenance
     own = summarize_generator_metrics(list(metrics))
+    if run_config is None and own is None:
+        own = provenance_mask_summary(prov)  # save_pretrained: what config.json records
     h, w = cfg.input_size
     origin, scorer = _generator_origin(cfg, prov, run_config, list(metrics))
     exact = cfg.mixer.calibration == "exact"
@@ -135,7 +148,7 @@ def write_generator_folder(
         "std": format_value(tuple(cfg.std)),
         "lam_convention": data["lam_convention"],
         "files": "",
-        "recipe": recipe_table(run_config),
+        "recipe": recipe_table(run_config, metrics, prov),
         "results": generator_results_text(own, scorer) + curves_line,
         "origin": origin,
         "mask_mean": "its mean equals λ exactly"
@@ -144,26 +157,37 @@ def write_generator_folder(
         "mean_limitation": "its mean equals λ (λ-exact calibration)."
         if exact
         else "its mean is not calibrated to λ: check the measured slope.",
-        "extra_limitations": "" if onnx else "- This export has no ONNX graph.\n",
+        "extra_limitations": _limitations(onnx, smoke_run(run_config, metrics)),
         "samix_hub_version": __version__,
     }
     fields["files"] = files_cell(folder)
     data_spec = (run_config or {}).get("data", prov.get("data"))
+    card_kwargs = dict(card_kwargs or {})
     text = render_card(
         "generator",
         fields,
-        model_name=repo_id.split("/")[-1] if repo_id else f"samix-generator-{cfg.backbone}",
+        model_name=card_kwargs.pop("model_name", None)
+        or (repo_id.split("/")[-1] if repo_id else f"samix-generator-{cfg.backbone}"),
         data_spec=data_spec,
         summary=None,
         metric_name="",
         extra_tags=("mixup-generator",),
         eval_results=None,  # mask statistics are no Hub metric: they are in the body
+        **card_kwargs,
     )
     atomic_write_text(folder / CARD_NAME, text)
     validate_card(folder / CARD_NAME, "generator")
     validate_artifact(folder, "all" if onnx else "torch")
     report.files = list_files(folder)
     return report
+
+
+def _limitations(onnx: bool, smoke: str | None) -> str:
+    """The card's extra limitation lines: no ONNX graph, a smoke run (``cards.smoke_run``)."""
+    lines = [] if onnx else ["- This export has no ONNX graph."]
+    if smoke:
+        lines.append(f"- This is {smoke}.")
+    return "".join(line + "\n" for line in lines)
 
 
 def _generator_origin(

@@ -19,6 +19,7 @@ import os
 import re
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .artifact.format import BACKBONE, BACKBONE_WEIGHTS, CARD_NAME, CONFIG_NAME, GENERATOR_WEIGHTS
 from .artifact.validate import MIXED_DATASET, PICKLE_SUFFIXES, detect_kind, validate_artifact
@@ -31,7 +32,10 @@ from .hub_errors import hub_errors, is_offline
 from .local_copy import install_snapshot
 from .repo_ref import ResolvedSource, parse_repo_id
 
-__all__ = ["push", "pull", "RUNTIMES", "allow_patterns"]
+if TYPE_CHECKING:
+    from huggingface_hub import CommitInfo
+
+__all__ = ["push", "push_commit", "pull", "RUNTIMES", "allow_patterns"]
 
 RUNTIMES = ("torch", "onnx", "all")
 _COMMON = [CARD_NAME, CONFIG_NAME, "data/*.parquet"]
@@ -62,7 +66,7 @@ def push(
     repo_id: str,
     revision: str | None = None,
     tag: str | None = None,
-    private: bool = False,
+    private: bool | None = None,
     repo_type: str | None = None,
     message: str | None = None,
     endpoint: str | None = None,
@@ -78,7 +82,43 @@ def push(
     created on the new commit. The push is additive: remote files the folder does not have
     (a LICENSE added on the Hub) are kept, unless ``delete`` (then the repo mirrors the folder).
     ``create_pr`` opens a pull request against ``main`` instead of committing to it; the url
-    returned is then the pull request's.
+    returned is then the pull request's. :func:`push_commit` is the same push returning
+    huggingface_hub's ``CommitInfo``.
+    """
+    info = push_commit(
+        folder, repo_id, revision=revision, tag=tag, private=private, repo_type=repo_type,
+        message=message, endpoint=endpoint, token=token,
+        delete_patterns="*" if delete else None, create_pr=create_pr,
+    )  # fmt: skip
+    return (info.pr_url if create_pr and info.pr_url else info.commit_url), info.oid
+
+
+def _patterns(value: str | list[str] | None) -> list[str]:
+    return [value] if isinstance(value, str) else list(value or [])
+
+
+def push_commit(
+    folder: str | os.PathLike[str],
+    repo_id: str,
+    *,
+    revision: str | None = None,
+    tag: str | None = None,
+    private: bool | None = None,
+    repo_type: str | None = None,
+    message: str | None = None,
+    endpoint: str | None = None,
+    token: str | bool | None = None,
+    create_pr: bool = False,
+    allow_patterns: str | list[str] | None = None,
+    ignore_patterns: str | list[str] | None = None,
+    delete_patterns: str | list[str] | None = None,
+) -> CommitInfo:
+    """:func:`push`, returning huggingface_hub's ``CommitInfo`` (``str(info)`` is the commit
+    url; ``.oid``, ``.pr_url``), as ``HfApi.upload_folder`` and ``ModelHubMixin.push_to_hub``.
+
+    ``allow_patterns`` / ``ignore_patterns`` / ``delete_patterns`` are those of
+    ``upload_folder``; hidden files, temporary files and pickles are never uploaded whatever
+    the patterns say. The folder is validated as a whole before anything is uploaded.
     """
     from huggingface_hub import HfApi
     from huggingface_hub.utils import get_token
@@ -129,13 +169,14 @@ def push(
             repo_type=expected_type,
             revision=revision,
             commit_message=message or f"samix-hub push: {kind}",
-            ignore_patterns=_PUSH_IGNORE,
-            delete_patterns="*" if delete else None,
+            allow_patterns=_patterns(allow_patterns) or None,
+            ignore_patterns=[*_PUSH_IGNORE, *_patterns(ignore_patterns)],
+            delete_patterns=_patterns(delete_patterns) or None,
             create_pr=create_pr,
         )
         if tag:
             api.create_tag(repo_id, tag=tag, revision=info.oid, repo_type=expected_type)
-    return (info.pr_url if create_pr and info.pr_url else info.commit_url), info.oid
+    return info
 
 
 # ---------------------------------------------------------------------------------- pull
@@ -202,8 +243,9 @@ def _check_listing(repo_id: str, repo_type: str, commit: str, cache_dir: str | N
         )
     elif pickles:
         raise HubError(
-            f"{repo_id}@{commit[:12]}: contains pickle weights {pickles[:3]}; "
-            "samix-hub only loads safetensors (nothing was loaded)"
+            f"{repo_id}@{commit[:12]}: contains pickle weights {pickles[:3]} and no "
+            f"{SAFE_BESIDE_PICKLES}; samix-hub never loads pickles (nothing was downloaded): "
+            "convert them to safetensors"
         )
     if CONFIG_NAME not in paths and not any(
         p.startswith("data/") and p.endswith(".parquet") for p in paths

@@ -26,7 +26,11 @@ __all__ = [
     "builtin_names",
     "refresh_cache",
     "BUILTIN_PREFIX",
+    "LOCAL_DIR_PREFIX",
 ]
+
+#: timm's prefix for a model folder on disk (``timm.create_model("local-dir:FOLDER")``).
+LOCAL_DIR_PREFIX = "local-dir:"
 
 
 def resolve_source(
@@ -38,7 +42,8 @@ def resolve_source(
     force_download: bool = False,
     **hub_kwargs: object,
 ) -> ResolvedSource:
-    """A local folder as is; otherwise download ``ORG/NAME[@REV]`` through :mod:`samix_hub.hub`.
+    """A local folder as is (also as timm writes it, ``local-dir:FOLDER``); otherwise download
+    ``ORG/NAME[@REV]`` through :mod:`samix_hub.hub`.
 
     ``revision`` is the same as ``@REV`` (giving both, different, is an error);
     ``local_files_only=True`` reads the local cache only (``offline``); ``force_download=True``
@@ -54,6 +59,11 @@ def resolve_source(
             known = ", ".join(BUILTIN_PREFIX + n for n in builtin_names()) or "none installed"
             raise UserError(f"{text!r}: no such built-in generator (known: {known})")
         return ResolvedSource(path=BUILTIN_DIR / name, builtin=name)
+    if text.startswith(LOCAL_DIR_PREFIX):
+        folder = Path(os.path.expanduser(text[len(LOCAL_DIR_PREFIX) :]))
+        if not folder.is_dir():
+            raise UserError(f"{text!r}: {folder} is not a folder (local-dir: names a folder)")
+        return ResolvedSource(path=folder)
     path = Path(os.path.expanduser(text))
     if path.is_dir():
         return ResolvedSource(path=path)

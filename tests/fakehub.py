@@ -64,6 +64,7 @@ class Repo:
     branches: dict[str, str] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
     prs: dict[int, str] = field(default_factory=dict)  # pull request number -> head commit
+    messages: dict[str, str] = field(default_factory=dict)  # commit sha -> commit message
 
     def resolve(self, rev: str) -> str | None:
         """Branch, tag, ``refs/pr/N`` or full commit sha -> commit sha (None when unknown)."""
@@ -80,6 +81,7 @@ class Repo:
         seed = json.dumps([parent, message, time.time_ns(), sorted(files)]).encode()
         sha = hashlib.sha1(seed).hexdigest()
         self.commits[sha] = dict(files)
+        self.messages[sha] = message
         return sha
 
 

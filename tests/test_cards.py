@@ -65,8 +65,8 @@ def test_card_front_matter_carries_measured_results(tmp_path):
     path.write_text(text)
     card = validate_card(path, "backbone")
     meta = metadata_load(path)
-    assert meta["library_name"] == "samix-hub" and meta["license"] == "apache-2.0"
-    assert {"mixup", "samix", "data-augmentation"} <= set(meta["tags"])
+    assert meta["library_name"] == "timm" and meta["license"] == "apache-2.0"  # a timm model
+    assert {"mixup", "samix", "data-augmentation", "samix-hub"} <= set(meta["tags"])
     assert meta["datasets"] == ["uoft-cs/cifar10"] and meta["base_model"] == "me/pretrained"
     values = {r.metric_config: r.metric_value for r in card.data.eval_results}
     assert values == {"top-1": rows[-1]["top1"], "top-5": rows[-1]["top5"]}
@@ -95,8 +95,10 @@ def test_bad_cards_are_refused(tmp_path):
     (tmp_path / "plain.md").write_text("# a card without front matter\n")
     with pytest.raises(ArtifactError, match="no YAML front matter"):
         validate_card(tmp_path / "plain.md")
-    with pytest.raises(ArtifactError, match="library_name"):
-        validate_card(good.replace("library_name: samix-hub", "library_name: timm"))
+    with pytest.raises(ArtifactError, match="library_name is 'samix-hub', not timm"):
+        validate_card(good.replace("library_name: timm", "library_name: samix-hub"), "backbone")
+    with pytest.raises(ArtifactError, match="library_name is 'keras'"):
+        validate_card(good.replace("library_name: timm", "library_name: keras"))
     with pytest.raises(ArtifactError, match="tags lack"):
         validate_card(good.replace("- samix\n", ""))
     with pytest.raises(ArtifactError, match="does not parse"):
@@ -111,6 +113,8 @@ def test_bad_cards_are_refused(tmp_path):
 def test_dataset_names_never_leak_paths():
     assert dataset_info("cifar100:/home/u/data") == ("CIFAR-100", "uoft-cs/cifar100", "cifar100")
     assert dataset_info("hf:org/set") == ("org/set", "org/set", "hf:org/set")
+    assert dataset_info("hf:/home/u/my_set") == ("local data (hf)", None, "hf:local")
+    assert dataset_info("/home/u/x/pets.npz") == ("npz:pets.npz", None, "npz:pets.npz")
     assert dataset_info("folder:/srv/me/pets/") == ("folder:pets", None, "folder:pets")
     assert dataset_info("digits")[1] is None
     assert dataset_info(None)[2] == "unknown"

@@ -70,8 +70,8 @@ def gets(hub: FakeHub, start: int, name: str) -> int:
 
 def test_save_pretrained_validates_and_round_trips(tmp_path: Path) -> None:
     gen = new_generator(1)
-    folder = gen.save_pretrained(tmp_path / "gen", onnx=False)
-    assert folder == tmp_path / "gen"
+    folder = tmp_path / "gen"
+    assert gen.save_pretrained(folder, onnx=False) is None  # as ModelHubMixin.save_pretrained
     assert files_of(folder) == {"README.md", "config.json", "generator.safetensors"}
     assert validate_artifact(folder, "torch") == "samix-generator"
     config = json.loads((folder / "config.json").read_text())
@@ -174,9 +174,10 @@ def test_a_pulled_artifact_is_validated_once(
 @pytest.mark.slow
 def test_push_to_hub_then_pull_on_both_runtimes(hub: FakeHub, tmp_path: Path) -> None:
     gen = new_generator(3)
-    url, sha = gen.push_to_hub("me/api-push", tag="v1", endpoint=hub.url, token=TOKEN)
+    info = gen.push_to_hub("me/api-push", tag="v1", endpoint=hub.url, token=TOKEN)
+    sha = info.oid  # a CommitInfo, as ModelHubMixin.push_to_hub returns
     repo = hub.repos[("model", "me/api-push")]
-    assert url == f"{hub.url}/me/api-push/commit/{sha}"
+    assert info == info.commit_url == f"{hub.url}/me/api-push/commit/{sha}"
     assert repo.branches["main"] == sha and repo.tags["v1"] == sha
     assert set(repo.commits[sha]) == {
         ".gitattributes",
@@ -278,6 +279,6 @@ def test_timm_repo_with_pickles_beside_safetensors(
     _timm_repo(tmp_path / "only", pickle=True, safetensors=False)
     _raw_upload(hub, tmp_path / "only", "timm/r18-pickle")
     start = len(hub.requests)
-    with pytest.raises(HubError, match="pickle weights.*pytorch_model.bin"):
+    with pytest.raises(HubError, match="pickle weights.*pytorch_model.bin.*convert them to safe"):
         pull("timm/r18-pickle", runtime="all", **kw)
     assert not any(p.endswith(".bin") for _, p in hub.requests[start:])

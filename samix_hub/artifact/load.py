@@ -1,5 +1,6 @@
-"""The one loader of artifacts: ``load_generator`` / ``load_backbone`` from a folder, a
-``builtin:NAME`` or a Hub repo id, on torch or onnxruntime; ``read_generator`` reads a folder.
+"""The one loader of artifacts: ``load_generator`` / ``load_backbone`` from a folder (also as
+timm's ``local-dir:FOLDER``), a ``builtin:NAME`` or a Hub repo id, on torch or onnxruntime;
+``read_generator`` reads a folder. Both loaders take ``(src, runtime, device)`` in that order.
 
 Every load validates the folder first (:func:`~samix_hub.artifact.validate.validate_artifact`):
 unknown format versions, missing files and tensors that do not match the config are refused with
@@ -27,6 +28,7 @@ from ..sources import resolve_source
 from .format import (
     BACKBONE,
     BACKBONE_ONNX,
+    BACKBONE_WEIGHTS,
     CONFIG_NAME,
     GENERATOR,
     GENERATOR_ONNX,
@@ -157,10 +159,27 @@ def load_generator(
     return gen
 
 
+_RUNTIMES = ("torch", "onnx")
+
+
+def _runtime_device(runtime: Any, device: Any) -> tuple[str, Any]:
+    """``(runtime, device)``; an older positional call ``load_backbone(src, device, runtime)``
+    (a device where the runtime goes) is read the old way."""
+    if runtime not in _RUNTIMES and (device is None or device in _RUNTIMES):
+        if isinstance(runtime, torch.device) or str(runtime).split(":")[0] in (
+            "cpu",
+            "cuda",
+            "auto",
+            "mps",
+        ):
+            return device or "torch", runtime
+    return runtime, device
+
+
 def load_backbone(
     src: str | os.PathLike[str] | ResolvedSource,
-    device: str | torch.device | None = None,
     runtime: str = "torch",
+    device: str | torch.device | None = None,
     *,
     revision: str | None = None,
     cache_dir: str | os.PathLike[str] | None = None,
@@ -169,16 +188,19 @@ def load_backbone(
     token: str | bool | None = None,
     **hub_kwargs: Any,
 ) -> tuple[Any, dict[str, Any]]:
-    """(model, config.json as a dict) for a backbone folder or repo id.
+    """(model, config.json as a dict) for a backbone folder, ``local-dir:FOLDER`` or repo id.
 
-    ``runtime="torch"``: the timm model in eval mode, built through timm's own ``local-dir:``
-    loader from ``config.json`` + ``model.safetensors``; it expects normalised input
+    The positional order is that of :func:`load_generator`: ``src``, ``runtime``, ``device``.
+    ``runtime="torch"``: the timm model in eval mode, built from ``config.json`` through timm's
+    own ``local-dir:`` loader and filled from ``model.safetensors`` (never from a pickle, even
+    when timm wrote ``pytorch_model.bin`` beside it); it expects normalised input
     (``config["pretrained_cfg"]`` mean/std), as every timm model. ``runtime="onnx"``: a
     :class:`~samix_hub.onnx.OnnxBackbone` taking images in [0, 1]. The Hub keywords are those
     of :func:`load_generator`.
     """
     import timm
 
+    runtime, device = _runtime_device(runtime, device)
     hub_kwargs.update(
         revision=revision, cache_dir=cache_dir, local_files_only=local_files_only,
         force_download=force_download, token=token,
@@ -190,12 +212,18 @@ def load_backbone(
     if runtime == "onnx":
         from ..onnx import OnnxBackbone
 
+        if not (folder / BACKBONE_ONNX).is_file():  # a plain timm folder has no graph
+            raise ArtifactError(f"{folder / BACKBONE_ONNX}: missing ({BACKBONE}, runtime onnx)")
         model: Any = OnnxBackbone(folder / BACKBONE_ONNX, config, device=str(device or "auto"))
     else:
+        weights = folder / BACKBONE_WEIGHTS
         try:
-            model = timm.create_model(f"local-dir:{folder}", pretrained=True)
+            # the architecture and pretrained_cfg from config.json; no weights read by timm
+            model = timm.create_model(f"local-dir:{folder}", pretrained=False)
+            model.load_state_dict(load_file(str(weights)))
         except (RuntimeError, ValueError, KeyError) as exc:
-            raise ArtifactError(f"{folder}: timm cannot build the backbone ({exc})") from None
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise ArtifactError(f"{folder}: timm cannot build the backbone ({first})") from None
         model = model.to(device or "cpu").eval()
     model.source = resolved
     return model, config

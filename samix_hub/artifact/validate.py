@@ -45,6 +45,7 @@ __all__ = [
     "BACKBONE_FORMAT_VERSION",
     "backbone_meta",
     "list_files",
+    "is_plain_timm",
 ]
 
 
@@ -65,19 +66,40 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0]
 
 
+def _pickle_files(folder: Path) -> list[str]:
+    return sorted(
+        p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.suffix in PICKLE_SUFFIXES
+    )
+
+
 def detect_kind(path: str | Path) -> str:
-    """The artifact kind of a folder, from its files; an error names what is wrong."""
+    """The artifact kind of a folder, from its files; an error names what is wrong.
+
+    A timm folder (``timm.models.save_for_hf`` / ``push_to_hf_hub``) with ``model.safetensors``
+    beside ``pytorch_model.bin`` is a backbone: its pickles are ignored, never read. Pickle
+    weights without safetensors are refused with a one-line error saying to convert them.
+    """
     folder = Path(path)
     if not folder.is_dir():
         raise NotAnArtifactError(f"{folder}: no such folder")
-    pickles = [p.name for p in folder.rglob("*") if p.suffix in PICKLE_SUFFIXES]
+    pickles = _pickle_files(folder)
+    if (folder / "data").is_dir() and any((folder / "data").glob("*.parquet")) and not pickles:
+        return MIXED_DATASET
+    cfg_path = folder / CONFIG_NAME
     if pickles:
+        cfg = _read_json(cfg_path) if cfg_path.is_file() else {}
+        timm_layout = cfg.get("kind") != GENERATOR and "architecture" in cfg
+        if timm_layout and (folder / BACKBONE_WEIGHTS).is_file():
+            return BACKBONE  # the safetensors file is used; the pickles are never opened
+        if timm_layout:
+            raise ArtifactError(
+                f"{folder}: timm weights only as pickles ({', '.join(pickles[:3])}); samix-hub "
+                f"never loads pickles: convert them to safetensors ({BACKBONE_WEIGHTS}, e.g. "
+                "timm.models.save_for_hf(model, DIR, safe_serialization=True))"
+            )
         raise ArtifactError(
             f"{folder}: contains pickle weights {pickles[:3]}; samix-hub only loads safetensors"
         )
-    if (folder / "data").is_dir() and any((folder / "data").glob("*.parquet")):
-        return MIXED_DATASET
-    cfg_path = folder / CONFIG_NAME
     if not cfg_path.is_file():
         raise NotAnArtifactError(
             f"{folder}: not a samix-hub artifact (no config.json, no data/*.parquet)"
@@ -88,6 +110,16 @@ def detect_kind(path: str | Path) -> str:
     if "architecture" in cfg:
         return BACKBONE
     raise NotAnArtifactError(f"{cfg_path}: neither a samix-generator nor a timm backbone config")
+
+
+def is_plain_timm(folder: str | Path) -> bool:
+    """A backbone folder timm wrote (no ``samix_hub`` section in its ``config.json``)."""
+    cfg_path = Path(folder) / CONFIG_NAME
+    try:
+        cfg = read_json_bounded(cfg_path)
+    except (OSError, ValueError):
+        return False
+    return isinstance(cfg, dict) and "architecture" in cfg and not cfg.get("samix_hub")
 
 
 def required_files(kind: str, runtime: str = "all") -> list[str]:
@@ -358,10 +390,20 @@ def _validate_mixed(folder: Path) -> None:
 def validate_artifact(path: str | Path, runtime: str = "all") -> str:
     """Check a folder is a complete artifact for ``runtime``; return its kind.
 
+    ``runtime="all"`` needs every file of the kind, except the ONNX graph of a plain timm
+    backbone folder (timm publishes none; when there is one it is checked).
+
     Raises :class:`~samix_hub.errors.ArtifactError` naming the file that is missing or wrong.
     """
     folder = Path(path)
     kind = detect_kind(folder)
+    if (
+        kind == BACKBONE
+        and runtime == "all"
+        and not (folder / BACKBONE_ONNX).is_file()
+        and is_plain_timm(folder)
+    ):
+        runtime = "torch"  # timm publishes no ONNX graph: "everything it has" is the weights
     for name in required_files(kind, runtime):
         if not (folder / name).is_file():
             raise ArtifactError(f"{folder / name}: missing ({kind} artifact, runtime {runtime})")
@@ -431,8 +473,9 @@ def _check_onnx_metadata(folder: Path, path: Path, kind: str) -> None:
 
 
 def _check_onnx_parity(folder: Path, path: Path, kind: str) -> None:
-    """Run the graph and the safetensors weights on a fixed probe (``onnx.generator_parity`` /
-    ``backbone_parity``, seed 0); refuse a difference above ``onnx.PARITY_TOL``."""
+    """Run the graph and the safetensors weights on one fixed probe batch
+    (``onnx.generator_parity`` / ``backbone_parity`` with ``probe``, seed 0); refuse a
+    difference above ``onnx.PARITY_TOL``. ``samix-hub export`` runs the full set of cases."""
     from safetensors.torch import load_file
 
     from ..onnx import PARITY_TOL, OnnxBackbone, OnnxGenerator, backbone_parity, generator_parity
@@ -444,7 +487,7 @@ def _check_onnx_parity(folder: Path, path: Path, kind: str) -> None:
             gen = Generator(config)
             gen.load_state_dict(load_file(str(folder / GENERATOR_WEIGHTS)))
             gen.eval()
-            parity = generator_parity(gen, OnnxGenerator(path, config, device="cpu"))
+            parity = generator_parity(gen, OnnxGenerator(path, config, device="cpu"), probe=True)
         else:
             import timm
 
@@ -461,6 +504,7 @@ def _check_onnx_parity(folder: Path, path: Path, kind: str) -> None:
                 pcfg.get("mean") or [0.0] * int(input_size[0]),
                 pcfg.get("std") or [1.0] * int(input_size[0]),
                 input_size,
+                probe=True,
             )
     except ArtifactError:
         raise

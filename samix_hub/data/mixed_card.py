@@ -2,7 +2,8 @@
 
 The text depends only on the settings and the shards' counts (no clock, no host name), so two
 ranks or two runs with the same inputs write the same bytes. Nothing in it is a local path: the
-source data set is named by :func:`samix_hub.cards.dataset_info` (a folder by its name only),
+source data set is named by :func:`samix_hub.data.names.public_dataset_info`: a Hub data set
+by its id, local data as ``local data (KIND)`` (no path, no folder or file name),
 and the usage snippet names ``ORG/NAME`` until ``push`` puts the repo id in (``card_repo.py``).
 """
 
@@ -18,6 +19,7 @@ from ..artifact.format import CARD_NAME
 from ..fileio import atomic_write_text
 from ..fileio.guard import loads_bounded
 from .mixed import DATA_DIR, shard_name
+from .names import local_name, public_dataset_info
 
 __all__ = ["render_card", "write_card", "shard_info", "size_category", "MAX_ERRORS_KEPT"]
 
@@ -33,11 +35,23 @@ _ABS_PATH = re.compile(r"(?<![\w.:/~-])(?:[A-Za-z]:)?[/\\](?:[^\s/\\:'\"]+[/\\])
 
 
 def public_error(message: str, data_spec: str) -> str:
-    """A skipped image's error without local paths: the data root becomes its name, any other
-    absolute path its file name."""
-    location = data_spec.partition(":")[2].rstrip("/\\")
-    if location and os.path.isabs(location):
-        message = message.replace(location, os.path.basename(location))
+    """A skipped image's error without local paths: a path inside the data root becomes its
+    path relative to the root (the root's own name is a local detail too), any other absolute
+    path its file name."""
+    kind, sep, location = data_spec.partition(":")
+    if not sep and (data_spec.endswith(".npz") or "/" in data_spec):  # a bare .npz path
+        kind, location = "npz", data_spec
+    location = location.rstrip("/\\")
+    if location:
+        roots = {
+            location,
+            os.path.expanduser(location),
+            os.path.abspath(os.path.expanduser(location)),
+        }
+        for root in sorted(roots, key=len, reverse=True):
+            for sep in ("/", "\\"):
+                message = message.replace(root + sep, "")
+            message = message.replace(root, local_name(kind))
     return _ABS_PATH.sub(lambda m: m.group(1), message)
 
 
@@ -46,13 +60,13 @@ def size_category(rows: int) -> str:
     return next((label for limit, label in _SIZES if rows < limit), "n>1B")
 
 
-def _front_matter(settings: dict[str, Any], rows: int, data: str, hub_id: str | None) -> str:
+def _front_matter(settings: dict[str, Any], rows: int, name: str, hub_id: str | None) -> str:
     from huggingface_hub import DatasetCardData
 
     card = DatasetCardData(
         license="other",
         license_name=LICENSE_NAME,
-        pretty_name=f"{settings['method']} mixed {data} ({settings['split']})",
+        pretty_name=f"{settings['method']} mixed {name} ({settings['split']})",
         size_categories=[size_category(rows)],
         source_datasets=[hub_id] if hub_id else None,
         task_categories=["image-classification"],
@@ -93,9 +107,8 @@ def _generator_line(gen: dict[str, Any] | None, runtime: str | None) -> str:
 def render_card(settings: dict[str, Any], totals: dict[str, int], errors: list[str]) -> str:
     """Markdown with YAML front matter (``configs`` lets ``load_dataset(DIR)`` find the shards)."""
     from ..card_repo import REPO_PLACEHOLDER, repo_marker
-    from .names import dataset_info
 
-    _, hub_id, data = dataset_info(settings["data"])
+    name, hub_id, data = public_dataset_info(settings["data"])
     public = {**settings, "data": data}  # the settings without local paths
     repo = REPO_PLACEHOLDER
     method = settings["method"]
@@ -110,10 +123,10 @@ def render_card(settings: dict[str, Any], totals: dict[str, int], errors: list[s
     }[method]
     lines = [
         "---",
-        _front_matter(settings, totals["rows"], data, hub_id),
+        _front_matter(settings, totals["rows"], name, hub_id),
         "---",
         "",
-        f"# Mixed data set: {method} on `{data}` ({settings['split']} split)",
+        f"# Mixed data set: {method} on {name} ({settings['split']} split)",
         "",
         f"{totals['rows']} mixed {h}x{w} images made offline by `samix-hub mix`. Each image is "
         f"worth `lam` of class `label_a` and `1 - lam` of class `label_b`; it mixes source "
@@ -124,7 +137,7 @@ def render_card(settings: dict[str, Any], totals: dict[str, int], errors: list[s
         "| | |",
         "|---|---|",
         f"| generator | {_generator_line(settings.get('generator'), settings.get('runtime'))} |",
-        f"| source data set | `{data}`, split `{settings['split']}`, "
+        f"| source data set | {name} (`{data}`), split `{settings['split']}`, "
         f"{settings['source_size']} images |",
         f"| classes | {len(names)}: {shown} |",
         f"| method | {method}, λ ~ Beta(α, α) per image with α = {settings['alpha']} |",
@@ -158,7 +171,7 @@ def render_card(settings: dict[str, Any], totals: dict[str, int], errors: list[s
         "",
         "## License",
         "",
-        f"The images are mixes of images of `{data}`: they carry that data set's license "
+        f"The images are mixes of images of {name}: they carry that data set's license "
         f"(`license_name: {LICENSE_NAME}`). The mixing code, samix-hub, is Apache-2.0.",
         "",
     ]
