@@ -28,6 +28,15 @@ def _one_thread() -> Iterator[None]:
     torch.set_num_threads(before)
 
 
+@pytest.fixture(autouse=True)
+def _no_xet(monkeypatch: pytest.MonkeyPatch) -> None:
+    """tests/fakehub.py speaks the plain LFS upload protocol: huggingface_hub must not try Xet
+    (what ``HF_HUB_DISABLE_XET=1`` sets; the constant is read at import, so patch it)."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
+
+
 @pytest.fixture(scope="session")
 def digits() -> DataSource:
     """scikit-learn's bundled handwritten digits (real data, no download)."""

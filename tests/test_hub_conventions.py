@@ -25,10 +25,10 @@ from samix_hub.artifact.load import load_backbone, load_generator
 from samix_hub.artifact.validate import validate_artifact
 from samix_hub.data.mixed_card import render_card as render_mixed_card
 from samix_hub.errors import UserError
-from samix_hub.models.encoder import StageEncoder
 
 sys.path.insert(0, str(Path(__file__).parent))
 from fakehub import FakeHub  # noqa: E402
+from generator_helpers import masks_of, new_generator  # noqa: E402
 
 pytestmark = pytest.mark.hub
 TOKEN = "hf_fakehubConventions0123456789"
@@ -39,26 +39,6 @@ ARCH = "resnet18_cifar_w16"
 def hub():
     with FakeHub(token=TOKEN) as server:
         yield server
-
-
-@pytest.fixture(autouse=True)
-def _no_xet(monkeypatch: pytest.MonkeyPatch) -> None:
-    from huggingface_hub import constants
-
-    monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
-
-
-def new_generator(seed: int) -> Generator:
-    torch.manual_seed(seed)  # test-only initialisation of the weights
-    channels = StageEncoder(ARCH, stage=3).out_channels
-    return Generator(GeneratorConfig(ARCH, MixerConfig(in_channels=channels)))
-
-
-def masks_of(gen: object) -> torch.Tensor:
-    g = torch.Generator().manual_seed(7)
-    images = torch.rand(4, 3, 32, 32, generator=g)
-    with torch.no_grad():
-        return gen.masks(images, torch.tensor([1, 0, 3, 2]), torch.tensor([0.3, 0.3, 0.8, 0.7]))  # type: ignore[attr-defined]
 
 
 # ------------------------------------------------------------------------- mixin signatures

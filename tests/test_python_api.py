@@ -18,14 +18,14 @@ import pytest
 import torch
 from cli_helpers import run_cli
 
-from samix_hub import Generator, GeneratorConfig, MixerConfig, load_backbone, load_generator
+from samix_hub import Generator, load_backbone, load_generator
 from samix_hub.artifact.validate import validate_artifact
 from samix_hub.errors import ArtifactError, HubError, UserError
 from samix_hub.hub import pull, push
-from samix_hub.models.encoder import StageEncoder
 
 sys.path.insert(0, str(Path(__file__).parent))
 from fakehub import FakeHub  # noqa: E402
+from generator_helpers import masks_of, new_generator  # noqa: E402
 
 pytestmark = pytest.mark.hub
 TOKEN = "hf_fakehubApiToken0123456789"
@@ -37,26 +37,6 @@ CARD = "---\nlibrary_name: samix-hub\nlicense: apache-2.0\ntags: [mixup, samix]\
 def hub():
     with FakeHub(token=TOKEN) as server:
         yield server
-
-
-@pytest.fixture(autouse=True)
-def _no_xet(monkeypatch: pytest.MonkeyPatch) -> None:
-    from huggingface_hub import constants
-
-    monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
-
-
-def new_generator(seed: int) -> Generator:
-    torch.manual_seed(seed)  # test-only initialisation of the weights
-    channels = StageEncoder(ARCH, stage=3).out_channels
-    return Generator(GeneratorConfig(ARCH, MixerConfig(in_channels=channels)))
-
-
-def masks_of(gen: object) -> torch.Tensor:
-    g = torch.Generator().manual_seed(7)
-    images = torch.rand(4, 3, 32, 32, generator=g)
-    with torch.no_grad():
-        return gen.masks(images, torch.tensor([1, 0, 3, 2]), torch.tensor([0.3, 0.3, 0.8, 0.7]))  # type: ignore[attr-defined]
 
 
 def files_of(folder: Path) -> set[str]:

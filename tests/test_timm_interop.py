@@ -41,13 +41,6 @@ def hub():
         yield server
 
 
-@pytest.fixture(autouse=True)
-def _no_xet(monkeypatch: pytest.MonkeyPatch) -> None:
-    from huggingface_hub import constants
-
-    monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
-
-
 def timm_model(seed: int = 5) -> torch.nn.Module:
     torch.manual_seed(seed)  # test-only initialisation of the weights
     return timm.create_model(ARCH, num_classes=10).eval()
