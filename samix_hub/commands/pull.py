@@ -74,10 +74,6 @@ def command(
     from ..sources import parse_repo_id
 
     repo_id, revision = parse_repo_id(src)
-    if quiet:
-        from huggingface_hub.utils import disable_progress_bars
-
-        disable_progress_bars()
     resolved = hub_pull(
         repo_id,
         revision=revision,
