@@ -26,6 +26,7 @@ from samix_hub.artifact.load import read_generator
 from samix_hub.artifact.write import write_generator
 from samix_hub.data import MixedDataset, load_data
 from samix_hub.data.mixed import DATA_DIR, source_order
+from samix_hub.data.mixed_card import shard_info
 from samix_hub.mixing.masks import margin_fallback
 
 REPO = Path(__file__).resolve().parent.parent
@@ -279,7 +280,10 @@ def test_unreadable_image_stop_or_skip(tmp_path: Path, capsys) -> None:
     assert bad_index not in set(ds.index_a) | set(ds.index_b)
     assert len(ds) == 12 - 2  # the bad image's two pairs (as a and as b) were skipped
     card = (tmp_path / "b" / "README.md").read_text()
-    assert "2 skipped" in card and "3.png" in card
+    assert "2 skipped" in card and "3.png" in card and str(tmp_path) not in card
+    for shard in (tmp_path / "b" / "data").glob("*.parquet"):  # published too: no local path
+        info = shard_info(shard)
+        assert info is not None and info["errors"] and str(tmp_path) not in json.dumps(info)
 
 
 def _npz(path: Path, n: int, channels: int) -> Path:

@@ -40,7 +40,7 @@ from .mixed import (
     plan_shard,
     shard_name,
 )
-from .mixed_card import MAX_ERRORS_KEPT, shard_info, write_card
+from .mixed_card import MAX_ERRORS_KEPT, public_error, shard_info, write_card
 
 __all__ = [
     "MixSettings",
@@ -193,7 +193,8 @@ def _build_table(parts: list[_Part], settings: MixSettings, shard: int) -> Any:
         "rows": n,
         "planned": settings.planned_rows(shard),
         "skipped": sum(p.skipped for p in parts),
-        "errors": errors[:MAX_ERRORS_KEPT],
+        # published with the shard: no local paths (docs/artifacts.md)
+        "errors": [public_error(e, settings.data) for e in errors[:MAX_ERRORS_KEPT]],
     }
     meta = {
         "huggingface": json.dumps(
