@@ -54,12 +54,15 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                 metrics = out / "metrics.jsonl"
                 t0 = time.perf_counter()
                 if not metrics.is_file():
+                    options = json.loads(args.options)
+                    # {"pretrained": false}: the same architecture from random weights
+                    start = str(backbone) if options.get("pretrained", True) else FULL.backbone
                     cfg = finetune_config(
-                        str(backbone), spec, str(out), method=method,
+                        start, spec, str(out), method=method,
                         generator=str(generator) if method == "samix-p" else None,
                         epochs=int(epochs), lr=float(lr), seed=seed,
                         batch_size=FULL.finetune_batch_size, workers=0, eval_batch_size=512,
-                        eval_every=int(epochs), **json.loads(args.options),
+                        eval_every=int(epochs), **options,
                     )  # fmt: skip
                     train(cfg, quiet=True)
                 last = json.loads(metrics.read_text().splitlines()[-1])

@@ -83,8 +83,19 @@ def test_summary_has_the_expected_fields(demo: dict) -> None:
     assert s["comparison"] == {"samix-p_minus_vanilla": round(diff, 2)}
     assert set(s["finetune_settings"]) == {
         "epochs", "max_steps", "lr", "batch_size", "choice", "seeds", "images_per_class",
-        "train_images",
+        "train_images", "pretrained",
     }  # fmt: skip
+    # the regime chosen on validation starts from random weights, with the pulled generator
+    assert s["finetune_settings"]["pretrained"] is False
+    for entry in s["finetune"].values():
+        for run in entry["runs"]:
+            run_cfg = json.loads(Path(run, "config.json").read_text())
+            assert run_cfg["pretrained"] is False
+            assert run_cfg["backbone_provenance"] == {
+                "kind": "timm", "name": "resnet18_cifar_w16", "pretrained": False,
+            }  # fmt: skip
+    samix_cfg = json.loads(Path(s["finetune"]["samix-p"]["runs"][0], "config.json").read_text())
+    assert "samix-generator-digits" in samix_cfg["generator_source"]  # the pulled generator
     assert s["finetune_settings"]["train_images"] == 5 * s["finetune_settings"]["images_per_class"]
     assert set(s["parity"]["export"]) == {"mask", "mixed", "logits"}
     assert max(s["parity"]["pulled_onnx_vs_torch"].values()) < 1e-4
@@ -228,12 +239,14 @@ def test_mixed_data_set_and_preview(demo: dict) -> None:
 
 @pytest.mark.slow
 def test_finetune_runs_use_the_pulled_artifacts(demo: dict) -> None:
+    """SAMix^P uses the pulled generator; every run starts from the backbone's architecture
+    with random weights (the regime chosen on validation, ``DemoConfig.finetune_pretrained``)."""
     s = demo["summary"]
     cfgs = {m: json.loads(Path(v["runs"][0], "config.json").read_text()) for m, v in s["finetune"].items()}  # fmt: skip
     assert cfgs["samix-p"]["method"] == "samix-p" and cfgs["vanilla"]["method"] == "vanilla"
     assert {cfg["lr"] for cfg in cfgs.values()} == {s["finetune_settings"]["lr"]}
     for cfg in cfgs.values():
-        assert cfg["backbone_source"] == s["hub"]["backbone"]["path"]
+        assert cfg["backbone_source"] == "resnet18_cifar_w16" and cfg["pretrained"] is False
         assert cfg["data"].startswith(s["data"]["target"].removesuffix(".npz"))  # its slice
         assert cfg["batch_size"] == s["finetune_settings"]["batch_size"]
     assert cfgs["samix-p"]["generator_source"] == s["hub"]["generator"]["path"]

@@ -57,8 +57,10 @@ def command(out: Path, fast: bool, threads: int, seed: int, as_json: bool, quiet
     6. pulls them back by repo id, offline, through the resolver every SRC argument uses;
     7. mixes the target set with the pulled generator on onnxruntime, draws a preview grid
        (samix-hub mix) and measures its masks (slope against λ, spatial std);
-    8. fine-tunes the pulled backbone on the target task with the frozen generator (SAMix^P),
-       MixUp, CutMix and plain training, same budget (samix-hub finetune);
+    8. trains the backbone's architecture on 50 images of the target task, from random
+       weights, with the frozen pulled generator (SAMix^P), MixUp, CutMix and plain training,
+       same budget, 3 seeds each (samix-hub finetune --no-pretrained): a regime where mixing
+       pays off, chosen on a validation split;
     then prints a summary (paths, timings, mask statistics, accuracies, ONNX vs torch parity) on
     stdout and writes it to OUT/summary.json. Progress goes to stderr.
 
@@ -124,7 +126,8 @@ def format_summary(s: dict[str, Any]) -> str:
         f"{masks['mask_slope']:.3f}",
         f"              (1 = masks follow λ), mean per-image spatial std "
         f"{masks['mask_spatial_std']:.3f} (0 = flat MixUp blend, ~0.5 = binary cut)",
-        f"  fine-tune   {settings['train_images']} images of digits 5-9 from the pulled backbone, "
+        f"  fine-tune   {settings['train_images']} images of digits 5-9 from "
+        f"{'the pulled backbone' if settings.get('pretrained', True) else 'random weights'}, "
         f"{first['steps']} steps each ({settings['epochs']} epochs), lr {settings['lr']:g}, "
         f"seeds {', '.join(str(x) for x in settings['seeds'])}:",
         *[

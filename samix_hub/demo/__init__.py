@@ -19,8 +19,10 @@ none of the steps itself:
 7. mix: the pulled generator on onnxruntime writes a mixed data set of the target task and a
    preview grid, :func:`samix_hub.data.mix_writer.write_mixed`; the pulled generator's mask
    statistics on target test images, :func:`samix_hub.mixing.statistics.generator_mask_statistics`;
-8. fine-tune: the pulled backbone on the target task with the frozen pulled generator
-   (SAMix^P, docs/algorithm.md), MixUp, CutMix and plain training, same budget,
+8. fine-tune: the backbone's architecture, from random weights (a regime where mixing pays
+   off, chosen on a validation split; ``DemoConfig.finetune_pretrained``), on the target task
+   with the frozen pulled generator (SAMix^P, docs/algorithm.md), MixUp, CutMix and plain
+   training, same budget,
    :func:`samix_hub.engine.finetune.finetune_config` + :func:`samix_hub.engine.train`.
 
 The summary (paths, timings, accuracies, mask statistics, ONNX vs torch parity) is returned and

@@ -144,6 +144,7 @@ def build_summary(s: DemoState, timings: dict[str, float]) -> dict[str, Any]:
             "lr": cfg.finetune_lr,
             "seeds": list(cfg.finetune_seeds),
             "images_per_class": cfg.finetune_images_per_class,
+            "pretrained": cfg.finetune_pretrained,
             "train_images": s.finetune_images,
             "batch_size": cfg.finetune_batch_size,
             "choice": FINETUNE_CHOICE,

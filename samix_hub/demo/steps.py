@@ -256,8 +256,9 @@ def step_mix(s: DemoState) -> None:
 
 
 def step_finetune(s: DemoState) -> None:
-    """8. the pulled backbone fine-tuned on a slice of digits 5-9, every method over the same
-    seeds and budget; per method the per-seed top-1, its mean and std."""
+    """8. a slice of digits 5-9 learnt by the backbone's architecture (from random weights, or
+    from the pulled backbone with ``finetune_pretrained``), every method over the same seeds and
+    budget; per method the per-seed top-1, its mean and std."""
     assert s.gen_src is not None and s.bb_src is not None
     cfg = s.cfg
     target = Path(s.specs["target"].removeprefix("npz:"))
@@ -271,12 +272,13 @@ def step_finetune(s: DemoState) -> None:
         for seed in cfg.finetune_seeds:
             ft_run = train(
                 finetune_config(
-                    str(s.bb_src.path), spec,
+                    str(s.bb_src.path) if cfg.finetune_pretrained else cfg.backbone, spec,
                     str(s.out / "runs" / f"finetune-{method}-s{seed}"), method=method,
                     generator=str(s.gen_src.path) if method == "samix-p" else None,
                     epochs=cfg.finetune_epochs, max_steps=cfg.finetune_max_steps,
                     lr=cfg.finetune_lr, seed=seed, eval_every=cfg.finetune_epochs,
                     alpha=cfg.finetune_samix_alpha if method == "samix-p" else None,
+                    pretrained=cfg.finetune_pretrained,
                     **{**s.common, "batch_size": cfg.finetune_batch_size},
                 ),
                 quiet=s.quiet,
@@ -295,6 +297,11 @@ def step_finetune(s: DemoState) -> None:
             "top1_std": statistics.stdev(tops) if len(tops) > 1 else 0.0,
             "seconds": round(time.perf_counter() - t0, 2),
         }
+
+
+def _start(cfg: DemoConfig) -> str:
+    """Where step 8's runs start: the pulled backbone or random weights."""
+    return "the pulled backbone" if cfg.finetune_pretrained else "random weights"
 
 
 #: (timing key, what the log line says, step) in order.
@@ -321,7 +328,7 @@ STEPS = (
     (
         "finetune",
         lambda s: (
-            "fine-tune the pulled backbone on digits 5-9: " + ", ".join(s.cfg.finetune_methods)
+            f"fine-tune on digits 5-9 from {_start(s.cfg)}: " + ", ".join(s.cfg.finetune_methods)
         ),
         step_finetune,
     ),
