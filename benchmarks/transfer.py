@@ -54,6 +54,7 @@ import samix_hub
 from samix_hub.engine import TrainConfig, train
 from samix_hub.engine.finetune import finetune_config
 from samix_hub.export_run import export_run
+from samix_hub.paired import paired
 
 REPO = Path(__file__).resolve().parent.parent
 CIFAR = REPO.parent / "shared" / "data" / "cifar10_subset_4k_1k.npz"
@@ -295,32 +296,6 @@ def finetune_one(
         "top1": tops[-1],
         "median_last5": float(statistics.median(tops[-5:])),
         "seconds": round(seconds, 1),
-    }
-
-
-def t_quantile(df: int, p: float = 0.975) -> float:
-    """Student t quantile (scipy, a dependency of scikit-learn)."""
-    from scipy.stats import t
-
-    return float(t.ppf(p, df))
-
-
-def paired(ours: list[float], theirs: list[float]) -> dict[str, Any]:
-    """Mean paired difference ``ours - theirs`` with its standard error, 95 % interval, signs."""
-    if len(ours) != len(theirs) or len(ours) < 2:
-        raise ValueError("paired needs two equally long lists of at least 2 seeds")
-    d = [a - b for a, b in zip(ours, theirs, strict=True)]
-    n = len(d)
-    mean = statistics.mean(d)
-    se = statistics.stdev(d) / math.sqrt(n)
-    half = t_quantile(n - 1) * se
-    return {
-        "mean": mean,
-        "se": se,
-        "ci95": [mean - half, mean + half],
-        "ahead": sum(x > 0 for x in d),
-        "tied": sum(x == 0 for x in d),
-        "n": n,
     }
 
 

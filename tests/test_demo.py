@@ -147,16 +147,21 @@ def test_summary_reports_the_comparison_as_measured(demo: dict) -> None:
     import copy
 
     from samix_hub.commands.demo import format_summary
+    from samix_hub.paired import paired
 
     s = copy.deepcopy(demo["summary"])
     s["finetune"]["mixup"] = {**s["finetune"]["vanilla"], "alpha": 1.0}
     s["comparison"] = {"samix-p_minus_mixup": -2.5}
-    assert (
-        "SAMix^P - MixUp: -2.5 points (mean over seeds): SAMix^P is behind MixUp in this run"
-        in (format_summary(s))
-    )
-    s["comparison"] = {"samix-p_minus_mixup": 0.0}
-    assert "is at least as good as MixUp in this run" in format_summary(s)
+    assert "-2.5 points (one seed: too few to tell a difference from noise)" in format_summary(s)
+    for ours, theirs, word in [
+        ([80.0, 81.0, 82.0], [82.0, 83.5, 84.5], "behind"),  # -2.33 ± 0.17: interval below 0
+        ([80.0, 84.0, 82.0], [82.0, 83.5, 84.5], "level with"),  # -1.33 ± 1.42: contains 0
+        ([83.0, 84.0, 85.5], [82.0, 83.5, 84.5], "ahead of"),
+    ]:
+        s["comparison_paired"] = {"mixup": paired(ours, theirs)}
+        text = format_summary(s)
+        assert f"SAMix^P is {word} MixUp in this run" in text, text
+        assert "paired over 3 seeds, 95 % interval [" in text
 
 
 @pytest.mark.slow

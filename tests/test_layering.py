@@ -24,6 +24,7 @@ LAYERS: dict[str, int] = {
     "samix_hub.errors": 0,
     "samix_hub.display": 0,
     "samix_hub.devices": 0,
+    "samix_hub.paired": 0,
     "samix_hub.fileio": 0,
     "samix_hub.extras": 0,
     "samix_hub.hub_checks": 0,

@@ -288,3 +288,12 @@ def test_augmentation_is_a_function_of_seed_epoch_and_index() -> None:
         assert torch.equal(ds[(2, i)][0], ref)
     assert torch.equal(torch.get_rng_state(), before)  # the global RNG is left as it was
     assert not torch.equal(ds[(2, 0)][0], ds[(3, 0)][0])  # another epoch, another crop
+
+
+def test_verdict_only_where_the_interval_excludes_zero() -> None:
+    from samix_hub.paired import paired, verdict
+
+    assert verdict(paired([2.0, 2.2, 1.9], [1.0, 1.1, 1.0])) == "ahead of"
+    assert verdict(paired([1.0, 1.1, 1.0], [2.0, 2.2, 1.9])) == "behind"
+    assert verdict(paired([1.0, 3.0, 2.0], [2.0, 2.0, 2.0])) == "level with"  # mean 0
+    assert verdict(paired([1.0, 5.0], [0.0, 0.0])) == "level with"  # +3 ± 2: t(1) interval

@@ -149,13 +149,22 @@ def format_summary(s: dict[str, Any]) -> str:
 
 def _comparison_lines(s: dict[str, Any]) -> list[str]:
     """What this run measured about SAMix^P vs the baselines, and how much that can say."""
+    from ..paired import verdict
+
     diff = s["comparison"].get("samix-p_minus_mixup")
+    pair = (s.get("comparison_paired") or {}).get("mixup")
     lines = []
-    if diff is not None:
-        verdict = "at least as good as" if diff >= 0 else "behind"
+    if pair is not None:  # a verdict only where the seeds can tell the two apart
+        lo, hi = pair["ci95"]
         lines.append(
-            f"              SAMix^P - MixUp: {diff:+.1f} points (mean over seeds): SAMix^P is "
-            f"{verdict} MixUp in this run"
+            f"              SAMix^P - MixUp: {pair['mean']:+.1f} ± {pair['se']:.1f} points "
+            f"(paired over {pair['n']} seeds, 95 % interval [{lo:+.1f}, {hi:+.1f}], "
+            f"{pair['ahead']} of {pair['n']} ahead): SAMix^P is {verdict(pair)} MixUp in this run"
+        )
+    elif diff is not None:
+        lines.append(
+            f"              SAMix^P - MixUp: {diff:+.1f} points (one seed: too few to tell a "
+            "difference from noise)"
         )
     n = s["data"]["target_test"]
     seeds = len(s["finetune_settings"]["seeds"])

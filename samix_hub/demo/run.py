@@ -16,6 +16,7 @@ from .._version import __version__
 from ..artifact.format import BACKBONE, GENERATOR
 from ..fileio import atomic_write_json
 from ..fileio.locking import folder_lock
+from ..paired import paired
 from .config import BACKBONE_REPO, FINETUNE_CHOICE, FULL, GENERATOR_REPO, DemoConfig
 from .steps import STEPS, DemoState, prepare_out
 
@@ -150,6 +151,7 @@ def build_summary(s: DemoState, timings: dict[str, float]) -> dict[str, Any]:
             "choice": FINETUNE_CHOICE,
         },
         "comparison": _compare(s.finetune),
+        "comparison_paired": _compare_paired(s.finetune),
         "timings_s": timings,
     }
 
@@ -162,3 +164,15 @@ def _compare(finetune: dict[str, Any]) -> dict[str, Any]:
         round(ours - r["top1"], 2)
         for m, r in finetune.items() if m != "samix-p"
     }  # fmt: skip
+
+
+def _compare_paired(finetune: dict[str, Any]) -> dict[str, Any]:
+    """SAMix^P minus each baseline seed by seed (the seeds are paired): mean, standard error,
+    95 % interval, seeds ahead (:func:`samix_hub.paired.paired`); empty with fewer than 2 seeds."""
+    ours = (finetune.get("samix-p") or {}).get("top1_per_seed") or []
+    out: dict[str, Any] = {}
+    for m, r in finetune.items():
+        theirs = r.get("top1_per_seed") or []
+        if m != "samix-p" and len(ours) >= 2 and len(theirs) == len(ours):
+            out[m] = paired(ours, theirs)
+    return out
