@@ -137,39 +137,30 @@ def _restore_env(saved: dict[str, str | None]) -> None:
             os.environ[name] = value
 
 
+def _quiet_library(
+    stack: contextlib.ExitStack, logs: Any, utils: Any, env_switch: bool | None
+) -> None:
+    """A Hugging Face library's progress bars off and its logger at errors, restored by
+    ``stack``; a progress-bar switch set in the environment has priority (the libraries say so)."""
+    stack.callback(logs.set_verbosity, logs.get_verbosity())
+    logs.set_verbosity_error()
+    if not utils.are_progress_bars_disabled() and env_switch is None:
+        utils.disable_progress_bars()
+        stack.callback(utils.enable_progress_bars)
+
+
 def _quiet_hf_hub(stack: contextlib.ExitStack) -> None:
-    """huggingface_hub's progress bars off and its logger at errors, restored by ``stack``."""
-    from huggingface_hub import constants
-    from huggingface_hub.utils import (
-        are_progress_bars_disabled,
-        disable_progress_bars,
-        enable_progress_bars,
-    )
+    from huggingface_hub import constants, utils
     from huggingface_hub.utils import logging as hf_logging
 
-    stack.callback(hf_logging.set_verbosity, hf_logging.get_verbosity())
-    hf_logging.set_verbosity_error()
-    # HF_HUB_DISABLE_PROGRESS_BARS=0 in the environment has priority (the library says so)
-    if not are_progress_bars_disabled() and constants.HF_HUB_DISABLE_PROGRESS_BARS is None:
-        disable_progress_bars()
-        stack.callback(enable_progress_bars)
+    _quiet_library(stack, hf_logging, utils, constants.HF_HUB_DISABLE_PROGRESS_BARS)
 
 
 def _quiet_datasets(stack: contextlib.ExitStack) -> None:
-    """datasets' progress bars off and its logger at errors, restored by ``stack``."""
-    from datasets import config
-    from datasets.utils import (
-        are_progress_bars_disabled,
-        disable_progress_bars,
-        enable_progress_bars,
-    )
+    from datasets import config, utils
     from datasets.utils import logging as ds_logging
 
-    stack.callback(ds_logging.set_verbosity, ds_logging.get_verbosity())
-    ds_logging.set_verbosity_error()
-    if not are_progress_bars_disabled() and config.HF_DATASETS_DISABLE_PROGRESS_BARS is None:
-        disable_progress_bars()
-        stack.callback(enable_progress_bars)
+    _quiet_library(stack, ds_logging, utils, config.HF_DATASETS_DISABLE_PROGRESS_BARS)
 
 
 def _quiet_callback(ctx: click.Context, _param: click.Parameter, quiet: bool) -> bool:
