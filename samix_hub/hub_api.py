@@ -13,6 +13,7 @@ upload through :func:`samix_hub.hub.push_commit` (validation, one commit, token 
 from __future__ import annotations
 
 import copy
+import inspect
 import json
 import os
 import shutil
@@ -166,10 +167,6 @@ class Generator(GeneratorNet):
         )  # fmt: skip
 
 
-_PUSH_KWARGS = frozenset(
-    {"commit_message", "private", "token", "branch", "create_pr", "allow_patterns",
-     "ignore_patterns", "delete_patterns", "tag", "endpoint", "revision"}
-)  # fmt: skip
 #: Card keywords ``model_card_kwargs`` may set (passed to :func:`samix_hub.cards.render_card`).
 CARD_KWARGS = frozenset({"license", "model_name"})
 
@@ -181,7 +178,10 @@ def _branch(branch: str | None, revision: str | None) -> str | None:
 
 
 def _check_push_kwargs(kwargs: dict[str, Any]) -> None:
-    unknown = sorted(set(kwargs) - _PUSH_KWARGS)
+    """The push keywords of ``save_pretrained(push_to_hub=True)``: those :func:`_push_folder`
+    takes."""
+    known = set(inspect.signature(_push_folder).parameters) - {"folder", "repo_id"}
+    unknown = sorted(set(kwargs) - known)
     if unknown:
         raise UserError(f"save_pretrained(push_to_hub=True): unexpected keyword(s) {unknown}")
 
@@ -218,7 +218,7 @@ def _push_folder(
     folder: Path,
     repo_id: str,
     *,
-    commit_message: str = DEFAULT_COMMIT_MESSAGE,
+    commit_message: str | None = DEFAULT_COMMIT_MESSAGE,
     private: bool | None = None,
     token: str | bool | None = None,
     branch: str | None = None,
@@ -230,6 +230,8 @@ def _push_folder(
     endpoint: str | None = None,
     revision: str | None = None,
 ) -> CommitInfo:
+    """One commit of ``folder`` (:func:`samix_hub.hub.push_commit`), with the mixin's keyword
+    names (``commit_message``; ``branch``, or ``revision`` its older name)."""
     return push_commit(
         folder, repo_id, revision=_branch(branch, revision), tag=tag, private=private,
         message=commit_message, endpoint=endpoint, token=token, create_pr=bool(create_pr),
@@ -335,8 +337,9 @@ def push_generator(
             gen, Path(tmp) / "generator", onnx=onnx, opset=opset, repo_id=repo_id,
             model_card_kwargs=model_card_kwargs,
         )  # fmt: skip
-        return push_commit(
-            folder, repo_id, revision=branch, tag=tag, private=private, message=commit_message,
-            endpoint=endpoint, token=token, create_pr=create_pr, allow_patterns=allow_patterns,
-            ignore_patterns=ignore_patterns, delete_patterns=delete_patterns,
+        return _push_folder(
+            folder, repo_id, commit_message=commit_message, private=private, token=token,
+            branch=branch, create_pr=create_pr, allow_patterns=allow_patterns,
+            ignore_patterns=ignore_patterns, delete_patterns=delete_patterns, tag=tag,
+            endpoint=endpoint,
         )  # fmt: skip
