@@ -13,9 +13,10 @@ import importlib
 import sys
 from collections.abc import Sequence
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ._version import __version__
+from .lazy import lazy_exports
 
 if TYPE_CHECKING:  # the lazy names, for type checkers and IDEs
     from importlib.machinery import ModuleSpec
@@ -56,17 +57,7 @@ _LAZY = {
 _BACKBONES = "samix_hub.models.backbones"
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'samix_hub' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value  # later look-ups skip this function
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())
 
 
 def register_backbones() -> list[str]:

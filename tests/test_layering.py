@@ -25,6 +25,7 @@ LAYERS: dict[str, int] = {
     "samix_hub.display": 0,
     "samix_hub.devices": 0,
     "samix_hub.paired": 0,
+    "samix_hub.lazy": 0,
     "samix_hub.fileio": 0,
     "samix_hub.extras": 0,
     "samix_hub.hub_checks": 0,

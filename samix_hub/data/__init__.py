@@ -6,14 +6,14 @@ modules import without torch, so the command line can read them before a command
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from .mixed import MixedDataset
     from .specs import SPEC_KINDS, ArrayDataset, DataSource, FolderDataset, load_data
     from .transforms import eval_transform, train_transform
 
+from ..lazy import lazy_exports
 from .limits import DataSpecError
 
 __all__ = [
@@ -41,14 +41,4 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())
