@@ -43,6 +43,9 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     for p in (backbone, generator, target):
         if not p.exists():
             raise SystemExit(f"{p}: missing; run `samix-hub demo --out {demo}` first")
+    options = json.loads(args.options)
+    # {"pretrained": false}: the same architecture from random weights
+    start = str(backbone) if options.get("pretrained", True) else FULL.backbone
     rows = []
     for regime in args.regimes.split(","):
         per_class, epochs, lr = regime.split(":")
@@ -54,9 +57,6 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                 metrics = out / "metrics.jsonl"
                 t0 = time.perf_counter()
                 if not metrics.is_file():
-                    options = json.loads(args.options)
-                    # {"pretrained": false}: the same architecture from random weights
-                    start = str(backbone) if options.get("pretrained", True) else FULL.backbone
                     cfg = finetune_config(
                         start, spec, str(out), method=method,
                         generator=str(generator) if method == "samix-p" else None,

@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from ..paired import verdict
 from ._common import quiet_option
 
 __all__ = ["command", "format_summary"]
@@ -149,8 +150,6 @@ def format_summary(s: dict[str, Any]) -> str:
 
 def _comparison_lines(s: dict[str, Any]) -> list[str]:
     """What this run measured about SAMix^P vs the baselines, and how much that can say."""
-    from ..paired import verdict
-
     diff = s["comparison"].get("samix-p_minus_mixup")
     pair = (s.get("comparison_paired") or {}).get("mixup")
     lines = []
