@@ -271,7 +271,8 @@ def test_mixer_run_draws_mask_curves_and_export_shows_them(tmp_path: Path, capsy
 
 @pytest.mark.parametrize("name", ["curves.png", "metrics.csv", "metrics.jsonl", "checkpoints"])
 def test_a_run_never_replaces_a_file_it_did_not_write(tmp_path: Path, capsys, name: str) -> None:
-    """A folder without a run's config.json holding a file named as a run's: refused, kept."""
+    """A folder without a run's config.json holding a file named as a run's: refused, kept.
+    (A killed run's temporary files alone do not count: tests/test_data_safety.py.)"""
     out = tmp_path / "out"
     mine = out / name
     out.mkdir()
@@ -280,6 +281,6 @@ def test_a_run_never_replaces_a_file_it_did_not_write(tmp_path: Path, capsys, na
         mine = mine / "last.pt"
     mine.write_bytes(b"the user's own file")
     code, _, stderr = run_cli(["train", "--method", "mixup", *TINY, "--out", out], capsys)
-    assert code != 0 and f"{out / name}: exists" in stderr
+    assert code != 0 and f"{mine}: exists" in stderr
     assert "choose another --out" in stderr and mine.read_bytes() == b"the user's own file"
     assert not (out / "config.json").exists()

@@ -155,7 +155,6 @@ def check_run_folder(run_dir: Path) -> None:
     generator or backbone, say): the run would overwrite it; also a mixed data set, a link, or
     a folder inside another samix-hub folder (``fileio.guard.guard_output``)."""
     path = run_dir / "config.json"
-    written = (*RUN_FILES, CHECKPOINT.parent.name)  # the paths a run writes in its folder
     if path.is_file():
         try:
             kind = read_json_bounded(path).get("kind")
@@ -167,14 +166,14 @@ def check_run_folder(run_dir: Path) -> None:
                 "choose another --out"
             )
     else:  # no run wrote here: a file with a run file's name is someone else's
-        for name in written:
+        for name in (*RUN_FILES, str(CHECKPOINT)):  # what a run would replace
             if name != "config.json" and (run_dir / name).exists():
                 raise UserError(
                     f"{run_dir / name}: exists in a folder that holds no run (no config.json); "
                     "a run would overwrite it; choose another --out"
                 )
     guard_output(run_dir, "--out", kind=RUN)
-    for name in written:
+    for name in (*RUN_FILES, CHECKPOINT.parent.name):
         if (run_dir / name).is_symlink():  # a run writes these itself, never through a link
             raise UserError(
                 f"{run_dir / name}: is a symbolic link; a run writes this path itself and does "
