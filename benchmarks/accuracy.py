@@ -31,7 +31,7 @@ from pathlib import Path
 
 import torch
 
-from samix_hub.engine import TrainConfig, train
+from samix_hub.train import TrainConfig, train
 
 ROOT = Path(__file__).resolve().parent
 SUBSET = ROOT.parent.parent / "shared" / "data" / "cifar10_subset_4k_1k.npz"

@@ -68,7 +68,7 @@ def imports_torch(args: list[str]) -> bool:
 
 
 def command_names() -> list[str]:
-    from samix_hub.cli import cli
+    from samix_hub.cli.main import cli
 
     return sorted(cli.commands)
 

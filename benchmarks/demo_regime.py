@@ -28,8 +28,8 @@ import torch
 
 from samix_hub.demo.config import FULL
 from samix_hub.demo.steps import split_target
-from samix_hub.engine import train
-from samix_hub.engine.finetune import finetune_config
+from samix_hub.train import train
+from samix_hub.train.finetune import finetune_config
 
 REPO = Path(__file__).resolve().parent.parent
 VAL_SEEDS = (100, 101, 102)

@@ -31,9 +31,9 @@ import torch.nn.functional as F
 
 import samix_hub
 from samix_hub import Generator, GeneratorConfig, MixerConfig
+from samix_hub.export.int8 import quantize_generator
+from samix_hub.export.onnx import OnnxGenerator, export_generator_onnx
 from samix_hub.models.encoder import StageEncoder
-from samix_hub.onnx import OnnxGenerator, export_generator_onnx
-from samix_hub.onnx_quantize import quantize_generator
 
 REPO = Path(__file__).resolve().parent.parent
 CIFAR = REPO.parent / "shared" / "data" / "cifar10_subset_4k_1k.npz"

@@ -40,7 +40,7 @@ def load_any_generator(src: str) -> torch.nn.Module:
     """A generator folder / repo id / ``builtin:NAME``, or the generator of a RUN_DIR."""
     path = Path(src)
     if (path / "checkpoints").is_dir():
-        from samix_hub.engine import run_generator
+        from samix_hub.train import run_generator
 
         return run_generator(path)
     from samix_hub import load_generator

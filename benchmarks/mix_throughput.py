@@ -33,10 +33,10 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from samix_hub import Generator, GeneratorConfig, MixerConfig  # noqa: E402
-from samix_hub.artifact.load import read_generator  # noqa: E402
-from samix_hub.artifact.write import write_generator  # noqa: E402
 from samix_hub.data import load_data  # noqa: E402
-from samix_hub.data.mix_writer import MixSettings, write_mixed  # noqa: E402
+from samix_hub.export.load import read_generator  # noqa: E402
+from samix_hub.export.mixed_writer import MixSettings, write_mixed  # noqa: E402
+from samix_hub.export.write import write_generator  # noqa: E402
 from samix_hub.mixing.sampling import DEFAULT_ALPHA  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data" / "cifar10_subset_4k_1k.npz"
@@ -48,7 +48,7 @@ def make_generator(folder: Path, with_onnx: bool) -> Path:
     gen = Generator(cfg)
     write_generator(gen, folder)
     if with_onnx:
-        from samix_hub.onnx import export_generator_onnx
+        from samix_hub.export.onnx import export_generator_onnx
 
         export_generator_onnx(gen, folder / "onnx" / "generator.onnx")
     return folder

@@ -26,8 +26,8 @@ import numpy as np
 import torch
 
 import samix_hub
-from samix_hub.engine import train
-from samix_hub.engine.finetune import finetune_config
+from samix_hub.train import train
+from samix_hub.train.finetune import finetune_config
 
 REPO = Path(__file__).resolve().parent.parent
 CIFAR = REPO.parent / "shared" / "data" / "cifar10_subset_4k_1k.npz"

@@ -2,7 +2,7 @@
 
 For each method: ``samix-hub train --scenario ssl`` on the CIFAR-10 subset (4k train / 1k test,
 ``../shared/data``), then the linear probe of the query backbone (frozen, features without
-augmentation, see :mod:`samix_hub.engine.linear_probe`) and the last kNN monitor value. A row for
+augmentation, see :mod:`samix_hub.train.linear_probe`) and the last kNN monitor value. A row for
 the same network at initialisation (no training) shows what the budget buys. Step time: the
 median of timed steps of each method's step function on one fixed two-view batch (after warm-up,
 same device, same process, methods interleaved), and the ratio SSL SAMix / MoCo. Writes ``results.json`` and
@@ -30,13 +30,13 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from samix_hub.data import eval_transform, load_data  # noqa: E402
-from samix_hub.engine import SslOptions, StepContext, TrainConfig, train  # noqa: E402
-from samix_hub.engine.checkpoint import load_checkpoint, read_jsonl  # noqa: E402
-from samix_hub.engine.distributed import DistInfo  # noqa: E402
-from samix_hub.engine.knn import knn_accuracy  # noqa: E402
-from samix_hub.engine.linear_probe import linear_probe  # noqa: E402
-from samix_hub.engine.loader import SeededTransform, eval_loader  # noqa: E402
-from samix_hub.engine.selfsup import SelfSupScenario, build_moco  # noqa: E402
+from samix_hub.train import SslOptions, StepContext, TrainConfig, train  # noqa: E402
+from samix_hub.train.checkpoint import load_checkpoint, read_jsonl  # noqa: E402
+from samix_hub.train.distributed import DistInfo  # noqa: E402
+from samix_hub.train.knn import knn_accuracy  # noqa: E402
+from samix_hub.train.linear_probe import linear_probe  # noqa: E402
+from samix_hub.train.loader import SeededTransform, eval_loader  # noqa: E402
+from samix_hub.train.selfsup import SelfSupScenario, build_moco  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data" / "cifar10_subset_4k_1k.npz"
 METHODS = ("moco", "mixup", "samix")

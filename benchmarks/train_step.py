@@ -1,7 +1,7 @@
 """Training-step cost of each method relative to vanilla: time, peak memory and FLOPs.
 
 Same backbone, batch, image size and device for every method; each step is the engine's real
-step (``samix_hub.engine.supervised`` step function, NaN check, SGD step, schedule, EMA update)
+step (``samix_hub.train.supervised`` step function, NaN check, SGD step, schedule, EMA update)
 on synthetic batches. Methods are timed in interleaved rounds (median per method), so a change
 in machine load hits all of them alike.
 
@@ -31,13 +31,13 @@ from pathlib import Path
 
 import torch
 
-from samix_hub.artifact.write import write_generator
 from samix_hub.data.specs import DataSource
-from samix_hub.engine import TrainConfig, get_scenario
-from samix_hub.engine.distributed import DistInfo
-from samix_hub.engine.loop import _amp, _finite_losses
-from samix_hub.engine.scenario import StepContext
+from samix_hub.export.write import write_generator
 from samix_hub.models import Generator, GeneratorConfig, MixerConfig
+from samix_hub.train import TrainConfig, get_scenario
+from samix_hub.train.distributed import DistInfo
+from samix_hub.train.loop import _amp, _finite_losses
+from samix_hub.train.scenario import StepContext
 
 METHODS = ["vanilla", "mixup", "cutmix", "automix", "samix", "samix-p"]
 RESULTS = Path(__file__).resolve().parent / "results"

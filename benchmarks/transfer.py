@@ -51,10 +51,10 @@ import numpy as np
 import torch
 
 import samix_hub
-from samix_hub.engine import TrainConfig, train
-from samix_hub.engine.finetune import finetune_config
-from samix_hub.export_run import export_run
-from samix_hub.paired import paired
+from samix_hub.export.generator import export_run
+from samix_hub.train import TrainConfig, train
+from samix_hub.train.finetune import finetune_config
+from samix_hub.train.paired import paired
 
 REPO = Path(__file__).resolve().parent.parent
 CIFAR = REPO.parent / "shared" / "data" / "cifar10_subset_4k_1k.npz"

@@ -224,8 +224,8 @@ def install(
     export_dir: Path, out: Path, stats: dict[str, Any], teacher_top1: float, section: str
 ) -> None:
     """Copy only the shipped files into a staging folder, validate it, rename it to ``out``."""
-    from samix_hub.artifact.validate import list_files, validate_artifact
-    from samix_hub.cards import validate_card
+    from samix_hub.export.cards import validate_card
+    from samix_hub.export.validate import list_files, validate_artifact
     from samix_hub.fileio import atomic_write_json
 
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -244,7 +244,7 @@ def install(
         # usage examples name the builtin; it needs no `pull` (it is installed already)
         lines = [line for line in card.splitlines() if "samix-hub pull ORG/NAME" not in line]
         # the onnxruntime snippet reads the installed folder, not a Hub download
-        local = f'folder = str(samix_hub.sources.resolve_source("builtin:{NAME}").path)'
+        local = f'folder = str(samix_hub.hub.resolve.resolve_source("builtin:{NAME}").path)'
         lines = [
             "import samix_hub\n" + local if line.startswith("folder = snapshot_download(") else line
             for line in lines
@@ -355,7 +355,7 @@ def main(argv: list[str] | None = None) -> None:
         log(f"teacher top-1 {teacher_top1:.2f} %")
         gen_cmd = train(gen_run, gen_args, args.epochs, common, env)
 
-        from samix_hub.export_run import export_run
+        from samix_hub.export.generator import export_run
 
         export_dir = work / f"export-t{args.teacher_epochs}-e{args.epochs}-s{args.seed}"
         log(f"exporting {gen_run} -> {export_dir}/generator")

@@ -25,10 +25,10 @@ from typing import Any
 import torch
 
 import samix_hub
-from samix_hub.artifact.validate import validate_artifact
-from samix_hub.cards import validate_card
-from samix_hub.describe import describe
-from samix_hub.export_run import calibration_images, export_run, load_run
+from samix_hub.export.cards import validate_card
+from samix_hub.export.describe import describe
+from samix_hub.export.generator import calibration_images, export_run, load_run
+from samix_hub.export.validate import validate_artifact
 
 
 def sha256(path: Path) -> str:

@@ -15,16 +15,16 @@ from collections.abc import Sequence
 from types import ModuleType
 from typing import TYPE_CHECKING
 
-from ._version import __version__
-from .lazy import lazy_exports
+from samix_hub._version import __version__
+from samix_hub.format.lazy import lazy_exports
 
 if TYPE_CHECKING:  # the lazy names, for type checkers and IDEs
     from importlib.machinery import ModuleSpec
 
-    from .artifact.load import load_backbone
-    from .hub_api import Generator, load_generator
-    from .mixup import SAMixUp
-    from .models import GeneratorConfig, MaskGenerator, Mixer, MixerConfig, create_encoder
+    from samix_hub.export.load import load_backbone
+    from samix_hub.hub.api import Generator, load_generator
+    from samix_hub.mixing.samixup import SAMixUp
+    from samix_hub.models import GeneratorConfig, MaskGenerator, Mixer, MixerConfig, create_encoder
 
 __all__ = [
     "__version__",
@@ -42,10 +42,10 @@ __all__ = [
 
 #: public name -> the module that defines it (imported on first access)
 _LAZY = {
-    "load_backbone": ".artifact.load",
-    "Generator": ".hub_api",
-    "load_generator": ".hub_api",
-    "SAMixUp": ".mixup",
+    "load_backbone": ".export.load",
+    "Generator": ".hub.api",
+    "load_generator": ".hub.api",
+    "SAMixUp": ".mixing.samixup",
     "GeneratorConfig": ".models",
     "MaskGenerator": ".models",
     "Mixer": ".models",

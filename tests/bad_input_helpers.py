@@ -17,8 +17,8 @@ from cli_helpers import run_cli
 from safetensors.torch import load_file, save_file
 from test_export import make_run
 
-from samix_hub.cli import main
-from samix_hub.export_run import export_run
+from samix_hub.cli.main import main
+from samix_hub.export.generator import export_run
 
 TOKEN = "hf_badInputsSecretToken0123456789"
 DEAD = "http://127.0.0.1:9"  # never contacted: every case fails before the network

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from samix_hub.cli import main
+from samix_hub.cli.main import main
 
 
 def run_cli(args: list[object], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:

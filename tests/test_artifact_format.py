@@ -12,10 +12,10 @@ import pytest
 import torch
 
 import samix_hub
-from samix_hub.artifact import format as fmt
-from samix_hub.artifact.load import load_generator, read_generator
-from samix_hub.artifact.schema import ConfigFieldError, generator_config_from_dict
-from samix_hub.artifact.write import write_generator
+from samix_hub.export.load import load_generator, read_generator
+from samix_hub.export.schema import ConfigFieldError, generator_config_from_dict
+from samix_hub.export.write import write_generator
+from samix_hub.format import artifact as fmt
 from samix_hub.models import Generator, GeneratorConfig, MaskGenerator, MixerConfig
 
 ROOT = Path(samix_hub.__file__).resolve().parent
@@ -28,8 +28,8 @@ FILE_NAMES = {
     fmt.GENERATOR_ONNX_INT8,
     fmt.BACKBONE_ONNX,
 }
-#: The run folder's own ``config.json`` (engine/, docs/artifacts.md "Run folder").
-RUN_FOLDER = {"engine/checkpoint.py", "engine/loop.py"}
+#: The run folder's own ``config.json`` (train/, docs/artifacts.md "Run folder").
+RUN_FOLDER = {"train/checkpoint.py", "train/loop.py"}
 
 
 def _tiny() -> Generator:
@@ -42,7 +42,7 @@ def test_file_names_are_spelled_only_in_the_format_module():
     found = []
     for path in sorted(ROOT.rglob("*.py")):
         rel = path.relative_to(ROOT).as_posix()
-        if rel == "artifact/format.py" or rel in RUN_FOLDER:
+        if rel == "format/artifact.py" or rel in RUN_FOLDER:
             continue
         tree = ast.parse(path.read_text())
         docstrings = {

@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
-from samix_hub.artifact.validate import validate_artifact
 from samix_hub.errors import ArtifactError
+from samix_hub.export.validate import validate_artifact
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bad_input_helpers import (  # noqa: E402
@@ -96,7 +96,7 @@ def test_nan_onnx_graph_is_refused(tmp_path, capsys, no_network):
     import onnx
     from onnx import numpy_helper
 
-    from samix_hub.repo_ref import BUILTIN_DIR
+    from samix_hub.format.repo_ref import BUILTIN_DIR
 
     gen = Path(shutil.copytree(BUILTIN_DIR / "cifar10-small", tmp_path / "in" / "gen"))
     graph = gen / "onnx" / "generator.onnx"

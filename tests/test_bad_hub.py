@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from samix_hub.errors import UserError
-from samix_hub.hub_checks import check_no_token
+from samix_hub.hub.checks import check_no_token
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bad_input_helpers import (  # noqa: E402

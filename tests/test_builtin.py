@@ -20,11 +20,11 @@ import torch
 from safetensors.torch import load_file
 
 import samix_hub
-from samix_hub.artifact.validate import GENERATOR, list_files, validate_artifact
-from samix_hub.cards import validate_card
 from samix_hub.data.mixed import STATE_NAME
 from samix_hub.errors import UserError
-from samix_hub.sources import BUILTIN_PREFIX, builtin_names, resolve_source
+from samix_hub.export.cards import validate_card
+from samix_hub.export.validate import GENERATOR, list_files, validate_artifact
+from samix_hub.hub.resolve import BUILTIN_PREFIX, builtin_names, resolve_source
 
 sys.path.insert(0, str(Path(__file__).parent))
 from cli_helpers import run_cli  # noqa: E402
@@ -224,7 +224,7 @@ def test_finetune_with_the_builtin(tmp_path, small_npz, capsys):
 
 
 def test_finetune_records_the_builtin_provenance():
-    from samix_hub.engine.finetune import _generator_provenance
+    from samix_hub.train.finetune import _generator_provenance
 
     prov = resolve_source(SRC).provenance()
     assert _generator_provenance(SRC, prov) == {"builtin": NAME, "samix_hub": samix_hub.__version__}

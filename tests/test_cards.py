@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 from huggingface_hub import ModelCard, metadata_load
 
-from samix_hub.cards import (
+from samix_hub.errors import ArtifactError
+from samix_hub.export.cards import (
     dataset_info,
     load_template,
     render_card,
     summarize_metrics,
     validate_card,
 )
-from samix_hub.errors import ArtifactError
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -47,7 +47,7 @@ def test_help_and_version_import_no_heavy_module() -> None:
     """Every help screen in one interpreter: what ``sys.modules`` holds afterwards."""
     code = f"""
 import json, sys
-from samix_hub.cli import cli, main
+from samix_hub.cli.main import cli, main
 screens = [["--version"], ["--help"]] + [[name, "--help"] for name in sorted(cli.commands)]
 shown = []
 for argv in screens:
@@ -73,7 +73,7 @@ import samix_hub
 assert samix_hub.__version__ and "torch" not in sys.modules, sorted(sys.modules)
 from samix_hub import SAMixUp, Generator, load_generator, load_backbone, MixerConfig
 from samix_hub.models import Mixer
-assert samix_hub.Mixer is Mixer and SAMixUp.__module__ == "samix_hub.mixup"
+assert samix_hub.Mixer is Mixer and SAMixUp.__module__ == "samix_hub.mixing.samixup"
 assert set(samix_hub.__all__) <= set(dir(samix_hub))
 try:
     samix_hub.no_such_name
@@ -137,7 +137,7 @@ def test_quiet_silences_library_bars_and_logs_then_restores() -> None:
     from huggingface_hub.utils import logging as hf_logging
     from timm.scheduler import CosineLRScheduler
 
-    from samix_hub.commands._common import quiet_third_party
+    from samix_hub.cli.options import quiet_third_party
 
     optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
     records = _Records()
@@ -167,7 +167,7 @@ def test_quiet_silences_library_bars_and_logs_then_restores() -> None:
 
 
 def test_quiet_ignores_warnings_while_open() -> None:
-    from samix_hub.commands._common import quiet_third_party
+    from samix_hub.cli.options import quiet_third_party
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -186,7 +186,7 @@ def test_quiet_run_prints_nothing_but_its_result(tmp_path: Path) -> None:
         "--data", "digits", "--epochs", "2", "--warmup-epochs", "1", "--batch-size", "16",
         "--max-steps", "1", "--eval-every", "0", "--workers", "0", "--device", "cpu",
     ]  # fmt: skip
-    code = "import sys; from samix_hub.cli import main; main(sys.argv[1:])"
+    code = "import sys; from samix_hub.cli.main import main; main(sys.argv[1:])"
     loud = python(code, *args, "--out", str(tmp_path / "loud"))
     assert loud.returncode == 0, loud.stderr
     assert "Cosine annealing scheduler will have no effect" in loud.stderr
@@ -226,8 +226,8 @@ def test_log_tensorboard_without_tensorboard_names_the_extra(
 
 def test_log_sinks_agree_between_the_cli_and_the_engine() -> None:
     """The option spells the names out so that --help imports no engine; the same names."""
-    from samix_hub.commands._common import LOG_SINKS as CLI_SINKS
-    from samix_hub.engine.run_log import LOG_SINKS
+    from samix_hub.cli.options import LOG_SINKS as CLI_SINKS
+    from samix_hub.train.run_log import LOG_SINKS
 
     assert CLI_SINKS == LOG_SINKS
 
@@ -238,11 +238,11 @@ def test_quiet_pull_shows_no_fetching_bar(tmp_path: Path, monkeypatch: pytest.Mo
     from fakehub import FakeHub
     from huggingface_hub import HfApi, constants
 
-    from samix_hub.repo_ref import BUILTIN_DIR
+    from samix_hub.format.repo_ref import BUILTIN_DIR
 
     monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
     token = "hf_fakehubSecretToken0123456789"
-    code = "import sys; from samix_hub.cli import main; main(sys.argv[1:])"
+    code = "import sys; from samix_hub.cli.main import main; main(sys.argv[1:])"
     with FakeHub(token=token) as hub:
         api = HfApi(endpoint=hub.url, token=token)
         api.create_repo("me/gen")

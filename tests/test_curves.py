@@ -20,7 +20,8 @@ import torch
 from cli_helpers import run_cli
 from PIL import Image
 
-from samix_hub.curves import (
+from samix_hub.train import load_checkpoint
+from samix_hub.train.curves import (
     CURVES_NAME,
     MAX_POINTS,
     binned,
@@ -30,8 +31,7 @@ from samix_hub.curves import (
     render,
     save_curves,
 )
-from samix_hub.engine import load_checkpoint
-from samix_hub.engine.run_log import csv_columns, csv_text
+from samix_hub.train.run_log import csv_columns, csv_text
 
 
 def _records(epochs: int = 4, per_epoch: int = 50, mixer: bool = True):

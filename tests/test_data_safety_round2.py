@@ -28,9 +28,9 @@ from cli_helpers import run_cli
 from PIL import Image
 from test_export import ARCH, _openmixup_checkpoint, make_run, reference_generator
 
-from samix_hub.artifact.format import MIXED_STATE_NAME
 from samix_hub.errors import OutputError
 from samix_hub.fileio.locking import LOCK_NAME, folder_lock
+from samix_hub.format.artifact import MIXED_STATE_NAME
 
 MIX = ["mix", "--method", "mixup", "--data", "digits", "--num", 8, "--shard-size", 4]
 MIX += ["--batch-size", 4, "--workers", 0, "-q"]
@@ -343,7 +343,7 @@ def test_disk_full_during_export_is_one_line(tmp_path: Path, capsys, monkeypatch
         )
 
     run = make_run(tmp_path / "runs")
-    monkeypatch.setattr("samix_hub.artifact.write.save_file", full)  # the library's function
+    monkeypatch.setattr("samix_hub.export.write.save_file", full)  # the library's function
     args = ["export", run, "--out", tmp_path / "o", "--no-onnx", "-q"]
     line = assert_fails(args, capsys, tmp_path, 1, "no space left", out=tmp_path / "o")
     assert str(tmp_path / "o" / "generator") in line
@@ -491,7 +491,7 @@ def test_huge_alpha_gives_even_mixes(tmp_path: Path, capsys) -> None:
 @pytest.fixture(scope="module", name="onnx_release")
 def onnx_release_fixture(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """generator/ and backbone/ exported with their ONNX graphs."""
-    from samix_hub.export_run import export_run
+    from samix_hub.export.generator import export_run
 
     root = tmp_path_factory.mktemp("onnx-release")
     export_run(make_run(root), root / "out")
@@ -530,7 +530,7 @@ def test_push_runs_the_onnx_graph_against_the_weights(
 def test_push_refuses_onnx_metadata_that_contradicts_the_config(
     onnx_release: Path, tmp_path: Path, capsys, no_network, hub_cache
 ) -> None:
-    from samix_hub.onnx_metadata import read_metadata, write_metadata
+    from samix_hub.export.onnx_metadata import read_metadata, write_metadata
 
     folder = Path(shutil.copytree(onnx_release / "generator", tmp_path / "generator"))
     graph = folder / "onnx" / "generator.onnx"

@@ -22,13 +22,13 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-from samix_hub.artifact.validate import validate_artifact
-from samix_hub.cli import cli
+from samix_hub.cli.main import cli
 from samix_hub.data.mixed import MixedDataset
 from samix_hub.demo import BACKBONE_REPO, GENERATOR_REPO, MARKER, publish_local
 from samix_hub.errors import HubError
-from samix_hub.preview import grid_size
-from samix_hub.sources import resolve_source
+from samix_hub.export.validate import validate_artifact
+from samix_hub.hub.resolve import resolve_source
+from samix_hub.mixing.preview import grid_size
 
 REPO = Path(__file__).resolve().parent.parent
 README = REPO / "README.md"
@@ -103,7 +103,7 @@ def test_summary_has_the_expected_fields(demo: dict) -> None:
     assert {"mask_slope", "mask_spatial_std", "mask_lam_mae"} <= set(masks)
     assert abs(masks["mask_slope"] - 1) < 1e-3 and masks["mask_lam_mae"] < 1e-3  # λ-exact
     assert masks["mask_spatial_std"] > SPATIAL_STD_MIN
-    from samix_hub.commands.demo import format_summary
+    from samix_hub.cli.demo import format_summary
 
     text = format_summary(s)
     assert "mask mean vs λ slope 1.000" in text and "spatial std" in text
@@ -117,8 +117,8 @@ def test_summary_has_the_expected_fields(demo: dict) -> None:
 @pytest.mark.slow
 def test_exported_generator_masks_follow_lambda_and_are_not_flat(demo: dict) -> None:
     """Computed here from the exported folder on real target images, not by the demo's code."""
-    from samix_hub.artifact.load import load_generator
     from samix_hub.data.specs import load_data
+    from samix_hub.export.load import load_generator
 
     s = demo["summary"]
     target = load_data(s["data"]["target"])
@@ -146,8 +146,8 @@ def test_summary_reports_the_comparison_as_measured(demo: dict) -> None:
     """The verdict line follows the numbers of the run (no fixed claim)."""
     import copy
 
-    from samix_hub.commands.demo import format_summary
-    from samix_hub.paired import paired
+    from samix_hub.cli.demo import format_summary
+    from samix_hub.train.paired import paired
 
     s = copy.deepcopy(demo["summary"])
     s["finetune"]["mixup"] = {**s["finetune"]["vanilla"], "alpha": 1.0}

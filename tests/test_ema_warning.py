@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from samix_hub.engine.optim import suggest_momentum as _suggest_momentum
-from samix_hub.engine.optim import warn_short_ema as _warn_short_ema
+from samix_hub.train.optim import suggest_momentum as _suggest_momentum
+from samix_hub.train.optim import warn_short_ema as _warn_short_ema
 
 
 def _cfg(momentum: float, method: str = "samix") -> SimpleNamespace:

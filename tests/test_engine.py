@@ -10,9 +10,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from samix_hub.artifact.write import write_generator
 from samix_hub.data import eval_transform
-from samix_hub.engine import (
+from samix_hub.errors import UserError
+from samix_hub.export.write import write_generator
+from samix_hub.models import Generator, GeneratorConfig, MixerConfig, create_encoder
+from samix_hub.train import (
     NonFiniteLossError,
     StepContext,
     TrainConfig,
@@ -24,8 +26,6 @@ from samix_hub.engine import (
     train,
     update_ema,
 )
-from samix_hub.errors import UserError
-from samix_hub.models import Generator, GeneratorConfig, MixerConfig, create_encoder
 
 BACKBONE = "resnet18_cifar_w16"  # stage 3: 64 channels
 
@@ -211,7 +211,7 @@ def test_online_gradient_routing(method, tmp_path, digits, batch):
 def test_online_samix_mixer_gradient_equals_mixer_loss_gradient(tmp_path, digits, batch):
     """The mixer's gradient after a full step is exactly that of the mixer loss alone,
     recomputed independently from the same λ_m and π_m (docs/algorithm.md "Online supervised SAMix", step 4)."""
-    from samix_hub.losses import eta_balanced_mixup_loss
+    from samix_hub.mixing.losses import eta_balanced_mixup_loss
     from samix_hub.mixing.sampling import sample_lam, sample_partner
 
     cfg = _cfg("samix", tmp_path)

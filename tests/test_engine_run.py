@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from samix_hub.artifact.write import write_generator
-from samix_hub.cli import main
-from samix_hub.engine import TrainConfig, load_checkpoint, run_generator, train
+from samix_hub.cli.main import main
+from samix_hub.export.write import write_generator
+from samix_hub.train import TrainConfig, load_checkpoint, run_generator, train
 
 #: every test shares one 2-epoch run (about 17 s on 2 cores)
 pytestmark = pytest.mark.slow
@@ -94,8 +94,8 @@ def test_run_generator_is_ema_encoder_and_mixer(samix_run):
     for key, value in gen.mixer.state_dict().items():
         assert torch.equal(value, state["mixer"][key]), key
     # Independent recomputation of one mask: normalise, EMA stage 3, mixer.
-    from samix_hub.engine import build_classifier
     from samix_hub.models import Mixer, MixerConfig
+    from samix_hub.train import build_classifier
 
     config = json.loads((samix_run / "config.json").read_text())
     ema = build_classifier("resnet18_cifar_w16", 10, config["mean"], config["std"]).eval()

@@ -21,14 +21,14 @@ from cli_helpers import run_cli
 from safetensors.torch import load_file
 
 from samix_hub import Generator, GeneratorConfig, MixerConfig
-from samix_hub.artifact.write import write_generator
 from samix_hub.data import eval_transform, load_data
-from samix_hub.engine import TrainConfig, evaluate, load_checkpoint, train
-from samix_hub.engine.finetune import FinetuneScenario, finetune_config
-from samix_hub.engine.loader import eval_loader
-from samix_hub.engine.pretrained import load_pretrained_backbone
 from samix_hub.errors import UserError
-from samix_hub.export_run import export_run
+from samix_hub.export.generator import export_run
+from samix_hub.export.write import write_generator
+from samix_hub.train import TrainConfig, evaluate, load_checkpoint, train
+from samix_hub.train.finetune import FinetuneScenario, finetune_config
+from samix_hub.train.loader import eval_loader
+from samix_hub.train.pretrained import load_pretrained_backbone
 
 ARCH = "resnet18_cifar_w16"  # stage 3: 64 channels
 FAST = {"workers": 0, "eval_batch_size": 512, "batch_size": 32}
@@ -323,7 +323,7 @@ def test_hub_sources_recorded_in_run_and_card(
     from fakehub import FakeHub
     from huggingface_hub import constants
 
-    from samix_hub.hub import push
+    from samix_hub.hub.transfer import push
 
     monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
 

@@ -18,8 +18,8 @@ import torch
 from cli_helpers import run_cli
 
 from samix_hub.data import load_data
-from samix_hub.engine import load_checkpoint
-from samix_hub.engine.finetune import FinetuneScenario
+from samix_hub.train import load_checkpoint
+from samix_hub.train.finetune import FinetuneScenario
 
 ARCH = "resnet18_cifar_w16"
 BATCH = 16
@@ -143,9 +143,9 @@ def test_default_sgd_schedule_is_unchanged(
 def test_adamw_skips_decay_on_vit_no_weight_decay_names() -> None:
     """A timm ViT: its ``no_weight_decay()`` names (pos_embed, cls_token) and every 1-D
     parameter get no weight decay; the matrices get --weight-decay."""
-    from samix_hub.engine import TrainConfig
-    from samix_hub.engine.finetune_optim import create_optimizer
-    from samix_hub.engine.model import Classifier
+    from samix_hub.models.classifier import Classifier
+    from samix_hub.train import TrainConfig
+    from samix_hub.train.finetune_optim import create_optimizer
 
     net = timm.create_model("vit_tiny_patch16_224", img_size=32, num_classes=5)
     model = Classifier(net, (0.5,) * 3, (0.25,) * 3)

@@ -21,12 +21,12 @@ import pytest
 import torch
 
 from samix_hub import Generator, GeneratorConfig, MixerConfig
-from samix_hub.artifact.load import read_generator
-from samix_hub.artifact.write import write_generator
 from samix_hub.errors import ArtifactError, HubError, UserError
-from samix_hub.hub import pull, push
+from samix_hub.export.load import read_generator
+from samix_hub.export.write import write_generator
+from samix_hub.hub.resolve import resolve_source
+from samix_hub.hub.transfer import pull, push
 from samix_hub.models.encoder import StageEncoder
-from samix_hub.sources import resolve_source
 
 sys.path.insert(0, str(Path(__file__).parent))
 from fakehub import FakeHub, git_blob_oid  # noqa: E402
@@ -424,8 +424,8 @@ def test_resolve_source(hub: FakeHub, tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_onnx_generator_push_pull_load(hub: FakeHub, tmp_path: Path) -> None:
     """runtime onnx: only the graph + config + card are fetched; same outputs as torch."""
-    from samix_hub import onnx as onnx_export
-    from samix_hub.artifact import load as loading
+    from samix_hub.export import load as loading
+    from samix_hub.export import onnx as onnx_export
 
     gen = make_generator(tmp_path / "g", seed=6)
     onnx_export.export_generator_onnx(gen, tmp_path / "g" / "onnx" / "generator.onnx")

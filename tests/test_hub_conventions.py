@@ -21,10 +21,10 @@ from huggingface_hub import CommitInfo, DatasetCard, ModelCard, ModelHubMixin
 
 import samix_hub
 from samix_hub import Generator, GeneratorConfig, MixerConfig
-from samix_hub.artifact.load import load_backbone, load_generator
-from samix_hub.artifact.validate import validate_artifact
-from samix_hub.data.mixed_card import render_card as render_mixed_card
 from samix_hub.errors import UserError
+from samix_hub.export.load import load_backbone, load_generator
+from samix_hub.export.mixed_card import render_card as render_mixed_card
+from samix_hub.export.validate import validate_artifact
 
 sys.path.insert(0, str(Path(__file__).parent))
 from fakehub import FakeHub  # noqa: E402
@@ -231,7 +231,7 @@ def test_exported_backbone_card_is_a_timm_card_about_its_own_run(tmp_path: Path)
     pretrained config it started from (its paper, origin, Hub id)."""
     from huggingface_hub import metadata_load
 
-    from samix_hub.export_backbone import write_backbone_folder
+    from samix_hub.export.backbone import write_backbone_folder
 
     torch.manual_seed(0)
     model = timm.create_model("resnet18.a1_in1k", pretrained=False, num_classes=2).eval()
@@ -267,7 +267,7 @@ def test_exported_backbone_card_is_a_timm_card_about_its_own_run(tmp_path: Path)
 
 
 def write_card_of(run_config: dict, metrics: list, model: torch.nn.Module, folder: Path) -> str:
-    from samix_hub.export_backbone import write_backbone_folder
+    from samix_hub.export.backbone import write_backbone_folder
 
     folder.mkdir()
     write_backbone_folder(model, folder, run_config=run_config, metrics=metrics, onnx=False)
@@ -275,7 +275,7 @@ def write_card_of(run_config: dict, metrics: list, model: torch.nn.Module, folde
 
 
 def test_a_smoke_generator_export_says_so(tmp_path: Path) -> None:
-    from samix_hub.export_run import write_generator_folder
+    from samix_hub.export.generator import write_generator_folder
 
     gen = new_generator(8)
     run_config = {

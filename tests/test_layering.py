@@ -16,60 +16,36 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1] / "samix_hub"
 
-#: Lower numbers sit lower; a module may import its own layer and the layers below it.
-#: The most specific prefix wins (``artifact.format`` before ``artifact``).
+#: Lower numbers sit lower; a module may import its own package, and the packages of lower
+#: layers. Packages of one layer do not import each other. The table names packages (and the
+#: four top-level modules), never single modules: there is no list of exceptions.
 LAYERS: dict[str, int] = {
-    # 0: foundation helpers, no samix_hub imports above them
     "samix_hub._version": 0,
     "samix_hub.errors": 0,
-    "samix_hub.display": 0,
-    "samix_hub.devices": 0,
-    "samix_hub.paired": 0,
-    "samix_hub.lazy": 0,
-    "samix_hub.fileio": 0,
-    "samix_hub.extras": 0,
-    "samix_hub.hub_checks": 0,
-    "samix_hub.card_repo": 0,
-    "samix_hub.repo_ref": 0,
-    "samix_hub.artifact.format": 0,
-    # 1: the networks and the mixing arithmetic
-    "samix_hub.models": 1,
-    "samix_hub.mixing": 1,
-    # 2: losses, data sets, cards and previews (text and images, no artifacts)
-    "samix_hub.losses": 2,
-    "samix_hub.data": 2,
-    "samix_hub.cards": 2,
-    "samix_hub.preview": 2,
-    "samix_hub.curves": 2,
-    # 3: the artifact format (schema, validation, loading), ONNX, the Hub and sources
-    "samix_hub.artifact": 3,
-    "samix_hub.onnx": 3,
-    "samix_hub.onnx_metadata": 3,
-    "samix_hub.onnx_quantize": 3,
-    "samix_hub.local_copy": 3,
-    "samix_hub.hub": 3,
-    "samix_hub.hub_errors": 3,
-    "samix_hub.sources": 3,
-    "samix_hub.openmixup_import": 3,
-    # 4: the training engine (fine-tuning loads artifacts through layer 3)
-    "samix_hub.engine": 4,
-    # 5: library workflows over the engine and the artifacts
-    "samix_hub.export_run": 5,
-    "samix_hub.export_common": 5,
-    "samix_hub.export_backbone": 5,
-    "samix_hub.hub_api": 5,
-    "samix_hub.mixup": 5,
-    "samix_hub.mix_api": 5,
-    "samix_hub.describe": 5,
-    "samix_hub.evaluation": 5,
-    "samix_hub.demo": 5,
-    # 6: one module per sub-command
-    "samix_hub.commands": 6,
-    # 7: the entry points and the public API
-    "samix_hub.cli": 7,
-    "samix_hub.__main__": 7,
-    "samix_hub": 7,
+    "samix_hub.format": 1,  # names, schemas and limits of every on-disk kind
+    "samix_hub.fileio": 2,  # atomic writes, bounded reads, folder guards and locks
+    "samix_hub.models": 3,  # the networks
+    "samix_hub.mixing": 3,  # λ, partners, masks, MixMethod, SAMixUp, the mixer losses
+    "samix_hub.data": 3,  # data specs and data sets
+    "samix_hub.train": 4,  # the loop, scenarios, run folders
+    "samix_hub.export": 4,  # export, ONNX, int8, cards, load and validate
+    "samix_hub.hub": 5,  # resolve, pull, push, the public classes' Hub methods
+    "samix_hub.demo": 6,  # the offline demo
+    "samix_hub.cli": 7,  # one module per command
+    "samix_hub.__main__": 8,
+    "samix_hub": 8,  # the public API
 }
+
+
+def package_of(module: str) -> str:
+    """The entry of :data:`LAYERS` a module belongs to."""
+    if module == "samix_hub":
+        return module
+    parts = module.split(".")
+    key = ".".join(parts[:2])
+    if key not in LAYERS:
+        raise AssertionError(f"{module}: not in a package of the layer table of tests/test_layering.py")
+    return key
 
 
 def _modules() -> dict[str, Path]:
@@ -85,14 +61,7 @@ MODULES = _modules()
 
 
 def layer_of(module: str) -> int:
-    if module == "samix_hub":
-        return LAYERS[module]
-    parts = module.split(".")
-    for n in range(len(parts), 1, -1):
-        key = ".".join(parts[:n])
-        if key in LAYERS:
-            return LAYERS[key]
-    raise AssertionError(f"{module}: not in the layer table of tests/test_layering.py")
+    return LAYERS[package_of(module)]
 
 
 def _imports(module: str, path: Path) -> list[tuple[str, list[str], int]]:
@@ -175,6 +144,16 @@ def test_no_import_goes_up_a_layer():
         if layer_of(b) > layer_of(a)
     ]
     assert back == []
+
+
+def test_packages_of_one_layer_do_not_import_each_other():
+    sideways = [
+        f"{a} -> {b}"
+        for a, deps in sorted(_edges().items())
+        for b in sorted(deps)
+        if package_of(a) != package_of(b) and layer_of(a) == layer_of(b)
+    ]
+    assert sideways == []
 
 
 def test_no_inner_module_imports_the_package_root():

@@ -14,8 +14,7 @@ import torch
 from cli_helpers import run_cli
 
 import samix_hub
-from samix_hub.commands.finetune import PAIRING_CHOICES
-from samix_hub.engine.finetune import FinetuneScenario, finetune_config
+from samix_hub.cli.finetune import PAIRING_CHOICES
 from samix_hub.errors import UserError
 from samix_hub.mixing import (
     PAIRINGS,
@@ -27,6 +26,7 @@ from samix_hub.mixing import (
     sample_partner,
     sharpen,
 )
+from samix_hub.train.finetune import FinetuneScenario, finetune_config
 
 
 def _masks(n: int = 16, size: int = 32, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from samix_hub.losses import (
+from samix_hub.mixing.losses import (
     eta_balanced_mixup_loss,
     info_nce,
     mixup_cross_entropy,

@@ -22,11 +22,11 @@ import torch
 from cli_helpers import run_cli
 
 from samix_hub import Generator, GeneratorConfig, MixerConfig
-from samix_hub.artifact.load import read_generator
-from samix_hub.artifact.write import write_generator
 from samix_hub.data import MixedDataset, load_data
 from samix_hub.data.mixed import DATA_DIR, source_order
-from samix_hub.data.mixed_card import shard_info
+from samix_hub.export.load import read_generator
+from samix_hub.export.mixed_card import shard_info
+from samix_hub.export.write import write_generator
 from samix_hub.mixing.masks import margin_fallback
 
 REPO = Path(__file__).resolve().parent.parent
@@ -107,7 +107,7 @@ def test_samix_round_trip(gen_dir: Path, digits: object, tmp_path: Path, capsys)
         torch.testing.assert_close(pixels, ds[i][0], atol=0, rtol=0)
         assert (row["label_a"], row["label_b"]) == (int(ds.label_a[i]), int(ds.label_b[i]))
         assert row["lam"] == pytest.approx(float(ds.lam[i]))
-    from samix_hub.artifact.validate import validate_artifact
+    from samix_hub.export.validate import validate_artifact
 
     assert validate_artifact(out) == "samix-mixed-dataset"
     card = (out / "README.md").read_text()
@@ -228,7 +228,7 @@ def test_torchrun_ranks_write_their_shards(tmp_path: Path, capsys) -> None:
 def test_preview_grid(gen_dir: Path, tmp_path: Path, capsys) -> None:
     from PIL import Image
 
-    from samix_hub import preview as pv
+    from samix_hub.mixing import preview as pv
 
     out, png = tmp_path / "m", tmp_path / "grid.png"
     args = ["mix", "--generator", gen_dir, "--data", "digits", "--out", out, "--num", 40]
@@ -326,7 +326,7 @@ def test_bad_inputs(gen_dir: Path, tmp_path: Path, capsys) -> None:
 def test_help_has_examples() -> None:
     from click.testing import CliRunner
 
-    from samix_hub.cli import cli
+    from samix_hub.cli.main import cli
 
     res = CliRunner().invoke(cli, ["mix", "--help"])
     assert res.exit_code == 0 and "Examples" in res.output and "--on-error" in res.output
@@ -357,7 +357,7 @@ def test_jpeg_and_resize(digits: object, tmp_path: Path, capsys) -> None:
 
 @pytest.mark.slow
 def test_onnx_runtime_matches_torch(gen_dir: Path, tmp_path: Path, capsys) -> None:
-    from samix_hub.onnx import export_generator_onnx
+    from samix_hub.export.onnx import export_generator_onnx
 
     folder = tmp_path / "gen"
     gen = read_generator(gen_dir)
@@ -388,7 +388,7 @@ def test_hub_generator_provenance_in_card(
     sys.path.insert(0, str(REPO / "tests"))
     from fakehub import FakeHub
 
-    from samix_hub.hub import push
+    from samix_hub.hub.transfer import push
 
     monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
     token = "hf_fakehubMixToken0123456789"

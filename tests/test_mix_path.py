@@ -7,12 +7,9 @@ import pytest
 import torch
 
 from samix_hub import SAMixUp
-from samix_hub.data.mix_writer import mix_group
 from samix_hub.data.mixed import SHARD_RE, plan_shard, shard_name
-from samix_hub.devices import resolve_device
-from samix_hub.engine.config import TrainConfig
-from samix_hub.engine.scenario import get_scenario
 from samix_hub.errors import UserError
+from samix_hub.export.mixed_writer import mix_group
 from samix_hub.mixing import (
     DEFAULT_ALPHA,
     CutMix,
@@ -25,6 +22,9 @@ from samix_hub.mixing import (
     margin_fallback,
     mask_adjust,
 )
+from samix_hub.train.config import TrainConfig
+from samix_hub.train.devices import resolve_device
+from samix_hub.train.scenario import get_scenario
 
 
 def _plan(method: str, mask_adjust: float = 0.0):

@@ -15,7 +15,7 @@ from timm.data.mixup import mixup_target
 import samix_hub
 from samix_hub import Generator, GeneratorConfig, MixerConfig, SAMixUp
 from samix_hub.mixing import LAM_MARGIN
-from samix_hub.mixup import MixInputError, datasets_map_fn, soft_targets
+from samix_hub.mixing.samixup import MixInputError, datasets_map_fn, soft_targets
 
 MEAN, STD = (0.49, 0.48, 0.45), (0.25, 0.24, 0.26)
 

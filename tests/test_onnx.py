@@ -12,7 +12,7 @@ import torch
 
 from samix_hub import Generator, GeneratorConfig, MixerConfig
 from samix_hub.errors import ArtifactError, UserError
-from samix_hub.onnx import (
+from samix_hub.export.onnx import (
     OnnxGenerator,
     check_onnx,
     choose_providers,

@@ -23,12 +23,12 @@ from huggingface_hub import DatasetCard, ModelCard
 from huggingface_hub.repocard_data import model_index_to_eval_results
 
 import samix_hub
-from samix_hub.card_repo import card_for_repo, card_repo_id
-from samix_hub.data.mixed_card import render_card as render_mixed_card
-from samix_hub.data.mixed_card import size_category
 from samix_hub.errors import ArtifactError, UserError
-from samix_hub.export_run import export_run
-from samix_hub.onnx_metadata import read_metadata, write_metadata
+from samix_hub.export.card_repo import card_for_repo, card_repo_id
+from samix_hub.export.generator import export_run
+from samix_hub.export.mixed_card import render_card as render_mixed_card
+from samix_hub.export.mixed_card import size_category
+from samix_hub.export.onnx_metadata import read_metadata, write_metadata
 
 sys.path.insert(0, str(Path(__file__).parent))
 from fakehub import FakeHub  # noqa: E402
@@ -130,7 +130,7 @@ def test_model_cards_pass_huggingface_hub_tooling(release: Path) -> None:
     cards = _cards(release)
     for kind, text in cards.items():
         assert PRIVATE not in text and "/home/" not in text
-        samix_hub.cards.validate_card(text, kind)
+        samix_hub.export.cards.validate_card(text, kind)
         assert card_repo_id(text) == "ORG/NAME"  # not pushed yet: the placeholder
     gen = ModelCard(cards["generator"])
     assert not gen.data.eval_results  # mask statistics are no Hub metric: body only
@@ -147,13 +147,13 @@ def test_model_cards_pass_huggingface_hub_tooling(release: Path) -> None:
 def test_local_paths_in_a_card_are_refused(release: Path) -> None:
     text = _cards(release)["backbone"]
     with pytest.raises(ArtifactError, match="local path"):
-        samix_hub.cards.validate_card(text + "\nfrom /home/me/data/c10\n", "backbone")
+        samix_hub.export.cards.validate_card(text + "\nfrom /home/me/data/c10\n", "backbone")
 
 
 def test_push_puts_the_repo_id_into_the_cards(release: Path, tmp_path: Path, monkeypatch) -> None:
     from huggingface_hub import constants, hf_hub_download
 
-    from samix_hub.hub import push
+    from samix_hub.hub.transfer import push
 
     monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
     for kind in ("generator", "backbone"):
@@ -195,7 +195,7 @@ def _npz(path: Path, n: int) -> Path:
 def test_mixed_dataset_card(tmp_path: Path, capsys, monkeypatch) -> None:
     from huggingface_hub import constants, hf_hub_download
 
-    from samix_hub.hub import push
+    from samix_hub.hub.transfer import push
 
     (tmp_path / "secret-place").mkdir()
     src = _npz(tmp_path / "secret-place" / "pets.npz", 12)
@@ -239,7 +239,7 @@ def test_mixed_card_names_a_hub_source_and_its_size() -> None:
 def test_results_on_an_unrecorded_data_set_stay_out_of_model_index() -> None:
     from test_cards import _fields, _metrics
 
-    from samix_hub.cards import render_card, summarize_metrics
+    from samix_hub.export.cards import render_card, summarize_metrics
 
     summary = summarize_metrics(_metrics(3), "top1")
     text = render_card(
@@ -257,7 +257,7 @@ def test_results_on_an_unrecorded_data_set_stay_out_of_model_index() -> None:
 
 
 def test_skipped_image_errors_name_no_local_path() -> None:
-    from samix_hub.data.mixed_card import public_error
+    from samix_hub.export.mixed_card import public_error
 
     settings = {
         "data": "folder:/home/someone/pets", "split": "train", "source_size": 10,
@@ -272,7 +272,7 @@ def test_skipped_image_errors_name_no_local_path() -> None:
 
 
 def test_int8_graph_keeps_the_metadata(release: Path, tmp_path: Path) -> None:
-    from samix_hub.onnx_quantize import quantize_generator
+    from samix_hub.export.int8 import quantize_generator
 
     src = release / "generator" / "onnx" / "generator.onnx"
     images = torch.rand(8, 3, 32, 32, generator=torch.Generator().manual_seed(0))

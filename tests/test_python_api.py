@@ -19,9 +19,9 @@ import torch
 from cli_helpers import run_cli
 
 from samix_hub import Generator, load_backbone, load_generator
-from samix_hub.artifact.validate import validate_artifact
 from samix_hub.errors import ArtifactError, HubError, UserError
-from samix_hub.hub import pull, push
+from samix_hub.export.validate import validate_artifact
+from samix_hub.hub.transfer import pull, push
 
 sys.path.insert(0, str(Path(__file__).parent))
 from fakehub import FakeHub  # noqa: E402
@@ -118,8 +118,8 @@ def test_a_pulled_artifact_is_validated_once(
 ) -> None:
     """A repo id is validated by the pull; loading it does not read every tensor again. A local
     folder, and a pull validated for another runtime, are validated by the loader."""
-    import samix_hub.artifact.load as load_module
-    import samix_hub.hub as hub_module
+    import samix_hub.export.load as load_module
+    import samix_hub.hub.transfer as hub_module
 
     calls: list[tuple[str, str]] = []
 

@@ -15,7 +15,7 @@ import pytest
 import torch
 from cli_helpers import run_cli
 
-from samix_hub.export_run import export_run
+from samix_hub.export.generator import export_run
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_export import make_run  # noqa: E402

@@ -10,15 +10,15 @@ import pytest
 import torch
 from cli_helpers import run_cli
 
-from samix_hub.engine import (
+from samix_hub.errors import UserError
+from samix_hub.train import (
     FinetuneOptions,
     SslOptions,
     TrainConfig,
     config_from_run,
     load_checkpoint,
 )
-from samix_hub.engine.resume import check_resumable, resume_config
-from samix_hub.errors import UserError
+from samix_hub.train.resume import check_resumable, resume_config
 
 TINY = ["--data", "digits", "--backbone", "resnet18_cifar_w16", "--workers", "0", "-q"]
 

@@ -25,7 +25,7 @@ from torchvision.transforms import v2
 import samix_hub
 from samix_hub import SAMixUp
 from samix_hub.mixing import LAM_MARGIN
-from samix_hub.mixup import MixInputError, datasets_map_fn
+from samix_hub.mixing.samixup import MixInputError, datasets_map_fn
 
 NUM_CLASSES = 100
 SIZE = 32

@@ -16,13 +16,13 @@ import torch.nn as nn
 import torch.nn.functional as F
 from cli_helpers import run_cli
 
-from samix_hub.engine import SslOptions, StepContext, TrainConfig, load_checkpoint
-from samix_hub.engine.distributed import DistInfo
-from samix_hub.engine.knn import knn_accuracy, knn_scores
-from samix_hub.engine.linear_probe import fit_linear_probe
-from samix_hub.engine.loader import SeededTransform
-from samix_hub.engine.moco import KeyQueue, default_queue_len, shuffled_forward
-from samix_hub.engine.selfsup import SelfSupScenario, rescale_far_masks
+from samix_hub.train import SslOptions, StepContext, TrainConfig, load_checkpoint
+from samix_hub.train.distributed import DistInfo
+from samix_hub.train.knn import knn_accuracy, knn_scores
+from samix_hub.train.linear_probe import fit_linear_probe
+from samix_hub.train.loader import SeededTransform
+from samix_hub.train.moco import KeyQueue, default_queue_len, shuffled_forward
+from samix_hub.train.selfsup import SelfSupScenario, rescale_far_masks
 
 REPO = Path(__file__).resolve().parent.parent
 BACKBONE = "resnet18_cifar_w16"
@@ -337,7 +337,7 @@ def test_ssl_run_knn_probe_and_generator_export(tmp_path: Path, capsys) -> None:
     probe = json.loads(out)
     assert probe["linear_probe_top1"] > PROBE_MIN and probe["count"] == 360
 
-    from samix_hub import export_run
+    from samix_hub.export import generator as export_run
 
     gen = export_run.build_generator(export_run.load_run(run))
     assert gen.config.provenance["scenario"] == "ssl"

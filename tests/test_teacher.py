@@ -17,11 +17,11 @@ import pytest
 import torch
 
 import samix_hub
-from samix_hub.cli import main
-from samix_hub.engine import TrainConfig, train
-from samix_hub.engine.teacher import TeacherScenario
-from samix_hub.engine.teacher_head import fit_linear_head
-from samix_hub.export_run import export_run
+from samix_hub.cli.main import main
+from samix_hub.export.generator import export_run
+from samix_hub.train import TrainConfig, train
+from samix_hub.train.teacher import TeacherScenario
+from samix_hub.train.teacher_head import fit_linear_head
 
 ARCH = "resnet18_cifar_w16"
 FAST = ["--epochs", "1", "--batch-size", "32", "--workers", "0", "--device", "cpu", "-q"]
@@ -112,7 +112,7 @@ def test_export_teacher_run(teacher_run: Path, mixer_run: Path, tmp_path: Path) 
     card = (tmp_path / "out" / "generator" / "README.md").read_text()
     assert "trained against a frozen teacher" in card and f"`{teacher_run.name}`" in card
     assert str(tmp_path) not in card and str(teacher_run.parent) not in card
-    index = samix_hub.cards.validate_card(tmp_path / "out" / "generator" / "README.md").data
+    index = samix_hub.export.cards.validate_card(tmp_path / "out" / "generator" / "README.md").data
     # mask statistics are no Hub metric ids: in the body, not in model-index
     assert not index.eval_results and "Mask mean vs λ, least-squares slope" in card
     backbone = (tmp_path / "out" / "backbone" / "README.md").read_text()
@@ -222,8 +222,8 @@ def test_teacher_optimiser_given_on_the_command_line_is_kept(
 
 
 def test_fused_teacher_computes_the_same(teacher_run: Path) -> None:
-    from samix_hub.engine.pretrained import load_pretrained_backbone
-    from samix_hub.engine.teacher import FrozenClassifier, fuse_conv_bn
+    from samix_hub.train.pretrained import load_pretrained_backbone
+    from samix_hub.train.teacher import FrozenClassifier, fuse_conv_bn
 
     bb = load_pretrained_backbone(str(teacher_run))
     teacher = FrozenClassifier(bb.net, bb.mean, bb.std)
@@ -249,7 +249,7 @@ def test_teacher_from_the_hub(teacher_run: Path, tmp_path: Path, monkeypatch) ->
     from fakehub import FakeHub
     from huggingface_hub import constants
 
-    from samix_hub.hub import push
+    from samix_hub.hub.transfer import push
 
     monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
     export_run(teacher_run, tmp_path / "rel", what=["backbone"], onnx=False)

@@ -24,8 +24,8 @@ from cli_helpers import run_cli
 from timm.models import save_for_hf
 
 import samix_hub
-from samix_hub.artifact.validate import detect_kind, validate_artifact
 from samix_hub.errors import ArtifactError, HubError
+from samix_hub.export.validate import detect_kind, validate_artifact
 
 sys.path.insert(0, str(Path(__file__).parent))
 from fakehub import FakeHub  # noqa: E402
@@ -101,7 +101,7 @@ def test_pickle_only_timm_weights_are_refused_in_one_line(
 
 def test_local_dir_prefix_as_a_backbone_to_fine_tune(tmp_path: Path) -> None:
     """``--backbone local-dir:FOLDER`` (``engine/pretrained.py``) resolves the timm folder."""
-    from samix_hub.engine.pretrained import load_pretrained_backbone
+    from samix_hub.train.pretrained import load_pretrained_backbone
 
     model = timm_model(3)
     folder = timm_folder(tmp_path / "both", "both", model)

@@ -18,10 +18,10 @@ from cli_helpers import run_cli
 
 import samix_hub
 from samix_hub.data import load_data
-from samix_hub.engine import TrainConfig, train
-from samix_hub.engine import loop as engine_loop
-from samix_hub.engine.finetune import finetune_config
-from samix_hub.export_run import export_run
+from samix_hub.export.generator import export_run
+from samix_hub.train import TrainConfig, train
+from samix_hub.train import loop as engine_loop
+from samix_hub.train.finetune import finetune_config
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 import transfer  # noqa: E402
@@ -275,7 +275,7 @@ def test_the_choice_rule_needs_every_cell_and_prefers_the_default_on_ties() -> N
 def test_augmentation_is_a_function_of_seed_epoch_and_index() -> None:
     """The loop's per-image augmentation, against a reference seeded by torch.manual_seed."""
     from samix_hub.data.transforms import train_transform
-    from samix_hub.engine.loader import SeededTransform, mix_seed
+    from samix_hub.train.loader import SeededTransform, mix_seed
 
     digits = load_data("digits")
     tf = train_transform(digits.image_size)
@@ -291,7 +291,7 @@ def test_augmentation_is_a_function_of_seed_epoch_and_index() -> None:
 
 
 def test_verdict_only_where_the_interval_excludes_zero() -> None:
-    from samix_hub.paired import paired, verdict
+    from samix_hub.train.paired import paired, verdict
 
     assert verdict(paired([2.0, 2.2, 1.9], [1.0, 1.1, 1.0])) == "ahead of"
     assert verdict(paired([1.0, 1.1, 1.0], [2.0, 2.2, 1.9])) == "behind"

@@ -1,6 +1,6 @@
 """Data set specs, transforms and mixed-data-set I/O.
 
-The names below load on first use (PEP 562): ``samix_hub.data.limits`` and the other light
+The names below load on first use (PEP 562): ``samix_hub.format.limits`` and the other light
 modules import without torch, so the command line can read them before a command runs.
 """
 
@@ -9,12 +9,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .mixed import MixedDataset
-    from .specs import SPEC_KINDS, ArrayDataset, DataSource, FolderDataset, load_data
-    from .transforms import eval_transform, train_transform
+    from samix_hub.data.mixed import MixedDataset
+    from samix_hub.data.specs import SPEC_KINDS, ArrayDataset, DataSource, FolderDataset, load_data
+    from samix_hub.data.transforms import eval_transform, train_transform
 
-from ..lazy import lazy_exports
-from .limits import DataSpecError
+from samix_hub.format.lazy import lazy_exports
+from samix_hub.format.limits import DataSpecError
 
 __all__ = [
     "SPEC_KINDS",

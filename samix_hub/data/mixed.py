@@ -32,10 +32,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..artifact.format import MIXED_STATE_NAME
-from ..fileio.guard import loads_bounded
-from ..mixing.sampling import box_lam, sample_box, sample_lam
-from .limits import DataSpecError, check_pixels
+from samix_hub.fileio.guard import loads_bounded
+from samix_hub.format.artifact import MIXED_STATE_NAME
+from samix_hub.format.limits import DataSpecError, check_pixels
+from samix_hub.mixing.sampling import box_lam, sample_box, sample_lam
 
 __all__ = [
     "FORMAT_VERSION",

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .limits import MAX_CLASSES, DataSpecError
+from samix_hub.format.limits import MAX_CLASSES, DataSpecError
 
 __all__ = ["read_npz", "NpzArrays", "MAX_NPZ_CHANNELS"]
 

@@ -22,9 +22,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..extras import HF_EXTRA, missing_extra_message
-from .limits import MIN_IMAGE_SIZE, DataSpecError, check_pixels
-from .npz import read_npz
+from samix_hub.data.npz import read_npz
+from samix_hub.format.extras import HF_EXTRA, missing_extra_message
+from samix_hub.format.limits import MIN_IMAGE_SIZE, DataSpecError, check_pixels
 
 __all__ = [
     "DataSpecError",

@@ -2,7 +2,7 @@
 
 Normalisation (mean/std) is NOT applied here: mixing happens in pixel space (a frozen
 generator takes images in [0, 1]) and models normalise on the device
-(:class:`samix_hub.engine.Normalize`). Mixing commutes with per-channel normalisation.
+(:class:`samix_hub.train.Normalize`). Mixing commutes with per-channel normalisation.
 """
 
 from __future__ import annotations

@@ -8,9 +8,9 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from ..errors import UserError
-from ..fileio import atomic_write_json, atomic_write_text
-from .config import LFS_MIN_SIZE, LFS_SUFFIXES
+from samix_hub.demo.config import LFS_MIN_SIZE, LFS_SUFFIXES
+from samix_hub.errors import UserError
+from samix_hub.fileio import atomic_write_json, atomic_write_text
 
 __all__ = ["publish_local"]
 

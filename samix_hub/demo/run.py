@@ -12,13 +12,13 @@ from typing import Any
 
 import torch
 
-from .._version import __version__
-from ..artifact.format import BACKBONE, GENERATOR
-from ..fileio import atomic_write_json
-from ..fileio.locking import folder_lock
-from ..paired import paired
-from .config import BACKBONE_REPO, FINETUNE_CHOICE, FULL, GENERATOR_REPO, DemoConfig
-from .steps import STEPS, DemoState, prepare_out
+from samix_hub._version import __version__
+from samix_hub.demo.config import BACKBONE_REPO, FINETUNE_CHOICE, FULL, GENERATOR_REPO, DemoConfig
+from samix_hub.demo.steps import STEPS, DemoState, prepare_out
+from samix_hub.fileio import atomic_write_json
+from samix_hub.fileio.locking import folder_lock
+from samix_hub.format.artifact import BACKBONE, GENERATOR
+from samix_hub.train.paired import paired
 
 __all__ = ["run_demo", "build_summary"]
 
@@ -168,7 +168,7 @@ def _compare(finetune: dict[str, Any]) -> dict[str, Any]:
 
 def _compare_paired(finetune: dict[str, Any]) -> dict[str, Any]:
     """SAMix^P minus each baseline seed by seed (the seeds are paired): mean, standard error,
-    95 % interval, seeds ahead (:func:`samix_hub.paired.paired`); empty with fewer than 2 seeds."""
+    95 % interval, seeds ahead (:func:`samix_hub.train.paired.paired`); empty with fewer than 2 seeds."""
     ours = (finetune.get("samix-p") or {}).get("top1_per_seed") or []
     out: dict[str, Any] = {}
     for m, r in finetune.items():

@@ -15,23 +15,23 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..artifact.format import BACKBONE, GENERATOR
-from ..artifact.load import load_generator
-from ..data.mix_preview import preview_batch
-from ..data.mix_writer import MixResult, MixSettings, write_mixed
-from ..data.specs import load_data
-from ..engine import TrainConfig, read_run_config, train
-from ..engine.finetune import finetune_config
-from ..errors import UserError
-from ..export_run import export_run
-from ..fileio.locking import is_lock_file
-from ..mixing.statistics import generator_mask_statistics
-from ..models.generator import MaskGenerator
-from ..preview import save_preview
-from ..repo_ref import ResolvedSource
-from ..sources import resolve_source
-from .config import BACKBONE_REPO, GENERATOR_REPO, MARKER, DemoConfig
-from .publish import publish_local
+from samix_hub.data.specs import load_data
+from samix_hub.demo.config import BACKBONE_REPO, GENERATOR_REPO, MARKER, DemoConfig
+from samix_hub.demo.publish import publish_local
+from samix_hub.errors import UserError
+from samix_hub.export.generator import export_run
+from samix_hub.export.load import load_generator
+from samix_hub.export.mixed_preview import preview_batch
+from samix_hub.export.mixed_writer import MixResult, MixSettings, write_mixed
+from samix_hub.fileio.locking import is_lock_file
+from samix_hub.format.artifact import BACKBONE, GENERATOR
+from samix_hub.format.repo_ref import ResolvedSource
+from samix_hub.hub.resolve import resolve_source
+from samix_hub.mixing.preview import save_preview
+from samix_hub.mixing.statistics import generator_mask_statistics
+from samix_hub.models.generator import MaskGenerator
+from samix_hub.train import TrainConfig, read_run_config, train
+from samix_hub.train.finetune import finetune_config
 
 __all__ = ["DemoState", "STEPS", "prepare_out", "split_target"]
 

@@ -99,7 +99,7 @@ def remove_stale_temps(folder: str | os.PathLike[str], names: Iterable[str]) -> 
 
 
 def _unwritable(path: Path, exc: OSError, option: str) -> Exception:
-    from ..errors import OutputError
+    from samix_hub.errors import OutputError
 
     reason = exc.strerror or str(exc)
     if isinstance(exc, (NotADirectoryError, FileExistsError)):
@@ -138,7 +138,7 @@ def check_writable_file(path: str | os.PathLike[str], option: str = "") -> Path:
     """Check that the file ``path`` can be written (its folder is created if needed)."""
     path = Path(path)
     if path.is_dir():
-        from ..errors import OutputError
+        from samix_hub.errors import OutputError
 
         raise OutputError(f"{path}: is a folder, not a file (given as {option})")
     check_writable_dir(path.parent, option)

@@ -26,8 +26,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from ..artifact.format import BACKBONE, CONFIG_NAME, GENERATOR, MIXED_STATE_NAME, RUN
-from ..errors import UserError
+from samix_hub.errors import UserError
+from samix_hub.format.artifact import BACKBONE, CONFIG_NAME, GENERATOR, MIXED_STATE_NAME, RUN
 
 __all__ = [
     "MAX_JSON_DEPTH",
@@ -203,7 +203,7 @@ def guard_output(
 def foreign_files(folder: Path, allowed: Iterable[str]) -> list[str]:
     """Paths (relative, POSIX) in ``folder`` that are not in ``allowed``: links, and files
     another program wrote. Lock files of samix-hub are not counted."""
-    from .locking import is_lock_file
+    from samix_hub.fileio.locking import is_lock_file
 
     allowed = set(allowed)
     found = []

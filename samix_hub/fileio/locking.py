@@ -28,7 +28,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..errors import OutputError, UserError
+from samix_hub.errors import OutputError, UserError
 
 try:
     import fcntl

@@ -1,7 +1,7 @@
-"""Mixup parameter sampling, masks and mixing methods (``SAMixUp`` is in ``samix_hub/mixup.py``)."""
+"""Mixup parameter sampling, masks and mixing methods (``SAMixUp`` is in ``samix_hub/mixing/samixup.py``)."""
 
-from .masks import LAM_MARGIN, apply_mask, margin_fallback, mask_adjust, sharpen
-from .methods import (
+from samix_hub.mixing.masks import LAM_MARGIN, apply_mask, margin_fallback, mask_adjust, sharpen
+from samix_hub.mixing.methods import (
     CutMix,
     MixedBatch,
     MixMethod,
@@ -13,7 +13,7 @@ from .methods import (
     build_method,
     finish_mask,
 )
-from .sampling import (
+from samix_hub.mixing.sampling import (
     DEFAULT_ALPHA,
     PAIRINGS,
     box_lam,

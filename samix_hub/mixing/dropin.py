@@ -20,8 +20,8 @@ from dataclasses import dataclass
 
 import torch
 
-from .methods import CutMix, MixParams, MixUp, SAMix
-from .sampling import box_lam, sample_box, sample_lam
+from samix_hub.mixing.methods import CutMix, MixParams, MixUp, SAMix
+from samix_hub.mixing.sampling import box_lam, sample_box, sample_lam
 
 __all__ = ["MODES", "KINDS", "DropInParams", "DropInPlan", "roll_partner", "flip_partner"]
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from ..models.mixer import calibrate_logits
+from samix_hub.models.mixer import calibrate_logits
 
 __all__ = [
     "apply_mask",

@@ -13,8 +13,15 @@ from typing import Any
 
 import torch
 
-from .masks import LAM_MARGIN, apply_mask, check_temperature, margin_fallback, mask_adjust, sharpen
-from .sampling import (
+from samix_hub.mixing.masks import (
+    LAM_MARGIN,
+    apply_mask,
+    check_temperature,
+    margin_fallback,
+    mask_adjust,
+    sharpen,
+)
+from samix_hub.mixing.sampling import (
     DEFAULT_ALPHA,
     box_lam,
     check_alpha,

@@ -15,8 +15,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .encoder import StageEncoder
-from .mixer import Mixer, MixerConfig
+from samix_hub.models.encoder import StageEncoder
+from samix_hub.models.mixer import Mixer, MixerConfig
 
 __all__ = ["Generator", "GeneratorConfig", "MaskGenerator"]
 

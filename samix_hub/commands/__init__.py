@@ -1,1 +1,0 @@
-"""One module per ``samix-hub`` sub-command; each exposes ``command`` (a ``click.Command``)."""

@@ -1,0 +1,1 @@
+"""Export, ONNX, int8, cards, loading and validation of artifacts."""

@@ -1,0 +1,317 @@
+"""A training run folder -> Hub-ready ``generator/`` and ``backbone/`` folders, validated.
+
+Reads ``RUN_DIR/config.json``, ``metrics.jsonl`` and ``checkpoints/last.pt`` (``weights_only``).
+The generator is the EMA encoder truncated after stage 3 plus the mixer (docs/algorithm.md "SAMix^P");
+the backbone is the timm classifier in timm's Hub layout. Each folder is written into a hidden
+staging folder, checked (files, tensors, ONNX checker, torch vs onnxruntime parity, card) and
+only then renamed into place, so a failed export never leaves a folder that looks complete.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from samix_hub._version import __version__
+from samix_hub.data.specs import load_data
+from samix_hub.errors import UserError
+from samix_hub.export.backbone import base_model, write_backbone_folder
+from samix_hub.export.cards import (
+    dataset_info,
+    format_value,
+    generator_results_text,
+    mixer_summary,
+    provenance_mask_summary,
+    recipe_table,
+    render_card,
+    smoke_run,
+    summarize_generator_metrics,
+    summarize_metrics,
+    teacher_summary,
+    validate_card,
+)
+from samix_hub.export.common import (
+    PARITY_TOL,
+    ExportReport,
+    check_parity,
+    check_replaceable,
+    copy_curves,
+    files_cell,
+    finalize_folder,
+    staged,
+    staging_folder,
+)
+from samix_hub.export.load import load_generator
+from samix_hub.export.schema import generator_config_dict
+from samix_hub.export.validate import list_files, validate_artifact
+from samix_hub.export.write import write_generator
+from samix_hub.fileio import atomic_write_text
+from samix_hub.format.artifact import (
+    BACKBONE,
+    CARD_NAME,
+    GENERATOR,
+    GENERATOR_ONNX,
+    GENERATOR_ONNX_INT8,
+)
+from samix_hub.train.run_reader import Run, build_backbone, build_generator, load_run
+
+__all__ = [
+    "calibration_images",
+    "Run",
+    "ExportReport",
+    "load_run",
+    "build_generator",
+    "build_backbone",
+    "write_generator_folder",
+    "write_backbone_folder",
+    "export_run",
+    "PARITY_TOL",
+    "finalize_folder",
+    "staging_folder",
+]
+
+WHAT = ("generator", "backbone")
+
+
+def write_generator_folder(
+    gen: Any,
+    folder: Path,
+    *,
+    run_config: dict[str, Any] | None,
+    metrics: Sequence[dict[str, Any]],
+    onnx: bool = True,
+    opset: int = 18,
+    repo_id: str | None = None,
+    int8_calibration: torch.Tensor | None = None,
+    int8_eval: torch.Tensor | None = None,
+    parity: str = "full",
+    card_kwargs: dict[str, Any] | None = None,
+    run_dir: Path | None = None,
+) -> ExportReport:
+    """Weights, config, ONNX (+ int8), parity, card, validation into ``folder`` (a staging dir).
+
+    ``parity="full"`` checks the new graph on several batch and image sizes, ``"probe"`` on
+    one batch (``save_pretrained``); the final validation runs one probe batch too.
+    ``card_kwargs`` (``license``, ``model_name``) go to the card. Without ``run_config``, the
+    card's recipe and mask statistics come from the generator's provenance. The run's
+    ``curves.png`` (``run_dir``) is copied and shown on the card.
+    """
+    from samix_hub.export.int8 import quantize_generator
+    from samix_hub.export.onnx import OnnxGenerator, export_generator_onnx, generator_parity
+
+    write_generator(gen, folder)
+    cfg = gen.config
+    data = generator_config_dict(gen)
+    report = ExportReport(kind=GENERATOR, path=folder)
+    curves_line = copy_curves(run_dir, folder)
+    if onnx:
+        export_generator_onnx(gen, folder / GENERATOR_ONNX, opset=opset)
+        graph = OnnxGenerator(folder / GENERATOR_ONNX, cfg, device="cpu")  # validated below
+        report.parity = generator_parity(gen, graph, probe=parity == "probe")
+        if int8_calibration is not None:
+            quantize_generator(
+                folder / GENERATOR_ONNX, folder / GENERATOR_ONNX_INT8, int8_calibration
+            )
+            report.int8 = _int8_fidelity(
+                folder, int8_eval if int8_eval is not None else int8_calibration
+            )
+    check_parity(report.parity, folder)
+    prov = cfg.provenance
+    own = summarize_generator_metrics(list(metrics))
+    if run_config is None and own is None:
+        own = provenance_mask_summary(prov)  # save_pretrained: what config.json records
+    h, w = cfg.input_size
+    origin, scorer = _generator_origin(cfg, prov, run_config, list(metrics))
+    exact = cfg.mixer.calibration == "exact"
+    fields = {
+        "title": f"SAMix generator: {cfg.backbone} on {dataset_info(prov.get('data'))[0]}",
+        "backbone": cfg.backbone,
+        "stage": cfg.stage,
+        "method": prov.get("method", "samix"),
+        "repo_id": repo_id or "ORG/NAME",
+        "in_chans": cfg.in_chans,
+        "height": h,
+        "width": w,
+        "opset": opset,
+        "feature_channels": gen.encoder.out_channels,
+        "mixer_summary": mixer_summary(cfg.mixer.to_dict()),
+        "mean": format_value(tuple(cfg.mean)),
+        "std": format_value(tuple(cfg.std)),
+        "lam_convention": data["lam_convention"],
+        "files": "",
+        "recipe": recipe_table(run_config, metrics, prov),
+        "results": generator_results_text(own, scorer) + curves_line,
+        "origin": origin,
+        "mask_mean": "its mean equals λ exactly"
+        if exact
+        else "its mean is free (not calibrated to λ; see the measured slope)",
+        "mean_limitation": "its mean equals λ (λ-exact calibration)."
+        if exact
+        else "its mean is not calibrated to λ: check the measured slope.",
+        "extra_limitations": _limitations(onnx, smoke_run(run_config, metrics)),
+        "samix_hub_version": __version__,
+    }
+    fields["files"] = files_cell(folder)
+    data_spec = (run_config or {}).get("data", prov.get("data"))
+    card_kwargs = dict(card_kwargs or {})
+    text = render_card(
+        "generator",
+        fields,
+        model_name=card_kwargs.pop("model_name", None)
+        or (repo_id.split("/")[-1] if repo_id else f"samix-generator-{cfg.backbone}"),
+        data_spec=data_spec,
+        summary=None,
+        metric_name="",
+        extra_tags=("mixup-generator",),
+        eval_results=None,  # mask statistics are no Hub metric: they are in the body
+        **card_kwargs,
+    )
+    atomic_write_text(folder / CARD_NAME, text)
+    validate_card(folder / CARD_NAME, "generator")
+    validate_artifact(folder, "all" if onnx else "torch")
+    report.files = list_files(folder)
+    return report
+
+
+def _limitations(onnx: bool, smoke: str | None) -> str:
+    """The card's extra limitation lines: no ONNX graph, a smoke run (``cards.smoke_run``)."""
+    lines = [] if onnx else ["- This export has no ONNX graph."]
+    if smoke:
+        lines.append(f"- This is {smoke}.")
+    return "".join(line + "\n" for line in lines)
+
+
+def _generator_origin(
+    cfg: Any,
+    prov: dict[str, Any],
+    run_config: dict[str, Any] | None,
+    metrics: list[dict[str, Any]],
+) -> tuple[str, str]:
+    """The card's description of the encoder and mixer, and of the classifier that scored it.
+
+    The classifier's accuracy is stated in the body only: it is the backbone card's result.
+    """
+
+    data = dataset_info(prov.get("data"))[0]
+    summary = summarize_metrics(metrics, "top1")
+    acc = f" (top-1 {summary['last']:.2f} % on the test split)" if summary else ""
+    teacher = prov.get("teacher")
+    if isinstance(teacher, dict):
+        who = teacher_summary(teacher)
+        origin = (
+            f"the encoder of a frozen, already trained `{cfg.backbone}` classifier (the teacher, "
+            f"{who}) truncated after stage {cfg.stage}, plus a {cfg.mixer.variant} mixer "
+            f"**trained against a frozen teacher** on **{data}**; only the mixer was trained"
+        )
+        scorer = f"The mixer was trained against the frozen teacher {who}{acc}."
+        head = (run_config or {}).get("teacher_head") or {}
+        if head.get("fitted"):
+            scorer += f" Its head was refit on frozen features for this data ({head['reason']})."
+        return origin, scorer + " The teacher is exported as the backbone; see its card."
+    weights = "EMA encoder" if prov.get("encoder_weights") == "ema" else "encoder"
+    origin = (
+        f"the {weights} of a `{cfg.backbone}` truncated after stage {cfg.stage} plus the "
+        f"{cfg.mixer.variant} mixer, trained with **{prov.get('method', 'samix')}** on **{data}**"
+    )
+    if summary is None:
+        return origin, "The classifier trained jointly with it recorded no evaluation."
+    return origin, (
+        f"The classifier trained jointly with this generator scored top-1 {summary['last']:.2f} % "
+        "on the test split (a result of the backbone card, not of this generator)."
+    )
+
+
+def _int8_fidelity(folder: Path, images: torch.Tensor) -> dict[str, float]:
+    """Mean / max |mask_int8 - mask_fp32| on real images (issue 6), seeded partners and λ."""
+
+    fp32 = load_generator(folder, "onnx", device="cpu")
+    int8 = load_generator(folder, "onnx", device="cpu", int8=True)
+    g = torch.Generator().manual_seed(1)
+    diffs = []
+    for start in range(0, images.shape[0], 64):
+        x = images[start : start + 64]
+        partner = torch.randperm(x.shape[0], generator=g)
+        lam = torch.rand(x.shape[0], generator=g)
+        diffs.append((fp32.masks(x, partner, lam) - int8.masks(x, partner, lam)).abs().flatten())
+    d = torch.cat(diffs)
+    return {"mask_mean_abs_diff": float(d.mean()), "mask_max_abs_diff": float(d.max())}
+
+
+def calibration_images(
+    spec: str, size: tuple[int, int], count: int = 256
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(calibration, evaluation): ``count`` train and ``count`` test images in [0, 1] at ``size``."""
+    source = load_data(spec)
+
+    def take(ds: Any) -> torch.Tensor:
+        n = min(count, len(ds))
+        x = torch.stack([ds[i][0] for i in range(n)]).float() / 255.0
+        if tuple(x.shape[-2:]) != tuple(size):
+            x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+        return x.clamp(0, 1)
+
+    return take(source.train), take(source.test)
+
+
+def export_run(
+    run_dir: str | Path,
+    out: str | Path,
+    what: Sequence[str] = WHAT,
+    *,
+    opset: int = 18,
+    onnx: bool = True,
+    weights: str = "model",
+    int8_calibration: torch.Tensor | None = None,
+    int8_eval: torch.Tensor | None = None,
+    repo_ids: dict[str, str] | None = None,
+    force: bool = False,
+    log: Callable[[str], None] = lambda _msg: None,
+) -> list[ExportReport]:
+    """Export a run to ``out/generator`` and ``out/backbone``; returns one report per folder.
+
+    A run without a mixer (vanilla, mixup, cutmix, samix-p...) exports only the backbone.
+    """
+    unknown = sorted(set(what) - set(WHAT))
+    if unknown or not what:
+        raise UserError(f"--what {','.join(what)}: choose from generator, backbone")
+    if weights not in ("model", "ema"):
+        raise UserError(f"--weights {weights}: choose model or ema")
+    out = Path(out)
+    repo_ids = repo_ids or {}
+    kinds = {"generator": GENERATOR, "backbone": BACKBONE}
+    for name in what:  # before any work: never replace the run itself or a foreign file
+        check_replaceable(out / name, force, kinds[name], inputs=[run_dir])
+    run = load_run(run_dir)
+    reports = []
+    if "generator" in what:
+        gen = build_generator(run)
+        if gen is None:
+            log(f"{run.path}: method {run.config.get('method')!r} has no mixer; no generator")
+        else:
+            with staged(out, "generator") as stage:
+                log("exporting generator ...")
+                rep = write_generator_folder(
+                    gen, stage, run_config=run.config, metrics=run.metrics, onnx=onnx,
+                    opset=opset, repo_id=repo_ids.get("generator"),
+                    int8_calibration=int8_calibration, int8_eval=int8_eval, run_dir=run.path,
+                )  # fmt: skip
+                finalize_folder(stage, out / "generator", force, GENERATOR, [run_dir])
+            rep.path = out / "generator"
+            reports.append(rep)
+    if "backbone" in what:
+        model = build_backbone(run, weights)
+        with staged(out, "backbone") as stage:
+            log("exporting backbone ...")
+            rep = write_backbone_folder(
+                model, stage, run_config=run.config, metrics=run.metrics, weights=weights,
+                onnx=onnx, opset=opset, repo_id=repo_ids.get("backbone"),
+                base_model=base_model(run.config), run_dir=run.path,
+            )  # fmt: skip
+            finalize_folder(stage, out / "backbone", force, BACKBONE, [run_dir])
+        rep.path = out / "backbone"
+        reports.append(rep)
+    return reports

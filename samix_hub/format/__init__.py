@@ -1,0 +1,1 @@
+"""On-disk names, schemas and limits of every kind samix-hub reads or writes."""

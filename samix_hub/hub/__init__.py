@@ -1,0 +1,1 @@
+"""The Hugging Face Hub: resolve, pull, push, local copies, the public classes' Hub methods."""

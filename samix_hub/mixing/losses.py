@@ -1,0 +1,157 @@
+"""Losses: mixup cross-entropy, the η-balanced mixup loss (docs/algorithm.md "The η-balanced mixup loss"), InfoNCE.
+
+All return batch means. ``lam`` is a float or a tensor of N values (the share of ``label_a``).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from samix_hub.models.mixer import as_lam_tensor
+
+__all__ = [
+    "mixup_cross_entropy",
+    "eta_balanced_mixup_loss",
+    "info_nce",
+    "mixup_info_nce",
+    "ssl_eta_balanced_loss",
+    "check_eta",
+]
+
+
+def _lam(lam: float | torch.Tensor, n: int, ref: torch.Tensor) -> torch.Tensor:
+    return as_lam_tensor(lam, n, ref.device).to(ref.dtype)
+
+
+def check_eta(eta: float) -> float:
+    if not (0.0 <= float(eta) < float("inf")):
+        raise ValueError(f"eta must be a finite number >= 0, got {eta!r}")
+    return float(eta)
+
+
+def mixup_cross_entropy(
+    logits: torch.Tensor,
+    label_a: torch.Tensor,
+    label_b: torch.Tensor,
+    lam: float | torch.Tensor,
+    label_smoothing: float = 0.0,
+) -> torch.Tensor:
+    """``mean(λ CE(z, a) + (1 - λ) CE(z, b))``."""
+    logits = logits.float()
+    lam_t = _lam(lam, logits.shape[0], logits)
+    ce_a = F.cross_entropy(logits, label_a, reduction="none", label_smoothing=label_smoothing)
+    ce_b = F.cross_entropy(logits, label_b, reduction="none", label_smoothing=label_smoothing)
+    return (lam_t * ce_a + (1 - lam_t) * ce_b).mean()
+
+
+def _log_softmax_without(
+    logits: torch.Tensor, drop: torch.Tensor, keep: torch.Tensor
+) -> torch.Tensor:
+    """log softmax over the classes except ``drop`` (per row), read at ``keep``.
+
+    Rows where ``drop == keep`` are computed over all classes (the caller zeroes them).
+    """
+    rows = torch.arange(logits.shape[0], device=logits.device)
+    excluded = torch.zeros_like(logits, dtype=torch.bool)
+    excluded[rows, drop] = drop != keep
+    masked = logits.masked_fill(excluded, float("-inf"))
+    return torch.log_softmax(masked, dim=1)[rows, keep]
+
+
+def eta_balanced_mixup_loss(
+    logits: torch.Tensor,
+    label_a: torch.Tensor,
+    label_b: torch.Tensor,
+    lam: float | torch.Tensor,
+    eta: float = 0.5,
+) -> torch.Tensor:
+    """SAMix η-balanced mixup loss ``local + η global`` (docs/algorithm.md "The η-balanced mixup loss").
+
+    local  = ``-λ log softmax(z)[a] - (1 - λ) log softmax(z)[b]``;
+    global = ``-log softmax(z \\ b)[a] - log softmax(z \\ a)[b]``, 0 where ``a == b``.
+    ``eta=0`` reproduces the released openmixup configs (local term only).
+    """
+    eta = check_eta(eta)
+    logits = logits.float()
+    n = logits.shape[0]
+    lam_t = _lam(lam, n, logits)
+    logp = torch.log_softmax(logits, dim=1)
+    rows = torch.arange(n, device=logits.device)
+    local = -(lam_t * logp[rows, label_a] + (1 - lam_t) * logp[rows, label_b])
+    if eta == 0.0:
+        return local.mean()
+    glob = -(
+        _log_softmax_without(logits, label_b, label_a)
+        + _log_softmax_without(logits, label_a, label_b)
+    )
+    glob = torch.where(label_a == label_b, torch.zeros_like(glob), glob)
+    return (local + eta * glob).mean()
+
+
+def _normalize(x: torch.Tensor) -> torch.Tensor:
+    return F.normalize(x.float(), dim=1)
+
+
+def info_nce(
+    query: torch.Tensor, key: torch.Tensor, queue: torch.Tensor, temperature: float = 0.2
+) -> torch.Tensor:
+    """MoCo InfoNCE: positive ``q . k``, negatives ``q . queue`` (K x D), all L2-normalised."""
+    q, k, neg = _normalize(query), _normalize(key), _normalize(queue)
+    pos = (q * k).sum(dim=1, keepdim=True)
+    logits = torch.cat([pos, q @ neg.t()], dim=1) / temperature
+    target = torch.zeros(q.shape[0], dtype=torch.long, device=q.device)
+    return F.cross_entropy(logits, target)
+
+
+def mixup_info_nce(
+    query: torch.Tensor,
+    key_a: torch.Tensor,
+    key_b: torch.Tensor,
+    queue: torch.Tensor,
+    lam: float | torch.Tensor,
+    temperature: float = 0.2,
+) -> torch.Tensor:
+    """Mixup InfoNCE (docs/algorithm.md "Self-supervised SAMix"): the mixed query is pulled to ``key_a`` with weight λ
+    and to ``key_b`` with weight ``1 - λ``, each against the queue's negatives."""
+    q = _normalize(query)
+    lam_t = _lam(lam, q.shape[0], q)
+    neg = q @ _normalize(queue).t()
+    pos_a = (q * _normalize(key_a)).sum(1, keepdim=True)
+    pos_b = (q * _normalize(key_b)).sum(1, keepdim=True)
+    target = torch.zeros(q.shape[0], dtype=torch.long, device=q.device)
+    ce_a = F.cross_entropy(torch.cat([pos_a, neg], 1) / temperature, target, reduction="none")
+    ce_b = F.cross_entropy(torch.cat([pos_b, neg], 1) / temperature, target, reduction="none")
+    return (lam_t * ce_a + (1 - lam_t) * ce_b).mean()
+
+
+def ssl_eta_balanced_loss(
+    query: torch.Tensor,
+    key_a: torch.Tensor,
+    key_b: torch.Tensor,
+    queue: torch.Tensor,
+    lam: float | torch.Tensor,
+    eta: float = 0.5,
+    temperature: float = 0.2,
+) -> torch.Tensor:
+    """Label-free η-balanced loss for the SSL mixer (docs/algorithm.md "Self-supervised SAMix").
+
+    local: the 2-way contrast between the two positives, ``-λ log p(a) - (1 - λ) log p(b)`` with
+    ``p = softmax([q.k_a, q.k_b] / T)``; global: InfoNCE of each positive against the queue.
+    """
+    eta = check_eta(eta)
+    q = _normalize(query)
+    lam_t = _lam(lam, q.shape[0], q)
+    pos_a = (q * _normalize(key_a)).sum(1, keepdim=True)
+    pos_b = (q * _normalize(key_b)).sum(1, keepdim=True)
+    two = torch.log_softmax(torch.cat([pos_a, pos_b], 1) / temperature, dim=1)
+    local = -(lam_t * two[:, 0] + (1 - lam_t) * two[:, 1])
+    if eta == 0.0:
+        return local.mean()
+    neg = q @ _normalize(queue).t()
+    target = torch.zeros(q.shape[0], dtype=torch.long, device=q.device)
+    glob = F.cross_entropy(torch.cat([pos_a, neg], 1) / temperature, target, reduction="none")
+    glob = glob + F.cross_entropy(
+        torch.cat([pos_b, neg], 1) / temperature, target, reduction="none"
+    )
+    return (local + eta * glob).mean()
