@@ -21,9 +21,7 @@ from samix_hub.format.lazy import lazy_exports
 if TYPE_CHECKING:  # the lazy names, for type checkers and IDEs
     from importlib.machinery import ModuleSpec
 
-    from samix_hub.export.load import load_backbone
-    from samix_hub.hub.api import Generator, load_generator
-    from samix_hub.mixing.samixup import SAMixUp
+    from samix_hub.hub.api import Generator, SAMixUp, load_backbone, load_generator
     from samix_hub.models import GeneratorConfig, MaskGenerator, Mixer, MixerConfig, create_encoder
 
 __all__ = [
@@ -42,10 +40,10 @@ __all__ = [
 
 #: public name -> the module that defines it (imported on first access)
 _LAZY = {
-    "load_backbone": ".export.load",
+    "load_backbone": ".hub.api",
     "Generator": ".hub.api",
     "load_generator": ".hub.api",
-    "SAMixUp": ".mixing.samixup",
+    "SAMixUp": ".hub.api",
     "GeneratorConfig": ".models",
     "MaskGenerator": ".models",
     "Mixer": ".models",

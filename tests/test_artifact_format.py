@@ -12,11 +12,12 @@ import pytest
 import torch
 
 import samix_hub
-from samix_hub.export.load import load_generator, read_generator
+from samix_hub import Generator, load_generator
+from samix_hub.export.load import read_generator
 from samix_hub.export.schema import ConfigFieldError, generator_config_from_dict
 from samix_hub.export.write import write_generator
 from samix_hub.format import artifact as fmt
-from samix_hub.models import Generator, GeneratorConfig, MaskGenerator, MixerConfig
+from samix_hub.models import GeneratorConfig, MaskGenerator, MixerConfig
 
 ROOT = Path(samix_hub.__file__).resolve().parent
 FILE_NAMES = {

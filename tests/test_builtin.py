@@ -20,11 +20,12 @@ import torch
 from safetensors.torch import load_file
 
 import samix_hub
-from samix_hub.data.mixed import STATE_NAME
 from samix_hub.errors import UserError
 from samix_hub.export.cards import validate_card
 from samix_hub.export.validate import GENERATOR, list_files, validate_artifact
-from samix_hub.hub.resolve import BUILTIN_PREFIX, builtin_names, resolve_source
+from samix_hub.format.mixed import STATE_NAME
+from samix_hub.format.repo_ref import BUILTIN_PREFIX, builtin_names
+from samix_hub.hub.resolve import resolve_source
 
 sys.path.insert(0, str(Path(__file__).parent))
 from cli_helpers import run_cli  # noqa: E402

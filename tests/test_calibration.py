@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from samix_hub.mixing.masks import calibrate_logits
 from samix_hub.models import Mixer, MixerConfig
-from samix_hub.models.mixer import calibrate_logits
 
 
 def _reference_shift(logits: torch.Tensor, lam: float) -> float:

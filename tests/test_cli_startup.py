@@ -73,7 +73,7 @@ import samix_hub
 assert samix_hub.__version__ and "torch" not in sys.modules, sorted(sys.modules)
 from samix_hub import SAMixUp, Generator, load_generator, load_backbone, MixerConfig
 from samix_hub.models import Mixer
-assert samix_hub.Mixer is Mixer and SAMixUp.__module__ == "samix_hub.mixing.samixup"
+assert samix_hub.Mixer is Mixer and SAMixUp.__module__ == "samix_hub.hub.api"
 assert set(samix_hub.__all__) <= set(dir(samix_hub))
 try:
     samix_hub.no_such_name
@@ -226,8 +226,8 @@ def test_log_tensorboard_without_tensorboard_names_the_extra(
 
 def test_log_sinks_agree_between_the_cli_and_the_engine() -> None:
     """The option spells the names out so that --help imports no engine; the same names."""
-    from samix_hub.cli.options import LOG_SINKS as CLI_SINKS
-    from samix_hub.train.run_log import LOG_SINKS
+    from samix_hub.format.run import LOG_SINKS
+    from samix_hub.format.run import LOG_SINKS as CLI_SINKS
 
     assert CLI_SINKS == LOG_SINKS
 

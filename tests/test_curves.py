@@ -20,9 +20,7 @@ import torch
 from cli_helpers import run_cli
 from PIL import Image
 
-from samix_hub.train import load_checkpoint
-from samix_hub.train.curves import (
-    CURVES_NAME,
+from samix_hub.export.curves import (
     MAX_POINTS,
     binned,
     curve_panels,
@@ -31,6 +29,8 @@ from samix_hub.train.curves import (
     render,
     save_curves,
 )
+from samix_hub.format.run import CURVES_NAME
+from samix_hub.train import load_checkpoint
 from samix_hub.train.run_log import csv_columns, csv_text
 
 

@@ -117,8 +117,8 @@ def test_summary_has_the_expected_fields(demo: dict) -> None:
 @pytest.mark.slow
 def test_exported_generator_masks_follow_lambda_and_are_not_flat(demo: dict) -> None:
     """Computed here from the exported folder on real target images, not by the demo's code."""
+    from samix_hub import load_generator
     from samix_hub.data.specs import load_data
-    from samix_hub.export.load import load_generator
 
     s = demo["summary"]
     target = load_data(s["data"]["target"])

@@ -16,8 +16,8 @@ from samix_hub import Generator, GeneratorConfig, Mixer, MixerConfig
 from samix_hub.cli.main import cli
 from samix_hub.errors import UserError
 from samix_hub.export.generator import export_run
+from samix_hub.export.run import load_weights_only
 from samix_hub.export.validate import validate_artifact
-from samix_hub.train.checkpoint import load_weights_only
 
 sys.path.insert(0, str(Path(__file__).parent))
 from conftest import CIFAR_SUBSET  # noqa: E402

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from samix_hub.data.mixed import DATA_DIR
-from samix_hub.export.load import load_generator
+from samix_hub import load_generator
+from samix_hub.format.mixed import DATA_DIR
 
 pytestmark = pytest.mark.gpu
 if not torch.cuda.is_available():

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import torch
 
-from samix_hub import Generator, GeneratorConfig, MixerConfig
+from samix_hub import Generator, GeneratorConfig, MixerConfig, load_generator
 from samix_hub.errors import ArtifactError, HubError, UserError
 from samix_hub.export.load import read_generator
 from samix_hub.export.write import write_generator
@@ -424,7 +424,6 @@ def test_resolve_source(hub: FakeHub, tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_onnx_generator_push_pull_load(hub: FakeHub, tmp_path: Path) -> None:
     """runtime onnx: only the graph + config + card are fetched; same outputs as torch."""
-    from samix_hub.export import load as loading
     from samix_hub.export import onnx as onnx_export
 
     gen = make_generator(tmp_path / "g", seed=6)
@@ -440,7 +439,7 @@ def test_onnx_generator_push_pull_load(hub: FakeHub, tmp_path: Path) -> None:
         "onnx/generator.onnx",
         "generator.safetensors",
     }
-    onnx_gen = loading.load_generator("me/gen-onnx", runtime="onnx", device="cpu", **kw)
+    onnx_gen = load_generator("me/gen-onnx", runtime="onnx", device="cpu", **kw)
     assert onnx_gen.source.commit == sha  # through the one SRC resolver
     for a, b in zip(outputs(gen), outputs(onnx_gen), strict=True):
         torch.testing.assert_close(torch.as_tensor(b), a, atol=1e-4, rtol=1e-4)

@@ -20,9 +20,8 @@ import torch
 from huggingface_hub import CommitInfo, DatasetCard, ModelCard, ModelHubMixin
 
 import samix_hub
-from samix_hub import Generator, GeneratorConfig, MixerConfig
+from samix_hub import Generator, GeneratorConfig, MixerConfig, load_backbone, load_generator
 from samix_hub.errors import UserError
-from samix_hub.export.load import load_backbone, load_generator
 from samix_hub.export.mixed_card import render_card as render_mixed_card
 from samix_hub.export.validate import validate_artifact
 

@@ -7,9 +7,10 @@ import pytest
 import torch
 
 from samix_hub import SAMixUp
-from samix_hub.data.mixed import SHARD_RE, plan_shard, shard_name
 from samix_hub.errors import UserError
+from samix_hub.export.mixed_plan import plan_shard
 from samix_hub.export.mixed_writer import mix_group
+from samix_hub.format.mixed import SHARD_RE, shard_name
 from samix_hub.mixing import (
     DEFAULT_ALPHA,
     CutMix,

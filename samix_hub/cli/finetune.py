@@ -204,6 +204,7 @@ def command(
       samix-hub finetune --resume --out runs/ft-samix-p        # after an interruption
       samix-hub export runs/ft-samix-p --out release/ --what backbone
     """
+    from samix_hub.hub.resolve import resolve_source
     from samix_hub.train import read_run_config, train
     from samix_hub.train.finetune import finetune_config
     from samix_hub.train.resume import resume_config
@@ -232,6 +233,6 @@ def command(
             **opts,
         )  # fmt: skip
     with resume_hint(f"samix-hub finetune --resume --out {shlex.quote(str(cfg.out))}"):
-        run_dir = train(cfg, resume=resume, quiet=quiet, log=log)
+        run_dir = train(cfg, resume=resume, quiet=quiet, log=log, sources=resolve_source)
     if int(os.environ.get("RANK", "0")) == 0:
         click.echo(str(run_dir))

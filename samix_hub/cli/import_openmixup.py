@@ -98,10 +98,10 @@ def command(
 
     from samix_hub.export.common import check_replaceable
     from samix_hub.export.generator import finalize_folder, staging_folder, write_generator_folder
+    from samix_hub.export.run import load_weights_only
     from samix_hub.fileio import check_writable_dir
     from samix_hub.format.artifact import GENERATOR
     from samix_hub.models.openmixup import generator_from_openmixup
-    from samix_hub.train.checkpoint import load_weights_only
 
     if out.exists() and not force:
         raise click.UsageError(f"{out}: exists; pass --force to replace it")

@@ -66,7 +66,7 @@ def _print(info: dict[str, Any]) -> None:
 
 
 def _no_artifact(as_json: bool) -> None:
-    from samix_hub.hub.resolve import BUILTIN_PREFIX, builtin_names
+    from samix_hub.format.repo_ref import BUILTIN_PREFIX, builtin_names
 
     if as_json:
         click.echo(json.dumps({"builtin": [BUILTIN_PREFIX + n for n in builtin_names()]}))

@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 from samix_hub.format.limits import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE
+from samix_hub.format.run import LOG_SINKS
 
 __all__ = [
     "ImageSize",
@@ -24,7 +25,6 @@ __all__ = [
     "quiet_option",
     "quiet_third_party",
     "log_option",
-    "LOG_SINKS",
     "run_options",
     "builtin_hint",
     "resume_hint",
@@ -178,7 +178,6 @@ quiet_option = click.option(
 )
 
 #: ``--log`` sinks (besides ``metrics.jsonl`` and ``curves.png``, always written).
-LOG_SINKS = ("csv", "tensorboard")
 
 
 def _log_callback(

@@ -70,7 +70,7 @@ def command(
       samix-hub pull me/r18-samix@3f2a...e9 --offline
       samix-hub mix --generator "$(samix-hub pull me/gen)" --data digits --out mixed/
     """
-    from samix_hub.hub.resolve import parse_repo_id
+    from samix_hub.format.repo_ref import parse_repo_id
     from samix_hub.hub.transfer import pull as hub_pull
 
     repo_id, revision = parse_repo_id(src)

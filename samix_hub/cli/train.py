@@ -196,6 +196,7 @@ def command(
       samix-hub train --resume --out runs/c100-r18-samix       # after an interruption
       torchrun --nproc-per-node 4 -m samix_hub train --method samix ... --out runs/ddp
     """
+    from samix_hub.hub.resolve import resolve_source
     from samix_hub.train import SslOptions, TrainConfig, train
     from samix_hub.train.resume import resume_config
 
@@ -230,6 +231,6 @@ def command(
             raise click.UsageError(f"{flags}: only used with --scenario ssl")
         cfg = TrainConfig(**opts, ssl=SslOptions.from_dict(given_ssl))
     with resume_hint(f"samix-hub train --resume --out {shlex.quote(str(cfg.out))}"):
-        run_dir = train(cfg, resume=resume, quiet=quiet, log=log)
+        run_dir = train(cfg, resume=resume, quiet=quiet, log=log, sources=resolve_source)
     if int(os.environ.get("RANK", "0")) == 0:
         click.echo(str(run_dir))

@@ -20,12 +20,13 @@ from samix_hub.demo.config import BACKBONE_REPO, GENERATOR_REPO, MARKER, DemoCon
 from samix_hub.demo.publish import publish_local
 from samix_hub.errors import UserError
 from samix_hub.export.generator import export_run
-from samix_hub.export.load import load_generator
 from samix_hub.export.mixed_preview import preview_batch
 from samix_hub.export.mixed_writer import MixResult, MixSettings, write_mixed
 from samix_hub.fileio.locking import is_lock_file
 from samix_hub.format.artifact import BACKBONE, GENERATOR
 from samix_hub.format.repo_ref import ResolvedSource
+from samix_hub.format.run import METRICS_NAME
+from samix_hub.hub.api import load_generator
 from samix_hub.hub.resolve import resolve_source
 from samix_hub.mixing.preview import save_preview
 from samix_hub.mixing.statistics import generator_mask_statistics
@@ -122,7 +123,7 @@ def split_target(
 
 
 def _last_metrics(run: Path) -> dict[str, Any]:
-    lines = (run / "metrics.jsonl").read_text().splitlines()
+    lines = (run / METRICS_NAME).read_text().splitlines()
     if not lines:
         raise UserError(f"{run}: the run wrote no evaluation")
     return json.loads(lines[-1])

@@ -23,7 +23,8 @@ from samix_hub.export.cards import (
     validate_card,
 )
 from samix_hub.export.common import ExportReport, check_parity, copy_curves, files_cell, num_params
-from samix_hub.export.load import load_backbone
+from samix_hub.export.load import open_backbone
+from samix_hub.export.run import run_chans, run_image_size
 from samix_hub.export.validate import list_files, validate_artifact
 from samix_hub.fileio import atomic_write_text
 from samix_hub.fileio.guard import read_json_bounded
@@ -34,7 +35,6 @@ from samix_hub.format.artifact import (
     CARD_NAME,
     CONFIG_NAME,
 )
-from samix_hub.train.run_reader import run_chans, run_image_size
 
 __all__ = ["write_backbone_folder", "base_model"]
 
@@ -101,7 +101,7 @@ def write_backbone_folder(
             model, folder / BACKBONE_ONNX, mean, std, (c, h, w), opset=opset,
             label_names=model_config.get("label_names"),
         )  # fmt: skip
-        onnx_model, _ = load_backbone(folder, runtime="onnx", device="cpu")
+        onnx_model, _ = open_backbone(folder, runtime="onnx", device="cpu")
         report.parity = backbone_parity(model, onnx_model, mean, std, (c, h, w))
     check_parity(report.parity, folder)
     key = "ema_top1" if weights == "ema" else "top1"

@@ -15,6 +15,7 @@ from typing import Any
 import torch.nn as nn
 
 from samix_hub.errors import ArtifactError, UserError
+from samix_hub.export.curves import is_curves_png
 from samix_hub.export.onnx import PARITY_TOL
 from samix_hub.export.validate import list_files
 from samix_hub.fileio import fault_of
@@ -28,7 +29,7 @@ from samix_hub.format.artifact import (
     GENERATOR_ONNX_INT8,
     GENERATOR_WEIGHTS,
 )
-from samix_hub.train.curves import CURVES_NAME, is_curves_png
+from samix_hub.format.run import CURVES_NAME
 
 __all__ = [
     "PARITY_TOL",

@@ -45,7 +45,8 @@ from samix_hub.export.common import (
     staged,
     staging_folder,
 )
-from samix_hub.export.load import load_generator
+from samix_hub.export.load import open_generator
+from samix_hub.export.run import Run, build_backbone, build_generator, load_run
 from samix_hub.export.schema import generator_config_dict
 from samix_hub.export.validate import list_files, validate_artifact
 from samix_hub.export.write import write_generator
@@ -57,7 +58,6 @@ from samix_hub.format.artifact import (
     GENERATOR_ONNX,
     GENERATOR_ONNX_INT8,
 )
-from samix_hub.train.run_reader import Run, build_backbone, build_generator, load_run
 
 __all__ = [
     "calibration_images",
@@ -228,8 +228,8 @@ def _generator_origin(
 def _int8_fidelity(folder: Path, images: torch.Tensor) -> dict[str, float]:
     """Mean / max |mask_int8 - mask_fp32| on real images (issue 6), seeded partners and λ."""
 
-    fp32 = load_generator(folder, "onnx", device="cpu")
-    int8 = load_generator(folder, "onnx", device="cpu", int8=True)
+    fp32 = open_generator(folder, "onnx", device="cpu")
+    int8 = open_generator(folder, "onnx", device="cpu", int8=True)
     g = torch.Generator().manual_seed(1)
     diffs = []
     for start in range(0, images.shape[0], 64):

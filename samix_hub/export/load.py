@@ -33,25 +33,24 @@ from samix_hub.format.artifact import (
     GENERATOR_WEIGHTS,
 )
 from samix_hub.format.extras import ONNX_EXTRA, require_extra
-from samix_hub.format.repo_ref import ResolvedSource
-from samix_hub.hub.resolve import resolve_source
+from samix_hub.format.repo_ref import ResolvedSource, resolve_local
 from samix_hub.models import backbones as _backbones  # noqa: F401  (registers the CIFAR backbones in timm)
-from samix_hub.models.generator import Generator, MaskGenerator
+from samix_hub.models.generator import GeneratorNet, MaskGenerator
 
-__all__ = ["load_generator", "load_backbone", "read_generator", "GeneratorFactory"]
+__all__ = ["open_generator", "open_backbone", "read_generator", "GeneratorFactory"]
 
 #: Builds the torch generator from its config (``samix_hub.Generator`` adds the Hub methods).
-GeneratorFactory = type[Generator]
+GeneratorFactory = type[GeneratorNet]
 
 
 def _resolve(
-    src: str | os.PathLike[str] | ResolvedSource, runtime: str, kind: str, **hub: Any
+    src: str | os.PathLike[str] | ResolvedSource, runtime: str, kind: str
 ) -> ResolvedSource:
     if runtime not in ("torch", "onnx"):
         raise UserError(f"unknown runtime {runtime!r} (torch or onnx)")
     if runtime == "onnx":
         require_extra(("onnx", "onnxruntime"), ONNX_EXTRA, "runtime='onnx'")
-    resolved = src if isinstance(src, ResolvedSource) else resolve_source(src, runtime, **hub)
+    resolved = src if isinstance(src, ResolvedSource) else resolve_local(src, runtime)
     if resolved.kind is not None and resolved.validated in (runtime, "all"):
         found = resolved.kind  # hub.pull validated these files for this runtime
     else:
@@ -64,8 +63,8 @@ def _resolve(
 def read_generator(
     path: str | os.PathLike[str],
     device: str | torch.device = "cpu",
-    cls: GeneratorFactory = Generator,
-) -> Generator:
+    cls: GeneratorFactory = GeneratorNet,
+) -> GeneratorNet:
     """The torch generator of a folder, without the full validation; errors name the file
     that is missing (``FileNotFoundError``) or wrong (``ValueError``)."""
     folder = Path(path)
@@ -102,38 +101,25 @@ def read_generator(
     return gen.to(device).freeze()
 
 
-def load_generator(
+def open_generator(
     src: str | os.PathLike[str] | ResolvedSource,
     runtime: str = "torch",
     device: str | torch.device | None = None,
     int8: bool = False,
-    *,
-    revision: str | None = None,
-    cache_dir: str | os.PathLike[str] | None = None,
-    local_files_only: bool = False,
-    force_download: bool = False,
-    token: str | bool | None = None,
-    cls: GeneratorFactory = Generator,
-    **hub_kwargs: Any,
+    cls: GeneratorFactory = GeneratorNet,
 ) -> MaskGenerator:
     """A frozen generator callable as ``gen(images [0, 1], partner, lam) -> (mask, mixed)``.
 
-    ``runtime="torch"``: a :class:`~samix_hub.models.generator.Generator` (``cls``) on
+    ``runtime="torch"``: a :class:`~samix_hub.models.generator.GeneratorNet` (``cls``) on
     ``device`` (default cpu). ``runtime="onnx"``: a :class:`~samix_hub.export.onnx.OnnxGenerator`;
     ``device`` auto (the default) takes CUDA when onnxruntime offers it, else CPU (see
     ``.providers``); ``int8`` picks the quantised graph when the folder has one. ``.source``
     records where it came from.
 
-    For a Hub repo id: ``revision`` (branch, tag or commit; the same as ``@REV``),
-    ``cache_dir``, ``local_files_only`` (cache only, no network), ``force_download`` and
-    ``token``, as ``from_pretrained`` in huggingface_hub (docs/python_api.md); further
-    ``hub_kwargs`` (``endpoint``, ``local_dir``, ``offline``) go to :func:`samix_hub.hub.transfer.pull`.
+    ``src``: a resolved source, a folder, ``local-dir:FOLDER`` or ``builtin:NAME``
+    (:func:`samix_hub.hub.api.load_generator` also downloads Hub repos).
     """
-    hub_kwargs.update(
-        revision=revision, cache_dir=cache_dir, local_files_only=local_files_only,
-        force_download=force_download, token=token,
-    )  # fmt: skip
-    resolved = _resolve(src, runtime, GENERATOR, **hub_kwargs)
+    resolved = _resolve(src, runtime, GENERATOR)
     folder = resolved.path
     gen: Any
     if runtime == "torch":
@@ -159,53 +145,23 @@ def load_generator(
     return gen
 
 
-_RUNTIMES = ("torch", "onnx")
-
-
-def _runtime_device(runtime: Any, device: Any) -> tuple[str, Any]:
-    """``(runtime, device)``; an older positional call ``load_backbone(src, device, runtime)``
-    (a device where the runtime goes) is read the old way."""
-    if runtime not in _RUNTIMES and (device is None or device in _RUNTIMES):
-        if isinstance(runtime, torch.device) or str(runtime).split(":")[0] in (
-            "cpu",
-            "cuda",
-            "auto",
-            "mps",
-        ):
-            return device or "torch", runtime
-    return runtime, device
-
-
-def load_backbone(
+def open_backbone(
     src: str | os.PathLike[str] | ResolvedSource,
     runtime: str = "torch",
     device: str | torch.device | None = None,
-    *,
-    revision: str | None = None,
-    cache_dir: str | os.PathLike[str] | None = None,
-    local_files_only: bool = False,
-    force_download: bool = False,
-    token: str | bool | None = None,
-    **hub_kwargs: Any,
 ) -> tuple[Any, dict[str, Any]]:
     """(model, config.json as a dict) for a backbone folder, ``local-dir:FOLDER`` or repo id.
 
-    The positional order is that of :func:`load_generator`: ``src``, ``runtime``, ``device``.
+    The positional order is that of :func:`open_generator`: ``src``, ``runtime``, ``device``.
     ``runtime="torch"``: the timm model in eval mode, built from ``config.json`` through timm's
     own ``local-dir:`` loader and filled from ``model.safetensors`` (never from a pickle, even
     when timm wrote ``pytorch_model.bin`` beside it); it expects normalised input
     (``config["pretrained_cfg"]`` mean/std), as every timm model. ``runtime="onnx"``: a
-    :class:`~samix_hub.export.onnx.OnnxBackbone` taking images in [0, 1]. The Hub keywords are those
-    of :func:`load_generator`.
+    :class:`~samix_hub.export.onnx.OnnxBackbone` taking images in [0, 1].
     """
     import timm
 
-    runtime, device = _runtime_device(runtime, device)
-    hub_kwargs.update(
-        revision=revision, cache_dir=cache_dir, local_files_only=local_files_only,
-        force_download=force_download, token=token,
-    )  # fmt: skip
-    resolved = _resolve(src, runtime, BACKBONE, **hub_kwargs)
+    resolved = _resolve(src, runtime, BACKBONE)
     folder = resolved.path
     config = read_json_bounded(folder / CONFIG_NAME)
     backbone_meta(config, folder / CONFIG_NAME)  # refuses an unknown samix-hub format version

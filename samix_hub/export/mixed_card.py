@@ -15,11 +15,11 @@ import re
 from pathlib import Path
 from typing import Any
 
-from samix_hub.data.mixed import DATA_DIR, shard_name
 from samix_hub.data.names import local_name, public_dataset_info
 from samix_hub.fileio import atomic_write_text
 from samix_hub.fileio.guard import loads_bounded
 from samix_hub.format.artifact import CARD_NAME
+from samix_hub.format.mixed import DATA_DIR, shard_name
 
 __all__ = ["render_card", "write_card", "shard_info", "size_category", "MAX_ERRORS_KEPT"]
 

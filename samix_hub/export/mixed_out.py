@@ -16,12 +16,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from samix_hub.data.mixed import DATA_DIR, FORMAT_VERSION, STATE_NAME, num_shards, shard_name
 from samix_hub.errors import UserError
 from samix_hub.fileio import atomic_write_json, remove_stale_temps
 from samix_hub.fileio.guard import read_json_bounded
 from samix_hub.fileio.locking import folder_lock, is_lock_file
 from samix_hub.format.artifact import CARD_NAME
+from samix_hub.format.mixed import DATA_DIR, FORMAT_VERSION, STATE_NAME, num_shards, shard_name
 
 __all__ = ["check_mix_out", "mix_lock", "prepare_out"]
 

@@ -24,21 +24,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from samix_hub.data.mixed import (
-    DATA_DIR,
-    FORMAT_VERSION,
-    GroupPlan,
-    encode_images,
-    hf_features,
-    num_shards,
-    plan_shard,
-    shard_name,
-)
 from samix_hub.errors import UserError
 from samix_hub.export.mixed_card import MAX_ERRORS_KEPT, public_error, shard_info, write_card
 from samix_hub.export.mixed_out import check_mix_out, mix_lock, prepare_out
+from samix_hub.export.mixed_plan import GroupPlan, encode_images, hf_features, plan_shard
 from samix_hub.export.mixed_source import SourceLoader, source_channels
 from samix_hub.fileio import atomic_write
+from samix_hub.format.mixed import DATA_DIR, FORMAT_VERSION, num_shards, shard_name
 from samix_hub.mixing.masks import LAM_MARGIN, apply_mask
 from samix_hub.mixing.methods import MixParams, build_method
 

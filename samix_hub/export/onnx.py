@@ -117,7 +117,7 @@ def _dims() -> tuple[Any, Any, Any]:
 
 
 def export_generator_onnx(gen: nn.Module, path: str | os.PathLike[str], opset: int = 18) -> Path:
-    """Export a :class:`~samix_hub.models.generator.Generator` (CPU, eval) to one ONNX file."""
+    """Export a :class:`~samix_hub.models.generator.GeneratorNet` (CPU, eval) to one ONNX file."""
     cfg = gen.config  # type: ignore[attr-defined]
     h, w = cfg.input_size
     n = 4

@@ -33,7 +33,7 @@ from samix_hub.format.limits import (
     MAX_STAGE,
     MIN_IMAGE_SIZE,
 )
-from samix_hub.models.generator import Generator, GeneratorConfig
+from samix_hub.models.generator import GeneratorConfig, GeneratorNet
 from samix_hub.models.mixer import MixerConfig
 
 __all__ = [
@@ -372,7 +372,7 @@ def check_backbone_config(cfg: Mapping[str, Any], source: str) -> int:
     return chans
 
 
-def generator_config_dict(gen: Generator) -> dict[str, Any]:
+def generator_config_dict(gen: GeneratorNet) -> dict[str, Any]:
     """A generator's whole ``config.json``: format fields, its config and the ``encoder`` block
     (what the encoder gives the mixer; informational, checked against the weights on load)."""
     cfg = gen.config

@@ -13,7 +13,6 @@ import re
 from pathlib import Path
 from typing import Any
 
-from samix_hub.data.mixed import SHARD_RE
 from samix_hub.errors import ArtifactError, NotAnArtifactError, UserError
 from samix_hub.export.schema import check_backbone_config, generator_config_from_dict
 from samix_hub.fileio.guard import loads_bounded, read_json_bounded
@@ -32,7 +31,8 @@ from samix_hub.format.artifact import (
     PICKLE_SUFFIXES,
 )
 from samix_hub.format.limits import MAX_CLASSES, DataSpecError, check_pixels
-from samix_hub.models.generator import Generator
+from samix_hub.format.mixed import SHARD_RE
+from samix_hub.models.generator import GeneratorNet
 
 __all__ = [
     "GENERATOR",
@@ -189,7 +189,7 @@ def _validate_generator(folder: Path, runtime: str) -> None:
     try:
         config = generator_config_from_dict(_read_json(cfg_path), source=str(cfg_path))
         if runtime in ("torch", "all"):
-            expected = {k: tuple(v.shape) for k, v in Generator(config).state_dict().items()}
+            expected = {k: tuple(v.shape) for k, v in GeneratorNet(config).state_dict().items()}
             _check_safetensors(folder / GENERATOR_WEIGHTS, expected)
     except ValueError as exc:
         raise ArtifactError(str(exc)) from None
@@ -490,7 +490,7 @@ def _check_onnx_parity(folder: Path, path: Path, kind: str) -> None:
     try:
         if kind == GENERATOR:
             config = generator_config_from_dict(cfg, source=str(folder / CONFIG_NAME))
-            gen = Generator(config)
+            gen = GeneratorNet(config)
             gen.load_state_dict(load_file(str(folder / GENERATOR_WEIGHTS)))
             gen.eval()
             parity = generator_parity(gen, OnnxGenerator(path, config, device="cpu"), probe=True)

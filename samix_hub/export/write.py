@@ -13,12 +13,12 @@ from safetensors.torch import save_file
 from samix_hub.export.schema import generator_config_dict
 from samix_hub.fileio import atomic_write, atomic_write_json
 from samix_hub.format.artifact import CONFIG_NAME, GENERATOR_WEIGHTS
-from samix_hub.models.generator import Generator
+from samix_hub.models.generator import GeneratorNet
 
 __all__ = ["write_generator"]
 
 
-def write_generator(gen: Generator, path: str | os.PathLike[str]) -> Path:
+def write_generator(gen: GeneratorNet, path: str | os.PathLike[str]) -> Path:
     """Write ``config.json`` and ``generator.safetensors`` into folder ``path`` (atomically)."""
     folder = Path(path)
     folder.mkdir(parents=True, exist_ok=True)

@@ -1,10 +1,13 @@
-"""Where an artifact lies and where it came from (:class:`ResolvedSource`), and Hub repo ids
-(``ORG/NAME[@REV]``): used by :mod:`samix_hub.hub.resolve` and :mod:`samix_hub.hub.transfer` alike."""
+"""Where an artifact lies and where it came from (:class:`ResolvedSource`), the sources that are
+local (a folder, ``local-dir:FOLDER``, ``builtin:NAME``: :func:`local_source`) and Hub repo ids
+(``ORG/NAME[@REV]``). :func:`samix_hub.hub.resolve.resolve_source` adds the Hub downloads; code
+below the Hub takes a :data:`Resolve` from its caller (docs/README.md "Which way imports go")."""
 
 from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +22,14 @@ __all__ = [
     "BUILTIN_PREFIX",
     "BUILTIN_DIR",
     "builtin_names",
+    "LOCAL_DIR_PREFIX",
+    "Resolve",
+    "local_source",
+    "resolve_local",
 ]
+
+#: timm's prefix for a model folder on disk (``timm.create_model("local-dir:FOLDER")``).
+LOCAL_DIR_PREFIX = "local-dir:"
 
 #: ``builtin:NAME`` names a generator that ships inside the package (``samix_hub/builtin/NAME``).
 BUILTIN_PREFIX = "builtin:"
@@ -81,3 +91,46 @@ def parse_repo_id(src: str) -> tuple[str, str | None]:
     if "@" in src and not rev:
         raise UserError(f"{src!r}: empty revision after '@'")
     return repo, (rev or None)
+
+
+#: ``(src, runtime) -> ResolvedSource``: turns a ``SRC`` argument into a local folder.
+Resolve = Callable[[str, str], ResolvedSource]
+
+
+def local_source(src: str | os.PathLike[str]) -> ResolvedSource | None:
+    """``builtin:NAME``, ``local-dir:FOLDER`` or an existing folder as a :class:`ResolvedSource`
+    (unvalidated: the loader validates it for the runtime it needs); None for what can only be a
+    Hub repo id. A file, or a path that does not exist, is a one-line error."""
+    text = os.fspath(src)
+    if text.startswith(BUILTIN_PREFIX):
+        name = text[len(BUILTIN_PREFIX) :]
+        if name not in builtin_names():
+            known = ", ".join(BUILTIN_PREFIX + n for n in builtin_names()) or "none installed"
+            raise UserError(f"{text!r}: no such built-in generator (known: {known})")
+        return ResolvedSource(path=BUILTIN_DIR / name, builtin=name)
+    if text.startswith(LOCAL_DIR_PREFIX):
+        folder = Path(os.path.expanduser(text[len(LOCAL_DIR_PREFIX) :]))
+        if not folder.is_dir():
+            raise UserError(f"{text!r}: {folder} is not a folder (local-dir: names a folder)")
+        return ResolvedSource(path=folder)
+    path = Path(os.path.expanduser(text))
+    if path.is_dir():
+        return ResolvedSource(path=path)
+    if path.exists():
+        raise UserError(f"{path}: is a file, expected an artifact folder or ORG/NAME[@REV]")
+    if looks_like_path(text):
+        raise UserError(f"{path}: no such folder (and not a Hub repo id ORG/NAME[@REV])")
+    return None
+
+
+def resolve_local(src: str | os.PathLike[str], runtime: str = "torch") -> ResolvedSource:
+    """:func:`local_source`, refusing a Hub repo id: the :data:`Resolve` of code that is given
+    none (``samix_hub.hub.resolve.resolve_source`` downloads)."""
+    found = local_source(src)
+    if found is None:
+        parse_repo_id(os.fspath(src))  # a malformed id gets its own message
+        raise UserError(
+            f"{os.fspath(src)!r}: a Hub repo id, and this call reads local folders only "
+            "(pass resolve=samix_hub.hub.resolve.resolve_source to download)"
+        )
+    return found

@@ -14,19 +14,14 @@ import torch
 from samix_hub.data import eval_transform, load_data
 from samix_hub.data.specs import DataSource, DataSpecError
 from samix_hub.errors import UserError
-from samix_hub.export.load import load_backbone
 from samix_hub.export.validate import check_finite
-from samix_hub.format.artifact import CONFIG_NAME
+from samix_hub.format.run import is_run_folder
+from samix_hub.hub.api import load_backbone
 from samix_hub.train import Classifier, build_classifier, evaluate, load_checkpoint, read_run_config
 from samix_hub.train.linear_probe import linear_probe
 from samix_hub.train.loader import eval_loader
 
 __all__ = ["accuracy", "probe", "is_run_folder"]
-
-
-def is_run_folder(path: Path) -> bool:
-    """A ``samix-hub train`` run folder (config.json and checkpoints/)."""
-    return (path / CONFIG_NAME).is_file() and (path / "checkpoints").is_dir()
 
 
 def _run_models(run_dir: Path, device: torch.device) -> tuple[dict[str, torch.nn.Module], dict]:

@@ -3,34 +3,14 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from samix_hub.errors import UserError
 from samix_hub.format.artifact import PICKLE_SUFFIXES
-from samix_hub.format.repo_ref import (
-    BUILTIN_DIR,
-    BUILTIN_PREFIX,
-    ResolvedSource,
-    builtin_names,
-    looks_like_path,
-    parse_repo_id,
-)
+from samix_hub.format.repo_ref import ResolvedSource, local_source, parse_repo_id
 from samix_hub.hub.errors import hub_errors, is_offline
 from samix_hub.hub.transfer import allow_patterns, pull
 
-__all__ = [
-    "ResolvedSource",
-    "resolve_source",
-    "parse_repo_id",
-    "looks_like_path",
-    "builtin_names",
-    "refresh_cache",
-    "BUILTIN_PREFIX",
-    "LOCAL_DIR_PREFIX",
-]
-
-#: timm's prefix for a model folder on disk (``timm.create_model("local-dir:FOLDER")``).
-LOCAL_DIR_PREFIX = "local-dir:"
+__all__ = ["resolve_source", "refresh_cache"]
 
 
 def resolve_source(
@@ -53,24 +33,9 @@ def resolve_source(
     not apply to it): the loader validates it for the runtime it needs.
     """
     text = os.fspath(src)
-    if text.startswith(BUILTIN_PREFIX):
-        name = text[len(BUILTIN_PREFIX) :]
-        if name not in builtin_names():
-            known = ", ".join(BUILTIN_PREFIX + n for n in builtin_names()) or "none installed"
-            raise UserError(f"{text!r}: no such built-in generator (known: {known})")
-        return ResolvedSource(path=BUILTIN_DIR / name, builtin=name)
-    if text.startswith(LOCAL_DIR_PREFIX):
-        folder = Path(os.path.expanduser(text[len(LOCAL_DIR_PREFIX) :]))
-        if not folder.is_dir():
-            raise UserError(f"{text!r}: {folder} is not a folder (local-dir: names a folder)")
-        return ResolvedSource(path=folder)
-    path = Path(os.path.expanduser(text))
-    if path.is_dir():
-        return ResolvedSource(path=path)
-    if path.exists():
-        raise UserError(f"{path}: is a file, expected an artifact folder or ORG/NAME[@REV]")
-    if looks_like_path(text):
-        raise UserError(f"{path}: no such folder (and not a Hub repo id ORG/NAME[@REV])")
+    local = local_source(text)
+    if local is not None:
+        return local
     repo_id, at_rev = parse_repo_id(text)
     if revision is not None and at_rev is not None and revision != at_rev:
         raise UserError(f"{text!r}: revision {revision!r} differs from the @{at_rev} in the id")

@@ -1,4 +1,5 @@
-"""Losses: mixup cross-entropy, the η-balanced mixup loss (docs/algorithm.md "The η-balanced mixup loss"), InfoNCE.
+"""Losses: mixup cross-entropy, the η-balanced mixup loss (docs/algorithm.md "The η-balanced mixup
+loss"), InfoNCE, and the mixer's mask regulariser (docs/algorithm.md "The mixer").
 
 All return batch means. ``lam`` is a float or a tensor of N values (the share of ``label_a``).
 """
@@ -8,7 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from samix_hub.models.mixer import as_lam_tensor
+from samix_hub.mixing.masks import as_lam_tensor
 
 __all__ = [
     "mixup_cross_entropy",
@@ -17,6 +18,7 @@ __all__ = [
     "mixup_info_nce",
     "ssl_eta_balanced_loss",
     "check_eta",
+    "mask_regulariser",
 ]
 
 
@@ -155,3 +157,38 @@ def ssl_eta_balanced_loss(
         torch.cat([pos_b, neg], 1) / temperature, target, reduction="none"
     )
     return (local + eta * glob).mean()
+
+
+def mask_regulariser(
+    mask: torch.Tensor,
+    lam: float | torch.Tensor,
+    *,
+    margin: float,
+    variant: str = "samix",
+    variance: str = "batch",
+) -> torch.Tensor:
+    """The mixer's mask regulariser (unweighted; the engine multiplies by 0.1).
+
+    SAMix: ``max(|1 - mu - lam| - delta, 0) - 2 Var(m)``; AutoMix: the L1 term only. ``m`` is
+    the partner weight ``1 - mask`` and ``mu`` its mean over the whole batch (as openmixup).
+    Deviation for per-sample λ (the reference has one λ per batch): the L1 term is taken per
+    sample (``mu_i`` against ``lam_i``) and averaged; for a scalar λ it is the reference term.
+    ``variance="image"``: per-image spatial variance (deviation, docs/algorithm.md), which
+    rewards sharp masks, not masks constant inside each image but different between images.
+    """
+    m = 1 - mask.float()
+    n = m.shape[0]
+    lam_t = torch.as_tensor(lam, dtype=torch.float32, device=m.device)
+    if lam_t.dim() == 0:
+        l1 = torch.relu((1 - m.mean() - lam_t).abs() - margin)
+    else:
+        lam_t = as_lam_tensor(lam_t, n, m.device)
+        mu_i = m.reshape(n, -1).mean(dim=1)
+        l1 = torch.relu((1 - mu_i - lam_t).abs() - margin).mean()
+    if variant == "automix":
+        return l1
+    if variance == "image":
+        var = m.reshape(n, -1).var(dim=1, unbiased=False).mean()
+    else:
+        var = ((m - m.mean()) ** 2).mean()
+    return l1 - 2 * var

@@ -1,4 +1,7 @@
-"""``SAMixUp``: a drop-in learned mixup for existing training loops (docs/mixup.md).
+"""``SAMixUp``'s mixing: a drop-in learned mixup for existing training loops (docs/mixup.md).
+
+:class:`GeneratorMixUp` takes a loaded generator; ``samix_hub.SAMixUp`` (:mod:`samix_hub.hub.api`)
+is the same class that also takes a source to load.
 
 ``images, targets = mixup(images, labels)`` with soft targets, as timm's ``Mixup`` and
 torchvision's transforms v2 ``MixUp`` / ``CutMix`` return them, with timm's ``prob``,
@@ -7,14 +10,13 @@ torchvision's input structures (tuple, list, dict with a ``labels_getter``). The
 is the SAMix^P path of :class:`~samix_hub.mixing.methods.SAMix` (λ ~ Beta(α, α), the 0.08
 margin fallback to MixUp, optional ``mask_adjust``); the modes and pairs are
 :mod:`samix_hub.mixing.dropin`. This module adds the soft targets, normalised input, the input
-structures and the input checks. Also here: :meth:`SAMixUp.collate` (a ``DataLoader``
+structures and the input checks. Also here: :meth:`GeneratorMixUp.collate` (a ``DataLoader``
 ``collate_fn``) and :func:`datasets_map_fn` (for ``datasets.Dataset.map(fn, batched=True)``).
 """
 
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -28,7 +30,7 @@ from samix_hub.mixing.methods import SAMix
 from samix_hub.mixing.sampling import DEFAULT_ALPHA
 
 __all__ = [
-    "SAMixUp",
+    "GeneratorMixUp",
     "MixInputError",
     "soft_targets",
     "find_labels",
@@ -120,12 +122,12 @@ def _check_number(name: str, value: Any, low: float, high: float, closed_high: b
     return float(value)
 
 
-class SAMixUp:
+class GeneratorMixUp:
     """Learned mixup with a frozen SAMix^P generator, called like timm's ``Mixup`` and
     torchvision's v2 ``MixUp`` / ``CutMix`` (docs/mixup.md has the whole contract).
 
-    ``generator``: a loaded generator (``samix_hub.load_generator``, torch or onnxruntime) or a
-    source for it (``builtin:NAME``, a folder, ``ORG/NAME[@REV]``). ``mean``/``std``: give the
+    ``generator``: a loaded generator (``samix_hub.load_generator``, torch or onnxruntime;
+    ``samix_hub.SAMixUp`` also takes a source for it). ``mean``/``std``: give the
     normalisation of your batches when they are normalised; images are then un-normalised, mixed
     in pixel space and normalised again. Without them, images must be floats in [0, 1].
 
@@ -159,10 +161,6 @@ class SAMixUp:
         mask_adjust: float = 0.0,
         tolerance: float = RANGE_TOLERANCE,
     ) -> None:
-        if isinstance(generator, (str, os.PathLike)):
-            from samix_hub.export.load import load_generator
-
-            generator = load_generator(generator)
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
             raise MixInputError(f"num_classes={num_classes!r}: need a positive integer")
         self.label_smoothing = _check_number("label_smoothing", label_smoothing, 0, 1, False)
@@ -506,7 +504,7 @@ def _to_pil(image: torch.Tensor) -> Any:
 
 
 def datasets_map_fn(
-    mixup: SAMixUp,
+    mixup: GeneratorMixUp,
     image_column: str = "image",
     label_column: str = "label",
     target_column: str = "soft_label",

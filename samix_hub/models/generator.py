@@ -18,12 +18,12 @@ import torch.nn.functional as F
 from samix_hub.models.encoder import StageEncoder
 from samix_hub.models.mixer import Mixer, MixerConfig
 
-__all__ = ["Generator", "GeneratorConfig", "MaskGenerator"]
+__all__ = ["GeneratorNet", "GeneratorConfig", "MaskGenerator"]
 
 
 @runtime_checkable
 class MaskGenerator(Protocol):
-    """What every loaded generator offers, whatever its runtime (torch :class:`Generator`,
+    """What every loaded generator offers, whatever its runtime (torch :class:`GeneratorNet`,
     onnxruntime ``OnnxGenerator``): ``masks`` and the call ``gen(images, partner, lam)``.
 
     ``images`` are N x C x H x W in [0, 1], ``partner`` a permutation index, ``lam`` a float or one
@@ -56,8 +56,11 @@ class GeneratorConfig:
     provenance: dict[str, Any] = field(default_factory=dict)
 
 
-class Generator(nn.Module):
-    """Frozen SAMix^P generator: ``forward(images, partner, lam) -> (mask, mixed)``."""
+class GeneratorNet(nn.Module):
+    """Frozen SAMix^P generator network: ``forward(images, partner, lam) -> (mask, mixed)``.
+
+    The public class is ``samix_hub.Generator`` (this network with the Hub methods,
+    :mod:`samix_hub.hub.api`); code below the Hub builds and loads this one."""
 
     def __init__(self, config: GeneratorConfig) -> None:
         super().__init__()
@@ -75,13 +78,13 @@ class Generator(nn.Module):
         self.register_buffer("std", torch.tensor(config.std).view(1, -1, 1, 1), persistent=False)
         self.freeze()
 
-    def freeze(self) -> Generator:
+    def freeze(self) -> GeneratorNet:
         """No gradients, eval mode (BatchNorm statistics and dropout fixed)."""
         for p in self.parameters():
             p.requires_grad_(False)
         return self.eval()
 
-    def train(self, mode: bool = True) -> Generator:
+    def train(self, mode: bool = True) -> GeneratorNet:
         # A generator is always frozen: training mode would update BatchNorm statistics.
         return super().train(False)
 

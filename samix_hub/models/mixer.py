@@ -15,12 +15,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from samix_hub.mixing.losses import mask_regulariser
+from samix_hub.mixing.masks import as_lam_tensor, calibrate_logits, rescale_lam
+
 __all__ = [
     "MixerConfig",
     "Mixer",
-    "rescale_lam",
-    "as_lam_tensor",
-    "calibrate_logits",
     "CALIBRATION_MODES",
     "VARIANCE_MODES",
 ]
@@ -29,8 +29,6 @@ __all__ = [
 CALIBRATION_MODES = ("none", "exact")
 #: ``variance`` values of the mask regulariser: "batch" (the reference) or "image" (per image).
 VARIANCE_MODES = ("batch", "image")
-#: Fixed iteration count of the calibration solve (safeguarded Newton; exports unrolled to ONNX).
-CALIBRATION_ITERS = 16
 
 
 @dataclass
@@ -91,69 +89,6 @@ class MixerConfig:
         kwargs.setdefault("upsample", "nearest")
         kwargs.setdefault("lam_mul_k", -1.0)
         return cls(in_channels=in_channels, variant="automix", **kwargs)
-
-
-def rescale_lam(lam: torch.Tensor, k: float) -> torch.Tensor:
-    """SAMix λ encoding: ``(4/3 λ³ - 2 λ² + (k+1) λ) / (k + 1 - 2/3)``; identity when k < 0.
-
-    Fixes 0, 1/2 and 1 and is monotone for k >= 0 (openmixup ``rescale_lam_mult``).
-    """
-    if k < 0:
-        return lam
-    kk = k + 1.0
-    return (4.0 / 3.0 * lam**3 - 2.0 * lam**2 + kk * lam) / (kk - 2.0 / 3.0)
-
-
-def as_lam_tensor(lam: float | torch.Tensor, n: int, device: torch.device) -> torch.Tensor:
-    """λ as a float32 tensor of shape (n,), from a float, a 0-d tensor or n values."""
-    lam_t = torch.as_tensor(lam, dtype=torch.float32, device=device)
-    if lam_t.dim() == 0:
-        lam_t = lam_t.expand(n)
-    lam_t = lam_t.reshape(-1)
-    if lam_t.shape[0] != n:
-        raise ValueError(f"lam has {lam_t.shape[0]} values for a batch of {n}")
-    return lam_t
-
-
-def calibrate_logits(
-    logits: torch.Tensor, lam: torch.Tensor, iters: int = CALIBRATION_ITERS
-) -> torch.Tensor:
-    """Shift each image's logits by one scalar ``b_i`` so that ``mean(sigmoid(logits_i + b_i)) = λ_i``.
-
-    ``logits`` (N x 1 x H x W) are the logits of the weight of image ``i``; ``lam`` has N values
-    in (0, 1). ``g(b) = mean(sigmoid(s + b))`` is continuous and increasing, and its root lies in
-    ``[logit(λ) - max(s), logit(λ) - min(s)]``; a fixed number of Newton steps, replaced by
-    bisection of that bracket whenever Newton leaves it, finds it (branch-free: exports to
-    ONNX unrolled). The solve runs without autograd; one straight-through Newton step then carries
-    the implicit-function gradient ``db/ds_k = -sigmoid'(s_k + b) / sum_j sigmoid'(s_j + b)``
-    (and ``db/dλ``) without changing the value. Computed in fp32 (fp64 stays fp64).
-    """
-    dtype = torch.float64 if logits.dtype == torch.float64 else torch.float32
-    n = logits.shape[0]
-    flat = logits.to(dtype).reshape(n, -1)
-    target = lam.to(dtype).reshape(n).clamp(1e-6, 1 - 1e-6)
-    t = torch.log(target) - torch.log1p(-target)  # logit(λ)
-    with torch.no_grad():
-        s = flat.detach()
-        lo = t - s.amax(dim=1)
-        hi = t - s.amin(dim=1)
-        b = (t - s.mean(dim=1)).clamp(min=lo, max=hi)
-        for _ in range(iters):
-            p = torch.sigmoid(s + b[:, None])
-            f = p.mean(dim=1) - target
-            slope = (p * (1 - p)).mean(dim=1)
-            below = f < 0
-            lo = torch.where(below, b, lo)
-            hi = torch.where(below, hi, b)
-            newton = b - f / slope.clamp_min(1e-30)
-            inside = (newton >= lo) & (newton <= hi)
-            b = torch.where(inside, newton, 0.5 * (lo + hi))
-    p = torch.sigmoid(flat + b[:, None])
-    f = p.mean(dim=1) - target
-    slope = (p * (1 - p)).mean(dim=1).detach().clamp_min(1e-30)
-    step = f / slope
-    b = b - (step - step.detach())  # value b, gradient of the implicit solution
-    return (flat + b[:, None]).reshape(logits.shape).to(logits.dtype)
 
 
 def _normal_init(module: nn.Module, std: float = 0.01) -> None:
@@ -263,32 +198,11 @@ class Mixer(nn.Module):
         return 1 - partner_weight
 
     def mask_loss(self, mask: torch.Tensor, lam: float | torch.Tensor) -> torch.Tensor:
-        """Mask regulariser (unweighted; the engine multiplies by 0.1).
-
-        SAMix: ``max(|1 - mu - lam| - delta, 0) - 2 Var(m)``; AutoMix: the L1 term only. ``m`` is
-        the partner weight ``1 - mask`` and ``mu`` its mean over the whole batch (as openmixup).
-        Deviation for per-sample λ (the reference has one λ per batch): the L1 term is taken per
-        sample (``mu_i`` against ``lam_i``) and averaged; for a scalar λ it is the reference term.
-        """
-        m = 1 - mask.float()
-        n = m.shape[0]
-        lam_t = torch.as_tensor(lam, dtype=torch.float32, device=m.device)
-        margin = self.config.mask_loss_margin
-        if lam_t.dim() == 0:
-            l1 = torch.relu((1 - m.mean() - lam_t).abs() - margin)
-        else:
-            lam_t = as_lam_tensor(lam_t, n, m.device)
-            mu_i = m.reshape(n, -1).mean(dim=1)
-            l1 = torch.relu((1 - mu_i - lam_t).abs() - margin).mean()
-        if self.config.variant == "automix":
-            return l1
-        if self.config.variance == "image":
-            # Per-image spatial variance (deviation, docs/algorithm.md): rewards sharp masks,
-            # not masks that are constant inside each image but differ between images.
-            var = m.reshape(n, -1).var(dim=1, unbiased=False).mean()
-        else:
-            var = ((m - m.mean()) ** 2).mean()
-        return l1 - 2 * var
+        """This mixer's mask regulariser (:func:`samix_hub.mixing.losses.mask_regulariser`)."""
+        cfg = self.config
+        return mask_regulariser(
+            mask, lam, margin=cfg.mask_loss_margin, variant=cfg.variant, variance=cfg.variance
+        )
 
     def load_openmixup_state_dict(self, state_dict: dict[str, torch.Tensor]) -> None:
         """Load a reference ``PixelMixBlock`` state dict (keys with or without ``mix_block.``).

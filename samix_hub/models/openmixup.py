@@ -68,7 +68,7 @@ def generator_from_openmixup(
     lam_mul_k: float | None = None,
     source: str | None = None,
 ) -> Any:
-    """A frozen :class:`~samix_hub.models.generator.Generator` from an openmixup checkpoint.
+    """A frozen :class:`~samix_hub.models.generator.GeneratorNet` from an openmixup checkpoint.
 
     ``input_size``/``mean``/``std`` default to the timm architecture's ``pretrained_cfg``;
     ``lam_mul_k`` defaults to 0.25 for images <= 64 px, else λ' = λ (docs/algorithm.md "The mixer").
@@ -76,7 +76,7 @@ def generator_from_openmixup(
     import timm
 
     from samix_hub.models.encoder import create_encoder
-    from samix_hub.models.generator import Generator, GeneratorConfig
+    from samix_hub.models.generator import GeneratorConfig, GeneratorNet
     from samix_hub.models.mixer import MixerConfig
 
     state = openmixup_state(ckpt)
@@ -114,7 +114,7 @@ def generator_from_openmixup(
             if isinstance(meta.get(key), int):
                 provenance[key] = meta[key]
     try:
-        gen = Generator(
+        gen = GeneratorNet(
             GeneratorConfig(
                 backbone=backbone,
                 mixer=mcfg,

@@ -7,17 +7,17 @@
 
 from __future__ import annotations
 
+from samix_hub.export.run import read_run_config, run_generator
 from samix_hub.models.classifier import Classifier, Normalize, build_classifier, check_backbone
 
 # Each scenario module registers itself on import: "sl", "ssl", "finetune", "teacher".
 from samix_hub.train import finetune, selfsup, supervised, teacher  # noqa: F401
-from samix_hub.train.checkpoint import load_checkpoint, read_run_config, save_checkpoint
+from samix_hub.train.checkpoint import load_checkpoint, save_checkpoint
 from samix_hub.train.config import SL_METHODS, FinetuneOptions, SslOptions, TrainConfig
 from samix_hub.train.ema import ema_momentum, make_ema, update_ema
 from samix_hub.train.evaluate import evaluate, topk_correct
 from samix_hub.train.loop import NonFiniteLossError, train
 from samix_hub.train.resume import config_from_run
-from samix_hub.train.run_reader import run_generator
 from samix_hub.train.scenario import (
     SCENARIOS,
     Scenario,

@@ -21,9 +21,11 @@ if TYPE_CHECKING:
     from samix_hub.train.scenario import Scenario, TrainModules
 
 from samix_hub.errors import UserError
+from samix_hub.export.run import load_weights_only
 from samix_hub.fileio import append_line, atomic_write, atomic_write_text, remove_stale_temps
 from samix_hub.fileio.guard import guard_output, loads_bounded, read_json_bounded
-from samix_hub.format.artifact import RUN
+from samix_hub.format.artifact import CONFIG_NAME
+from samix_hub.format.run import CHECKPOINT, RUN_FILES, RUN_KIND
 
 __all__ = [
     "CHECKPOINT",
@@ -31,24 +33,11 @@ __all__ = [
     "TrainingState",
     "save_checkpoint",
     "load_checkpoint",
-    "load_weights_only",
-    "read_run_config",
     "truncate_jsonl",
     "append_jsonl",
     "check_run_folder",
     "remove_run_temps",
 ]
-
-CHECKPOINT = Path("checkpoints") / "last.pt"
-#: The files a run writes in its folder besides the checkpoint (``tensorboard/`` with --log).
-RUN_FILES = (
-    "config.json",
-    "metrics.jsonl",
-    "steps.jsonl",
-    "metrics.csv",
-    "curves.png",
-    "tensorboard",
-)
 
 
 def save_checkpoint(run_dir: str | os.PathLike[str], state: dict[str, Any]) -> Path:
@@ -101,26 +90,6 @@ class TrainingState:
         return int(state["step"])
 
 
-def load_weights_only(
-    path: str | os.PathLike[str], map_location: str | torch.device = "cpu"
-) -> dict[str, Any]:
-    """``torch.load(weights_only=True)``; a checkpoint needing arbitrary unpickling is refused."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: missing")
-    try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # UnpicklingError for arbitrary objects, RuntimeError if corrupt
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(
-            f"{path}: refused: not loadable with torch.load(weights_only=True) ({first}); "
-            "samix-hub never unpickles arbitrary objects"
-        ) from None
-    if not isinstance(ckpt, dict):
-        raise UserError(f"{path}: expected a dict of tensors, got {type(ckpt).__name__}")
-    return ckpt
-
-
 def load_checkpoint(
     path: str | os.PathLike[str], map_location: str | torch.device = "cpu"
 ) -> dict[str, Any]:
@@ -136,43 +105,29 @@ def load_checkpoint(
     return state
 
 
-def read_run_config(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
-    """``RUN_DIR/config.json`` of a ``samix-hub train`` run."""
-    path = Path(run_dir) / "config.json"
-    if not path.is_file():
-        raise UserError(f"{path}: missing (not a samix-hub run folder)")
-    try:
-        config = read_json_bounded(path)
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{path}: not valid JSON ({exc})") from None
-    if config.get("kind") != "samix-run":
-        raise UserError(f"{path}: kind is {config.get('kind')!r}, not a samix-run")
-    return config
-
-
 def check_run_folder(run_dir: Path) -> None:
     """Refuse to write a run into a folder whose ``config.json`` is not a run's (an exported
     generator or backbone, say): the run would overwrite it; also a mixed data set, a link, or
     a folder inside another samix-hub folder (``fileio.guard.guard_output``)."""
-    path = run_dir / "config.json"
+    path = run_dir / CONFIG_NAME
     if path.is_file():
         try:
             kind = read_json_bounded(path).get("kind")
         except (json.JSONDecodeError, UnicodeDecodeError, AttributeError, RecursionError):
             kind = None
-        if kind != RUN:
+        if kind != RUN_KIND:
             raise UserError(
                 f"{path}: not a samix-hub run's config.json (a run would overwrite it); "
                 "choose another --out"
             )
     else:  # no run wrote here: a file with a run file's name is someone else's
         for name in (*RUN_FILES, str(CHECKPOINT)):  # what a run would replace
-            if name != "config.json" and (run_dir / name).exists():
+            if name != CONFIG_NAME and (run_dir / name).exists():
                 raise UserError(
                     f"{run_dir / name}: exists in a folder that holds no run (no config.json); "
                     "a run would overwrite it; choose another --out"
                 )
-    guard_output(run_dir, "--out", kind=RUN)
+    guard_output(run_dir, "--out", kind=RUN_KIND)
     for name in (*RUN_FILES, CHECKPOINT.parent.name):
         if (run_dir / name).is_symlink():  # a run writes these itself, never through a link
             raise UserError(

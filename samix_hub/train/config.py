@@ -23,8 +23,6 @@ __all__ = [
     "FinetuneOptions",
     "SL_METHODS",
     "DEFAULT_ALPHA",
-    "RUN_KIND",
-    "RUN_FORMAT_VERSION",
     "resolve_method",
     "resolve_mixer_options",
     "legacy_values",
@@ -34,8 +32,6 @@ __all__ = [
     "OPTIMIZERS",
 ]
 
-RUN_KIND = "samix-run"
-RUN_FORMAT_VERSION = 1
 SL_METHODS = ("vanilla", "mixup", "cutmix", "automix", "samix", "samix-p")
 #: Methods whose cosine schedule ends at half the base lr (0.1 -> 0.05 in the reference).
 LEARNED_MIXERS = ("automix", "samix")

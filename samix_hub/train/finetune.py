@@ -196,7 +196,7 @@ def mixed_step(
 
 def _mixed_provenance(root: Path, rows: int) -> dict[str, Any]:
     """What the mixed set records about itself (``samix-hub mix`` state file), no local paths."""
-    from samix_hub.data.mixed import STATE_NAME
+    from samix_hub.format.mixed import STATE_NAME
 
     prov: dict[str, Any] = {"name": root.resolve().name, "rows": rows}
     try:
@@ -255,7 +255,9 @@ class FinetuneScenario(SupervisedScenario):
         ex.warmup_epochs = check_warmup(cfg, ex.warmup_epochs)
         src = ex.backbone_source or cfg.backbone
         ex.backbone_source = src
-        self.backbone = load_pretrained_backbone(src, pretrained=ex.pretrained, seed=cfg.seed)
+        self.backbone = load_pretrained_backbone(
+            src, pretrained=ex.pretrained, seed=cfg.seed, sources=self.sources
+        )
         cfg.backbone = self.backbone.architecture
         if cfg.image_size is None:
             cfg.image_size = self.backbone.input_size
@@ -280,7 +282,11 @@ class FinetuneScenario(SupervisedScenario):
                     f"{cfg.data} has {data.channels}-channel images"
                 )
             bb = self.backbone = load_pretrained_backbone(
-                src, pretrained=cfg.finetune.pretrained, in_chans=data.channels, seed=cfg.seed
+                src,
+                pretrained=cfg.finetune.pretrained,
+                in_chans=data.channels,
+                seed=cfg.seed,
+                sources=self.sources,
             )
         mean, std = bb.normalisation(data.channels)
         net = bb.with_head(data.num_classes, cfg.seed)
@@ -291,7 +297,7 @@ class FinetuneScenario(SupervisedScenario):
         )
         m = cfg.method
         if m == "samix-p":
-            gen, prov = load_frozen_generator(cfg.generator or "", device)
+            gen, prov = load_frozen_generator(cfg.generator or "", device, self.sources)
             chans = int(gen.config.in_chans)
             if chans != data.channels:
                 raise UserError(

@@ -34,8 +34,9 @@ from samix_hub.data.specs import DataSource, DataSpecError, load_data
 from samix_hub.errors import UserError
 from samix_hub.fileio import atomic_write_json, check_writable_dir
 from samix_hub.fileio.locking import folder_lock
+from samix_hub.format.repo_ref import Resolve, resolve_local
+from samix_hub.format.run import CHECKPOINT, METRICS_NAME, RUN_FORMAT_VERSION, RUN_KIND, STEPS_NAME
 from samix_hub.train.checkpoint import (
-    CHECKPOINT,
     TrainingState,
     append_jsonl,
     check_run_folder,
@@ -44,7 +45,7 @@ from samix_hub.train.checkpoint import (
     remove_run_temps,
     truncate_jsonl,
 )
-from samix_hub.train.config import RUN_FORMAT_VERSION, RUN_KIND, TrainConfig
+from samix_hub.train.config import TrainConfig
 from samix_hub.train.devices import resolve_device
 from samix_hub.train.distributed import (
     DistInfo,
@@ -113,7 +114,11 @@ EPOCH_CHECKPOINT_SECONDS = 30.0
 
 
 def train(
-    cfg: TrainConfig, resume: bool = False, quiet: bool = False, log: Sequence[str] = ()
+    cfg: TrainConfig,
+    resume: bool = False,
+    quiet: bool = False,
+    log: Sequence[str] = (),
+    sources: Resolve = resolve_local,
 ) -> Path:
     """Run (or resume) a training run into ``cfg.out``; returns the run folder.
 
@@ -121,25 +126,32 @@ def train(
     sinks: ``"csv"`` (``metrics.csv``) and ``"tensorboard"`` (``tensorboard/``). The run
     folder is checked for writing first and locked for the whole run (rank 0 holds
     :func:`samix_hub.fileio.locking.folder_lock`): a second run into the same folder is refused.
+    ``sources`` finds the folders of ``cfg``'s generator, backbone and teacher SRC (local ones
+    by default; ``samix_hub.hub.resolve.resolve_source`` also downloads Hub repos).
     """
     sinks = check_sinks(log)
     info = init_distributed(resolve_device(cfg.device))
     try:
         if not info.is_main:
-            return _train(cfg, info, resume, quiet, sinks)
+            return _train(cfg, info, resume, quiet, sinks, sources)
         check_writable_dir(cfg.out, "--out")
         check_run_folder(Path(cfg.out))  # again under the lock, in _prepare
         with folder_lock(cfg.out, f"{cfg.scenario} run"):
             remove_run_temps(Path(cfg.out))
-            return _train(cfg, info, resume, quiet, sinks)
+            return _train(cfg, info, resume, quiet, sinks, sources)
     finally:
         shutdown(info)
 
 
 def _train(
-    cfg: TrainConfig, info: DistInfo, resume: bool, quiet: bool, sinks: tuple[str, ...]
+    cfg: TrainConfig,
+    info: DistInfo,
+    resume: bool,
+    quiet: bool,
+    sinks: tuple[str, ...],
+    sources: Resolve,
 ) -> Path:
-    run = _prepare(cfg, info, resume, quiet)
+    run = _prepare(cfg, info, resume, quiet, sources)
     _start_or_restore(run, resume, sinks)
     try:
         while run.step < run.total:
@@ -193,17 +205,17 @@ class _Run:
 
     @property
     def metrics_path(self) -> Path:
-        return self.run_dir / "metrics.jsonl"
+        return self.run_dir / METRICS_NAME
 
     @property
     def steps_path(self) -> Path:
-        return self.run_dir / "steps.jsonl"
+        return self.run_dir / STEPS_NAME
 
 
-def _prepare(cfg: TrainConfig, info: DistInfo, resume: bool, quiet: bool) -> _Run:
+def _prepare(cfg: TrainConfig, info: DistInfo, resume: bool, quiet: bool, sources: Resolve) -> _Run:
     """Phase 1: options, data, modules, optimizer, schedule and the run's ``config.json``."""
     device = info.device
-    scenario = get_scenario(cfg.scenario)
+    scenario = get_scenario(cfg.scenario, sources)
     cfg = scenario.resolve(cfg)
     run_dir = Path(cfg.out)
     if (run_dir / CHECKPOINT).exists() and not resume:

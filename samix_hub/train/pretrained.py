@@ -28,7 +28,10 @@ import torch
 import torch.nn as nn
 
 from samix_hub.errors import ArtifactError, UserError
+from samix_hub.export.load import open_backbone
 from samix_hub.format.artifact import BACKBONE_WEIGHTS, CONFIG_NAME
+from samix_hub.format.repo_ref import Resolve, resolve_local
+from samix_hub.format.run import is_run_folder
 from samix_hub.models.classifier import timm_method
 
 __all__ = ["PretrainedBackbone", "load_pretrained_backbone", "backbone_kind"]
@@ -104,7 +107,7 @@ def backbone_kind(src: str) -> str:
     if src.startswith("hf-hub:"):
         return "hf-hub"
     folder = Path(os.path.expanduser(src))
-    if (folder / CONFIG_NAME).is_file() and (folder / "checkpoints").is_dir():
+    if is_run_folder(folder):
         return "run"
     if Path(os.path.expanduser(src)).exists() or "/" in src or os.sep in src:
         return "artifact"
@@ -136,9 +139,9 @@ def _has_weights(name: str) -> tuple[bool, str | None]:
 def _from_run(src: str) -> PretrainedBackbone:
     """The classifier of a ``samix-hub train`` run folder (see the module docstring)."""
     from samix_hub.data.names import dataset_info
+    from samix_hub.export.run import build_backbone, load_run
     from samix_hub.export.validate import check_finite
     from samix_hub.fileio import folder_sha256
-    from samix_hub.train.run_reader import build_backbone, load_run
 
     folder = Path(os.path.expanduser(src))
     run = load_run(folder)
@@ -202,14 +205,15 @@ def load_pretrained_backbone(
     in_chans: int | None = None,
     seed: int = 0,
     option: str = "--backbone",
-    **hub_kwargs: Any,
+    sources: Resolve = resolve_local,
 ) -> PretrainedBackbone:
     """Resolve ``--backbone SRC`` (see the module docstring); errors are one line naming SRC.
 
     ``in_chans`` (the data's channels) is passed to timm for model names and ``hf-hub:`` repos,
     which adapt the first convolution of pretrained weights; an artifact must already match.
     ``seed`` makes a random initialisation (``pretrained=False``) reproducible. ``option`` is the
-    command-line option named in errors (``--teacher`` for a teacher run).
+    command-line option named in errors (``--teacher`` for a teacher run). ``sources`` turns
+    an artifact's SRC into a local folder (the command line's downloads Hub repos).
     """
     from samix_hub.models import backbones as _backbones  # noqa: F401  (registers the CIFAR backbones)
     from samix_hub.models.classifier import check_backbone
@@ -223,12 +227,9 @@ def load_pretrained_backbone(
         except UserError as exc:
             raise UserError(f"{option} {src}: {exc}") from None
     if kind == "artifact":
-        from samix_hub.export.load import load_backbone
-        from samix_hub.hub.resolve import resolve_source
-
-        resolved = resolve_source(src, runtime="torch", **hub_kwargs)
+        resolved = sources(src, "torch")
         try:
-            net, config = load_backbone(resolved)
+            net, config = open_backbone(resolved)
         except ArtifactError as exc:  # keeps its exit code (docs: errors.py)
             raise type(exc)(f"{option} {src}: {exc}") from None
         arch, chans, size, mean, std = _from_cfg(net, str(config.get("architecture")))

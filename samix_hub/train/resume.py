@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from samix_hub.errors import UserError
-from samix_hub.train.checkpoint import read_run_config
+from samix_hub.export.run import read_run_config
 from samix_hub.train.config import TrainConfig, legacy_values
 
 __all__ = [

@@ -17,17 +17,22 @@ from pathlib import Path
 from typing import Any
 
 from samix_hub.errors import UserError
+from samix_hub.export.curves import save_curves
 from samix_hub.fileio import append_line, atomic_write_text
 from samix_hub.format.extras import TENSORBOARD_EXTRA, missing_extra_message
+from samix_hub.format.run import (
+    CSV_NAME,
+    CURVES_NAME,
+    LOG_SINKS,
+    METRICS_NAME,
+    STEPS_NAME,
+    TENSORBOARD_DIR,
+)
 from samix_hub.train.checkpoint import read_jsonl
-from samix_hub.train.curves import CURVES_NAME, save_curves
 
-__all__ = ["LOG_SINKS", "CSV_NAME", "TENSORBOARD_DIR", "RunLog", "check_sinks", "csv_text"]
+__all__ = ["RunLog", "check_sinks", "csv_text"]
 
 #: The sinks ``--log`` adds (``metrics.jsonl`` and ``curves.png`` are always written).
-LOG_SINKS = ("csv", "tensorboard")
-CSV_NAME = "metrics.csv"
-TENSORBOARD_DIR = "tensorboard"
 
 
 def check_sinks(sinks: Iterable[str]) -> tuple[str, ...]:
@@ -77,11 +82,11 @@ class RunLog:
     def __init__(self, run_dir: Path, sinks: Sequence[str], start_step: int) -> None:
         self.run_dir = run_dir
         self.sinks = tuple(sinks)
-        self.metrics: list[dict[str, Any]] = read_jsonl(run_dir / "metrics.jsonl")
+        self.metrics: list[dict[str, Any]] = read_jsonl(run_dir / METRICS_NAME)
         #: (step, loss, lr) of every step so far, for the curves
         self.steps: list[dict[str, float]] = [
             {k: r[k] for k in ("step", "loss", "lr") if k in r}
-            for r in read_jsonl(run_dir / "steps.jsonl")
+            for r in read_jsonl(run_dir / STEPS_NAME)
         ]
         self.columns: list[str] = []
         if not self.metrics:  # a new run: what an earlier attempt in this run folder drew goes

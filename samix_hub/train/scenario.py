@@ -23,6 +23,7 @@ import torch.nn as nn
 
 from samix_hub.data.specs import DataSource
 from samix_hub.errors import UserError
+from samix_hub.format.repo_ref import Resolve, resolve_local
 from samix_hub.models import Mixer
 from samix_hub.train.config import TrainConfig
 from samix_hub.train.distributed import DistInfo
@@ -132,6 +133,9 @@ class Scenario(Generic[M]):
 
     name: str = "base"
     methods: tuple[str, ...] = ()
+    #: Turns a ``--generator`` / ``--backbone`` / ``--teacher`` SRC into a local folder; set by
+    #: :func:`get_scenario` (the command line passes one that downloads Hub repos).
+    sources: Resolve
 
     def resolve(self, cfg: TrainConfig) -> TrainConfig:
         return cfg.resolve()
@@ -232,7 +236,10 @@ def register_scenario(name: str, factory: Callable[[], Scenario[Any]]) -> None:
     SCENARIOS[name] = factory
 
 
-def get_scenario(name: str) -> Scenario[Any]:
+def get_scenario(name: str, sources: Resolve = resolve_local) -> Scenario[Any]:
+    """A new scenario ``name`` whose SRC arguments resolve through ``sources``."""
     if name in SCENARIOS:
-        return SCENARIOS[name]()
+        scenario = SCENARIOS[name]()
+        scenario.sources = sources
+        return scenario
     raise UserError(f"unknown scenario {name!r} (one of {', '.join(sorted(SCENARIOS))})")

@@ -25,8 +25,8 @@ import torch.nn.functional as F
 from samix_hub.data.specs import DataSource
 from samix_hub.data.transforms import eval_transform
 from samix_hub.errors import UserError
-from samix_hub.export.load import load_generator
-from samix_hub.hub.resolve import resolve_source
+from samix_hub.export.load import open_generator
+from samix_hub.format.repo_ref import Resolve, resolve_local
 from samix_hub.mixing import MixMethod, apply_mask, build_method, finish_mask
 from samix_hub.mixing.losses import eta_balanced_mixup_loss, mixup_cross_entropy
 from samix_hub.mixing.sampling import sample_lam, sample_partner
@@ -199,11 +199,14 @@ def to_layout(x: torch.Tensor, ctx: StepContext[Any]) -> torch.Tensor:
     return x.contiguous(memory_format=torch.channels_last) if ctx.channels_last else x
 
 
-def load_frozen_generator(src: str, device: torch.device) -> tuple[MaskGenerator, dict[str, Any]]:
-    """The frozen generator ``--generator SRC`` names (through the one loader) and its provenance."""
-    resolved = resolve_source(src)
+def load_frozen_generator(
+    src: str, device: torch.device, sources: Resolve = resolve_local
+) -> tuple[MaskGenerator, dict[str, Any]]:
+    """The frozen generator ``--generator SRC`` names (``sources`` finds its folder, the one
+    loader reads it) and its provenance."""
+    resolved = sources(src, "torch")
     try:
-        gen = load_generator(resolved, runtime="torch", device=device)
+        gen = open_generator(resolved, runtime="torch", device=device)
     except ValueError as exc:
         raise UserError(f"--generator {src}: {exc}") from None
     return gen, resolved.provenance()
@@ -228,7 +231,7 @@ class SupervisedScenario(Scenario[ClassifierModules]):
                 calibration=cfg.calibration, variance=cfg.mask_variance,
             )  # fmt: skip
         elif m == "samix-p":
-            gen, provenance = load_frozen_generator(cfg.generator or "", device)
+            gen, provenance = load_frozen_generator(cfg.generator or "", device, self.sources)
             if gen.config.in_chans != data.channels:
                 raise UserError(
                     f"--generator {cfg.generator}: takes {gen.config.in_chans}-channel images, "

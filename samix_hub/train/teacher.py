@@ -33,6 +33,7 @@ import torch.nn as nn
 from samix_hub.data.specs import DataSource
 from samix_hub.data.transforms import eval_transform
 from samix_hub.errors import UserError
+from samix_hub.format.repo_ref import Resolve, resolve_local
 from samix_hub.mixing import apply_mask
 from samix_hub.mixing.sampling import sample_lam, sample_partner
 from samix_hub.models.classifier import Classifier, build_mixer
@@ -160,12 +161,12 @@ def teacher_step(
 
 
 def load_teacher(
-    src: str, seed: int, in_chans: int | None = None, **hub_kwargs: Any
+    src: str, seed: int, in_chans: int | None = None, sources: Resolve = resolve_local
 ) -> PretrainedBackbone:
     """Resolve ``--teacher SRC`` with the ``--backbone`` resolver; errors are one line naming it."""
     try:
         bb = load_pretrained_backbone(
-            src, pretrained=True, in_chans=in_chans, seed=seed, option="--teacher", **hub_kwargs
+            src, pretrained=True, in_chans=in_chans, seed=seed, option="--teacher", sources=sources
         )
     except UserError as exc:
         text = str(exc)
@@ -208,7 +209,7 @@ class TeacherScenario(SupervisedScenario):
             cfg.min_lr = 0.5 * cfg.lr  # the learned-mixer schedule of section 2
         resolve_mixer_options(cfg, learned=True)
         cfg.validate()
-        self.backbone = load_teacher(cfg.teacher, cfg.seed)
+        self.backbone = load_teacher(cfg.teacher, cfg.seed, sources=self.sources)
         arch = self.backbone.architecture
         if cfg.backbone and cfg.backbone != arch:
             raise UserError(
@@ -230,7 +231,9 @@ class TeacherScenario(SupervisedScenario):
                     f"--teacher {cfg.teacher} takes {bb.in_chans}-channel images, "
                     f"{cfg.data} has {data.channels}-channel images"
                 )
-            bb = self.backbone = load_teacher(str(cfg.teacher), cfg.seed, data.channels)
+            bb = self.backbone = load_teacher(
+                str(cfg.teacher), cfg.seed, data.channels, sources=self.sources
+            )
         mean, std = bb.normalisation(data.channels)
         teacher = FrozenClassifier(bb.net, mean, std).to(device)
         reason = head_mismatch(bb, data)

@@ -22,7 +22,6 @@ from PIL import Image, ImageDraw, ImageFont
 from samix_hub.fileio import atomic_write
 
 __all__ = [
-    "CURVES_NAME",
     "MAX_POINTS",
     "Series",
     "Panel",
@@ -33,7 +32,6 @@ __all__ = [
 ]
 
 #: The picture's file name in a run folder (and next to an exported artifact's card).
-CURVES_NAME = "curves.png"
 #: A per-step series is averaged into at most this many points.
 MAX_POINTS = 400
 #: A curves picture larger than this is not one this module drew (export skips it).

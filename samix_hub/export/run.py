@@ -7,6 +7,7 @@ generator (:func:`build_generator`, the one constructor of a run's generator; do
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,14 +19,16 @@ from samix_hub._version import __version__
 from samix_hub.data.names import dataset_info
 from samix_hub.errors import UserError
 from samix_hub.export.cards import summarize_generator_metrics
-from samix_hub.fileio.guard import loads_bounded
+from samix_hub.fileio.guard import loads_bounded, read_json_bounded
 from samix_hub.format.artifact import CONFIG_NAME
+from samix_hub.format.run import CHECKPOINT, METRICS_NAME, RUN_KIND
 from samix_hub.models import backbones as _backbones  # noqa: F401  (registers the CIFAR backbones in timm)
-from samix_hub.models.generator import Generator, GeneratorConfig
+from samix_hub.models.generator import GeneratorConfig, GeneratorNet
 from samix_hub.models.mixer import MixerConfig
-from samix_hub.train.checkpoint import load_weights_only, read_run_config
 
 __all__ = [
+    "load_weights_only",
+    "read_run_config",
     "Run",
     "load_run",
     "build_backbone",
@@ -34,6 +37,40 @@ __all__ = [
     "run_chans",
     "run_image_size",
 ]
+
+
+def load_weights_only(
+    path: str | os.PathLike[str], map_location: str | torch.device = "cpu"
+) -> dict[str, Any]:
+    """``torch.load(weights_only=True)``; a checkpoint needing arbitrary unpickling is refused."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: missing")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # UnpicklingError for arbitrary objects, RuntimeError if corrupt
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(
+            f"{path}: refused: not loadable with torch.load(weights_only=True) ({first}); "
+            "samix-hub never unpickles arbitrary objects"
+        ) from None
+    if not isinstance(ckpt, dict):
+        raise UserError(f"{path}: expected a dict of tensors, got {type(ckpt).__name__}")
+    return ckpt
+
+
+def read_run_config(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """``RUN_DIR/config.json`` of a ``samix-hub train`` run."""
+    path = Path(run_dir) / CONFIG_NAME
+    if not path.is_file():
+        raise UserError(f"{path}: missing (not a samix-hub run folder)")
+    try:
+        config = read_json_bounded(path)
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path}: not valid JSON ({exc})") from None
+    if config.get("kind") != RUN_KIND:
+        raise UserError(f"{path}: kind is {config.get('kind')!r}, not a {RUN_KIND}")
+    return config
 
 
 @dataclass
@@ -60,7 +97,7 @@ def load_run(run_dir: str | Path) -> Run:
         if key not in config:
             raise UserError(f"{cfg_path}: lacks {key!r}")
     metrics = []
-    metrics_path = path / "metrics.jsonl"
+    metrics_path = path / METRICS_NAME
     if metrics_path.is_file():
         for n, line in enumerate(metrics_path.read_text().splitlines(), 1):
             if line.strip():
@@ -68,7 +105,7 @@ def load_run(run_dir: str | Path) -> Run:
                     metrics.append(loads_bounded(line))
                 except json.JSONDecodeError:
                     raise UserError(f"{metrics_path}:{n}: not valid JSON") from None
-    checkpoint = load_weights_only(path / "checkpoints" / "last.pt")
+    checkpoint = load_weights_only(path / CHECKPOINT)
     return Run(path=path, config=config, metrics=metrics, checkpoint=checkpoint)
 
 
@@ -116,7 +153,7 @@ def build_backbone(run: Run, weights: str = "model") -> nn.Module:
     return model.eval()
 
 
-def build_generator(run: Run, use_ema: bool = True) -> Generator | None:
+def build_generator(run: Run, use_ema: bool = True) -> GeneratorNet | None:
     """The run's frozen generator: EMA encoder (to ``stage``; the online one without
     ``use_ema`` or without an EMA copy) + mixer; None without a mixer."""
     cfg = run.config
@@ -153,14 +190,14 @@ def build_generator(run: Run, use_ema: bool = True) -> Generator | None:
         std=tuple(cfg["std"]),
         provenance={k: v for k, v in provenance.items() if v is not None},
     )
-    gen = Generator(gcfg)
+    gen = GeneratorNet(gcfg)
     classifier = build_backbone(run, source)
     gen.encoder.load_from_backbone(classifier)
     gen.mixer.load_state_dict(run.checkpoint["mixer"])
     return gen.freeze()
 
 
-def run_generator(run_dir: str | Path, use_ema: bool = True) -> Generator:
+def run_generator(run_dir: str | Path, use_ema: bool = True) -> GeneratorNet:
     """The SAMix^P generator of a run folder (:func:`build_generator`); an error when the
     run's method trained no mixer."""
     run = load_run(run_dir)

@@ -1,0 +1,210 @@
+"""Writing and pushing a generator folder from Python (``Generator.save_pretrained`` /
+``push_to_hub``, docs/python_api.md): what ``samix-hub export`` writes for a generator
+(:func:`samix_hub.export.generator.write_generator_folder`), with an ONNX parity check on one
+probe batch, and one validated commit through :func:`samix_hub.hub.transfer.push_commit`.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from samix_hub.errors import ArtifactError, UserError
+from samix_hub.export.common import finalize_folder, staging_folder
+from samix_hub.export.generator import write_generator_folder
+from samix_hub.export.schema import generator_config_from_dict
+from samix_hub.export.validate import detect_kind
+from samix_hub.format.artifact import GENERATOR, GENERATOR_FORMAT_VERSION
+from samix_hub.format.extras import ONNX_EXTRA, require_extra
+from samix_hub.format.repo_ref import parse_repo_id
+from samix_hub.hub.transfer import push_commit
+from samix_hub.models.generator import GeneratorConfig, GeneratorNet
+
+if TYPE_CHECKING:
+    from huggingface_hub import CommitInfo
+
+__all__ = [
+    "DEFAULT_COMMIT_MESSAGE",
+    "CARD_KWARGS",
+    "save_generator",
+    "push_generator",
+    "push_folder",
+    "check_config",
+    "check_push_kwargs",
+    "branch_of",
+]
+
+#: ``push_to_hub``'s default commit message, as ``huggingface_hub.ModelHubMixin.push_to_hub``.
+DEFAULT_COMMIT_MESSAGE = "Push model using huggingface_hub."
+
+
+#: Card keywords ``model_card_kwargs`` may set (passed to :func:`samix_hub.export.cards.render_card`).
+CARD_KWARGS = frozenset({"license", "model_name"})
+
+
+def branch_of(branch: str | None, revision: str | None) -> str | None:
+    if branch is not None and revision is not None and branch != revision:
+        raise UserError(f"branch={branch!r} and revision={revision!r}: give one of them")
+    return branch if branch is not None else revision
+
+
+def check_push_kwargs(kwargs: dict[str, Any]) -> None:
+    """The push keywords of ``save_pretrained(push_to_hub=True)``: those :func:`push_folder`
+    takes."""
+    known = set(inspect.signature(push_folder).parameters) - {"folder", "repo_id"}
+    unknown = sorted(set(kwargs) - known)
+    if unknown:
+        raise UserError(f"save_pretrained(push_to_hub=True): unexpected keyword(s) {unknown}")
+
+
+def _config_json(config: GeneratorConfig) -> str:
+    data = asdict(config)
+    data["mixer"] = config.mixer.to_dict()
+    return json.dumps(data, sort_keys=True, default=list)
+
+
+def check_config(gen: GeneratorNet, config: GeneratorConfig | dict[str, Any] | None) -> None:
+    """``config`` of the mixin's methods: None, or the generator's own config (config.json is
+    written from the generator; a different one would describe other weights)."""
+    if config is None:
+        return
+    if isinstance(config, dict):
+        data = {"kind": GENERATOR, "format_version": GENERATOR_FORMAT_VERSION, **config}
+        try:
+            config = generator_config_from_dict(data, source="config")
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
+    if not isinstance(config, GeneratorConfig):
+        raise UserError(
+            f"config: expected a GeneratorConfig or a dict, got {type(config).__name__}"
+        )
+    if _config_json(config) != _config_json(gen.config):
+        raise UserError(
+            "config: differs from this generator's own config; config.json is written from "
+            "the generator (pass config=None)"
+        )
+
+
+def push_folder(
+    folder: Path,
+    repo_id: str,
+    *,
+    commit_message: str | None = DEFAULT_COMMIT_MESSAGE,
+    private: bool | None = None,
+    token: str | bool | None = None,
+    branch: str | None = None,
+    create_pr: bool | None = None,
+    allow_patterns: list[str] | str | None = None,
+    ignore_patterns: list[str] | str | None = None,
+    delete_patterns: list[str] | str | None = None,
+    tag: str | None = None,
+    endpoint: str | None = None,
+    revision: str | None = None,
+) -> CommitInfo:
+    """One commit of ``folder`` (:func:`samix_hub.hub.transfer.push_commit`), with the mixin's keyword
+    names (``commit_message``; ``branch``, or ``revision`` its older name)."""
+    return push_commit(
+        folder, repo_id, revision=branch_of(branch, revision), tag=tag, private=private,
+        message=commit_message, endpoint=endpoint, token=token, create_pr=bool(create_pr),
+        allow_patterns=allow_patterns, ignore_patterns=ignore_patterns,
+        delete_patterns=delete_patterns,
+    )  # fmt: skip
+
+
+def save_generator(
+    gen: GeneratorNet,
+    save_directory: str | os.PathLike[str],
+    *,
+    onnx: bool = True,
+    opset: int = 18,
+    repo_id: str | None = None,
+    model_card_kwargs: dict[str, Any] | None = None,
+) -> Path:
+    """Write ``gen`` as a complete generator artifact folder; return its path.
+
+    The files are those of ``samix-hub export`` (``generator.safetensors``, ``config.json``,
+    ``README.md``, with ``onnx/generator.onnx`` unless ``onnx=False``), written into a hidden
+    staging folder, checked (parity on one probe batch, card,
+    :func:`~samix_hub.export.validate.validate_artifact`) and only then renamed into place.
+    An existing generator folder is replaced; any other non-empty folder is refused.
+    """
+    card_kwargs = dict(model_card_kwargs or {})
+    unknown = sorted(set(card_kwargs) - CARD_KWARGS)
+    if unknown:
+        raise UserError(
+            f"model_card_kwargs: unknown key(s) {unknown} (known: {', '.join(sorted(CARD_KWARGS))})"
+        )
+    if onnx:
+        require_extra(
+            ("onnx", "onnxscript", "onnxruntime"), ONNX_EXTRA, "save_pretrained(onnx=True)"
+        )
+    target = Path(save_directory).expanduser()
+    if target.exists() and not target.is_dir():
+        raise UserError(f"{target}: exists and is not a folder")
+    if target.is_dir() and any(target.iterdir()):
+        try:
+            kind = detect_kind(target)
+        except ArtifactError:
+            kind = None
+        if kind != GENERATOR:
+            raise UserError(
+                f"{target}: exists, is not empty and is not a generator folder; choose another"
+            )
+    target = target.absolute()
+    stage = staging_folder(target.parent, target.name)
+    try:
+        gen = copy.deepcopy(gen).cpu().eval()  # the caller's module stays where it is
+        write_generator_folder(
+            gen, stage, run_config=None, metrics=[], onnx=onnx, opset=opset, repo_id=repo_id,
+            parity="probe", card_kwargs=card_kwargs,
+        )  # fmt: skip
+        if target.is_dir() and not any(target.iterdir()):
+            target.rmdir()
+        finalize_folder(stage, target, True, GENERATOR)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    return target
+
+
+def push_generator(
+    gen: GeneratorNet,
+    repo_id: str,
+    *,
+    branch: str | None = None,
+    tag: str | None = None,
+    private: bool | None = None,
+    commit_message: str | None = None,
+    token: str | bool | None = None,
+    endpoint: str | None = None,
+    onnx: bool = True,
+    opset: int = 18,
+    create_pr: bool = False,
+    allow_patterns: list[str] | str | None = None,
+    ignore_patterns: list[str] | str | None = None,
+    delete_patterns: list[str] | str | None = None,
+    model_card_kwargs: dict[str, Any] | None = None,
+) -> CommitInfo:
+    """``save_generator`` into a temporary folder, then :func:`samix_hub.hub.transfer.push_commit`
+    (one commit); returns its ``CommitInfo`` (``str`` = commit url, ``.oid``, ``.pr_url``).
+
+    The temporary folder is removed afterwards; the token only goes to ``huggingface_hub``.
+    """
+    parse_repo_id(repo_id)  # a malformed id fails before the export work
+    with tempfile.TemporaryDirectory(prefix="samix-push-") as tmp:
+        folder = save_generator(
+            gen, Path(tmp) / "generator", onnx=onnx, opset=opset, repo_id=repo_id,
+            model_card_kwargs=model_card_kwargs,
+        )  # fmt: skip
+        return push_folder(
+            folder, repo_id, commit_message=commit_message, private=private, token=token,
+            branch=branch, create_pr=create_pr, allow_patterns=allow_patterns,
+            ignore_patterns=ignore_patterns, delete_patterns=delete_patterns, tag=tag,
+            endpoint=endpoint,
+        )  # fmt: skip
