@@ -34,9 +34,9 @@ sys.path.insert(0, str(REPO))
 
 from samix_hub import Generator, GeneratorConfig, MixerConfig  # noqa: E402
 from samix_hub.data import load_data  # noqa: E402
+from samix_hub.export.generator import write_generator  # noqa: E402
 from samix_hub.export.load import read_generator  # noqa: E402
 from samix_hub.export.mixed_writer import MixSettings, write_mixed  # noqa: E402
-from samix_hub.export.write import write_generator  # noqa: E402
 from samix_hub.mixing.sampling import DEFAULT_ALPHA  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data" / "cifar10_subset_4k_1k.npz"

@@ -33,7 +33,7 @@ import torch
 
 from samix_hub import Generator
 from samix_hub.data.specs import DataSource
-from samix_hub.export.write import write_generator
+from samix_hub.export.generator import write_generator
 from samix_hub.models import GeneratorConfig, MixerConfig
 from samix_hub.train import TrainConfig, get_scenario
 from samix_hub.train.distributed import DistInfo

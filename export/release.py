@@ -26,8 +26,8 @@ import torch
 
 import samix_hub
 from samix_hub.export.cards import validate_card
-from samix_hub.export.describe import describe
 from samix_hub.export.generator import calibration_images, export_run, load_run
+from samix_hub.export.info import describe
 from samix_hub.export.validate import validate_artifact
 
 

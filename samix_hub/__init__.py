@@ -13,10 +13,9 @@ import importlib
 import sys
 from collections.abc import Sequence
 from types import ModuleType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from samix_hub._version import __version__
-from samix_hub.format.lazy import lazy_exports
 
 if TYPE_CHECKING:  # the lazy names, for type checkers and IDEs
     from importlib.machinery import ModuleSpec
@@ -55,7 +54,18 @@ _LAZY = {
 _BACKBONES = "samix_hub.models.backbones"
 
 
-__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())
+def __getattr__(name: str) -> Any:
+    """PEP 562: a public name's module is imported on first use, then the name is kept."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
 
 
 def register_backbones() -> list[str]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+
 __all__ = [
     "UserError",
     "ArtifactError",
@@ -10,6 +12,11 @@ __all__ = [
     "RepoNotFoundError",
     "OutputError",
     "Interrupted",
+    "require_extra",
+    "missing_extra_message",
+    "ONNX_EXTRA",
+    "HF_EXTRA",
+    "TENSORBOARD_EXTRA",
 ]
 
 
@@ -60,3 +67,28 @@ class Interrupted(UserError):
     """Ctrl-C during a resumable command; the message says how to resume."""
 
     exit_code = 130
+
+
+#: The extras of pyproject.toml ``[project.optional-dependencies]``: the ONNX tools, the
+#: ``datasets`` package (``--data hf:NAME``) and TensorBoard logging (``--log tensorboard``).
+ONNX_EXTRA = "onnx"
+HF_EXTRA = "hf"
+TENSORBOARD_EXTRA = "tensorboard"
+
+
+def missing_extra_message(name: str, extra: str, what: str) -> str:
+    """``what`` needs the package ``name``, installed by the extra ``extra``: one line."""
+    hint = " (or 'samix-hub[gpu]' for CUDA)" if extra == ONNX_EXTRA else ""
+    return (
+        f"{what} needs the Python package {name!r}, which is not installed: "
+        f"pip install 'samix-hub[{extra}]'{hint}"
+    )
+
+
+def require_extra(modules: tuple[str, ...], extra: str, what: str) -> None:
+    """Import ``modules``; a missing one is a :class:`UserError` naming the extra to install."""
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            raise UserError(missing_extra_message(name, extra, what)) from None

@@ -13,9 +13,9 @@ import torch
 
 import samix_hub
 from samix_hub import Generator, load_generator
+from samix_hub.export.generator import write_generator
 from samix_hub.export.load import read_generator
 from samix_hub.export.schema import ConfigFieldError, generator_config_from_dict
-from samix_hub.export.write import write_generator
 from samix_hub.format import artifact as fmt
 from samix_hub.models import GeneratorConfig, MaskGenerator, MixerConfig
 

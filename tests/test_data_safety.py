@@ -23,7 +23,7 @@ from cli_helpers import run_cli
 
 from samix_hub import Generator, GeneratorConfig, MixerConfig
 from samix_hub.errors import OutputError
-from samix_hub.export.write import write_generator
+from samix_hub.export.generator import write_generator
 from samix_hub.fileio.locking import LOCK_NAME, folder_lock
 from samix_hub.format.mixed import DATA_DIR, STATE_NAME
 

@@ -343,7 +343,7 @@ def test_disk_full_during_export_is_one_line(tmp_path: Path, capsys, monkeypatch
         )
 
     run = make_run(tmp_path / "runs")
-    monkeypatch.setattr("samix_hub.export.write.save_file", full)  # the library's function
+    monkeypatch.setattr("samix_hub.export.generator.save_file", full)  # the library's function
     args = ["export", run, "--out", tmp_path / "o", "--no-onnx", "-q"]
     line = assert_fails(args, capsys, tmp_path, 1, "no space left", out=tmp_path / "o")
     assert str(tmp_path / "o" / "generator") in line

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from samix_hub import Generator
 from samix_hub.data import eval_transform
 from samix_hub.errors import UserError
-from samix_hub.export.write import write_generator
+from samix_hub.export.generator import write_generator
 from samix_hub.models import GeneratorConfig, MixerConfig, create_encoder
 from samix_hub.train import (
     NonFiniteLossError,

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from samix_hub.cli.main import main
-from samix_hub.export.write import write_generator
+from samix_hub.export.generator import write_generator
 from samix_hub.train import TrainConfig, load_checkpoint, run_generator, train
 
 #: every test shares one 2-epoch run (about 17 s on 2 cores)

@@ -23,8 +23,7 @@ from safetensors.torch import load_file
 from samix_hub import Generator, GeneratorConfig, MixerConfig
 from samix_hub.data import eval_transform, load_data
 from samix_hub.errors import UserError
-from samix_hub.export.generator import export_run
-from samix_hub.export.write import write_generator
+from samix_hub.export.generator import export_run, write_generator
 from samix_hub.train import TrainConfig, evaluate, load_checkpoint, train
 from samix_hub.train.finetune import FinetuneScenario, finetune_config
 from samix_hub.train.loader import eval_loader

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from samix_hub import Generator, GeneratorConfig, MixerConfig
+from samix_hub.export.generator import write_generator
 from samix_hub.export.load import read_generator
-from samix_hub.export.write import write_generator
 from samix_hub.models import create_encoder
 
 

@@ -22,8 +22,8 @@ import torch
 
 from samix_hub import Generator, GeneratorConfig, MixerConfig, load_generator
 from samix_hub.errors import ArtifactError, HubError, UserError
+from samix_hub.export.generator import write_generator
 from samix_hub.export.load import read_generator
-from samix_hub.export.write import write_generator
 from samix_hub.hub.resolve import resolve_source
 from samix_hub.hub.transfer import pull, push
 from samix_hub.models.encoder import StageEncoder

@@ -14,8 +14,8 @@ from safetensors.torch import load_file, save_file
 import samix_hub
 from samix_hub.cli.main import cli
 from samix_hub.errors import ArtifactError
-from samix_hub.export.describe import describe
 from samix_hub.export.generator import export_run
+from samix_hub.export.info import describe
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_export import ARCH, CLASSES, make_run  # noqa: E402

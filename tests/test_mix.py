@@ -23,10 +23,10 @@ from cli_helpers import run_cli
 
 from samix_hub import Generator, GeneratorConfig, MixerConfig
 from samix_hub.data import MixedDataset, load_data
+from samix_hub.export.generator import write_generator
 from samix_hub.export.load import read_generator
 from samix_hub.export.mixed_card import shard_info
 from samix_hub.export.mixed_plan import source_order
-from samix_hub.export.write import write_generator
 from samix_hub.format.mixed import DATA_DIR
 from samix_hub.mixing.masks import margin_fallback
 

@@ -24,7 +24,7 @@ from samix_hub.mixing import (
     mask_adjust,
 )
 from samix_hub.train.config import TrainConfig
-from samix_hub.train.devices import resolve_device
+from samix_hub.train.distributed import resolve_device
 from samix_hub.train.scenario import get_scenario
 
 

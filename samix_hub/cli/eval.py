@@ -57,8 +57,8 @@ def command(
       samix-hub eval runs/ssl --data digits --linear-probe
       samix-hub eval runs/c10-moco --data cifar10:~/data --linear-probe --probe-epochs 50 --json
     """
-    from samix_hub.hub.evaluation import accuracy, probe
-    from samix_hub.train.devices import resolve_device
+    from samix_hub.hub.eval import accuracy, probe
+    from samix_hub.train.distributed import resolve_device
 
     dev = resolve_device(device)
     if linear_probe:

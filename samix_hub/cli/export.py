@@ -105,9 +105,9 @@ def command(
       samix-hub export runs/mixup-r18 --out release/ --no-onnx --weights ema
       samix-hub export runs/samix-r18 --out release/ --generator-repo me/samix-r18-cifar10
     """
+    from samix_hub.errors import ONNX_EXTRA, require_extra
     from samix_hub.export.generator import calibration_images, export_run, load_run
     from samix_hub.fileio import check_writable_dir
-    from samix_hub.format.extras import ONNX_EXTRA, require_extra
 
     check_writable_dir(out, "--out")  # before the ONNX exports and parity checks
     parts = tuple(p.strip() for p in what.split(",") if p.strip())

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from samix_hub.hub.display import printable
+from samix_hub.hub.errors import printable
 
 __all__ = ["command"]
 
@@ -100,7 +100,7 @@ def command(src: str | None, as_json: bool, no_validate: bool) -> None:
       samix-hub info builtin:cifar10-small           # shipped, offline
       samix-hub info release/backbone --json | jq .results
     """
-    from samix_hub.export.describe import describe
+    from samix_hub.export.info import describe
     from samix_hub.hub.resolve import resolve_source
 
     if not src:

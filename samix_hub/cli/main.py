@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> None:
     """Console entry point: user errors and storage faults (disk full, read-only or unwritable
     output) become one line on stderr and a non-zero exit; Ctrl-C exits with 130."""
     from samix_hub.format.limits import DataSpecError
-    from samix_hub.hub.display import printable
+    from samix_hub.hub.errors import printable
 
     try:
         cli.main(args=argv, prog_name="samix-hub", standalone_mode=False)

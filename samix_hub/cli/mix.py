@@ -146,7 +146,7 @@ def command(
     Under torchrun give --num as SAMIX_MIX_NUM=N (torchrun reads --num as its --numa-binding).
     """
     from samix_hub.hub.mix import MixRequest, mix_dataset
-    from samix_hub.train.devices import resolve_device
+    from samix_hub.train.distributed import resolve_device
 
     if method == "samix" and not generator_src:
         raise click.UsageError("--method samix needs --generator SRC")

@@ -23,7 +23,7 @@ import torch
 from torch.utils.data import Dataset
 
 from samix_hub.data.npz import read_npz
-from samix_hub.format.extras import HF_EXTRA, missing_extra_message
+from samix_hub.errors import HF_EXTRA, missing_extra_message
 from samix_hub.format.limits import MIN_IMAGE_SIZE, DataSpecError, check_pixels
 
 __all__ = [

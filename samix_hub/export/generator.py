@@ -9,12 +9,14 @@ only then renamed into place, so a failed export never leaves a folder that look
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
+from safetensors.torch import save_file
 
 from samix_hub._version import __version__
 from samix_hub.data.specs import load_data
@@ -49,15 +51,17 @@ from samix_hub.export.load import open_generator
 from samix_hub.export.run import Run, build_backbone, build_generator, load_run
 from samix_hub.export.schema import generator_config_dict
 from samix_hub.export.validate import list_files, validate_artifact
-from samix_hub.export.write import write_generator
-from samix_hub.fileio import atomic_write_text
+from samix_hub.fileio import atomic_write, atomic_write_json, atomic_write_text
 from samix_hub.format.artifact import (
     BACKBONE,
     CARD_NAME,
+    CONFIG_NAME,
     GENERATOR,
     GENERATOR_ONNX,
     GENERATOR_ONNX_INT8,
+    GENERATOR_WEIGHTS,
 )
+from samix_hub.models.generator import GeneratorNet
 
 __all__ = [
     "calibration_images",
@@ -72,6 +76,7 @@ __all__ = [
     "PARITY_TOL",
     "finalize_folder",
     "staging_folder",
+    "write_generator",
 ]
 
 WHAT = ("generator", "backbone")
@@ -315,3 +320,15 @@ def export_run(
         rep.path = out / "backbone"
         reports.append(rep)
     return reports
+
+
+def write_generator(gen: GeneratorNet, path: str | os.PathLike[str]) -> Path:
+    """Write ``config.json`` and ``generator.safetensors`` into folder ``path`` (atomically)."""
+    folder = Path(path)
+    folder.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().contiguous().cpu() for k, v in gen.state_dict().items()}
+    atomic_write(
+        folder / GENERATOR_WEIGHTS, lambda p: save_file(tensors, p, metadata={"format": "pt"})
+    )
+    atomic_write_json(folder / CONFIG_NAME, generator_config_dict(gen))
+    return folder

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file
 
-from samix_hub.errors import ArtifactError, UserError
+from samix_hub.errors import ONNX_EXTRA, ArtifactError, UserError, require_extra
 from samix_hub.export.schema import generator_config_from_dict
 from samix_hub.export.validate import backbone_meta, check_finite, validate_artifact
 from samix_hub.fileio.guard import read_json_bounded
@@ -32,7 +32,6 @@ from samix_hub.format.artifact import (
     GENERATOR_ONNX_INT8,
     GENERATOR_WEIGHTS,
 )
-from samix_hub.format.extras import ONNX_EXTRA, require_extra
 from samix_hub.format.repo_ref import ResolvedSource, resolve_local
 from samix_hub.models import backbones as _backbones  # noqa: F401  (registers the CIFAR backbones in timm)
 from samix_hub.models.generator import GeneratorNet, MaskGenerator

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
+import unicodedata
 from collections.abc import Iterator
 
 from samix_hub.errors import HubError, RepoNotFoundError
-from samix_hub.hub.display import redact_urls
 
-__all__ = ["hub_errors", "is_offline"]
+__all__ = ["hub_errors", "is_offline", "printable", "redact_urls"]
 
 
 def _connection_errors() -> tuple[type[BaseException], ...]:
@@ -119,4 +120,29 @@ def is_offline(offline: bool | None) -> bool:
         "ON",
         "YES",
         "TRUE",
+    )
+
+
+#: ``scheme://user[:password]@`` of a URL: the part before ``@`` is a credential.
+_URL_CREDENTIALS = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)[^/@\s]*@")
+
+
+def redact_urls(text: str) -> str:
+    """``text`` with the user and password of every URL replaced by ``***``."""
+    return _URL_CREDENTIALS.sub(r"\1***@", text)
+
+
+def _escape(ch: str) -> str:
+    code = ord(ch)
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+def printable(value: object) -> str:
+    """``str(value)`` with control and format characters (ESC, newlines, bidi overrides)
+    written as ``\\xNN`` / ``\\uNNNN`` escapes, so the result is one inert line."""
+    text = redact_urls(str(value))
+    return "".join(
+        _escape(ch) if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") else ch for ch in text
     )

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from samix_hub.errors import UserError
+
 __all__ = [
     "DistInfo",
     "init_distributed",
@@ -20,6 +22,7 @@ __all__ = [
     "broadcast_buffers",
     "broadcast_object",
     "barrier",
+    "resolve_device",
 ]
 
 
@@ -94,3 +97,16 @@ def barrier(info: DistInfo) -> None:
 def shutdown(info: DistInfo) -> None:
     if info.enabled and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def resolve_device(name: str, option: str = "--device") -> torch.device:
+    """``auto`` -> cuda when a GPU is available, else cpu; ``cuda`` without a GPU is a
+    :class:`~samix_hub.errors.UserError` naming ``option``."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"{option} {name}: no GPU is available")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise UserError(f"{option} {name!r}: not a device (auto, cpu, cuda or cuda:N)") from None

@@ -46,12 +46,12 @@ from samix_hub.train.checkpoint import (
     truncate_jsonl,
 )
 from samix_hub.train.config import TrainConfig
-from samix_hub.train.devices import resolve_device
 from samix_hub.train.distributed import (
     DistInfo,
     all_reduce_sum,
     broadcast_buffers,
     init_distributed,
+    resolve_device,
     shutdown,
 )
 from samix_hub.train.loader import ResumableSampler, SeededTransform, mix_seed, train_loader

@@ -16,10 +16,9 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from samix_hub.errors import UserError
+from samix_hub.errors import TENSORBOARD_EXTRA, UserError, missing_extra_message
 from samix_hub.export.curves import save_curves
 from samix_hub.fileio import append_line, atomic_write_text
-from samix_hub.format.extras import TENSORBOARD_EXTRA, missing_extra_message
 from samix_hub.format.run import (
     CSV_NAME,
     CURVES_NAME,
