@@ -15,6 +15,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from samix_hub.mixing.masks import apply_mask
 from samix_hub.models.encoder import StageEncoder
 from samix_hub.models.mixer import Mixer, MixerConfig
 
@@ -90,7 +91,8 @@ class GeneratorNet(nn.Module):
 
     @property
     def input_size(self) -> tuple[int, int]:
-        return tuple(self.config.input_size)  # type: ignore[return-value]
+        height, width = self.config.input_size
+        return int(height), int(width)
 
     def masks(
         self, images: torch.Tensor, partner: torch.Tensor, lam: float | torch.Tensor
@@ -117,5 +119,4 @@ class GeneratorNet(nn.Module):
         self, images: torch.Tensor, partner: torch.Tensor, lam: float | torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         mask = self.masks(images, partner, lam)
-        mixed = mask * images + (1 - mask) * images[partner]
-        return mask, mixed
+        return mask, apply_mask(images, mask, partner)
