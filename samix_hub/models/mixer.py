@@ -15,6 +15,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from samix_hub.format.artifact import CALIBRATION_MODES
 from samix_hub.mixing.losses import mask_regulariser
 from samix_hub.mixing.masks import as_lam_tensor, calibrate_logits, rescale_lam
 
@@ -25,8 +26,6 @@ __all__ = [
     "VARIANCE_MODES",
 ]
 
-#: ``calibration`` values: "none" (the reference) or "exact" (λ-exact masks, docs/algorithm.md).
-CALIBRATION_MODES = ("none", "exact")
 #: ``variance`` values of the mask regulariser: "batch" (the reference) or "image" (per image).
 VARIANCE_MODES = ("batch", "image")
 
