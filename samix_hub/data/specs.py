@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import gzip
 import os
+from collections.abc import Sized
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -153,8 +154,8 @@ class DataSource:
             "image_size": list(self.image_size),
             "mean": list(self.mean),
             "std": list(self.std),
-            "train_size": len(self.train),  # type: ignore[arg-type]
-            "test_size": len(self.test) if self.test is not None else 0,  # type: ignore[arg-type]
+            "train_size": len(cast(Sized, self.train)),
+            "test_size": len(cast(Sized, self.test)) if self.test is not None else 0,
         }
 
 

@@ -14,12 +14,16 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from samix_hub.fileio import atomic_write
 from samix_hub.fileio.guard import guard_output
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 __all__ = [
     "COLUMNS",
@@ -77,7 +81,7 @@ def preview_grid(
     mask: torch.Tensor,
     mixed: torch.Tensor,
     lam: torch.Tensor,
-) -> object:
+) -> Image.Image:
     """A PIL image of the grid; every tensor is N x C x H x W in [0, 1] (mask: N x 1 x H x W)."""
     from PIL import Image, ImageDraw, ImageFont
 
@@ -119,7 +123,7 @@ def save_preview(
     info.add_text(MARKER_KEY, MARKER_VALUE)
     return atomic_write(
         target,
-        lambda p: grid.save(p, format="PNG", pnginfo=info),  # type: ignore[attr-defined]
+        lambda p: grid.save(p, format="PNG", pnginfo=info),
     )
 
 
