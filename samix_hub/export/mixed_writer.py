@@ -291,7 +291,8 @@ def write_mixed(
 ) -> MixResult:
     """Write (or complete) the mixed data set ``out``; see the module docstring.
 
-    ``out`` must be empty or a ``mix`` output (data/mix_out.py); it is locked while written.
+    ``out`` must be empty or a ``mix`` output (:mod:`~samix_hub.export.mixed_out`); it is
+    locked while written.
     """
     out = Path(out)
     check_mix_out(out)

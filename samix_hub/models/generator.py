@@ -45,7 +45,7 @@ class MaskGenerator(Protocol):
 @dataclass
 class GeneratorConfig:
     """What a generator folder's ``config.json`` holds, without its format fields (``kind``,
-    ``format_version``, ``lam_convention``, ``encoder``: artifact/schema.py adds and checks them)."""
+    ``format_version``, ``lam_convention``, ``encoder``: :mod:`samix_hub.export.schema` adds and checks them)."""
 
     backbone: str
     mixer: MixerConfig

@@ -1,6 +1,6 @@
 """Turn an openmixup AutoMix / SAMix checkpoint into a samix-hub generator folder.
 
-The reference code (Westlake-AI/openmixup, ``models/classifiers/automix.py``) keeps the EMA
+The paper's reference code (openmixup's AutoMix classifier, docs/algorithm.md) keeps the EMA
 encoder as ``backbone_k.*`` (mmcls ResNet names: ``conv1``, ``bn1``, ``layerK.B.convN``,
 ``layerK.B.bnN``, ``layerK.0.downsample.{0,1}``, the same names as timm's ResNet) and the mixer
 as ``mix_block.*`` (``PixelMixBlock``, loaded by :meth:`Mixer.load_openmixup_state_dict`). The
