@@ -196,9 +196,9 @@ def _load_digits(spec: str) -> DataSource:
     from sklearn.datasets import load_digits
 
     bunch = load_digits()
-    x = torch.from_numpy(bunch.images.astype(np.float32) / 16.0)[:, None]  # N,1,8,8 in [0,1]
-    x = torch.nn.functional.interpolate(x, size=(16, 16), mode="bilinear", align_corners=False)
-    x = (x.clamp(0, 1) * 255).round().to(torch.uint8).repeat(1, 3, 1, 1).permute(0, 2, 3, 1).numpy()
+    t = torch.from_numpy(bunch.images.astype(np.float32) / 16.0)[:, None]  # N,1,8,8 in [0,1]
+    t = torch.nn.functional.interpolate(t, size=(16, 16), mode="bilinear", align_corners=False)
+    x = (t.clamp(0, 1) * 255).round().to(torch.uint8).repeat(1, 3, 1, 1).permute(0, 2, 3, 1).numpy()
     y = bunch.target.astype(np.int64)
     perm = np.random.default_rng(0).permutation(len(x))  # fixed split, not the global RNG
     n_test = 360

@@ -255,8 +255,8 @@ def _mix_part(
     mask, mixed = mix_group(images, plan, settings.method, generator, device, settings.margin)
     n, partner = plan.rows, plan.partner.numpy()
     keep = ~(bad[:n] | bad[partner[:n]])
-    u8 = (mixed[:n][torch.from_numpy(keep).to(mixed.device)] * 255).round_()
-    u8 = u8.clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    scaled = (mixed[:n][torch.from_numpy(keep).to(mixed.device)] * 255).round_()
+    u8 = scaled.clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
     columns = {
         "label_a": labels[:n][keep],
         "label_b": labels[partner[:n]][keep],
@@ -366,7 +366,8 @@ def _write_mixed(
         while queue:
             (shard, g, n_groups, plan), fut = queue.popleft()
             fill()
-            part = _mix_part(*fut.result(), plan, settings, generator, device, warn)
+            images, labels, errors = fut.result()
+            part = _mix_part(images, labels, errors, plan, settings, generator, device, warn)
             part.encoded = submit(pool, encode_images, part.encoded, settings.image_format)
             parts.append(part)
             result.skipped += part.skipped

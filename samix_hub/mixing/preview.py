@@ -98,7 +98,7 @@ def preview_grid(
     for row in range(n):
         cells = (image_a[row], image_b[row], mask[row], mixed[row])
         for col, img in enumerate(cells):
-            tile = Image.fromarray(_to_rgb_u8(img)).resize((w * s, h * s), Image.NEAREST)
+            tile = Image.fromarray(_to_rgb_u8(img)).resize((w * s, h * s), Image.Resampling.NEAREST)
             canvas.paste(tile, cell_origin(row, col, h, w))
         _, y = cell_origin(row, 0, h, w)
         draw.text((PAD, y + (s * h) // 2 - 6), f"lam={float(lam[row]):.2f}", fill=TEXT, font=font)

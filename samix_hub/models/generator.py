@@ -63,6 +63,9 @@ class GeneratorNet(nn.Module):
     The public class is ``samix_hub.Generator`` (this network with the Hub methods,
     :mod:`samix_hub.hub.api`); code below the Hub builds and loads this one."""
 
+    mean: torch.Tensor
+    std: torch.Tensor
+
     def __init__(self, config: GeneratorConfig) -> None:
         super().__init__()
         self.config = config

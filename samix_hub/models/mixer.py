@@ -139,6 +139,8 @@ class Mixer(nn.Module):
         c = config.in_channels
         inter = max(c // config.reduction, 1)
         self.inter_channels = inter
+        self.key: nn.Conv2d | None
+        self.value: nn.Module
         if config.variant == "samix":
             # q and k: separate 1x1 convs (with bias) on cat(f_a, f_b).
             self.query = nn.Conv2d(2 * c, inter, kernel_size=1)
@@ -172,6 +174,7 @@ class Mixer(nn.Module):
             v = self.value(f_b)
             qk_in = torch.cat([f_a, f_b], dim=1)
             q = self.query(qk_in)
+            assert self.key is not None  # SAMix has its own key conv
             k = self.key(qk_in)
         else:
             if cfg.lam_concat:

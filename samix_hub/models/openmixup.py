@@ -12,7 +12,7 @@ rest (stage 4, heads, the online ``backbone.*``) is dropped. Checkpoints are rea
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -88,7 +88,8 @@ def generator_from_openmixup(
         raise UserError("checkpoint has no mixer weights (mix_block.*): not AutoMix/SAMix")
     variant, channels = detect_mixer(mix)
     try:
-        pcfg = timm.create_model(backbone, pretrained=False).pretrained_cfg
+        model = timm.create_model(backbone, pretrained=False)
+        pcfg = cast(dict[str, Any], model.pretrained_cfg)
     except RuntimeError as exc:
         raise UserError(f"--backbone {backbone}: unknown to timm ({exc})") from None
     size = input_size or tuple(pcfg["input_size"][1:])
