@@ -26,7 +26,7 @@ import torch
 
 import samix_hub
 from samix_hub.export.cards import validate_card
-from samix_hub.export.generator import calibration_images, export_run, load_run
+from samix_hub.export.generator import export_run, int8_sample_images, load_run
 from samix_hub.export.info import describe
 from samix_hub.export.validate import validate_artifact
 
@@ -80,14 +80,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--backbone-repo", default=None)
     ap.add_argument("--force", action="store_true")
     args = ap.parse_args(argv)
-    calib = evals = None
+    int8_images = evals = None
     if args.quantize == "int8":
         run = load_run(args.run_dir)
         size = tuple(run.config.get("image_size", (32, 32)))
-        calib, evals = calibration_images(args.calibration_data or run.config["data"], size)
+        int8_images, evals = int8_sample_images(args.calibration_data or run.config["data"], size)
     repos = {"generator": args.generator_repo, "backbone": args.backbone_repo}
     reports = export_run(
-        args.run_dir, args.out, weights=args.weights, int8_calibration=calib, int8_eval=evals,
+        args.run_dir, args.out, weights=args.weights, int8_calibration=int8_images, int8_eval=evals,
         repo_ids={k: v for k, v in repos.items() if v}, force=args.force,
         log=lambda m: print(m, file=sys.stderr),
     )  # fmt: skip

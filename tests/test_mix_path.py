@@ -13,7 +13,9 @@ from samix_hub.export.mixed_writer import mix_group
 from samix_hub.format.mixed import SHARD_RE, shard_name
 from samix_hub.mixing import (
     DEFAULT_ALPHA,
+    LAM_MARGIN,
     CutMix,
+    MixMethod,
     MixParams,
     MixUp,
     SAMix,
@@ -118,3 +120,23 @@ def test_device_rule() -> None:
             resolve_device("cuda")
     with pytest.raises(UserError, match="not a device"):
         resolve_device("gpu0")
+
+
+def test_samixup_mixes_through_its_mix_method() -> None:
+    """SAMixUp's plan is a MixMethod: its ``mix`` of the recorded draws is SAMixUp's output."""
+    images = _images(8).float() / 255
+
+    def raw(x: torch.Tensor, partner: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
+        return x[:, :1] * 0.5 + 0.25
+
+    mixup = SAMixUp(raw, num_classes=4, switch_prob=0.5, cutmix_alpha=1.0, mode="elem", seed=0)
+    assert isinstance(mixup.plan, MixMethod)
+    for _ in range(3):
+        mixed, targets = mixup(images, torch.arange(8) % 4)
+        params = mixup.last_params
+        assert params is not None
+        mask, again = mixup.plan.mix(images, params)
+        assert torch.equal(again, mixed)
+        assert torch.allclose(targets.sum(1), torch.ones(8))
+        lam = params.lam_rows()
+        assert torch.allclose(mask.mean(dim=(1, 2, 3))[lam <= LAM_MARGIN], lam[lam <= LAM_MARGIN])

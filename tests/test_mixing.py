@@ -17,12 +17,13 @@ def _batch(n=8, seed=0):
 
 def test_mixup_equals_torchvision_v2():
     images, labels = _batch()
-    lam = 0.37
-    tv = v2.MixUp(alpha=1.0, num_classes=5)
-    tv._dist = type("Fixed", (), {"sample": staticmethod(lambda shape=(): torch.tensor(lam))})()
-    tv_images, tv_labels = tv(images.clone(), labels.clone())
-    # torchvision pairs sample i with i - 1 (a roll by one).
+    torch.manual_seed(3)  # torchvision draws λ from the global RNG
+    tv_images, tv_labels = v2.MixUp(alpha=1.0, num_classes=5)(images.clone(), labels.clone())
+    # torchvision pairs sample i with i - 1 (a roll by one); its λ is the weight of label_a in
+    # a row whose two labels differ.
     partner = torch.roll(torch.arange(8), 1)
+    row = int((labels != labels[partner]).nonzero()[0])
+    lam = float(tv_labels[row, labels[row]])
     out = MixUp().apply(images, labels, MixParams(lam=torch.tensor(lam), partner=partner))
     assert torch.allclose(out.images, tv_images, atol=1e-6)
     onehot = lambda y: torch.nn.functional.one_hot(y, 5).float()  # noqa: E731
@@ -79,10 +80,8 @@ def test_vanilla_keeps_batch():
 
 def test_samix_margin_fallback_and_labels_use_sampled_lam():
     images, labels = _batch()
-    calls = []
 
     def fn(x, partner, lam):
-        calls.append(float(lam))
         return torch.full((x.shape[0], 1, 16, 16), 0.8)  # mean 0.8 whatever λ is
 
     method = SAMix(fn, alpha=2.0)

@@ -106,7 +106,7 @@ def command(
       samix-hub export runs/samix-r18 --out release/ --generator-repo me/samix-r18-cifar10
     """
     from samix_hub.errors import ONNX_EXTRA, require_extra
-    from samix_hub.export.generator import calibration_images, export_run, load_run
+    from samix_hub.export.generator import export_run, int8_sample_images, load_run
     from samix_hub.fileio import check_writable_dir
 
     check_writable_dir(out, "--out")  # before the ONNX exports and parity checks
@@ -116,7 +116,7 @@ def command(
     if not no_onnx:
         require_extra(("onnx", "onnxscript", "onnxruntime"), ONNX_EXTRA, "export (or --no-onnx)")
     log = (lambda _m: None) if quiet else (lambda m: click.echo(m, err=True))
-    calib = evals = None
+    int8_images = evals = None
     if quantize == "int8" and "generator" in parts:
         run = load_run(run_dir)
         spec = calibration_data or run.config.get("data")
@@ -126,12 +126,12 @@ def command(
         size = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
         log(f"loading calibration images from {spec} ...")
         try:
-            calib, evals = calibration_images(spec, size)
+            int8_images, evals = int8_sample_images(spec, size)
         except (OSError, ValueError) as exc:
             raise UserError(f"--calibration-data {spec}: {exc}") from None
     reports = export_run(
         run_dir, out, parts, opset=opset, onnx=not no_onnx, weights=weights,
-        int8_calibration=calib, int8_eval=evals, force=force, log=log,
+        int8_calibration=int8_images, int8_eval=evals, force=force, log=log,
         repo_ids={k: v for k, v in (("generator", generator_repo), ("backbone", backbone_repo)) if v},
     )  # fmt: skip
     if as_json:

@@ -23,7 +23,7 @@ from samix_hub.cli.options import (
     seed_option,
 )
 from samix_hub.errors import UserError
-from samix_hub.format.artifact import CONFIG_NAME
+from samix_hub.format.artifact import CALIBRATION_MODES, CONFIG_NAME
 
 REQUIRED = ("method", "data", "backbone", "out")
 #: Options of --scenario ssl only; they travel in TrainConfig.ssl (and config.json).
@@ -109,7 +109,7 @@ TEACHER_DEFAULTS: dict[str, Any] = {"optimizer": "adamw", "lr": 0.001, "weight_d
 )
 @click.option(
     "--calibration",
-    type=click.Choice(["exact", "none"]),
+    type=click.Choice(sorted(CALIBRATION_MODES)),
     default=None,
     help="automix/samix: 'exact' shifts each mask so its mean is λ exactly (docs/algorithm.md); "
     "'none' is the reference mixer [default: exact].",

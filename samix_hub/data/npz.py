@@ -3,7 +3,7 @@
 The file holds ``x_train`` and ``y_train`` (and optionally ``x_test``/``y_test`` and a
 ``classes`` array of names). Images are N x H x W x C uint8 with C <= 4; an N x C x H x W array
 is named as such, with the transpose that fixes it. Labels are integers in 0..K-1, K bounded by
-the labels present and by ``data/limits.py:MAX_CLASSES``, so one stray label cannot make a
+the labels present and by :data:`samix_hub.format.limits.MAX_CLASSES`, so one stray label cannot make a
 million-class head. Every error names the file and the array.
 """
 
@@ -93,7 +93,7 @@ NpzArrays = tuple[np.ndarray, np.ndarray, "np.ndarray | None", "np.ndarray | Non
 
 def read_npz(location: str) -> NpzArrays:
     """``npz:FILE``: (x_train, y_train, x_test, y_test, class names), checked array by array;
-    ``data/specs.py:load_data`` turns them into a ``DataSource``."""
+    :func:`samix_hub.data.specs.load_data` turns them into a ``DataSource``."""
     path = Path(location)
     if not path.is_file():
         raise DataSpecError(f"{path}: no such .npz file")

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import gzip
 import os
+from collections.abc import Sized
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -153,8 +154,8 @@ class DataSource:
             "image_size": list(self.image_size),
             "mean": list(self.mean),
             "std": list(self.std),
-            "train_size": len(self.train),  # type: ignore[arg-type]
-            "test_size": len(self.test) if self.test is not None else 0,  # type: ignore[arg-type]
+            "train_size": len(cast(Sized, self.train)),
+            "test_size": len(cast(Sized, self.test)) if self.test is not None else 0,
         }
 
 
@@ -195,9 +196,9 @@ def _load_digits(spec: str) -> DataSource:
     from sklearn.datasets import load_digits
 
     bunch = load_digits()
-    x = torch.from_numpy(bunch.images.astype(np.float32) / 16.0)[:, None]  # N,1,8,8 in [0,1]
-    x = torch.nn.functional.interpolate(x, size=(16, 16), mode="bilinear", align_corners=False)
-    x = (x.clamp(0, 1) * 255).round().to(torch.uint8).repeat(1, 3, 1, 1).permute(0, 2, 3, 1).numpy()
+    t = torch.from_numpy(bunch.images.astype(np.float32) / 16.0)[:, None]  # N,1,8,8 in [0,1]
+    t = torch.nn.functional.interpolate(t, size=(16, 16), mode="bilinear", align_corners=False)
+    x = (t.clamp(0, 1) * 255).round().to(torch.uint8).repeat(1, 3, 1, 1).permute(0, 2, 3, 1).numpy()
     y = bunch.target.astype(np.int64)
     perm = np.random.default_rng(0).permutation(len(x))  # fixed split, not the global RNG
     n_test = 360

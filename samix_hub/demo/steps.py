@@ -20,8 +20,7 @@ from samix_hub.demo.config import BACKBONE_REPO, GENERATOR_REPO, MARKER, DemoCon
 from samix_hub.demo.publish import publish_local
 from samix_hub.errors import UserError
 from samix_hub.export.generator import export_run
-from samix_hub.export.mixed_preview import preview_batch
-from samix_hub.export.mixed_writer import MixResult, MixSettings, write_mixed
+from samix_hub.export.mixed_writer import MixResult, MixSettings, preview_batch, write_mixed
 from samix_hub.fileio.locking import is_lock_file
 from samix_hub.format.artifact import BACKBONE, GENERATOR
 from samix_hub.format.repo_ref import ResolvedSource

@@ -64,7 +64,7 @@ from samix_hub.format.artifact import (
 from samix_hub.models.generator import GeneratorNet
 
 __all__ = [
-    "calibration_images",
+    "int8_sample_images",
     "Run",
     "ExportReport",
     "load_run",
@@ -246,10 +246,11 @@ def _int8_fidelity(folder: Path, images: torch.Tensor) -> dict[str, float]:
     return {"mask_mean_abs_diff": float(d.mean()), "mask_max_abs_diff": float(d.max())}
 
 
-def calibration_images(
+def int8_sample_images(
     spec: str, size: tuple[int, int], count: int = 256
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(calibration, evaluation): ``count`` train and ``count`` test images in [0, 1] at ``size``."""
+    """The int8 quantisation samples (calibration, evaluation): ``count`` train and ``count``
+    test images in [0, 1] at ``size``."""
     source = load_data(spec)
 
     def take(ds: Any) -> torch.Tensor:

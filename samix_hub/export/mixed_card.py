@@ -20,6 +20,7 @@ from samix_hub.fileio import atomic_write_text
 from samix_hub.fileio.guard import loads_bounded
 from samix_hub.format.artifact import CARD_NAME
 from samix_hub.format.mixed import DATA_DIR, shard_name
+from samix_hub.mixing.masks import LAM_MARGIN
 
 __all__ = ["render_card", "write_card", "shard_info", "size_category", "MAX_ERRORS_KEPT"]
 
@@ -104,6 +105,39 @@ def _generator_line(gen: dict[str, Any] | None, runtime: str | None) -> str:
     )
 
 
+#: How each method mixes, in the card's first paragraph.
+_RULES = {
+    "samix": "a frozen SAMix^P generator's mask (SAMix^P, arXiv 2111.15454), with the "
+    f"{LAM_MARGIN:g} margin fallback to MixUp",
+    "mixup": "MixUp: a constant λ over the image",
+    "cutmix": "CutMix: a box of the partner pasted, λ corrected to the kept area",
+}
+
+
+def _provenance(
+    settings: dict[str, Any], totals: dict[str, int], name: str, data: str
+) -> list[str]:
+    """The card's "Provenance" section: generator, source, classes, method, seed, counts."""
+    names = settings.get("class_names") or []
+    shown = ", ".join(names[:20]) + (f", ... ({len(names)} in all)" if len(names) > 20 else "")
+    return [
+        "## Provenance",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| generator | {_generator_line(settings.get('generator'), settings.get('runtime'))} |",
+        f"| source data set | {name} (`{data}`), split `{settings['split']}`, "
+        f"{settings['source_size']} images |",
+        f"| classes | {len(names)}: {shown} |",
+        f"| method | {settings['method']}, λ ~ Beta(α, α) per image with α = {settings['alpha']} |",
+        f"| seed | {settings['seed']} |",
+        f"| pairing | one random cycle within each batch of {settings['batch_size']} |",
+        f"| mixed images | {totals['rows']} in {totals['shards']} shards "
+        f"({settings['num']} planned, {totals['skipped']} skipped for unreadable images) |",
+        f"| image format | {settings['image_format']} |",
+    ]
+
+
 def render_card(settings: dict[str, Any], totals: dict[str, int], errors: list[str]) -> str:
     """Markdown with YAML front matter (``configs`` lets ``load_dataset(DIR)`` find the shards)."""
     from samix_hub.export.card_repo import REPO_PLACEHOLDER, repo_marker
@@ -112,15 +146,7 @@ def render_card(settings: dict[str, Any], totals: dict[str, int], errors: list[s
     public = {**settings, "data": data}  # the settings without local paths
     repo = REPO_PLACEHOLDER
     method = settings["method"]
-    names = settings.get("class_names") or []
-    shown = ", ".join(names[:20]) + (f", ... ({len(names)} in all)" if len(names) > 20 else "")
     h, w = settings["image_size"]
-    rule = {
-        "samix": "a frozen SAMix^P generator's mask (SAMix^P, arXiv 2111.15454), with the 0.08 margin "
-        "fallback to MixUp",
-        "mixup": "MixUp: a constant λ over the image",
-        "cutmix": "CutMix: a box of the partner pasted, λ corrected to the kept area",
-    }[method]
     lines = [
         "---",
         _front_matter(settings, totals["rows"], name, hub_id),
@@ -130,22 +156,9 @@ def render_card(settings: dict[str, Any], totals: dict[str, int], errors: list[s
         "",
         f"{totals['rows']} mixed {h}x{w} images made offline by `samix-hub mix`. Each image is "
         f"worth `lam` of class `label_a` and `1 - lam` of class `label_b`; it mixes source "
-        f"images `index_a` and `index_b` with {rule}.",
+        f"images `index_a` and `index_b` with {_RULES[method]}.",
         "",
-        "## Provenance",
-        "",
-        "| | |",
-        "|---|---|",
-        f"| generator | {_generator_line(settings.get('generator'), settings.get('runtime'))} |",
-        f"| source data set | {name} (`{data}`), split `{settings['split']}`, "
-        f"{settings['source_size']} images |",
-        f"| classes | {len(names)}: {shown} |",
-        f"| method | {method}, λ ~ Beta(α, α) per image with α = {settings['alpha']} |",
-        f"| seed | {settings['seed']} |",
-        f"| pairing | one random cycle within each batch of {settings['batch_size']} |",
-        f"| mixed images | {totals['rows']} in {totals['shards']} shards "
-        f"({settings['num']} planned, {totals['skipped']} skipped for unreadable images) |",
-        f"| image format | {settings['image_format']} |",
+        *_provenance(settings, totals, name, data),
         "",
         "## Columns",
         "",

@@ -31,16 +31,10 @@ from samix_hub.export.mixed_plan import GroupPlan, encode_images, hf_features, p
 from samix_hub.export.mixed_source import SourceLoader, source_channels
 from samix_hub.fileio import atomic_write
 from samix_hub.format.mixed import DATA_DIR, FORMAT_VERSION, num_shards, shard_name
-from samix_hub.mixing.masks import LAM_MARGIN, apply_mask
+from samix_hub.mixing.masks import LAM_MARGIN
 from samix_hub.mixing.methods import MixParams, build_method
 
-__all__ = [
-    "MixSettings",
-    "MixResult",
-    "mix_group",
-    "write_mixed",
-    "write_card",
-]
+__all__ = ["MixSettings", "MixResult", "mix_group", "preview_batch", "write_mixed"]
 
 GenFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], Any]
 
@@ -122,9 +116,9 @@ def mix_group(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Mask (weight of image a) and mixed images in [0, 1] for one planned batch.
 
-    The one mixing path (:class:`~samix_hub.mixing.MixMethod`) with the plan's per-sample λ,
+    The one mixing path (:meth:`~samix_hub.mixing.MixMethod.mix`) with the plan's per-sample λ,
     boxes and ``mask_adjust`` flags. SAMix: the generator's mask, optional ``mask_adjust``, then
-    the 0.08 margin fallback to plain MixUp (docs/algorithm.md "SAMix^P"); the mix is recomputed
+    the λ margin fallback to plain MixUp (docs/algorithm.md "SAMix^P"); the mix is recomputed
     from the final mask so that both runtimes share one formula. MixUp: a constant λ mask;
     CutMix: the planned box is 0.
     """
@@ -134,8 +128,29 @@ def mix_group(
         lam=plan.lam.to(device), partner=plan.partner.to(device), boxes=plan.boxes,
         adjust=plan.adjust,
     )  # fmt: skip
-    mask = mixer.mask(x, params)
-    return mask, apply_mask(x, mask, params.partner)
+    return mixer.mix(x, params)
+
+
+def preview_batch(
+    dataset: Any,
+    settings: MixSettings,
+    generator: GenFn | None = None,
+    device: str | torch.device = "cpu",
+    rows: int = 8,
+) -> tuple[torch.Tensor, ...]:
+    """``(image_a, image_b, mask, mixed, lam)`` of the first ``rows`` pairs of shard 0, exactly
+    as written (the mixed image quantised to 8 bits), for :func:`samix_hub.mixing.preview.save_preview`.
+    """
+    plan = settings.plan(0)[0]
+    loader = SourceLoader(dataset, settings.image_size, source_channels(dataset))
+    images, _, _ = loader(plan.load)
+    mask, mixed = mix_group(
+        images, plan, settings.method, generator, torch.device(device), settings.margin
+    )
+    k = min(rows, plan.rows)
+    x = images.float() / 255.0
+    mixed_u8 = (mixed[:k].cpu() * 255).round().clamp(0, 255) / 255.0
+    return x[:k], x[plan.partner[:k]], mask[:k].cpu(), mixed_u8, plan.lam[:k]
 
 
 @dataclass
@@ -217,7 +232,7 @@ def _write_shard(path: Path, parts: list[_Part], settings: MixSettings, shard: i
 
 def _complete(path: Path, settings: MixSettings, shard: int) -> bool:
     info = shard_info(path) if path.is_file() else None
-    return bool(info) and info.get("planned") == settings.planned_rows(shard)  # type: ignore[union-attr]
+    return info is not None and info.get("planned") == settings.planned_rows(shard)
 
 
 def _mix_part(
@@ -240,8 +255,8 @@ def _mix_part(
     mask, mixed = mix_group(images, plan, settings.method, generator, device, settings.margin)
     n, partner = plan.rows, plan.partner.numpy()
     keep = ~(bad[:n] | bad[partner[:n]])
-    u8 = (mixed[:n][torch.from_numpy(keep).to(mixed.device)] * 255).round_()
-    u8 = u8.clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    scaled = (mixed[:n][torch.from_numpy(keep).to(mixed.device)] * 255).round_()
+    u8 = scaled.clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
     columns = {
         "label_a": labels[:n][keep],
         "label_b": labels[partner[:n]][keep],
@@ -250,7 +265,7 @@ def _mix_part(
         "index_b": plan.index_b[keep],
     }
     kept_mask = mask[:n, 0].float().cpu().numpy()[keep] if settings.save_masks else None
-    return _Part(u8, columns, kept_mask, int((~keep).sum()), msgs)  # type: ignore[arg-type]
+    return _Part(u8, columns, kept_mask, int((~keep).sum()), msgs)
 
 
 def _groups(settings: MixSettings, shards: list[int]) -> Iterator[tuple[int, int, int, GroupPlan]]:
@@ -276,7 +291,8 @@ def write_mixed(
 ) -> MixResult:
     """Write (or complete) the mixed data set ``out``; see the module docstring.
 
-    ``out`` must be empty or a ``mix`` output (data/mix_out.py); it is locked while written.
+    ``out`` must be empty or a ``mix`` output (:mod:`~samix_hub.export.mixed_out`); it is
+    locked while written.
     """
     out = Path(out)
     check_mix_out(out)
@@ -285,6 +301,23 @@ def write_mixed(
             out, dataset, settings, generator, torch.device(device), workers, resume, rank,
             world_size, progress, warn,
         )  # fmt: skip
+
+
+def _progress_bar(settings: MixSettings, mine: range, todo: list[int], progress: bool) -> Any:
+    """A tqdm bar over the rows of this rank's shards, the ones already written counted done."""
+    from tqdm.auto import tqdm
+
+    rows_todo = sum(settings.planned_rows(s) for s in todo)
+    done_rows = sum(settings.planned_rows(s) for s in mine) - rows_todo
+    return tqdm(
+        total=rows_todo + done_rows,
+        initial=done_rows,
+        unit="img",
+        file=sys.stderr,
+        disable=not progress,
+        desc=f"mix {settings.method}",
+        dynamic_ncols=True,
+    )
 
 
 def _write_mixed(
@@ -313,19 +346,7 @@ def _write_mixed(
     def submit(ex: ThreadPoolExecutor | None, fn: Callable[..., Any], *args: Any) -> Future:
         return ex.submit(fn, *args) if ex is not None else _done(fn(*args))
 
-    from tqdm.auto import tqdm
-
-    rows_todo = sum(settings.planned_rows(s) for s in todo)
-    done_rows = sum(settings.planned_rows(s) for s in mine) - rows_todo
-    bar = tqdm(
-        total=rows_todo + done_rows,
-        initial=done_rows,
-        unit="img",
-        file=sys.stderr,
-        disable=not progress,
-        desc=f"mix {settings.method}",
-        dynamic_ncols=True,
-    )
+    bar = _progress_bar(settings, mine, todo, progress)
     warn = warn or (lambda msg: bar.write(msg, file=sys.stderr))
     start = time.perf_counter()
     work = _groups(settings, todo)
@@ -345,7 +366,8 @@ def _write_mixed(
         while queue:
             (shard, g, n_groups, plan), fut = queue.popleft()
             fill()
-            part = _mix_part(*fut.result(), plan, settings, generator, device, warn)
+            images, labels, errors = fut.result()
+            part = _mix_part(images, labels, errors, plan, settings, generator, device, warn)
             part.encoded = submit(pool, encode_images, part.encoded, settings.image_format)
             parts.append(part)
             result.skipped += part.skipped

@@ -18,10 +18,11 @@ import numpy as np
 from samix_hub.errors import ArtifactError, UserError
 from samix_hub.fileio import atomic_write
 from samix_hub.fileio.guard import loads_bounded
+from samix_hub.format.artifact import ONNX_LAM_CONVENTION, ONNX_MASK_CONVENTION
+from samix_hub.mixing.masks import LAM_MARGIN
 
 __all__ = [
     "PREFIX",
-    "MASK_CONVENTION",
     "INPUT_TOLERANCE",
     "generator_metadata",
     "backbone_metadata",
@@ -33,16 +34,6 @@ __all__ = [
 ]
 
 PREFIX = "samix_hub."
-#: The generator graph's conventions, as the card and docs/artifacts.md state them.
-MASK_CONVENTION = (
-    "mask[i] is the per-pixel weight of images[i] in [0, 1]; images[partner[i]] gets 1 - mask[i]; "
-    "partner[i] indexes this batch (0 <= partner[i] < N); "
-    "mixed = mask * images + (1 - mask) * images[partner]"
-)
-LAM_CONVENTION = (
-    "lam[i] in [0, 1] is the share of images[i]; soft label = lam[i] * y[i] + (1 - lam[i]) * "
-    "y[partner[i]], always with the sampled lam"
-)
 #: How far inputs may stray outside the recorded range before a wrapper refuses them.
 INPUT_TOLERANCE = 1e-2
 
@@ -72,13 +63,14 @@ def generator_metadata(config: Any, quantized: str | None = None) -> dict[str, A
         "inputs": "images float32 [N, C, H, W] in [0, 1] (not normalised); partner int64 [N]; "
         "lam float32 [N] in [0, 1]",
         "outputs": "mask float32 [N, 1, H, W] in [0, 1]; mixed float32 [N, C, H, W] in [0, 1]",
-        "mask_convention": MASK_CONVENTION,
-        "lam_convention": LAM_CONVENTION,
+        "mask_convention": ONNX_MASK_CONVENTION,
+        "lam_convention": ONNX_LAM_CONVENTION,
         "calibration": config.mixer.calibration,
         "mask_mean": "equals lam[i]"
         if config.mixer.calibration == "exact"
         else "approximates lam[i]",
-        "margin_fallback": "not in the graph: callers use a constant lam mask outside [0.08, 0.92]",
+        "margin_fallback": "not in the graph: callers use a constant lam mask outside "
+        f"[{LAM_MARGIN:g}, {1 - LAM_MARGIN:g}]",
     }
     if quantized:
         meta["quantized"] = quantized

@@ -21,6 +21,7 @@ from typing import Any
 
 from samix_hub.errors import ArtifactError
 from samix_hub.format.artifact import (
+    CALIBRATION_MODES,
     GENERATOR,
     GENERATOR_FORMAT_VERSION,
     LAM_CONVENTION,
@@ -165,7 +166,7 @@ _MIXER_FIELDS: dict[str, Any] = {
     "upsample": ("choice", ("bilinear", "nearest")),
     "lam_concat": ("bool",),
     "mask_loss_margin": ("number", 0.0, 1.0),
-    "calibration": ("choice", ("none", "exact")),
+    "calibration": ("choice", CALIBRATION_MODES),
     "variance": ("choice", ("batch", "image")),
 }
 

@@ -24,6 +24,9 @@ __all__ = [
     "ONNX_INPUTS",
     "LAM_CONVENTION",
     "LAM_CONVENTION_EXACT",
+    "ONNX_MASK_CONVENTION",
+    "ONNX_LAM_CONVENTION",
+    "CALIBRATION_MODES",
 ]
 
 #: Artifact kinds (a generator's ``config.json`` ``kind``; the other two are detected by files).
@@ -62,3 +65,18 @@ LAM_CONVENTION_EXACT = (
     "mask is the weight of each image; partner[i] gets 1 - mask; mean(mask[i]) == lam[i] exactly "
     "(λ-exact calibration)"
 )
+#: The generator graph's ``samix_hub.mask_convention`` and ``samix_hub.lam_convention`` ONNX
+#: metadata (docs/artifacts.md), as the card states them.
+ONNX_MASK_CONVENTION = (
+    "mask[i] is the per-pixel weight of images[i] in [0, 1]; images[partner[i]] gets 1 - mask[i]; "
+    "partner[i] indexes this batch (0 <= partner[i] < N); "
+    "mixed = mask * images + (1 - mask) * images[partner]"
+)
+ONNX_LAM_CONVENTION = (
+    "lam[i] in [0, 1] is the share of images[i]; soft label = lam[i] * y[i] + (1 - lam[i]) * "
+    "y[partner[i]], always with the sampled lam"
+)
+
+#: A mixer config's ``calibration``: "none" (the reference's free mask mean) or "exact"
+#: (λ-exact masks, docs/algorithm.md "Deviations").
+CALIBRATION_MODES = ("none", "exact")

@@ -13,8 +13,7 @@ import torch
 from samix_hub.data.specs import load_data
 from samix_hub.errors import UserError
 from samix_hub.export.mixed_out import check_mix_out
-from samix_hub.export.mixed_preview import preview_batch
-from samix_hub.export.mixed_writer import MixResult, MixSettings, write_mixed
+from samix_hub.export.mixed_writer import MixResult, MixSettings, preview_batch, write_mixed
 from samix_hub.fileio import check_writable_dir, check_writable_file, folder_sha256
 from samix_hub.fileio.guard import guard_output
 from samix_hub.format.artifact import CONFIG_NAME, GENERATOR_ONNX, GENERATOR_WEIGHTS

@@ -1,4 +1,4 @@
-"""Mixup parameter sampling, masks and mixing methods (``SAMixUp`` is in ``samix_hub/mixing/samixup.py``)."""
+"""Mixup parameter sampling, masks and mixing methods (``SAMixUp``: :mod:`samix_hub.mixing.samixup`)."""
 
 from samix_hub.mixing.masks import LAM_MARGIN, apply_mask, margin_fallback, mask_adjust, sharpen
 from samix_hub.mixing.methods import (

@@ -3,8 +3,8 @@
 timm's ``Mixup`` draws, per batch, per pair or per element (``mode``), whether to mix at all
 (``prob``) and which method; here the methods are the learned mask (:class:`SAMix`) and, with
 probability ``switch_prob``, classic :class:`MixUp` or :class:`CutMix`. This module draws those
-choices and builds one mask per image from the methods' own ``mask``; the mixing itself is
-:func:`~samix_hub.mixing.masks.apply_mask`.
+choices and builds one mask per image from the methods' own ``mask``; :class:`DropInPlan` is
+itself a :class:`~samix_hub.mixing.methods.MixMethod`, so its ``mix`` is the one mixing path.
 
 Pairs are fixed, as timm's and torchvision's: ``batch`` and ``elem`` modes pair image ``i``
 with ``i - 1`` (torchvision's ``roll``), ``pair`` mode pairs ``i`` with ``N - 1 - i`` (timm's
@@ -16,11 +16,11 @@ with ``i - 1`` (torchvision's ``roll``), ``pair`` mode pairs ``i`` with ``N - 1 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
-from samix_hub.mixing.methods import CutMix, MixParams, MixUp, SAMix
+from samix_hub.mixing.methods import CutMix, MixMethod, MixParams, MixUp, SAMix
 from samix_hub.mixing.sampling import box_lam, sample_box, sample_lam
 
 __all__ = ["MODES", "KINDS", "DropInParams", "DropInPlan", "roll_partner", "flip_partner"]
@@ -45,19 +45,16 @@ def flip_partner(n: int) -> torch.Tensor:
 
 
 @dataclass
-class DropInParams:
+class DropInParams(MixParams):
     """The draws of one call: per image what was done, with whom and at which λ.
 
     ``lam`` is 0-d in ``batch`` mode and one value per image otherwise; it is 1 for an image
-    that is not mixed. ``partner[i]`` is ``i`` itself for an image that is not mixed. ``boxes``
-    are CutMix boxes ``(y0, y1, x0, x1)`` per image (empty where not CutMix).
+    that is not mixed. ``partner[i]`` is ``i`` itself for an image that is not mixed. ``kinds``
+    are the :data:`KINDS` per image; ``boxes`` are CutMix boxes ``(y0, y1, x0, x1)`` per image
+    (empty where not CutMix); ``adjust`` the ``mask_adjust`` flag per image (a bool tensor).
     """
 
-    lam: torch.Tensor
-    partner: torch.Tensor
-    kinds: list[str]
-    boxes: list[Box]
-    adjust: torch.Tensor
+    kinds: list[str] = field(default_factory=list)
 
     def lam_rows(self) -> torch.Tensor:
         """λ of each image (N float32 values)."""
@@ -84,14 +81,16 @@ def _is_number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
 
 
-class DropInPlan:
-    """Draws :class:`DropInParams` and builds the mask of each image.
+class DropInPlan(MixMethod):
+    """Draws :class:`DropInParams` and builds the mask of each image (a :class:`MixMethod`).
 
     ``learned`` is the SAMix^P method (its α, margin and ``mask_adjust``); ``prob`` is the
     probability that a unit (batch, pair or element) is mixed at all; ``switch_prob`` the
     probability that a mixed unit uses classic MixUp (``mixup_alpha`` > 0) or CutMix
     (``cutmix_alpha`` > 0) instead, with even odds when both are on.
     """
+
+    name = "samixup"
 
     def __init__(
         self,
@@ -130,6 +129,12 @@ class DropInPlan:
             i = torch.arange(n)
             return n // 2, torch.minimum(i, n - 1 - i), flip_partner(n)
         return n, torch.arange(n), roll_partner(n)
+
+    def sample_params(
+        self, batch_size: int, image_size: tuple[int, int], rng: torch.Generator | None = None
+    ) -> DropInParams:
+        """:meth:`sample` with mixing enabled."""
+        return self.sample(batch_size, image_size, rng)
 
     def sample(
         self,
@@ -172,20 +177,26 @@ class DropInPlan:
         return DropInParams(
             lam=lam_t[0] if self.mode == "batch" else lam_t[unit_of],
             partner=torch.where(mixed, partner, torch.arange(n)),
-            kinds=row_kinds,
             boxes=[boxes[int(k)] for k in unit_of],
             adjust=(adjust_u < self.learned.mask_adjust)[unit_of],
+            kinds=row_kinds,
         )
 
     def _unmixed(self, n: int) -> DropInParams:
         lam = torch.tensor(1.0) if self.mode == "batch" else torch.ones(n)
         return DropInParams(
-            lam, torch.arange(n), ["none"] * n, [_NO_BOX] * n, torch.zeros(n, dtype=torch.bool)
+            lam=lam,
+            partner=torch.arange(n),
+            boxes=[_NO_BOX] * n,
+            adjust=torch.zeros(n, dtype=torch.bool),
+            kinds=["none"] * n,
         )
 
-    def mask(self, images: torch.Tensor, params: DropInParams) -> torch.Tensor:
+    def mask(self, images: torch.Tensor, params: MixParams) -> torch.Tensor:
         """The weight of each image (N x 1 x H x W): ones where not mixed, else its method's
         mask. ``images`` are what the learned generator sees (3 channels in [0, 1])."""
+        if not isinstance(params, DropInParams):
+            raise TypeError("DropInPlan.mask takes the DropInParams of its own sample")
         n, _, h, w = images.shape
         device = images.device
         mask = torch.ones(n, 1, h, w, dtype=images.dtype, device=device)
@@ -197,7 +208,8 @@ class DropInPlan:
 
         if "samix" in params.kinds:
             batch_mode = params.lam.dim() == 0
-            adjust: bool | torch.Tensor = bool(params.adjust[0]) if batch_mode else params.adjust
+            flags = torch.as_tensor(params.adjust)
+            adjust: bool | torch.Tensor = bool(flags[0]) if batch_mode else flags
             learned_params = MixParams(lam=params.lam, partner=partner, adjust=adjust)
             mask = torch.where(rows("samix"), self.learned.mask(images, learned_params), mask)
         if "mixup" in params.kinds and self.mixup is not None:

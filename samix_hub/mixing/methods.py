@@ -76,10 +76,11 @@ class MixParams:
 
 
 class MixMethod:
-    """Base class: ``sample_params``, then ``mask`` (weight of each image), then ``apply``.
+    """Base class: ``sample_params``, then ``mask`` (weight of each image), then ``mix`` (the
+    mask and the mixed images) or ``apply`` (with the labels).
 
     This is the one mixing path: training, fine-tuning, :class:`~samix_hub.SAMixUp` and
-    ``samix-hub mix`` all build the mask here and mix with :func:`apply_mask`.
+    ``samix-hub mix`` all build the mask here and mix with :func:`apply_mask` in :meth:`mix`.
     """
 
     name = "base"
@@ -93,9 +94,16 @@ class MixMethod:
         """The weight of each image (N x 1 x H x W); ``partner[i]`` gets ``1 - mask``."""
         raise NotImplementedError
 
+    def mix(
+        self, images: torch.Tensor, params: MixParams, mask_images: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(mask, mixed)``: the mask of ``mask_images`` (default ``images``; e.g. grayscale
+        images repeated to RGB for a generator), then :func:`apply_mask` on ``images``."""
+        mask = self.mask(images if mask_images is None else mask_images, params)
+        return mask, apply_mask(images, mask, params.partner.to(images.device))
+
     def apply(self, images: torch.Tensor, labels: torch.Tensor, params: MixParams) -> MixedBatch:
-        mask = self.mask(images, params)
-        mixed = apply_mask(images, mask, params.partner)
+        mask, mixed = self.mix(images, params)
         lam = _lam_vector(params.lam, mixed.shape[0], mixed.device)
         return MixedBatch(mixed, labels, labels[params.partner], lam, mask, params.partner)
 

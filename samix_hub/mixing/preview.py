@@ -14,12 +14,16 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from samix_hub.fileio import atomic_write
 from samix_hub.fileio.guard import guard_output
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 __all__ = [
     "COLUMNS",
@@ -77,7 +81,7 @@ def preview_grid(
     mask: torch.Tensor,
     mixed: torch.Tensor,
     lam: torch.Tensor,
-) -> object:
+) -> Image.Image:
     """A PIL image of the grid; every tensor is N x C x H x W in [0, 1] (mask: N x 1 x H x W)."""
     from PIL import Image, ImageDraw, ImageFont
 
@@ -94,7 +98,7 @@ def preview_grid(
     for row in range(n):
         cells = (image_a[row], image_b[row], mask[row], mixed[row])
         for col, img in enumerate(cells):
-            tile = Image.fromarray(_to_rgb_u8(img)).resize((w * s, h * s), Image.NEAREST)
+            tile = Image.fromarray(_to_rgb_u8(img)).resize((w * s, h * s), Image.Resampling.NEAREST)
             canvas.paste(tile, cell_origin(row, col, h, w))
         _, y = cell_origin(row, 0, h, w)
         draw.text((PAD, y + (s * h) // 2 - 6), f"lam={float(lam[row]):.2f}", fill=TEXT, font=font)
@@ -119,7 +123,7 @@ def save_preview(
     info.add_text(MARKER_KEY, MARKER_VALUE)
     return atomic_write(
         target,
-        lambda p: grid.save(p, format="PNG", pnginfo=info),  # type: ignore[attr-defined]
+        lambda p: grid.save(p, format="PNG", pnginfo=info),
     )
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import timm
 import torch
 import torch.nn as nn
@@ -30,7 +32,7 @@ class StageEncoder(nn.Module):
             )
         except RuntimeError as exc:  # timm: "Unknown model (...)"
             raise ValueError(f"unknown backbone {backbone!r}: {exc}") from None
-        info = self.net.feature_info
+        info: Any = self.net.feature_info  # timm's FeatureInfo (untyped module attribute)
         self.backbone = backbone
         self.stage = stage
         self.in_chans = in_chans

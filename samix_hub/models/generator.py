@@ -15,6 +15,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from samix_hub.mixing.masks import apply_mask
 from samix_hub.models.encoder import StageEncoder
 from samix_hub.models.mixer import Mixer, MixerConfig
 
@@ -44,7 +45,7 @@ class MaskGenerator(Protocol):
 @dataclass
 class GeneratorConfig:
     """What a generator folder's ``config.json`` holds, without its format fields (``kind``,
-    ``format_version``, ``lam_convention``, ``encoder``: artifact/schema.py adds and checks them)."""
+    ``format_version``, ``lam_convention``, ``encoder``: :mod:`samix_hub.export.schema` adds and checks them)."""
 
     backbone: str
     mixer: MixerConfig
@@ -61,6 +62,9 @@ class GeneratorNet(nn.Module):
 
     The public class is ``samix_hub.Generator`` (this network with the Hub methods,
     :mod:`samix_hub.hub.api`); code below the Hub builds and loads this one."""
+
+    mean: torch.Tensor
+    std: torch.Tensor
 
     def __init__(self, config: GeneratorConfig) -> None:
         super().__init__()
@@ -90,7 +94,8 @@ class GeneratorNet(nn.Module):
 
     @property
     def input_size(self) -> tuple[int, int]:
-        return tuple(self.config.input_size)  # type: ignore[return-value]
+        height, width = self.config.input_size
+        return int(height), int(width)
 
     def masks(
         self, images: torch.Tensor, partner: torch.Tensor, lam: float | torch.Tensor
@@ -117,5 +122,4 @@ class GeneratorNet(nn.Module):
         self, images: torch.Tensor, partner: torch.Tensor, lam: float | torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         mask = self.masks(images, partner, lam)
-        mixed = mask * images + (1 - mask) * images[partner]
-        return mask, mixed
+        return mask, apply_mask(images, mask, partner)

@@ -15,6 +15,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from samix_hub.format.artifact import CALIBRATION_MODES
 from samix_hub.mixing.losses import mask_regulariser
 from samix_hub.mixing.masks import as_lam_tensor, calibrate_logits, rescale_lam
 
@@ -25,8 +26,6 @@ __all__ = [
     "VARIANCE_MODES",
 ]
 
-#: ``calibration`` values: "none" (the reference) or "exact" (λ-exact masks, docs/algorithm.md).
-CALIBRATION_MODES = ("none", "exact")
 #: ``variance`` values of the mask regulariser: "batch" (the reference) or "image" (per image).
 VARIANCE_MODES = ("batch", "image")
 
@@ -140,6 +139,8 @@ class Mixer(nn.Module):
         c = config.in_channels
         inter = max(c // config.reduction, 1)
         self.inter_channels = inter
+        self.key: nn.Conv2d | None
+        self.value: nn.Module
         if config.variant == "samix":
             # q and k: separate 1x1 convs (with bias) on cat(f_a, f_b).
             self.query = nn.Conv2d(2 * c, inter, kernel_size=1)
@@ -173,6 +174,7 @@ class Mixer(nn.Module):
             v = self.value(f_b)
             qk_in = torch.cat([f_a, f_b], dim=1)
             q = self.query(qk_in)
+            assert self.key is not None  # SAMix has its own key conv
             k = self.key(qk_in)
         else:
             if cfg.lam_concat:

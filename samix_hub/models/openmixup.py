@@ -1,6 +1,6 @@
 """Turn an openmixup AutoMix / SAMix checkpoint into a samix-hub generator folder.
 
-The reference code (Westlake-AI/openmixup, ``models/classifiers/automix.py``) keeps the EMA
+The paper's reference code (openmixup's AutoMix classifier, docs/algorithm.md) keeps the EMA
 encoder as ``backbone_k.*`` (mmcls ResNet names: ``conv1``, ``bn1``, ``layerK.B.convN``,
 ``layerK.B.bnN``, ``layerK.0.downsample.{0,1}``, the same names as timm's ResNet) and the mixer
 as ``mix_block.*`` (``PixelMixBlock``, loaded by :meth:`Mixer.load_openmixup_state_dict`). The
@@ -12,7 +12,7 @@ rest (stage 4, heads, the online ``backbone.*``) is dropped. Checkpoints are rea
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -88,7 +88,8 @@ def generator_from_openmixup(
         raise UserError("checkpoint has no mixer weights (mix_block.*): not AutoMix/SAMix")
     variant, channels = detect_mixer(mix)
     try:
-        pcfg = timm.create_model(backbone, pretrained=False).pretrained_cfg
+        model = timm.create_model(backbone, pretrained=False)
+        pcfg = cast(dict[str, Any], model.pretrained_cfg)
     except RuntimeError as exc:
         raise UserError(f"--backbone {backbone}: unknown to timm ({exc})") from None
     size = input_size or tuple(pcfg["input_size"][1:])

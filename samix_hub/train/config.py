@@ -14,7 +14,9 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from samix_hub.errors import UserError
+from samix_hub.format.artifact import CALIBRATION_MODES
 from samix_hub.mixing.losses import check_eta
+from samix_hub.mixing.masks import LAM_MARGIN
 from samix_hub.mixing.sampling import DEFAULT_ALPHA, PAIRINGS, check_alpha
 
 __all__ = [
@@ -27,7 +29,6 @@ __all__ = [
     "resolve_mixer_options",
     "legacy_values",
     "LEGACY_DEFAULTS",
-    "CALIBRATIONS",
     "MASK_VARIANCES",
     "OPTIMIZERS",
 ]
@@ -35,8 +36,6 @@ __all__ = [
 SL_METHODS = ("vanilla", "mixup", "cutmix", "automix", "samix", "samix-p")
 #: Methods whose cosine schedule ends at half the base lr (0.1 -> 0.05 in the reference).
 LEARNED_MIXERS = ("automix", "samix")
-#: λ-exact masks (docs/algorithm.md "Deviations") or the reference's free mask mean.
-CALIBRATIONS = ("exact", "none")
 #: The mask regulariser's variance: per-image spatial (section 8, cause b) or batch-wide (reference).
 MASK_VARIANCES = ("image", "batch")
 OPTIMIZERS = ("sgd", "adamw")
@@ -116,7 +115,7 @@ class TrainConfig:
     eta: float = 0.5
     mask_adjust: float = 0.0
     mask_loss_weight: float = 0.1
-    lam_margin: float = 0.08
+    lam_margin: float = LAM_MARGIN
     #: fine-tune levers (docs/algorithm.md "Levers of a reused generator"): the SAMix^P mask
     #: temperature (< 1 sharper, mean kept at λ), timm's ``prob`` / ``switch_prob`` (switching to
     #: CutMix, or to MixUp for CutMix) and the pairing of images (mixing.sampling.PAIRINGS).
@@ -211,8 +210,9 @@ class TrainConfig:
                 f"--mixer-lr must be > 0, got {self.mixer_lr}",
             ),
             (
-                self.calibration in (None, *CALIBRATIONS),
-                f"--calibration must be one of {', '.join(CALIBRATIONS)}, got {self.calibration!r}",
+                self.calibration in (None, *CALIBRATION_MODES),
+                f"--calibration must be one of {', '.join(sorted(CALIBRATION_MODES))}, "
+                f"got {self.calibration!r}",
             ),
             (
                 self.mask_variance in (None, *MASK_VARIANCES),
