@@ -11,19 +11,18 @@ from typing import Any
 import torch.nn as nn
 
 from samix_hub._version import __version__
+from samix_hub.export.card_recipe import recipe_table, smoke_run
 from samix_hub.export.cards import (
     dataset_info,
     format_value,
-    recipe_table,
     render_card,
     results_text,
-    smoke_run,
     summarize_metrics,
-    teacher_summary,
     validate_card,
 )
 from samix_hub.export.common import ExportReport, check_parity, copy_curves, files_cell, num_params
 from samix_hub.export.load import open_backbone
+from samix_hub.export.provenance import teacher_summary
 from samix_hub.export.run import run_chans, run_image_size
 from samix_hub.export.validate import list_files, validate_artifact
 from samix_hub.fileio import atomic_write_text

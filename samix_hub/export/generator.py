@@ -22,18 +22,14 @@ from samix_hub._version import __version__
 from samix_hub.data.specs import load_data
 from samix_hub.errors import UserError
 from samix_hub.export.backbone import base_model, write_backbone_folder
+from samix_hub.export.card_recipe import recipe_table, smoke_run
 from samix_hub.export.cards import (
     dataset_info,
     format_value,
     generator_results_text,
     mixer_summary,
-    provenance_mask_summary,
-    recipe_table,
     render_card,
-    smoke_run,
     summarize_generator_metrics,
-    summarize_metrics,
-    teacher_summary,
     validate_card,
 )
 from samix_hub.export.common import (
@@ -48,6 +44,7 @@ from samix_hub.export.common import (
     staging_folder,
 )
 from samix_hub.export.load import open_generator
+from samix_hub.export.provenance import generator_origin, provenance_mask_summary
 from samix_hub.export.run import Run, build_backbone, build_generator, load_run
 from samix_hub.export.schema import generator_config_dict
 from samix_hub.export.validate import list_files, validate_artifact
@@ -130,7 +127,7 @@ def write_generator_folder(
     if run_config is None and own is None:
         own = provenance_mask_summary(prov)  # save_pretrained: what config.json records
     h, w = cfg.input_size
-    origin, scorer = _generator_origin(cfg, prov, run_config, list(metrics))
+    origin, scorer = generator_origin(cfg, prov, run_config, list(metrics))
     exact = cfg.mixer.calibration == "exact"
     fields = {
         "title": f"SAMix generator: {cfg.backbone} on {dataset_info(prov.get('data'))[0]}",
@@ -188,46 +185,6 @@ def _limitations(onnx: bool, smoke: str | None) -> str:
     if smoke:
         lines.append(f"- This is {smoke}.")
     return "".join(line + "\n" for line in lines)
-
-
-def _generator_origin(
-    cfg: Any,
-    prov: dict[str, Any],
-    run_config: dict[str, Any] | None,
-    metrics: list[dict[str, Any]],
-) -> tuple[str, str]:
-    """The card's description of the encoder and mixer, and of the classifier that scored it.
-
-    The classifier's accuracy is stated in the body only: it is the backbone card's result.
-    """
-
-    data = dataset_info(prov.get("data"))[0]
-    summary = summarize_metrics(metrics, "top1")
-    acc = f" (top-1 {summary['last']:.2f} % on the test split)" if summary else ""
-    teacher = prov.get("teacher")
-    if isinstance(teacher, dict):
-        who = teacher_summary(teacher)
-        origin = (
-            f"the encoder of a frozen, already trained `{cfg.backbone}` classifier (the teacher, "
-            f"{who}) truncated after stage {cfg.stage}, plus a {cfg.mixer.variant} mixer "
-            f"**trained against a frozen teacher** on **{data}**; only the mixer was trained"
-        )
-        scorer = f"The mixer was trained against the frozen teacher {who}{acc}."
-        head = (run_config or {}).get("teacher_head") or {}
-        if head.get("fitted"):
-            scorer += f" Its head was refit on frozen features for this data ({head['reason']})."
-        return origin, scorer + " The teacher is exported as the backbone; see its card."
-    weights = "EMA encoder" if prov.get("encoder_weights") == "ema" else "encoder"
-    origin = (
-        f"the {weights} of a `{cfg.backbone}` truncated after stage {cfg.stage} plus the "
-        f"{cfg.mixer.variant} mixer, trained with **{prov.get('method', 'samix')}** on **{data}**"
-    )
-    if summary is None:
-        return origin, "The classifier trained jointly with it recorded no evaluation."
-    return origin, (
-        f"The classifier trained jointly with this generator scored top-1 {summary['last']:.2f} % "
-        "on the test split (a result of the backbone card, not of this generator)."
-    )
 
 
 def _int8_fidelity(folder: Path, images: torch.Tensor) -> dict[str, float]:

@@ -15,7 +15,8 @@ from samix_hub.errors import UserError
 from samix_hub.export.mixed_out import check_mix_out
 from samix_hub.export.mixed_preview import preview_batch
 from samix_hub.export.mixed_writer import MixResult, MixSettings, write_mixed
-from samix_hub.fileio import check_writable_dir, check_writable_file, folder_sha256
+from samix_hub.export.provenance import generator_source_provenance
+from samix_hub.fileio import check_writable_dir, check_writable_file
 from samix_hub.fileio.guard import guard_output
 from samix_hub.format.artifact import CONFIG_NAME, GENERATOR_ONNX, GENERATOR_WEIGHTS
 from samix_hub.hub.api import load_generator
@@ -58,12 +59,7 @@ def load_mix_generator(
     else:
         gen = load_generator(resolved, runtime="torch", device=device)
         files = [CONFIG_NAME, GENERATOR_WEIGHTS]
-    if resolved.repo_id is not None:
-        prov: dict[str, Any] = resolved.provenance()
-    elif resolved.builtin is not None:  # shipped in the package: named and versioned, no path
-        prov = {**resolved.provenance(), "sha256": folder_sha256(folder, files)}
-    else:
-        prov = {"name": folder.resolve().name, "sha256": folder_sha256(folder, files)}
+    prov = generator_source_provenance(resolved, files)
     return gen, prov, runtime
 
 
