@@ -43,10 +43,10 @@ from samix_hub.export.common import (
     staged,
     staging_folder,
 )
+from samix_hub.export.generator_config import generator_config_dict
 from samix_hub.export.load import open_generator
 from samix_hub.export.provenance import generator_origin, provenance_mask_summary
 from samix_hub.export.run import Run, build_backbone, build_generator, load_run
-from samix_hub.export.schema import generator_config_dict
 from samix_hub.export.validate import list_files, validate_artifact
 from samix_hub.fileio import atomic_write, atomic_write_json, atomic_write_text
 from samix_hub.format.artifact import (

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from samix_hub.errors import ArtifactError, NotAnArtifactError, UserError, first_line
-from samix_hub.export.schema import check_backbone_config, generator_config_from_dict
+from samix_hub.export.generator_config import generator_config_from_dict
+from samix_hub.export.schema import check_backbone_config
 from samix_hub.export.validate_dataset import validate_mixed_dataset
 from samix_hub.export.validate_onnx import check_onnx_graph
 from samix_hub.fileio.guard import read_json_bounded

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from samix_hub.errors import ArtifactError, first_line
-from samix_hub.export.schema import generator_config_from_dict
+from samix_hub.export.generator_config import generator_config_from_dict
 from samix_hub.format.artifact import (
     BACKBONE,
     BACKBONE_ONNX,

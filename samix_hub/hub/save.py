@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from samix_hub.errors import ONNX_EXTRA, ArtifactError, UserError, require_extra
 from samix_hub.export.common import finalize_folder, staging_folder
 from samix_hub.export.generator import write_generator_folder
-from samix_hub.export.schema import generator_config_from_dict
+from samix_hub.export.generator_config import generator_config_from_dict
 from samix_hub.export.validate import detect_kind
 from samix_hub.format.artifact import GENERATOR, GENERATOR_FORMAT_VERSION
 from samix_hub.format.repo_ref import parse_repo_id
