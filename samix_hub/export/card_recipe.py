@@ -12,7 +12,7 @@ from samix_hub.data.names import dataset_info
 from samix_hub.export.cards import format_value, mixer_summary
 from samix_hub.export.provenance import base_summary, provenance_recipe, teacher_summary
 
-__all__ = ["smoke_run", "recipe_table"]
+__all__ = ["smoke_run", "limitations_text", "recipe_table"]
 
 _RECIPE_KEYS = (
     ("scenario", "scenario"),
@@ -54,6 +54,14 @@ def smoke_run(
         f"a smoke run: training stopped at --max-steps {cap} (optimizer steps){planned}; "
         "its results are those of this short run, not of a full training"
     )
+
+
+def limitations_text(onnx: bool, smoke: str | None) -> str:
+    """The card's extra limitation lines: no ONNX graph, a smoke run (:func:`smoke_run`)."""
+    lines = [] if onnx else ["- This export has no ONNX graph."]
+    if smoke:
+        lines.append(f"- This is {smoke}.")
+    return "".join(line + "\n" for line in lines)
 
 
 def recipe_table(

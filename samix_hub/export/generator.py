@@ -22,7 +22,7 @@ from samix_hub._version import __version__
 from samix_hub.data.specs import load_data
 from samix_hub.errors import UserError
 from samix_hub.export.backbone import base_model, write_backbone_folder
-from samix_hub.export.card_recipe import recipe_table, smoke_run
+from samix_hub.export.card_recipe import limitations_text, recipe_table, smoke_run
 from samix_hub.export.cards import (
     dataset_info,
     format_value,
@@ -107,7 +107,6 @@ def write_generator_folder(
 
     write_generator(gen, folder)
     cfg = gen.config
-    data = generator_config_dict(gen)
     report = ExportReport(kind=GENERATOR, path=folder)
     curves_line = copy_curves(run_dir, folder)
     if onnx:
@@ -122,43 +121,10 @@ def write_generator_folder(
                 folder, int8_eval if int8_eval is not None else int8_calibration
             )
     check_parity(report.parity, folder)
-    prov = cfg.provenance
-    own = summarize_generator_metrics(list(metrics))
-    if run_config is None and own is None:
-        own = provenance_mask_summary(prov)  # save_pretrained: what config.json records
-    h, w = cfg.input_size
-    origin, scorer = generator_origin(cfg, prov, run_config, list(metrics))
-    exact = cfg.mixer.calibration == "exact"
-    fields = {
-        "title": f"SAMix generator: {cfg.backbone} on {dataset_info(prov.get('data'))[0]}",
-        "backbone": cfg.backbone,
-        "stage": cfg.stage,
-        "method": prov.get("method", "samix"),
-        "repo_id": repo_id or "ORG/NAME",
-        "in_chans": cfg.in_chans,
-        "height": h,
-        "width": w,
-        "opset": opset,
-        "feature_channels": gen.encoder.out_channels,
-        "mixer_summary": mixer_summary(cfg.mixer.to_dict()),
-        "mean": format_value(tuple(cfg.mean)),
-        "std": format_value(tuple(cfg.std)),
-        "lam_convention": data["lam_convention"],
-        "files": "",
-        "recipe": recipe_table(run_config, metrics, prov),
-        "results": generator_results_text(own, scorer) + curves_line,
-        "origin": origin,
-        "mask_mean": "its mean equals λ exactly"
-        if exact
-        else "its mean is free (not calibrated to λ; see the measured slope)",
-        "mean_limitation": "its mean equals λ (λ-exact calibration)."
-        if exact
-        else "its mean is not calibrated to λ: check the measured slope.",
-        "extra_limitations": _limitations(onnx, smoke_run(run_config, metrics)),
-        "samix_hub_version": __version__,
-    }
+    fields = _card_fields(gen, run_config, metrics, onnx=onnx, opset=opset, repo_id=repo_id)
+    fields["results"] += curves_line
     fields["files"] = files_cell(folder)
-    data_spec = (run_config or {}).get("data", prov.get("data"))
+    data_spec = (run_config or {}).get("data", cfg.provenance.get("data"))
     card_kwargs = dict(card_kwargs or {})
     text = render_card(
         "generator",
@@ -179,16 +145,57 @@ def write_generator_folder(
     return report
 
 
-def _limitations(onnx: bool, smoke: str | None) -> str:
-    """The card's extra limitation lines: no ONNX graph, a smoke run (``cards.smoke_run``)."""
-    lines = [] if onnx else ["- This export has no ONNX graph."]
-    if smoke:
-        lines.append(f"- This is {smoke}.")
-    return "".join(line + "\n" for line in lines)
+def _card_fields(
+    gen: GeneratorNet,
+    run_config: dict[str, Any] | None,
+    metrics: Sequence[dict[str, Any]],
+    *,
+    onnx: bool,
+    opset: int,
+    repo_id: str | None,
+) -> dict[str, Any]:
+    """The generator card's template fields; without ``run_config`` (``save_pretrained``) the
+    recipe and mask statistics come from the generator's provenance."""
+    cfg = gen.config
+    prov = cfg.provenance
+    own = summarize_generator_metrics(list(metrics))
+    if run_config is None and own is None:
+        own = provenance_mask_summary(prov)  # save_pretrained: what config.json records
+    h, w = cfg.input_size
+    origin, scorer = generator_origin(cfg, prov, run_config, list(metrics))
+    exact = cfg.mixer.calibration == "exact"
+    return {
+        "title": f"SAMix generator: {cfg.backbone} on {dataset_info(prov.get('data'))[0]}",
+        "backbone": cfg.backbone,
+        "stage": cfg.stage,
+        "method": prov.get("method", "samix"),
+        "repo_id": repo_id or "ORG/NAME",
+        "in_chans": cfg.in_chans,
+        "height": h,
+        "width": w,
+        "opset": opset,
+        "feature_channels": gen.encoder.out_channels,
+        "mixer_summary": mixer_summary(cfg.mixer.to_dict()),
+        "mean": format_value(tuple(cfg.mean)),
+        "std": format_value(tuple(cfg.std)),
+        "lam_convention": generator_config_dict(gen)["lam_convention"],
+        "files": "",
+        "recipe": recipe_table(run_config, metrics, prov),
+        "results": generator_results_text(own, scorer),
+        "origin": origin,
+        "mask_mean": "its mean equals λ exactly"
+        if exact
+        else "its mean is free (not calibrated to λ; see the measured slope)",
+        "mean_limitation": "its mean equals λ (λ-exact calibration)."
+        if exact
+        else "its mean is not calibrated to λ: check the measured slope.",
+        "extra_limitations": limitations_text(onnx, smoke_run(run_config, metrics)),
+        "samix_hub_version": __version__,
+    }
 
 
 def _int8_fidelity(folder: Path, images: torch.Tensor) -> dict[str, float]:
-    """Mean / max |mask_int8 - mask_fp32| on real images (issue 6), seeded partners and λ."""
+    """Mean / max |mask_int8 - mask_fp32| on real images, seeded partners and λ."""
 
     fp32 = open_generator(folder, "onnx", device="cpu")
     int8 = open_generator(folder, "onnx", device="cpu", int8=True)
