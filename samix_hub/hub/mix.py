@@ -24,6 +24,7 @@ from samix_hub.hub.resolve import resolve_source
 from samix_hub.mixing.preview import is_preview_png, save_preview
 from samix_hub.mixing.sampling import DEFAULT_ALPHA, check_alpha
 from samix_hub.models.generator import MaskGenerator
+from samix_hub.train.loader import dataset_len
 
 __all__ = ["MixRequest", "load_mix_generator", "mix_dataset", "dist_ranks"]
 
@@ -126,7 +127,7 @@ def mix_dataset(req: MixRequest) -> tuple[MixResult, int]:
         dev = torch.device("cuda", local_rank % torch.cuda.device_count())
     source = load_data(req.data_spec, download=req.download, image_size=req.image_size)
     dataset = source.split(req.split)
-    length = len(dataset)  # type: ignore[arg-type]
+    length = dataset_len(dataset)
     num = length if req.num is None else req.num
     if length < 2 or num > length * (length - 1):
         raise UserError(
