@@ -1,8 +1,8 @@
 """Generator provenance: the one place that says where a generator came from.
 
-Two records, both in docs/artifacts.md: a generator *source* as a run or a mixed data set
-records it (:func:`generator_source_provenance`: Hub repo and commit, a builtin name, or a
-local folder's name and sha256, never its path), and the training run a generator's own
+Two records, both in docs/artifacts.md: a generator *source* as a mixed data set records it
+(:func:`generator_source_provenance`) or a fine-tune run does (:func:`frozen_generator_provenance`):
+Hub repo and commit, a builtin name, or a local folder's name and sha256, never its path; and the training run a generator's own
 ``config.json`` records (``provenance``), which its card reads (:func:`provenance_recipe`,
 :func:`provenance_mask_summary`, :func:`generator_origin`). Teachers and fine-tune bases are
 described here too (:func:`teacher_summary`, :func:`base_summary`).
@@ -11,16 +11,20 @@ described here too (:func:`teacher_summary`, :func:`base_summary`).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from samix_hub.data.names import dataset_info
 from samix_hub.export.cards import format_value, summarize_metrics
 from samix_hub.fileio import folder_sha256
+from samix_hub.fileio.guard import read_json_bounded
+from samix_hub.format.artifact import CONFIG_NAME, GENERATOR_WEIGHTS
 from samix_hub.format.repo_ref import ResolvedSource
 from samix_hub.models.generator import GeneratorConfig
 
 __all__ = [
     "generator_source_provenance",
+    "frozen_generator_provenance",
     "teacher_summary",
     "base_summary",
     "provenance_recipe",
@@ -39,6 +43,27 @@ def generator_source_provenance(resolved: ResolvedSource, files: Sequence[str]) 
     if resolved.builtin is not None:  # shipped in the package: named and versioned, no path
         return {**resolved.provenance(), "sha256": sha256}
     return {"name": resolved.path.resolve().name, "sha256": sha256}
+
+
+def frozen_generator_provenance(src: str, prov: dict[str, Any]) -> dict[str, Any]:
+    """The frozen generator (``--generator SRC``) as a fine-tune run records it: ``prov`` (from
+    :meth:`~samix_hub.format.repo_ref.ResolvedSource.provenance`) for a Hub or builtin
+    generator; a folder's name, the sha256 of its weights and the data set it was trained on
+    (no local path) for a local one."""
+    if prov.get("repo_id") or prov.get("builtin"):
+        return dict(prov)
+    folder = Path(str(prov.get("source") or src)).expanduser()
+    out: dict[str, Any] = {"source": folder.resolve().name}
+    if (folder / GENERATOR_WEIGHTS).is_file():
+        out["sha256"] = folder_sha256(folder, [CONFIG_NAME, GENERATOR_WEIGHTS])
+    try:
+        config = read_json_bounded(folder / CONFIG_NAME)
+    except (OSError, ValueError):  # no config, or not JSON
+        config = {}
+    trained = config.get("provenance") if isinstance(config, dict) else None
+    if isinstance(trained, dict) and trained.get("data"):
+        out["trained_on"] = trained["data"]
+    return out
 
 
 def teacher_summary(prov: dict[str, Any]) -> str:
