@@ -9,7 +9,7 @@ and the body with :class:`string.Template`. Every number in a card comes from th
 one, else the published spec such as ``digits``; never "unrecorded"), with the Hub's metric ids
 (``accuracy``; top-5 is ``accuracy`` with ``metric_config: top-5``). A generator's mask
 statistics are no Hub metric: they are in its card's body and its provenance (``measured``). A card ends with the repo-id marker of
-``card_repo.py`` (``push`` puts the target repo id in), and names no local path.
+``export/card_repo.py`` (``push`` puts the target repo id in), and names no local path.
 """
 
 from __future__ import annotations
@@ -220,7 +220,7 @@ def render_card(
 
     ``summary`` (from :func:`summarize_metrics`) feeds ``model-index``; None means no results.
     ``eval_results`` replaces what ``summary`` would give. ``fields["repo_id"]`` (None: the
-    placeholder) is the repo id of the closing marker (``card_repo.py``).
+    placeholder) is the repo id of the closing marker (``export/card_repo.py``).
     """
     from huggingface_hub import ModelCardData
 

@@ -8,7 +8,7 @@ repo (``hf-hub:``) or pretrained weights is refused, so nothing is read from out
 and nothing is downloaded (docs/artifacts.md "Common rules").
 
 The image-size and class-count limits here are the same ones the CLI applies
-(``data/limits.py``).
+(``format/limits.py``).
 """
 
 from __future__ import annotations

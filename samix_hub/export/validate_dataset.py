@@ -19,7 +19,7 @@ from samix_hub.format.mixed import SHARD_RE
 __all__ = ["validate_mixed_dataset"]
 
 
-#: The card's count line (``data/mixed_card.py:render_card``): "| mixed images | N in S shards".
+#: The card's count line (``export/mixed_card.py:render_card``): "| mixed images | N in S shards".
 _CARD_COUNT_RE = re.compile(r"^\| mixed images \| (\d+) in (\d+) shards", re.MULTILINE)
 
 
@@ -67,7 +67,7 @@ def _class_count(shard: Path, metadata: dict[bytes, bytes]) -> int:
 
 def _check_rows(shard: Path, table: Any, metadata: dict[bytes, bytes]) -> None:
     """Every row in range: labels in 0..K-1, λ finite in [0, 1], an image whose header names
-    a format PIL reads and a size within ``data.limits.MAX_SOURCE_PIXELS`` (nothing decoded)."""
+    a format PIL reads and a size within ``format.limits.MAX_SOURCE_PIXELS`` (nothing decoded)."""
     import io
 
     import numpy as np

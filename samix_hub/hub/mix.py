@@ -1,5 +1,5 @@
 """``mix`` as a library call: load the generator (:func:`load_mix_generator`), then write the
-mixed data set (:func:`mix_dataset`); ``commands/mix.py`` parses and prints around it.
+mixed data set (:func:`mix_dataset`); ``cli/mix.py`` parses and prints around it.
 """
 
 from __future__ import annotations
