@@ -1,11 +1,15 @@
 """Generator provenance: the one place that says where a generator came from.
 
-Two records, both in docs/artifacts.md: a generator *source* as a mixed data set records it
-(:func:`generator_source_provenance`) or a fine-tune run does (:func:`frozen_generator_provenance`):
-Hub repo and commit, a builtin name, or a local folder's name and sha256, never its path; and the training run a generator's own
-``config.json`` records (``provenance``), which its card reads (:func:`provenance_recipe`,
-:func:`provenance_mask_summary`, :func:`generator_origin`). Teachers and fine-tune bases are
-described here too (:func:`teacher_summary`, :func:`base_summary`).
+Two records, both in docs/artifacts.md:
+
+- a generator *source*, as a mixed data set records it (:func:`generator_source_provenance`)
+  or a fine-tune run does (:func:`frozen_generator_provenance`): Hub repo and commit, a
+  builtin name, or a local folder's name and sha256, never its path;
+- the training run a generator's own ``config.json`` records (``provenance``), which its card
+  reads (:func:`provenance_recipe`, :func:`provenance_mask_summary`, :func:`generator_origin`).
+
+Teachers and fine-tune bases are described here too (:func:`teacher_summary`,
+:func:`base_summary`).
 """
 
 from __future__ import annotations
