@@ -8,8 +8,10 @@ and the body with :class:`string.Template`. Every number in a card comes from th
 ``model-index``. ``model-index`` holds only results on a named data set (a Hub id when there is
 one, else the published spec such as ``digits``; never "unrecorded"), with the Hub's metric ids
 (``accuracy``; top-5 is ``accuracy`` with ``metric_config: top-5``). A generator's mask
-statistics are no Hub metric: they are in its card's body and its provenance (``measured``). A card ends with the repo-id marker of
-``export/card_repo.py`` (``push`` puts the target repo id in), and names no local path.
+statistics are no Hub metric: they are in its card's body and its provenance (``measured``).
+A card ends with the repo-id marker of ``export/card_repo.py`` (``push`` puts the target repo id
+in), and names no local path. The recipe section is :mod:`samix_hub.export.card_recipe`'s; what
+a card says about provenance is :mod:`samix_hub.export.provenance`'s.
 """
 
 from __future__ import annotations

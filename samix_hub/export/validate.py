@@ -3,7 +3,9 @@
 Kinds: ``samix-generator`` (config.json + generator.safetensors [+ onnx/generator.onnx] +
 README.md), ``samix-backbone`` (timm Hub layout: config.json + model.safetensors
 [+ onnx/model.onnx] + README.md) and ``samix-mixed-dataset`` (data/*.parquet shards + README.md).
-Validation never unpickles anything: weights are read with safetensors only.
+Validation never unpickles anything: weights are read with safetensors only. The ONNX graph
+checks are in :mod:`samix_hub.export.validate_onnx`, a mixed data set's in
+:mod:`samix_hub.export.validate_dataset`.
 """
 
 from __future__ import annotations
