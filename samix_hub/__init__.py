@@ -104,7 +104,7 @@ class _RegisterWhenTimmLoads:
             importlib.import_module(_BACKBONES)
 
         try:
-            loader.exec_module = exec_module  # type: ignore[method-assign]
+            object.__setattr__(loader, "exec_module", exec_module)
         except AttributeError:  # a loader without instance attributes: register_backbones()
             pass
         return spec

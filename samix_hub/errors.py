@@ -13,6 +13,7 @@ __all__ = [
     "OutputError",
     "Interrupted",
     "require_extra",
+    "first_line",
     "missing_extra_message",
     "ONNX_EXTRA",
     "HF_EXTRA",
@@ -92,3 +93,9 @@ def require_extra(modules: tuple[str, ...], extra: str, what: str) -> None:
             importlib.import_module(name)
         except ImportError:
             raise UserError(missing_extra_message(name, extra, what)) from None
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type's name when it has none)."""
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]

@@ -14,8 +14,9 @@ import torch
 import samix_hub
 from samix_hub import Generator, load_generator
 from samix_hub.export.generator import write_generator
+from samix_hub.export.generator_config import generator_config_from_dict
 from samix_hub.export.load import read_generator
-from samix_hub.export.schema import ConfigFieldError, generator_config_from_dict
+from samix_hub.export.schema import ConfigFieldError
 from samix_hub.format import artifact as fmt
 from samix_hub.models import GeneratorConfig, MaskGenerator, MixerConfig
 

@@ -21,7 +21,7 @@ from samix_hub.export.cards import (
 REPO = Path(__file__).resolve().parent.parent
 
 
-def _metrics(n: int) -> list[dict]:
+def measured_metrics(n: int) -> list[dict]:
     # deterministic, non-monotone accuracies
     return [
         {"epoch": e, "step": 100 * e, "top1": 50 + (e * 37 % 11) * 1.5, "top5": 90 + e % 3,
@@ -31,7 +31,7 @@ def _metrics(n: int) -> list[dict]:
 
 
 def test_summary_matches_an_independent_computation():
-    rows = _metrics(14)
+    rows = measured_metrics(14)
     top1 = [r["top1"] for r in rows]
     s = summarize_metrics(rows + [{"epoch": 15, "train_loss": 1.0}], "top1")  # no top1: skipped
     assert s["last"] == top1[-1] and s["best"] == max(top1)
@@ -42,7 +42,7 @@ def test_summary_matches_an_independent_computation():
     assert summarize_metrics(rows, "knn_top1") is None
 
 
-def _fields(**extra: object) -> dict:
+def card_fields(**extra: object) -> dict:
     base = dict(
         title="t", backbone="resnet18_cifar_w16", head_summary="classifier (10 classes)",
         method="samix", repo_id="me/bb", input_size="(3, 32, 32)", in_chans=3, height=32,
@@ -55,10 +55,10 @@ def _fields(**extra: object) -> dict:
 
 
 def test_card_front_matter_carries_measured_results(tmp_path):
-    rows = _metrics(12)
+    rows = measured_metrics(12)
     summary = summarize_metrics(rows, "top1")
     text = render_card(
-        "backbone", _fields(), model_name="bb", data_spec="cifar10:/data/private/c10",
+        "backbone", card_fields(), model_name="bb", data_spec="cifar10:/data/private/c10",
         summary=summary, metric_name="Top-1", base_model="me/pretrained",
     )  # fmt: skip
     path = tmp_path / "README.md"
@@ -78,7 +78,7 @@ def test_card_front_matter_carries_measured_results(tmp_path):
 
 def test_card_without_measurements_has_no_model_index():
     text = render_card(
-        "backbone", _fields(), model_name="bb", data_spec="npz:/x/y.npz", summary=None,
+        "backbone", card_fields(), model_name="bb", data_spec="npz:/x/y.npz", summary=None,
         metric_name="Top-1",
     )  # fmt: skip
     card = ModelCard(text)
@@ -88,7 +88,7 @@ def test_card_without_measurements_has_no_model_index():
 
 def test_bad_cards_are_refused(tmp_path):
     good = render_card(
-        "backbone", _fields(), model_name="bb", data_spec="digits", summary=None,
+        "backbone", card_fields(), model_name="bb", data_spec="digits", summary=None,
         metric_name="Top-1",
     )  # fmt: skip
     validate_card(good, "backbone")

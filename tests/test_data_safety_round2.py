@@ -26,7 +26,7 @@ from bad_input_helpers import (
 )
 from cli_helpers import run_cli
 from PIL import Image
-from test_export import ARCH, _openmixup_checkpoint, make_run, reference_generator
+from test_export import ARCH, make_run, openmixup_checkpoint, reference_generator
 
 from samix_hub.errors import OutputError
 from samix_hub.fileio.locking import LOCK_NAME, folder_lock
@@ -160,7 +160,7 @@ def test_import_openmixup_force_never_deletes_the_checkpoint(tmp_path: Path, cap
     out = tmp_path / "gen"
     out.mkdir()
     ckpt = out / "samix.pth"
-    torch.save(_openmixup_checkpoint(gen), ckpt)
+    torch.save(openmixup_checkpoint(gen), ckpt)
     args = ["import-openmixup", ckpt, "--backbone", ARCH, "--out", out, "--force", "--no-onnx"]
     assert_fails(args, capsys, tmp_path, 2, "holds the input")
     assert ckpt.is_file()

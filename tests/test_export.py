@@ -89,7 +89,7 @@ def make_run(
          "train_loss": 2.0 - 0.1 * e}
         for e, t1, t5, et in [(1, 30.5, 80.25, 28.0), (2, 41.0, 85.5, 39.5), (3, 39.75, 88.0, 44.25)]
     ]  # fmt: skip
-    if method == "samix":  # the generator's own statistics (engine: mask_statistics)
+    if method == "samix":  # the generator's own statistics (mixing/statistics.py: mask_statistics)
         rows[-1].update(mask_slope=0.875, mask_spatial_std=0.125, mask_lam_mae=0.0625)
     if metrics:
         (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -301,8 +301,8 @@ def test_export_report_and_int8_fidelity(exported):
     assert 0 < diff.max() < 0.5  # quantised, yet close
 
 
-def _openmixup_checkpoint(gen: Generator) -> dict:
-    """A checkpoint with the reference key names (openmixup automix.py / pmix_block.py)."""
+def openmixup_checkpoint(gen: Generator) -> dict:
+    """A checkpoint with the key names of the reference openmixup code (README "import-openmixup")."""
     state = {}
     ema = gen.encoder.net.state_dict()
     for key, value in ema.items():
@@ -319,7 +319,7 @@ def _openmixup_checkpoint(gen: Generator) -> dict:
 
 def test_import_openmixup(tmp_path):
     gen = reference_generator(make_run(tmp_path))
-    torch.save(_openmixup_checkpoint(gen), tmp_path / "samix.pth")
+    torch.save(openmixup_checkpoint(gen), tmp_path / "samix.pth")
     res = CliRunner().invoke(
         cli,
         ["import-openmixup", str(tmp_path / "samix.pth"), "--backbone", ARCH, "--out",

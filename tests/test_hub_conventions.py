@@ -24,6 +24,7 @@ from samix_hub import Generator, GeneratorConfig, MixerConfig, load_backbone, lo
 from samix_hub.errors import UserError
 from samix_hub.export.mixed_card import render_card as render_mixed_card
 from samix_hub.export.validate import validate_artifact
+from samix_hub.hub.save import PUSH_KEYWORDS
 
 sys.path.insert(0, str(Path(__file__).parent))
 from fakehub import FakeHub  # noqa: E402
@@ -58,6 +59,14 @@ def test_methods_take_the_mixins_keywords_with_its_defaults(name: str) -> None:
     assert [p for p in ours if ours[p].kind is inspect.Parameter.POSITIONAL_OR_KEYWORD][
         : len(positional)
     ] == positional
+
+
+def test_save_pretrained_pushes_with_every_push_keyword() -> None:
+    """``save_pretrained(push_to_hub=True, **kw)`` takes exactly the push keywords of
+    ``push_to_hub`` (those that do not shape the folder)."""
+    ours = set(inspect.signature(Generator.push_to_hub).parameters)
+    folder_keywords = {"self", "repo_id", "config", "model_card_kwargs", "onnx", "opset"}
+    assert ours - folder_keywords == PUSH_KEYWORDS
 
 
 def test_loaders_share_one_positional_order(tmp_path: Path) -> None:

@@ -237,19 +237,19 @@ def test_mixed_card_names_a_hub_source_and_its_size() -> None:
 
 
 def test_results_on_an_unrecorded_data_set_stay_out_of_model_index() -> None:
-    from test_cards import _fields, _metrics
+    from test_cards import card_fields, measured_metrics
 
     from samix_hub.export.cards import render_card, summarize_metrics
 
-    summary = summarize_metrics(_metrics(3), "top1")
+    summary = summarize_metrics(measured_metrics(3), "top1")
     text = render_card(
-        "backbone", _fields(), model_name="bb", data_spec=None, summary=summary,
+        "backbone", card_fields(), model_name="bb", data_spec=None, summary=summary,
         metric_name="Top-1",
     )  # fmt: skip
     assert "model-index" not in text
     assert not ModelCard(text).data.eval_results
     named = render_card(
-        "backbone", _fields(), model_name="bb", data_spec="digits", summary=summary,
+        "backbone", card_fields(), model_name="bb", data_spec="digits", summary=summary,
         metric_name="Top-1",
     )  # fmt: skip
     (result, *_) = ModelCard(named).data.eval_results

@@ -113,42 +113,28 @@ def test_from_pretrained_revision_cache_and_force_download(hub: FakeHub, tmp_pat
     assert forced.source.commit == sha2 and torch.equal(masks_of(forced), masks_of(g2))
 
 
-def test_a_pulled_artifact_is_validated_once(
-    hub: FakeHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A repo id is validated by the pull; loading it does not read every tensor again. A local
-    folder, and a pull validated for another runtime, are validated by the loader."""
-    import samix_hub.export.load as load_module
-    import samix_hub.hub.transfer as hub_module
-
-    calls: list[tuple[str, str]] = []
-
-    def counting(where: str, original):  # the real validation, counted
-        def run(path, runtime="all"):
-            calls.append((where, runtime))
-            return original(path, runtime)
-
-        return run
-
-    monkeypatch.setattr(hub_module, "validate_artifact", counting("pull", validate_artifact))
-    monkeypatch.setattr(load_module, "validate_artifact", counting("load", validate_artifact))
+def test_a_pulled_artifact_is_validated_once(hub: FakeHub, tmp_path: Path) -> None:
+    """A repo id is validated by the pull (for the runtime it fetched); loading it does not
+    validate again. A local folder, and a pull validated for another runtime, are validated by
+    the loader. A stray pickle, which validation refuses, shows which of them validates."""
     gen = new_generator(3)
     gen.save_pretrained(tmp_path / "g", onnx=False)
     kw = dict(endpoint=hub.url, token=TOKEN, cache_dir=tmp_path / "cache")
     push(tmp_path / "g", "me/api-once", endpoint=hub.url, token=TOKEN)
-    calls.clear()
     loaded = load_generator("me/api-once", **kw)
-    assert calls == [("pull", "torch")]
     assert torch.equal(masks_of(loaded), masks_of(gen))
-    calls.clear()
-    load_generator(tmp_path / "g")
-    assert calls == [("load", "torch")]
-    calls.clear()
     resolved = pull("me/api-once", runtime="torch", endpoint=hub.url, token=TOKEN,
                     cache_dir=tmp_path / "cache")  # fmt: skip
+    assert resolved.validated == "torch"
     with pytest.raises(ArtifactError, match="generator.onnx"):  # no onnx/: the loader refuses
         load_generator(resolved, runtime="onnx")
-    assert calls == [("pull", "torch"), ("load", "onnx")]
+    # the pull validated these files: the loader does not look at them again
+    (resolved.path / "stray.pt").write_bytes(b"not read")
+    assert torch.equal(masks_of(load_generator(resolved)), masks_of(gen))
+    # a local folder is validated by the loader
+    (tmp_path / "g" / "stray.pt").write_bytes(b"not read")
+    with pytest.raises(ArtifactError, match="pickle"):
+        load_generator(tmp_path / "g")
 
 
 @pytest.mark.slow

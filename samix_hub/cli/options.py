@@ -34,7 +34,7 @@ __all__ = [
 def parse_image_size(value: str) -> tuple[int, int]:
     """``"S"``, ``"HxW"`` or ``"H W"`` -> (H, W): the one image-size rule of every command.
 
-    Each side must be in [MIN_IMAGE_SIZE, MAX_IMAGE_SIZE] (``data/limits.py``); raises
+    Each side must be in [MIN_IMAGE_SIZE, MAX_IMAGE_SIZE] (``format/limits.py``); raises
     ``ValueError`` naming the value otherwise."""
     try:
         parts = [int(v) for v in value.lower().replace("x", " ").split()]

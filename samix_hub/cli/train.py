@@ -210,7 +210,7 @@ def command(
     if opts["teacher"]:
         if opts["scenario"] != "sl":
             raise UserError("--teacher trains a supervised mixer, not --scenario ssl")
-        opts["scenario"] = "teacher"  # the frozen-teacher scenario (engine/teacher.py)
+        opts["scenario"] = "teacher"  # the frozen-teacher scenario (train/teacher.py)
     out = opts["out"]
     if resume and out and (Path(out) / CONFIG_NAME).is_file():
         cfg = resume_config(out, {name: {**opts, **ssl_opts}[name] for name in given})

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from samix_hub.data.specs import load_data
+from samix_hub.data.specs import ArrayDataset, load_data
 from samix_hub.demo.config import BACKBONE_REPO, GENERATOR_REPO, MARKER, DemoConfig
 from samix_hub.demo.publish import publish_local
 from samix_hub.errors import UserError
@@ -32,6 +32,7 @@ from samix_hub.mixing.statistics import generator_mask_statistics
 from samix_hub.models.generator import MaskGenerator
 from samix_hub.train import TrainConfig, read_run_config, train
 from samix_hub.train.finetune import finetune_config
+from samix_hub.train.loader import dataset_len
 
 __all__ = ["DemoState", "STEPS", "prepare_out", "split_target"]
 
@@ -81,11 +82,19 @@ def _split_digits(folder: Path) -> dict[str, str]:
     for name, first in (("source", 0), ("target", 5)):
         arrays: dict[str, np.ndarray] = {"classes": np.array([str(first + i) for i in range(5)])}
         for split, ds in (("train", digits.train), ("test", digits.test)):
-            keep = (ds.labels >= first) & (ds.labels < first + 5)  # type: ignore[union-attr]
-            arrays[f"x_{split}"] = ds.images[keep]  # type: ignore[union-attr]
-            arrays[f"y_{split}"] = ds.labels[keep] - first  # type: ignore[union-attr]
+            assert isinstance(ds, ArrayDataset)  # the bundled digits are in memory
+            keep = (ds.labels >= first) & (ds.labels < first + 5)
+            arrays[f"x_{split}"] = ds.images[keep]
+            arrays[f"y_{split}"] = ds.labels[keep] - first
         path = folder / f"digits-{first}-{first + 4}.npz"
-        np.savez(path, **arrays)  # type: ignore[arg-type]
+        np.savez(
+            path,
+            classes=arrays["classes"],
+            x_train=arrays["x_train"],
+            y_train=arrays["y_train"],
+            x_test=arrays["x_test"],
+            y_test=arrays["y_test"],
+        )
         specs[name] = f"npz:{path}"
     return specs
 
@@ -170,7 +179,8 @@ def step_data(s: DemoState) -> None:
     s.specs = _split_digits(s.out / "data")
     for key, spec in s.specs.items():
         source = load_data(spec)
-        s.sizes[key] = (len(source.train), len(source.test))  # type: ignore[arg-type]
+        assert source.test is not None
+        s.sizes[key] = (dataset_len(source.train), dataset_len(source.test))
 
 
 def step_train(s: DemoState) -> None:
@@ -238,10 +248,10 @@ def step_mix(s: DemoState) -> None:
     cfg = s.cfg
     target = load_data(s.specs["target"])
     settings = MixSettings(
-        data=s.specs["target"], split="train", source_size=len(target.train),  # type: ignore[arg-type]
+        data=s.specs["target"], split="train", source_size=dataset_len(target.train),
         class_names=[str(c) for c in target.class_names], method="samix", alpha=2.0,
-        num=cfg.mix_num or len(target.train), seed=cfg.seed, batch_size=cfg.batch_size,  # type: ignore[arg-type]
-        shard_size=1000, image_size=tuple(target.image_size),  # type: ignore[arg-type]
+        num=cfg.mix_num or dataset_len(target.train), seed=cfg.seed, batch_size=cfg.batch_size,
+        shard_size=1000, image_size=target.image_size,
         generator=s.gen_src.provenance(), runtime="onnx",
     )  # fmt: skip
     s.mixed = write_mixed(
@@ -250,7 +260,9 @@ def step_mix(s: DemoState) -> None:
     s.preview = save_preview(
         s.out / "preview.png", *preview_batch(target.train, settings, s.onnx_gen)
     )
-    images = torch.stack([target.test[i][0] for i in range(64)]).float() / 255.0  # type: ignore[index]
+    test = target.test
+    assert test is not None  # an npz: spec with test arrays
+    images = torch.stack([test[i][0] for i in range(64)]).float() / 255.0
     s.parity = _parity(s.torch_gen, s.onnx_gen, images, cfg.seed)
     s.masks = generator_mask_statistics(s.torch_gen, images)  # the library's one definition
 
@@ -265,7 +277,7 @@ def step_finetune(s: DemoState) -> None:
     spec = split_target(
         target, s.out / "data", cfg.finetune_images_per_class, cfg.finetune_val_per_class
     )
-    s.finetune_images = len(load_data(spec).train)  # type: ignore[arg-type]
+    s.finetune_images = dataset_len(load_data(spec).train)
     for method in cfg.finetune_methods:
         t0 = time.perf_counter()
         runs, tops, steps = [], [], 0

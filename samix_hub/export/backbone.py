@@ -11,19 +11,18 @@ from typing import Any
 import torch.nn as nn
 
 from samix_hub._version import __version__
+from samix_hub.export.card_recipe import limitations_text, recipe_table, smoke_run
 from samix_hub.export.cards import (
     dataset_info,
     format_value,
-    recipe_table,
     render_card,
     results_text,
-    smoke_run,
     summarize_metrics,
-    teacher_summary,
     validate_card,
 )
 from samix_hub.export.common import ExportReport, check_parity, copy_curves, files_cell, num_params
 from samix_hub.export.load import open_backbone
+from samix_hub.export.provenance import teacher_summary
 from samix_hub.export.run import run_chans, run_image_size
 from samix_hub.export.validate import list_files, validate_artifact
 from samix_hub.fileio import atomic_write_text
@@ -64,25 +63,7 @@ def write_backbone_folder(
     mean, std = tuple(cfg["mean"]), tuple(cfg["std"])
     names = list(cfg.get("class_names") or [])
     smoke = smoke_run(cfg, metrics)
-    samix_meta = {
-        "kind": BACKBONE,
-        "format_version": BACKBONE_FORMAT_VERSION,
-        "onnx": {"input": "images", "range": [0.0, 1.0], "normalised_inside": True},
-        "weights": weights,
-        "provenance": {
-            "scenario": cfg.get("scenario"),
-            "method": cfg.get("method"),
-            "data": dataset_info(cfg.get("data"))[2],
-            "epochs": cfg.get("epochs"),
-            "max_steps": cfg.get("max_steps"),
-            "smoke_run": smoke is not None,
-            "seed": cfg.get("seed"),
-            "generator": cfg.get("generator"),
-            "teacher": cfg.get("teacher_provenance"),
-            "trained_with": cfg.get("samix_hub_version"),
-            "samix_hub_version": __version__,
-        },
-    }
+    samix_meta = _samix_section(cfg, weights, smoke)
     model_config: dict[str, Any] = {"samix_hub": samix_meta, "pretrained_cfg": {"tag": "samix"}}
     if names and len(names) == model.num_classes:
         model_config["label_names"] = names
@@ -104,52 +85,12 @@ def write_backbone_folder(
         onnx_model, _ = open_backbone(folder, runtime="onnx", device="cpu")
         report.parity = backbone_parity(model, onnx_model, mean, std, (c, h, w))
     check_parity(report.parity, folder)
-    key = "ema_top1" if weights == "ema" else "top1"
-    if cfg.get("scenario") == "ssl" or not int(cfg["num_classes"]):
-        key = "knn_top1"
+    key = _accuracy_key(cfg, weights)
     summary = summarize_metrics(list(metrics), key)
-    nc = int(cfg["num_classes"])
-    data_name = dataset_info(cfg.get("data"))[0]
-    fields = {
-        "title": f"{cfg['backbone']} ({cfg.get('method', 'samix')}) on "
-        f"{dataset_info(cfg.get('data'))[0]}",
-        "backbone": cfg["backbone"],
-        "head_summary": f"classifier ({nc} classes)" if nc else "feature extractor (no head)",
-        "method": cfg.get("method", "unknown"),
-        "repo_id": repo_id or "ORG/NAME",
-        "input_size": format_value((c, h, w)),
-        "in_chans": c,
-        "height": h,
-        "width": w,
-        "mean": format_value(mean),
-        "std": format_value(std),
-        "opset": opset,
-        "onnx_output": "logits" if nc else "features",
-        "num_params": num_params(model),
-        "classes": ", ".join(names) if names else str(nc),
-        "trained_how": f"trained with **{cfg.get('method', 'unknown')}** on **{data_name}**",
-        "weights_source": "EMA copy of the classifier" if weights == "ema" else "online classifier",
-        "files": "",
-        "recipe": recipe_table(cfg, metrics),
-        "results": results_text(
-            summary,
-            "accuracy of these weights" + (" (k-NN on features)" if "knn" in key else ""),
-            None,
-        )
-        + curves_line,
-        "extra_limitations": ("" if onnx else "- This export has no ONNX graph.\n")
-        + (f"- This is {smoke}.\n" if smoke else ""),
-        "samix_hub_version": __version__,
-    }
-    teacher = cfg.get("teacher_provenance")
-    if isinstance(teacher, dict):  # a teacher run: these are the teacher's frozen weights
-        head = cfg.get("teacher_head") or {}
-        refit = " with a linear head refit on its frozen features" if head.get("fitted") else ""
-        fields["trained_how"] = (
-            f"used unchanged{refit} as the frozen teacher of a {cfg.get('method')} generator "
-            f"trained on **{data_name}** (teacher: {teacher_summary(teacher)})"
-        )
-        fields["weights_source"] = "the frozen teacher" + (" (head refit)" if refit else "")
+    fields = _card_fields(model, cfg, weights=weights, onnx=onnx, opset=opset, repo_id=repo_id)
+    fields["recipe"] = recipe_table(cfg, metrics)
+    fields["results"] = _results(summary, key) + curves_line
+    fields["extra_limitations"] = limitations_text(onnx, smoke)
     fields["files"] = files_cell(folder)
     text = render_card(
         "backbone",
@@ -166,6 +107,89 @@ def write_backbone_folder(
     validate_artifact(folder, "all" if onnx else "torch")
     report.files = list_files(folder)
     return report
+
+
+def _samix_section(cfg: dict[str, Any], weights: str, smoke: str | None) -> dict[str, Any]:
+    """The ``samix_hub`` section of a backbone's ``config.json`` (docs/artifacts.md)."""
+    return {
+        "kind": BACKBONE,
+        "format_version": BACKBONE_FORMAT_VERSION,
+        "onnx": {"input": "images", "range": [0.0, 1.0], "normalised_inside": True},
+        "weights": weights,
+        "provenance": {
+            "scenario": cfg.get("scenario"),
+            "method": cfg.get("method"),
+            "data": dataset_info(cfg.get("data"))[2],
+            "epochs": cfg.get("epochs"),
+            "max_steps": cfg.get("max_steps"),
+            "smoke_run": smoke is not None,
+            "seed": cfg.get("seed"),
+            "generator": cfg.get("generator"),
+            "teacher": cfg.get("teacher_provenance"),
+            "trained_with": cfg.get("samix_hub_version"),
+            "samix_hub_version": __version__,
+        },
+    }
+
+
+def _accuracy_key(cfg: dict[str, Any], weights: str) -> str:
+    """The metric the card reports: k-NN for self-supervised or headless runs."""
+    if cfg.get("scenario") == "ssl" or not int(cfg["num_classes"]):
+        return "knn_top1"
+    return "ema_top1" if weights == "ema" else "top1"
+
+
+def _results(summary: dict[str, Any] | None, key: str) -> str:
+    what = "accuracy of these weights" + (" (k-NN on features)" if "knn" in key else "")
+    return results_text(summary, what, None)
+
+
+def _card_fields(
+    model: nn.Module,
+    cfg: dict[str, Any],
+    *,
+    weights: str,
+    onnx: bool,
+    opset: int,
+    repo_id: str | None,
+) -> dict[str, Any]:
+    """The backbone card's template fields that describe the model (not the run's results)."""
+    h, w = run_image_size(cfg)
+    c = run_chans(cfg)
+    names = list(cfg.get("class_names") or [])
+    nc = int(cfg["num_classes"])
+    data_name = dataset_info(cfg.get("data"))[0]
+    fields = {
+        "title": f"{cfg['backbone']} ({cfg.get('method', 'samix')}) on {data_name}",
+        "backbone": cfg["backbone"],
+        "head_summary": f"classifier ({nc} classes)" if nc else "feature extractor (no head)",
+        "method": cfg.get("method", "unknown"),
+        "repo_id": repo_id or "ORG/NAME",
+        "input_size": format_value((c, h, w)),
+        "in_chans": c,
+        "height": h,
+        "width": w,
+        "mean": format_value(tuple(cfg["mean"])),
+        "std": format_value(tuple(cfg["std"])),
+        "opset": opset,
+        "onnx_output": "logits" if nc else "features",
+        "num_params": num_params(model),
+        "classes": ", ".join(names) if names else str(nc),
+        "trained_how": f"trained with **{cfg.get('method', 'unknown')}** on **{data_name}**",
+        "weights_source": "EMA copy of the classifier" if weights == "ema" else "online classifier",
+        "files": "",
+        "samix_hub_version": __version__,
+    }
+    teacher = cfg.get("teacher_provenance")
+    if isinstance(teacher, dict):  # a teacher run: these are the teacher's frozen weights
+        head = cfg.get("teacher_head") or {}
+        refit = " with a linear head refit on its frozen features" if head.get("fitted") else ""
+        fields["trained_how"] = (
+            f"used unchanged{refit} as the frozen teacher of a {cfg.get('method')} generator "
+            f"trained on **{data_name}** (teacher: {teacher_summary(teacher)})"
+        )
+        fields["weights_source"] = "the frozen teacher" + (" (head refit)" if refit else "")
+    return fields
 
 
 #: ``pretrained_cfg`` keys that describe the timm weights a run started from (their paper,

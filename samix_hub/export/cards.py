@@ -8,8 +8,10 @@ and the body with :class:`string.Template`. Every number in a card comes from th
 ``model-index``. ``model-index`` holds only results on a named data set (a Hub id when there is
 one, else the published spec such as ``digits``; never "unrecorded"), with the Hub's metric ids
 (``accuracy``; top-5 is ``accuracy`` with ``metric_config: top-5``). A generator's mask
-statistics are no Hub metric: they are in its card's body and its provenance (``measured``). A card ends with the repo-id marker of
-``card_repo.py`` (``push`` puts the target repo id in), and names no local path.
+statistics are no Hub metric: they are in its card's body and its provenance (``measured``).
+A card ends with the repo-id marker of ``export/card_repo.py`` (``push`` puts the target repo id
+in), and names no local path. The recipe section is :mod:`samix_hub.export.card_recipe`'s; what
+a card says about provenance is :mod:`samix_hub.export.provenance`'s.
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ import os
 import re
 import statistics
 import string
-from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -30,17 +31,12 @@ from samix_hub.errors import ArtifactError
 __all__ = [
     "LIBRARY_NAME",
     "CARD_LIBRARY",
-    "smoke_run",
-    "provenance_recipe",
-    "provenance_mask_summary",
     "TAGS",
     "PAPER",
     "load_template",
     "dataset_info",
     "summarize_metrics",
     "summarize_generator_metrics",
-    "teacher_summary",
-    "recipe_table",
     "render_card",
     "validate_card",
     "check_card_parses",
@@ -140,205 +136,12 @@ def generator_results_text(summary: dict[str, Any] | None, scorer: str) -> str:
     return "\n".join([*lines, "", scorer])
 
 
-def teacher_summary(prov: dict[str, Any]) -> str:
-    """A teacher's source for a card: the SRC given, Hub repo + commit, or a run/folder name."""
-    if prov.get("repo_id"):
-        commit = f" (commit {prov['commit']})" if prov.get("commit") else ""
-        return f"`{prov.get('src') or prov['repo_id']}`{commit}"
-    if prov.get("kind") in ("timm", "hf-hub"):
-        return f"`{prov.get('src') or prov.get('name') or prov.get('repo_id')}` (timm weights)"
-    what = "training run" if prov.get("kind") == "samix-run" else "backbone folder"
-    sha = f" (sha256 {str(prov['sha256'])[:12]})" if prov.get("sha256") else ""
-    return f"local {what} `{prov.get('source')}`{sha}"
-
-
 def format_value(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:g}"
     if isinstance(v, (list, tuple)):
         return "(" + ", ".join(format_value(x) for x in v) + ")"
     return str(v)
-
-
-_RECIPE_KEYS = (
-    ("scenario", "scenario"),
-    ("method", "method"),
-    ("backbone", "backbone"),
-    ("data", "data set"),
-    ("image_size", "image size"),
-    ("epochs", "epochs"),
-    ("max_steps", "max steps"),
-    ("batch_size", "batch size"),
-    ("optimizer", "optimizer"),
-    ("lr", "learning rate"),
-    ("weight_decay", "weight decay"),
-    ("alpha", "α (Beta(α, α) for λ)"),
-    ("eta", "η (balanced loss)"),
-    ("seed", "seed"),
-    ("samix_hub_version", "samix-hub version"),
-)
-
-
-def smoke_run(
-    run_config: dict[str, Any] | None, metrics: Sequence[dict[str, Any]] = ()
-) -> str | None:
-    """A sentence saying the run was cut short by ``--max-steps`` (a smoke run), or None.
-
-    A run with ``max_steps`` whose last recorded epoch is below its planned ``epochs`` (or
-    that recorded none) stopped at the step cap: its numbers are those of a short run.
-    """
-    cfg = run_config or {}
-    cap = cfg.get("max_steps")
-    if not isinstance(cap, int):
-        return None
-    epochs = cfg.get("epochs")
-    done = [float(m["epoch"]) for m in metrics if isinstance(m.get("epoch"), (int, float))]
-    if isinstance(epochs, int) and done and max(done) >= epochs:
-        return None  # the cap was not reached before the planned epochs ended
-    planned = f" of the {epochs} epochs planned" if isinstance(epochs, int) else ""
-    return (
-        f"a smoke run: training stopped at --max-steps {cap} (optimizer steps){planned}; "
-        "its results are those of this short run, not of a full training"
-    )
-
-
-def recipe_table(
-    run_config: dict[str, Any] | None,
-    metrics: Sequence[dict[str, Any]] = (),
-    provenance: dict[str, Any] | None = None,
-) -> str:
-    """A markdown table of the run's resolved options (data paths reduced to their name).
-
-    Without a run (``save_pretrained``), the table comes from the generator's ``provenance``
-    (:func:`provenance_recipe`). A run cut short by ``--max-steps`` says so instead of
-    listing its planned epochs (:func:`smoke_run`).
-    """
-    if not run_config:
-        return provenance_recipe(provenance)
-    rows = []
-    smoke = smoke_run(run_config, metrics)
-    if smoke:
-        rows.append(f"| training length | **{smoke}** |")
-    for key, label in _RECIPE_KEYS:
-        if run_config.get(key) is None or (smoke and key == "epochs"):
-            continue
-        value = dataset_info(run_config[key])[2] if key == "data" else format_value(run_config[key])
-        rows.append(f"| {label} | {value} |")
-    mixer = run_config.get("mixer")
-    if isinstance(mixer, dict):
-        rows.append(f"| mixer | {mixer_summary(mixer)} |")
-    gen = run_config.get("generator")
-    if isinstance(gen, dict) and gen:
-        builtin = f"builtin:{gen['builtin']}" if gen.get("builtin") else None
-        src = (
-            gen.get("repo_id")
-            or builtin
-            or gen.get("source")
-            or gen.get("name")
-            or "a local generator"
-        )
-        rows.append(f"| frozen generator (SAMix^P) | {src} {gen.get('commit') or ''} |")
-    teacher = run_config.get("teacher_provenance")  # mixer trained against a frozen teacher
-    if isinstance(teacher, dict) and teacher:
-        rows.append(
-            f"| frozen teacher (the mixer trained against it) | {teacher_summary(teacher)} |"
-        )
-        head = run_config.get("teacher_head") or {}
-        if head.get("fitted"):
-            test = f", test {head['test_top1']:.2f} %" if "test_top1" in head else ""
-            rows.append(
-                f"| teacher head | refit on frozen features ({head.get('reason')}): "
-                f"train {head['train_top1']:.2f} %{test} |"
-            )
-    base = run_config.get("backbone_provenance")  # fine-tune runs (samix-hub finetune)
-    if isinstance(base, dict) and base:
-        rows.append(f"| base model (fine-tuned from) | {_base_summary(base)} |")
-    mixed = run_config.get("mixed_provenance")
-    if isinstance(mixed, dict) and mixed:
-        rows.append(
-            f"| offline mixed data set | {mixed.get('name')}: {mixed.get('rows')} images "
-            f"({mixed.get('method', '?')}), + {mixed.get('clean_images', 0)} clean images |"
-        )
-    return "| option | value |\n|---|---|\n" + "\n".join(rows)
-
-
-#: Provenance fields a generator's ``config.json`` records about its training run, as labelled
-#: in the card's recipe (``engine/run_reader.py:build_generator``).
-_PROVENANCE_KEYS = (
-    ("scenario", "scenario"),
-    ("method", "method"),
-    ("data", "data set"),
-    ("num_classes", "classes"),
-    ("epochs", "epochs"),
-    ("max_steps", "max steps"),
-    ("step", "optimizer steps done"),
-    ("seed", "seed"),
-    ("encoder_weights", "encoder weights"),
-    ("trained_against", "mixer trained against"),
-    ("trained_with", "trained with samix-hub"),
-)
-
-
-def provenance_recipe(provenance: dict[str, Any] | None) -> str:
-    """The recipe table of a generator saved without its run (``save_pretrained``): the
-    training run its ``config.json`` provenance records, or a sentence when there is none."""
-    prov = provenance if isinstance(provenance, dict) else {}
-    rows = []
-    for key, label in _PROVENANCE_KEYS:
-        value = prov.get(key)
-        if value is None or isinstance(value, (dict, list)):
-            continue
-        shown = dataset_info(str(value))[2] if key == "data" else format_value(value)
-        rows.append(f"| {label} | {shown} |")
-    teacher = prov.get("teacher")
-    if isinstance(teacher, dict) and teacher:
-        rows.append(f"| frozen teacher | {teacher_summary(teacher)} |")
-    if prov.get("builtin"):
-        rows.append(f"| shipped as | `builtin:{prov['builtin']}` |")
-    if not rows:
-        return "No training run recorded (imported weights); see the provenance in config.json."
-    return (
-        "The training run recorded in `config.json` (`provenance`):\n\n"
-        "| option | value |\n|---|---|\n" + "\n".join(rows)
-    )
-
-
-def provenance_mask_summary(provenance: dict[str, Any] | None) -> dict[str, Any] | None:
-    """A generator's mask statistics from its ``config.json`` provenance, in the form of
-    :func:`summarize_generator_metrics`: the run's own (``measured``), else those measured
-    after training (``mask_statistics``, as ``benchmarks/mask_lambda.py`` records them)."""
-    prov = provenance if isinstance(provenance, dict) else {}
-    measured = prov.get("measured")
-    if isinstance(measured, dict) and isinstance(measured.get("values"), dict):
-        return measured
-    stats = prov.get("mask_statistics")
-    if not isinstance(stats, dict):
-        return None
-    names = {"mask_slope": "slope", "mask_spatial_std": "spatial_std", "mask_lam_mae": "lam_mae"}
-    values = {
-        key: float(stats[name])
-        for key, name in names.items()
-        if isinstance(stats.get(name), (int, float))
-    }
-    if not values:
-        return None
-    where = f"{stats['images']} {stats.get('split', 'test')} images" if stats.get("images") else ""
-    data = f" of {dataset_info(str(stats['data']))[2]}" if stats.get("data") else ""
-    lams = [x for x in stats.get("lams") or [] if isinstance(x, (int, float))]
-    span = f"{min(lams):g}..{max(lams):g}" if lams else None
-    return {"values": values, "measured_on": (where + data).strip() or None, "lams": span}
-
-
-def _base_summary(prov: dict[str, Any]) -> str:
-    """Where a fine-tuned backbone started: Hub repo and commit, timm weights, or a folder."""
-    if prov.get("repo_id"):
-        commit = f" (commit {prov['commit']})" if prov.get("commit") else ""
-        return f"{prov['repo_id']}{commit}"
-    if prov.get("kind") == "timm":
-        weights = prov.get("hf_hub_id") or ("pretrained" if prov.get("pretrained") else None)
-        return f"timm `{prov.get('name')}`, " + (f"weights {weights}" if weights else "random init")
-    sha = f" (sha256 {str(prov['sha256'])[:12]})" if prov.get("sha256") else ""
-    return f"local backbone `{prov.get('source')}`{sha}"
 
 
 def mixer_summary(mixer: dict[str, Any]) -> str:
@@ -419,7 +222,7 @@ def render_card(
 
     ``summary`` (from :func:`summarize_metrics`) feeds ``model-index``; None means no results.
     ``eval_results`` replaces what ``summary`` would give. ``fields["repo_id"]`` (None: the
-    placeholder) is the repo id of the closing marker (``card_repo.py``).
+    placeholder) is the repo id of the closing marker (``export/card_repo.py``).
     """
     from huggingface_hub import ModelCardData
 

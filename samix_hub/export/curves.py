@@ -21,6 +21,9 @@ from PIL import Image, ImageDraw, ImageFont
 
 from samix_hub.fileio import atomic_write
 
+#: What Pillow's ``load_default`` gives: a scalable font (Pillow >= 10.1) or the bitmap one.
+Font = ImageFont.ImageFont | ImageFont.FreeTypeFont
+
 __all__ = [
     "MAX_POINTS",
     "Series",
@@ -152,9 +155,7 @@ def _range(values: Sequence[float]) -> tuple[float, float]:
     return lo - pad, hi + pad
 
 
-def _draw_panel(
-    draw: ImageDraw.ImageDraw, panel: Panel, x0: int, y0: int, font: ImageFont.ImageFont
-) -> None:
+def _draw_panel(draw: ImageDraw.ImageDraw, panel: Panel, x0: int, y0: int, font: Font) -> None:
     left, top = x0 + MARGIN_L, y0 + MARGIN_T
     right, bottom = x0 + PANEL_W - MARGIN_R, y0 + PANEL_H - MARGIN_B
     draw.text((left, y0 + 6), panel.title, fill=TEXT, font=font)
@@ -204,11 +205,11 @@ def _draw_panel(
         legend_x += int(draw.textlength(series.label, font=font)) + 30
 
 
-def _font() -> ImageFont.ImageFont:
+def _font() -> Font:
     try:
-        return ImageFont.load_default(size=12)  # type: ignore[return-value]
+        return ImageFont.load_default(size=12)
     except TypeError:  # Pillow < 10.1: the bitmap font, one size
-        return ImageFont.load_default()  # type: ignore[return-value]
+        return ImageFont.load_default()
 
 
 def render(panels: Sequence[Panel], columns: int = 2) -> Image.Image:

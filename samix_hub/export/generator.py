@@ -22,18 +22,14 @@ from samix_hub._version import __version__
 from samix_hub.data.specs import load_data
 from samix_hub.errors import UserError
 from samix_hub.export.backbone import base_model, write_backbone_folder
+from samix_hub.export.card_recipe import limitations_text, recipe_table, smoke_run
 from samix_hub.export.cards import (
     dataset_info,
     format_value,
     generator_results_text,
     mixer_summary,
-    provenance_mask_summary,
-    recipe_table,
     render_card,
-    smoke_run,
     summarize_generator_metrics,
-    summarize_metrics,
-    teacher_summary,
     validate_card,
 )
 from samix_hub.export.common import (
@@ -47,9 +43,10 @@ from samix_hub.export.common import (
     staged,
     staging_folder,
 )
+from samix_hub.export.generator_config import generator_config_dict
 from samix_hub.export.load import open_generator
+from samix_hub.export.provenance import generator_origin, provenance_mask_summary
 from samix_hub.export.run import Run, build_backbone, build_generator, load_run
-from samix_hub.export.schema import generator_config_dict
 from samix_hub.export.validate import list_files, validate_artifact
 from samix_hub.fileio import atomic_write, atomic_write_json, atomic_write_text
 from samix_hub.format.artifact import (
@@ -110,7 +107,6 @@ def write_generator_folder(
 
     write_generator(gen, folder)
     cfg = gen.config
-    data = generator_config_dict(gen)
     report = ExportReport(kind=GENERATOR, path=folder)
     curves_line = copy_curves(run_dir, folder)
     if onnx:
@@ -125,43 +121,10 @@ def write_generator_folder(
                 folder, int8_eval if int8_eval is not None else int8_calibration
             )
     check_parity(report.parity, folder)
-    prov = cfg.provenance
-    own = summarize_generator_metrics(list(metrics))
-    if run_config is None and own is None:
-        own = provenance_mask_summary(prov)  # save_pretrained: what config.json records
-    h, w = cfg.input_size
-    origin, scorer = _generator_origin(cfg, prov, run_config, list(metrics))
-    exact = cfg.mixer.calibration == "exact"
-    fields = {
-        "title": f"SAMix generator: {cfg.backbone} on {dataset_info(prov.get('data'))[0]}",
-        "backbone": cfg.backbone,
-        "stage": cfg.stage,
-        "method": prov.get("method", "samix"),
-        "repo_id": repo_id or "ORG/NAME",
-        "in_chans": cfg.in_chans,
-        "height": h,
-        "width": w,
-        "opset": opset,
-        "feature_channels": gen.encoder.out_channels,
-        "mixer_summary": mixer_summary(cfg.mixer.to_dict()),
-        "mean": format_value(tuple(cfg.mean)),
-        "std": format_value(tuple(cfg.std)),
-        "lam_convention": data["lam_convention"],
-        "files": "",
-        "recipe": recipe_table(run_config, metrics, prov),
-        "results": generator_results_text(own, scorer) + curves_line,
-        "origin": origin,
-        "mask_mean": "its mean equals λ exactly"
-        if exact
-        else "its mean is free (not calibrated to λ; see the measured slope)",
-        "mean_limitation": "its mean equals λ (λ-exact calibration)."
-        if exact
-        else "its mean is not calibrated to λ: check the measured slope.",
-        "extra_limitations": _limitations(onnx, smoke_run(run_config, metrics)),
-        "samix_hub_version": __version__,
-    }
+    fields = _card_fields(gen, run_config, metrics, onnx=onnx, opset=opset, repo_id=repo_id)
+    fields["results"] += curves_line
     fields["files"] = files_cell(folder)
-    data_spec = (run_config or {}).get("data", prov.get("data"))
+    data_spec = (run_config or {}).get("data", cfg.provenance.get("data"))
     card_kwargs = dict(card_kwargs or {})
     text = render_card(
         "generator",
@@ -182,56 +145,57 @@ def write_generator_folder(
     return report
 
 
-def _limitations(onnx: bool, smoke: str | None) -> str:
-    """The card's extra limitation lines: no ONNX graph, a smoke run (``cards.smoke_run``)."""
-    lines = [] if onnx else ["- This export has no ONNX graph."]
-    if smoke:
-        lines.append(f"- This is {smoke}.")
-    return "".join(line + "\n" for line in lines)
-
-
-def _generator_origin(
-    cfg: Any,
-    prov: dict[str, Any],
+def _card_fields(
+    gen: GeneratorNet,
     run_config: dict[str, Any] | None,
-    metrics: list[dict[str, Any]],
-) -> tuple[str, str]:
-    """The card's description of the encoder and mixer, and of the classifier that scored it.
-
-    The classifier's accuracy is stated in the body only: it is the backbone card's result.
-    """
-
-    data = dataset_info(prov.get("data"))[0]
-    summary = summarize_metrics(metrics, "top1")
-    acc = f" (top-1 {summary['last']:.2f} % on the test split)" if summary else ""
-    teacher = prov.get("teacher")
-    if isinstance(teacher, dict):
-        who = teacher_summary(teacher)
-        origin = (
-            f"the encoder of a frozen, already trained `{cfg.backbone}` classifier (the teacher, "
-            f"{who}) truncated after stage {cfg.stage}, plus a {cfg.mixer.variant} mixer "
-            f"**trained against a frozen teacher** on **{data}**; only the mixer was trained"
-        )
-        scorer = f"The mixer was trained against the frozen teacher {who}{acc}."
-        head = (run_config or {}).get("teacher_head") or {}
-        if head.get("fitted"):
-            scorer += f" Its head was refit on frozen features for this data ({head['reason']})."
-        return origin, scorer + " The teacher is exported as the backbone; see its card."
-    weights = "EMA encoder" if prov.get("encoder_weights") == "ema" else "encoder"
-    origin = (
-        f"the {weights} of a `{cfg.backbone}` truncated after stage {cfg.stage} plus the "
-        f"{cfg.mixer.variant} mixer, trained with **{prov.get('method', 'samix')}** on **{data}**"
-    )
-    if summary is None:
-        return origin, "The classifier trained jointly with it recorded no evaluation."
-    return origin, (
-        f"The classifier trained jointly with this generator scored top-1 {summary['last']:.2f} % "
-        "on the test split (a result of the backbone card, not of this generator)."
-    )
+    metrics: Sequence[dict[str, Any]],
+    *,
+    onnx: bool,
+    opset: int,
+    repo_id: str | None,
+) -> dict[str, Any]:
+    """The generator card's template fields; without ``run_config`` (``save_pretrained``) the
+    recipe and mask statistics come from the generator's provenance."""
+    cfg = gen.config
+    prov = cfg.provenance
+    own = summarize_generator_metrics(list(metrics))
+    if run_config is None and own is None:
+        own = provenance_mask_summary(prov)  # save_pretrained: what config.json records
+    h, w = cfg.input_size
+    origin, scorer = generator_origin(cfg, prov, run_config, list(metrics))
+    exact = cfg.mixer.calibration == "exact"
+    return {
+        "title": f"SAMix generator: {cfg.backbone} on {dataset_info(prov.get('data'))[0]}",
+        "backbone": cfg.backbone,
+        "stage": cfg.stage,
+        "method": prov.get("method", "samix"),
+        "repo_id": repo_id or "ORG/NAME",
+        "in_chans": cfg.in_chans,
+        "height": h,
+        "width": w,
+        "opset": opset,
+        "feature_channels": gen.encoder.out_channels,
+        "mixer_summary": mixer_summary(cfg.mixer.to_dict()),
+        "mean": format_value(tuple(cfg.mean)),
+        "std": format_value(tuple(cfg.std)),
+        "lam_convention": generator_config_dict(gen)["lam_convention"],
+        "files": "",
+        "recipe": recipe_table(run_config, metrics, prov),
+        "results": generator_results_text(own, scorer),
+        "origin": origin,
+        "mask_mean": "its mean equals λ exactly"
+        if exact
+        else "its mean is free (not calibrated to λ; see the measured slope)",
+        "mean_limitation": "its mean equals λ (λ-exact calibration)."
+        if exact
+        else "its mean is not calibrated to λ: check the measured slope.",
+        "extra_limitations": limitations_text(onnx, smoke_run(run_config, metrics)),
+        "samix_hub_version": __version__,
+    }
 
 
 def _int8_fidelity(folder: Path, images: torch.Tensor) -> dict[str, float]:
-    """Mean / max |mask_int8 - mask_fp32| on real images (issue 6), seeded partners and λ."""
+    """Mean / max |mask_int8 - mask_fp32| on real images, seeded partners and λ."""
 
     fp32 = open_generator(folder, "onnx", device="cpu")
     int8 = open_generator(folder, "onnx", device="cpu", int8=True)

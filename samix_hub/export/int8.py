@@ -14,7 +14,31 @@ from samix_hub.export.onnx import check_onnx, quiet_exporter
 from samix_hub.export.onnx_metadata import read_metadata, write_metadata
 from samix_hub.fileio import atomic_write
 
-__all__ = ["quantize_generator"]
+__all__ = ["quantize_generator", "calibration_feeds"]
+
+
+def calibration_feeds(
+    calibration: torch.Tensor, seed: int = 0, batch_size: int = 32
+) -> list[dict[str, np.ndarray]]:
+    """The generator graph's inputs for calibration: batches of ``calibration`` with seeded
+    random partners and λ ~ Beta(2, 2); batches of fewer than 2 images are skipped."""
+    g = torch.Generator().manual_seed(seed)
+    feeds: list[dict[str, np.ndarray]] = []
+    for start in range(0, calibration.shape[0], batch_size):
+        x = calibration[start : start + batch_size].float()
+        n = x.shape[0]
+        if n < 2:
+            continue
+        # The median of 3 uniforms is Beta(2, 2) distributed (order statistics).
+        lam = torch.rand(n, 3, generator=g).sort(dim=1).values[:, 1]
+        feeds.append(
+            {
+                "images": x.numpy(),
+                "partner": torch.randperm(n, generator=g).numpy(),
+                "lam": lam.float().numpy(),
+            }
+        )
+    return feeds
 
 
 def quantize_generator(
@@ -42,22 +66,7 @@ def quantize_generator(
     )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    g = torch.Generator().manual_seed(seed)
-    feeds = []
-    for start in range(0, calibration.shape[0], batch_size):
-        x = calibration[start : start + batch_size].float()
-        n = x.shape[0]
-        if n < 2:
-            continue
-        # The median of 3 uniforms is Beta(2, 2) distributed (order statistics).
-        lam = torch.rand(n, 3, generator=g).sort(dim=1).values[:, 1]
-        feeds.append(
-            {
-                "images": x.numpy(),
-                "partner": torch.randperm(n, generator=g).numpy(),
-                "lam": lam.float().numpy(),
-            }
-        )
+    feeds = calibration_feeds(calibration, seed, batch_size)
     if not feeds:
         raise UserError("int8 quantisation needs at least 2 calibration images")
 

@@ -19,7 +19,7 @@ import torch
 from safetensors.torch import load_file
 
 from samix_hub.errors import ONNX_EXTRA, ArtifactError, UserError, require_extra
-from samix_hub.export.schema import generator_config_from_dict
+from samix_hub.export.generator_config import generator_config_from_dict
 from samix_hub.export.validate import backbone_meta, check_finite, validate_artifact
 from samix_hub.fileio.guard import read_json_bounded
 from samix_hub.format.artifact import (

@@ -34,6 +34,7 @@ from samix_hub.export.onnx_metadata import (
     write_metadata,
 )
 from samix_hub.fileio import atomic_write
+from samix_hub.models.generator import GeneratorConfig, GeneratorNet
 
 __all__ = [
     "DEFAULT_OPSET",
@@ -116,9 +117,9 @@ def _dims() -> tuple[Any, Any, Any]:
     return dim("batch", min=1), dim("height", min=8), dim("width", min=8)
 
 
-def export_generator_onnx(gen: nn.Module, path: str | os.PathLike[str], opset: int = 18) -> Path:
+def export_generator_onnx(gen: GeneratorNet, path: str | os.PathLike[str], opset: int = 18) -> Path:
     """Export a :class:`~samix_hub.models.generator.GeneratorNet` (CPU, eval) to one ONNX file."""
-    cfg = gen.config  # type: ignore[attr-defined]
+    cfg = gen.config
     h, w = cfg.input_size
     n = 4
     g = torch.Generator().manual_seed(0)
@@ -225,7 +226,7 @@ class OnnxGenerator:
     def __init__(
         self,
         path: str | os.PathLike[str],
-        config: Any,
+        config: GeneratorConfig,
         device: str = "auto",
         threads: int | None = None,
     ) -> None:
@@ -246,7 +247,8 @@ class OnnxGenerator:
 
     @property
     def input_size(self) -> tuple[int, int]:
-        return tuple(self.config.input_size)  # type: ignore[return-value]
+        h, w = self.config.input_size
+        return (h, w)
 
     def _feed(
         self, images: torch.Tensor, partner: torch.Tensor, lam: float | torch.Tensor

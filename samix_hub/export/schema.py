@@ -8,7 +8,7 @@ repo (``hf-hub:``) or pretrained weights is refused, so nothing is read from out
 and nothing is downloaded (docs/artifacts.md "Common rules").
 
 The image-size and class-count limits here are the same ones the CLI applies
-(``data/limits.py``).
+(``format/limits.py``).
 """
 
 from __future__ import annotations
@@ -16,16 +16,11 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import asdict
 from typing import Any
 
 from samix_hub.errors import ArtifactError
 from samix_hub.format.artifact import (
     CALIBRATION_MODES,
-    GENERATOR,
-    GENERATOR_FORMAT_VERSION,
-    LAM_CONVENTION,
-    LAM_CONVENTION_EXACT,
 )
 from samix_hub.format.limits import (
     MAX_CHANNELS,
@@ -34,8 +29,6 @@ from samix_hub.format.limits import (
     MAX_STAGE,
     MIN_IMAGE_SIZE,
 )
-from samix_hub.models.generator import GeneratorConfig, GeneratorNet
-from samix_hub.models.mixer import MixerConfig
 
 __all__ = [
     "ConfigFieldError",
@@ -46,8 +39,6 @@ __all__ = [
     "check_generator_config",
     "check_backbone_config",
     "check_image_size",
-    "generator_config_dict",
-    "generator_config_from_dict",
 ]
 
 _TIMM_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
@@ -371,59 +362,3 @@ def check_backbone_config(cfg: Mapping[str, Any], source: str) -> int:
             f"is {args['in_chans']}, pretrained_cfg.input_size says {chans} channels",
         )
     return chans
-
-
-def generator_config_dict(gen: GeneratorNet) -> dict[str, Any]:
-    """A generator's whole ``config.json``: format fields, its config and the ``encoder`` block
-    (what the encoder gives the mixer; informational, checked against the weights on load)."""
-    cfg = gen.config
-    data = asdict(cfg)
-    data["mixer"] = cfg.mixer.to_dict()
-    data["input_size"] = list(cfg.input_size)
-    data["mean"] = list(cfg.mean)
-    data["std"] = list(cfg.std)
-    exact = cfg.mixer.calibration == "exact"
-    return {
-        "kind": GENERATOR,
-        "format_version": GENERATOR_FORMAT_VERSION,
-        "lam_convention": LAM_CONVENTION_EXACT if exact else LAM_CONVENTION,
-        **data,
-        "encoder": {
-            "architecture": cfg.backbone,
-            "stage": cfg.stage,
-            "in_chans": cfg.in_chans,
-            "out_channels": gen.encoder.out_channels,
-            "reduction": gen.encoder.reduction,
-        },
-    }
-
-
-def generator_config_from_dict(data: Any, source: str = "config") -> GeneratorConfig:
-    """Read a generator ``config.json`` dict; every field's type and range is checked first
-    (:func:`check_generator_config`); errors name ``source`` and the field."""
-    if not isinstance(data, dict):
-        raise ConfigFieldError(f"{source}: expected a JSON object")
-    data = dict(data)
-    kind = data.get("kind", GENERATOR)
-    if kind != GENERATOR:
-        raise ConfigFieldError(f"{source}: kind is {kind!r}, not a {GENERATOR}")
-    if data.get("format_version") != GENERATOR_FORMAT_VERSION:
-        raise ConfigFieldError(
-            f"{source}: unknown generator format_version {data.get('format_version')!r} "
-            f"(this samix-hub reads version {GENERATOR_FORMAT_VERSION})"
-        )
-    check_generator_config(data, source)
-    for key in ("kind", "format_version", "lam_convention", "encoder"):
-        data.pop(key, None)
-    try:
-        mixer = MixerConfig.from_dict(data.pop("mixer"))
-        height, width = data.pop("input_size")
-        return GeneratorConfig(
-            mixer=mixer,
-            input_size=(int(height), int(width)),
-            mean=tuple(data.pop("mean")),
-            std=tuple(data.pop("std")),
-            **data,
-        )
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ConfigFieldError(f"{source}: invalid generator config: {exc}") from None

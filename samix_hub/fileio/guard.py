@@ -112,7 +112,7 @@ def _config_kind(folder: Path) -> str | None:
     kind = cfg.get("kind")
     if kind in (RUN, GENERATOR):
         return str(kind)
-    if "architecture" in cfg:  # a timm config, as artifact/validate.py:detect_kind reads it
+    if "architecture" in cfg:  # a timm config, as export/validate.py:detect_kind reads it
         return BACKBONE
     return None
 

@@ -24,16 +24,17 @@ import contextlib
 import errno
 import os
 import stat
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 from samix_hub.errors import OutputError, UserError
 
-try:
+if sys.platform == "win32":  # pragma: no cover - not on POSIX
+    fcntl = None
+else:
     import fcntl
-except ImportError:  # pragma: no cover - not on POSIX
-    fcntl = None  # type: ignore[assignment]
 
 __all__ = ["LOCK_NAME", "folder_lock", "is_lock_file"]
 

@@ -151,11 +151,11 @@ class Generator(GeneratorNet):
         """
         check_config(self, config)
         return push_generator(
-            self, repo_id, branch=branch_of(branch, revision), tag=tag, private=private,
-            commit_message=commit_message, token=token, endpoint=endpoint, onnx=onnx,
-            opset=opset, create_pr=bool(create_pr), allow_patterns=allow_patterns,
+            self, repo_id, onnx=onnx, opset=opset, model_card_kwargs=model_card_kwargs,
+            branch=branch_of(branch, revision), tag=tag, private=private,
+            commit_message=commit_message, token=token, endpoint=endpoint,
+            create_pr=bool(create_pr), allow_patterns=allow_patterns,
             ignore_patterns=ignore_patterns, delete_patterns=delete_patterns,
-            model_card_kwargs=model_card_kwargs,
         )  # fmt: skip
 
 

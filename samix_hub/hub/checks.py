@@ -1,4 +1,4 @@
-"""Checks ``hub.py`` runs before a push and after a pull (docs/README.md "Data flow").
+"""Checks ``hub/transfer.py`` runs before a push and after a pull (docs/README.md "Data flow").
 
 - :func:`check_no_token`: a folder that contains the user's Hub token is never pushed. Every
   file is scanned whatever its size, streamed in chunks that overlap by ``len(token) - 1``

@@ -9,7 +9,7 @@ import re
 import unicodedata
 from collections.abc import Iterator
 
-from samix_hub.errors import HubError, RepoNotFoundError
+from samix_hub.errors import HubError, RepoNotFoundError, first_line
 
 __all__ = ["hub_errors", "is_offline", "printable", "redact_urls"]
 
@@ -106,8 +106,7 @@ def hub_errors(
 
 
 def _first_line(err: BaseException) -> str:
-    text = str(err).strip() or type(err).__name__
-    return redact_urls(text.splitlines()[0])
+    return redact_urls(first_line(err))
 
 
 def is_offline(offline: bool | None) -> bool:

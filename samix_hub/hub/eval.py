@@ -1,7 +1,7 @@
 """``eval`` as library calls: :func:`accuracy` (top-1/top-5 of a run's classifier and its EMA
 copy, or of a backbone) and :func:`probe` (the linear probe of a frozen encoder).
 
-``commands/eval.py`` parses the options and prints what these return.
+``cli/eval.py`` parses the options and prints what these return.
 """
 
 from __future__ import annotations

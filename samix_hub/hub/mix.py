@@ -1,5 +1,5 @@
 """``mix`` as a library call: load the generator (:func:`load_mix_generator`), then write the
-mixed data set (:func:`mix_dataset`); ``commands/mix.py`` parses and prints around it.
+mixed data set (:func:`mix_dataset`); ``cli/mix.py`` parses and prints around it.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from samix_hub.data.specs import load_data
 from samix_hub.errors import UserError
 from samix_hub.export.mixed_out import check_mix_out
 from samix_hub.export.mixed_writer import MixResult, MixSettings, preview_batch, write_mixed
-from samix_hub.fileio import check_writable_dir, check_writable_file, folder_sha256
+from samix_hub.export.provenance import generator_source_provenance
+from samix_hub.fileio import check_writable_dir, check_writable_file
 from samix_hub.fileio.guard import guard_output
 from samix_hub.format.artifact import CONFIG_NAME, GENERATOR_ONNX, GENERATOR_WEIGHTS
 from samix_hub.hub.api import load_generator
@@ -22,6 +23,7 @@ from samix_hub.hub.resolve import resolve_source
 from samix_hub.mixing.preview import is_preview_png, save_preview
 from samix_hub.mixing.sampling import DEFAULT_ALPHA, check_alpha
 from samix_hub.models.generator import MaskGenerator
+from samix_hub.train.loader import dataset_len
 
 __all__ = ["MixRequest", "load_mix_generator", "mix_dataset", "dist_ranks"]
 
@@ -57,12 +59,7 @@ def load_mix_generator(
     else:
         gen = load_generator(resolved, runtime="torch", device=device)
         files = [CONFIG_NAME, GENERATOR_WEIGHTS]
-    if resolved.repo_id is not None:
-        prov: dict[str, Any] = resolved.provenance()
-    elif resolved.builtin is not None:  # shipped in the package: named and versioned, no path
-        prov = {**resolved.provenance(), "sha256": folder_sha256(folder, files)}
-    else:
-        prov = {"name": folder.resolve().name, "sha256": folder_sha256(folder, files)}
+    prov = generator_source_provenance(resolved, files)
     return gen, prov, runtime
 
 
@@ -129,7 +126,7 @@ def mix_dataset(req: MixRequest) -> tuple[MixResult, int]:
         dev = torch.device("cuda", local_rank % torch.cuda.device_count())
     source = load_data(req.data_spec, download=req.download, image_size=req.image_size)
     dataset = source.split(req.split)
-    length = len(dataset)  # type: ignore[arg-type]
+    length = dataset_len(dataset)
     num = length if req.num is None else req.num
     if length < 2 or num > length * (length - 1):
         raise UserError(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from samix_hub.errors import UserError
 from samix_hub.format.artifact import PICKLE_SUFFIXES
@@ -20,7 +21,7 @@ def resolve_source(
     revision: str | None = None,
     local_files_only: bool = False,
     force_download: bool = False,
-    **hub_kwargs: object,
+    **hub_kwargs: Any,
 ) -> ResolvedSource:
     """A local folder as is (also as timm writes it, ``local-dir:FOLDER``); otherwise download
     ``ORG/NAME[@REV]`` through :mod:`samix_hub.hub.transfer`.
@@ -45,8 +46,8 @@ def resolve_source(
         hub_kwargs["offline"] = True
     if force_download:
         fetch = {k: v for k, v in hub_kwargs.items() if k != "local_dir"}
-        refresh_cache(repo_id, revision or at_rev, runtime, **fetch)  # type: ignore[arg-type]
-    return pull(repo_id, revision=revision or at_rev, runtime=runtime, **hub_kwargs)  # type: ignore[arg-type]
+        refresh_cache(repo_id, revision or at_rev, runtime, **fetch)
+    return pull(repo_id, revision=revision or at_rev, runtime=runtime, **hub_kwargs)
 
 
 def refresh_cache(

@@ -7,7 +7,6 @@ probe batch, and one validated commit through :func:`samix_hub.hub.transfer.push
 from __future__ import annotations
 
 import copy
-import inspect
 import json
 import os
 import shutil
@@ -19,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from samix_hub.errors import ONNX_EXTRA, ArtifactError, UserError, require_extra
 from samix_hub.export.common import finalize_folder, staging_folder
 from samix_hub.export.generator import write_generator_folder
-from samix_hub.export.schema import generator_config_from_dict
+from samix_hub.export.generator_config import generator_config_from_dict
 from samix_hub.export.validate import detect_kind
 from samix_hub.format.artifact import GENERATOR, GENERATOR_FORMAT_VERSION
 from samix_hub.format.repo_ref import parse_repo_id
@@ -37,6 +36,7 @@ __all__ = [
     "push_folder",
     "check_config",
     "check_push_kwargs",
+    "PUSH_KEYWORDS",
     "branch_of",
 ]
 
@@ -54,11 +54,19 @@ def branch_of(branch: str | None, revision: str | None) -> str | None:
     return branch if branch is not None else revision
 
 
+#: The push keywords of ``Generator.push_to_hub`` (``ModelHubMixin``'s) that
+#: ``save_pretrained(push_to_hub=True)`` and :func:`push_folder` take.
+PUSH_KEYWORDS = frozenset(
+    {
+        "commit_message", "private", "token", "branch", "create_pr", "allow_patterns",
+        "ignore_patterns", "delete_patterns", "tag", "endpoint", "revision",
+    }
+)  # fmt: skip
+
+
 def check_push_kwargs(kwargs: dict[str, Any]) -> None:
-    """The push keywords of ``save_pretrained(push_to_hub=True)``: those :func:`push_folder`
-    takes."""
-    known = set(inspect.signature(push_folder).parameters) - {"folder", "repo_id"}
-    unknown = sorted(set(kwargs) - known)
+    """The push keywords of ``save_pretrained(push_to_hub=True)``: :data:`PUSH_KEYWORDS`."""
+    unknown = sorted(set(kwargs) - PUSH_KEYWORDS)
     if unknown:
         raise UserError(f"save_pretrained(push_to_hub=True): unexpected keyword(s) {unknown}")
 
@@ -91,30 +99,18 @@ def check_config(gen: GeneratorNet, config: GeneratorConfig | dict[str, Any] | N
         )
 
 
-def push_folder(
-    folder: Path,
-    repo_id: str,
-    *,
-    commit_message: str | None = DEFAULT_COMMIT_MESSAGE,
-    private: bool | None = None,
-    token: str | bool | None = None,
-    branch: str | None = None,
-    create_pr: bool | None = None,
-    allow_patterns: list[str] | str | None = None,
-    ignore_patterns: list[str] | str | None = None,
-    delete_patterns: list[str] | str | None = None,
-    tag: str | None = None,
-    endpoint: str | None = None,
-    revision: str | None = None,
-) -> CommitInfo:
-    """One commit of ``folder`` (:func:`samix_hub.hub.transfer.push_commit`), with the mixin's keyword
-    names (``commit_message``; ``branch``, or ``revision`` its older name)."""
+def push_folder(folder: Path, repo_id: str, **mixin_kwargs: Any) -> CommitInfo:
+    """One commit of ``folder`` (:func:`samix_hub.hub.transfer.push_commit`) with the push
+    keywords of ``ModelHubMixin.push_to_hub`` (:data:`PUSH_KEYWORDS`: ``commit_message``;
+    ``branch``, or ``revision`` its older name; the others as ``push_commit`` names them)."""
+    check_push_kwargs(mixin_kwargs)
+    kw = dict(mixin_kwargs)
+    revision = branch_of(kw.pop("branch", None), kw.pop("revision", None))
+    message = kw.pop("commit_message", DEFAULT_COMMIT_MESSAGE)
+    create_pr = bool(kw.pop("create_pr", None))
     return push_commit(
-        folder, repo_id, revision=branch_of(branch, revision), tag=tag, private=private,
-        message=commit_message, endpoint=endpoint, token=token, create_pr=bool(create_pr),
-        allow_patterns=allow_patterns, ignore_patterns=ignore_patterns,
-        delete_patterns=delete_patterns,
-    )  # fmt: skip
+        folder, repo_id, revision=revision, message=message, create_pr=create_pr, **kw
+    )
 
 
 def save_generator(
@@ -176,34 +172,22 @@ def push_generator(
     gen: GeneratorNet,
     repo_id: str,
     *,
-    branch: str | None = None,
-    tag: str | None = None,
-    private: bool | None = None,
-    commit_message: str | None = None,
-    token: str | bool | None = None,
-    endpoint: str | None = None,
     onnx: bool = True,
     opset: int = 18,
-    create_pr: bool = False,
-    allow_patterns: list[str] | str | None = None,
-    ignore_patterns: list[str] | str | None = None,
-    delete_patterns: list[str] | str | None = None,
     model_card_kwargs: dict[str, Any] | None = None,
+    **push_kwargs: Any,
 ) -> CommitInfo:
-    """``save_generator`` into a temporary folder, then :func:`samix_hub.hub.transfer.push_commit`
-    (one commit); returns its ``CommitInfo`` (``str`` = commit url, ``.oid``, ``.pr_url``).
+    """``save_generator`` into a temporary folder, then :func:`push_folder` (one commit, with
+    ``push_kwargs`` of :data:`PUSH_KEYWORDS`); returns its ``CommitInfo`` (``str`` = commit
+    url, ``.oid``, ``.pr_url``).
 
     The temporary folder is removed afterwards; the token only goes to ``huggingface_hub``.
     """
     parse_repo_id(repo_id)  # a malformed id fails before the export work
+    check_push_kwargs(push_kwargs)
     with tempfile.TemporaryDirectory(prefix="samix-push-") as tmp:
         folder = save_generator(
             gen, Path(tmp) / "generator", onnx=onnx, opset=opset, repo_id=repo_id,
             model_card_kwargs=model_card_kwargs,
         )  # fmt: skip
-        return push_folder(
-            folder, repo_id, commit_message=commit_message, private=private, token=token,
-            branch=branch, create_pr=create_pr, allow_patterns=allow_patterns,
-            ignore_patterns=ignore_patterns, delete_patterns=delete_patterns, tag=tag,
-            endpoint=endpoint,
-        )  # fmt: skip
+        return push_folder(folder, repo_id, **push_kwargs)

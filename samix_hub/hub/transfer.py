@@ -159,7 +159,7 @@ def push_commit(
             f"warning: {src} has no onnx/ export; `pull --runtime onnx` will fail", file=sys.stderr
         )
 
-    set_card_repo_id(src, repo_id)  # the card's snippets name this repo (card_repo.py)
+    set_card_repo_id(src, repo_id)  # the card's snippets name this repo (export/card_repo.py)
     api = HfApi(endpoint=endpoint, token=token)
     with hub_errors(repo_id, revision, endpoint):
         api.create_repo(repo_id, repo_type=expected_type, private=private, exist_ok=True)
