@@ -88,7 +88,7 @@ class Bench:
         self.info = DistInfo(device=self.device)
         self.step = 0
 
-    def backward(self, loss: torch.Tensor, branch: str) -> None:
+    def backward(self, loss: torch.Tensor) -> None:
         (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
 
     def run(self) -> None:

@@ -225,7 +225,7 @@ def test_finetune_with_the_builtin(tmp_path, small_npz, capsys):
 
 
 def test_finetune_records_the_builtin_provenance():
-    from samix_hub.train.finetune import _generator_provenance
+    from samix_hub.train.frozen import generator_provenance
 
     prov = resolve_source(SRC).provenance()
-    assert _generator_provenance(SRC, prov) == {"builtin": NAME, "samix_hub": samix_hub.__version__}
+    assert generator_provenance(SRC, prov) == {"builtin": NAME, "samix_hub": samix_hub.__version__}

@@ -274,8 +274,7 @@ def test_the_choice_rule_needs_every_cell_and_prefers_the_default_on_ties() -> N
 
 def test_augmentation_is_a_function_of_seed_epoch_and_index() -> None:
     """The loop's per-image augmentation, against a reference seeded by torch.manual_seed."""
-    from samix_hub.data.transforms import train_transform
-    from samix_hub.train.loader import SeededTransform, mix_seed
+    from samix_hub.train.loader import SeededTransform, mix_seed, train_transform
 
     digits = load_data("digits")
     tf = train_transform(digits.image_size)

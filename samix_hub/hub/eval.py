@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from samix_hub.data import eval_transform, load_data
+from samix_hub.data import load_data
 from samix_hub.data.specs import DataSource, DataSpecError
 from samix_hub.errors import UserError
 from samix_hub.export.validate import check_finite
@@ -19,7 +19,7 @@ from samix_hub.format.run import is_run_folder
 from samix_hub.hub.api import load_backbone
 from samix_hub.train import Classifier, build_classifier, evaluate, load_checkpoint, read_run_config
 from samix_hub.train.linear_probe import linear_probe
-from samix_hub.train.loader import eval_loader
+from samix_hub.train.loader import eval_loader, eval_transform
 
 __all__ = ["accuracy", "probe", "is_run_folder"]
 

@@ -23,8 +23,9 @@ from samix_hub.hub.resolve import resolve_source
 from samix_hub.mixing.preview import is_preview_png, save_preview
 from samix_hub.mixing.sampling import DEFAULT_ALPHA, check_alpha
 from samix_hub.models.generator import MaskGenerator
+from samix_hub.train.distributed import torchrun_env
 
-__all__ = ["MixRequest", "load_mix_generator", "mix_dataset", "dist_ranks"]
+__all__ = ["MixRequest", "load_mix_generator", "mix_dataset"]
 
 
 def _has_onnxruntime() -> bool:
@@ -65,12 +66,6 @@ def load_mix_generator(
     else:
         prov = {"name": folder.resolve().name, "sha256": folder_sha256(folder, files)}
     return gen, prov, runtime
-
-
-def dist_ranks() -> tuple[int, int, int]:
-    """(rank, world size, local rank) from torchrun's environment (1 process without it)."""
-    rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-    return rank, world, int(os.environ.get("LOCAL_RANK", rank))
 
 
 @dataclass
@@ -124,7 +119,7 @@ def mix_dataset(req: MixRequest) -> tuple[MixResult, int]:
     if req.preview:
         check_writable_file(req.preview, "--preview")
         guard_output(req.preview, "--preview", inputs=[*inputs, req.out], ours=is_preview_png)
-    rank, world, local_rank = dist_ranks()
+    rank, world, local_rank = torchrun_env()
     dev = req.device
     if dev.type == "cuda" and world > 1:
         dev = torch.device("cuda", local_rank % torch.cuda.device_count())

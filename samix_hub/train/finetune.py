@@ -34,8 +34,6 @@ from torch.utils.data import Dataset
 from samix_hub.data.specs import DataSource
 from samix_hub.errors import ArtifactError, UserError
 from samix_hub.export.validate import validate_artifact
-from samix_hub.format.artifact import CONFIG_NAME, GENERATOR_WEIGHTS
-from samix_hub.mixing import build_method
 from samix_hub.mixing.losses import mixup_cross_entropy
 from samix_hub.mixing.sampling import check_alpha
 from samix_hub.models.classifier import Classifier
@@ -47,14 +45,17 @@ from samix_hub.train.finetune_optim import (
     create_optimizer,
     create_scheduler,
 )
+from samix_hub.train.frozen import build_batch_mixing
 from samix_hub.train.pretrained import PretrainedBackbone, load_pretrained_backbone
-from samix_hub.train.scenario import StepContext, StepFn, modules_as, register_scenario
-from samix_hub.train.supervised import (
+from samix_hub.train.scenario import (
     ClassifierModules,
-    SupervisedScenario,
-    load_frozen_generator,
+    StepContext,
+    StepFn,
+    modules_as,
+    register_scenario,
     to_layout,
 )
+from samix_hub.train.supervised import SupervisedScenario
 
 __all__ = [
     "FT_METHODS",
@@ -190,7 +191,7 @@ def mixed_step(
     with ctx.autocast():
         logits = ctx.modules.call("model")(to_layout(images, ctx))
     loss = mixup_cross_entropy(logits, label_a, label_b, lam)
-    ctx.backward(loss, "classifier")
+    ctx.backward(loss)
     return {"loss": loss.detach()}
 
 
@@ -295,33 +296,8 @@ class FinetuneScenario(SupervisedScenario):
         mods = FinetuneModules(
             model=model, ema=make_ema(model), normalisation=(list(mean), list(std))
         )
-        m = cfg.method
-        if m == "samix-p":
-            gen, prov = load_frozen_generator(cfg.generator or "", device, self.sources)
-            chans = int(gen.config.in_chans)
-            if chans != data.channels:
-                raise UserError(
-                    f"--generator {cfg.generator} takes {chans}-channel images, "
-                    f"{cfg.data} has {data.channels}-channel images"
-                )
-            mods.frozen = gen  # a Generator freezes itself when built
-            mods.generator_provenance = _generator_provenance(cfg.generator or "", prov)
-        if m in ("mixup", "cutmix", "samix-p"):
-            kwargs = {
-                "mask_adjust": cfg.mask_adjust,
-                "margin": cfg.lam_margin,
-                "temperature": cfg.mask_temperature,
-            }
-            mods.mix_method = build_method(
-                m,
-                cfg.alpha,
-                mask_fn=mods.frozen.masks if mods.frozen else None,
-                pairing=cfg.pairing,
-                prob=cfg.mix_prob,
-                switch_prob=cfg.switch_prob,
-                **(kwargs if m == "samix-p" else {}),
-            )
-        if m == "mixed":
+        build_batch_mixing(mods, cfg, data, device, self.sources, finetune=True)
+        if cfg.method == "mixed":
             self._use_mixed(cfg, data, mods)
         return mods
 
@@ -379,25 +355,6 @@ class FinetuneScenario(SupervisedScenario):
             "backbone_provenance": bb.provenance,
             "mixed_provenance": own.mixed_provenance,
         }
-
-
-def _generator_provenance(src: str, prov: dict[str, Any]) -> dict[str, Any]:
-    """Repo and commit for a Hub generator; name and sha256 (no local path) for a folder."""
-    if prov.get("repo_id") or prov.get("builtin"):
-        return dict(prov)
-    from samix_hub.fileio import folder_sha256
-
-    folder = Path(str(prov.get("source") or src)).expanduser()
-    out: dict[str, Any] = {"source": folder.resolve().name}
-    if (folder / GENERATOR_WEIGHTS).is_file():
-        out["sha256"] = folder_sha256(folder, [CONFIG_NAME, GENERATOR_WEIGHTS])
-    try:
-        trained = json.loads((folder / CONFIG_NAME).read_text()).get("provenance", {})
-    except (OSError, json.JSONDecodeError):
-        trained = {}
-    if isinstance(trained, dict) and trained.get("data"):
-        out["trained_on"] = trained["data"]
-    return out
 
 
 register_scenario("finetune", FinetuneScenario)

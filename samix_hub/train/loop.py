@@ -346,7 +346,7 @@ def _train_step(
     state.optimizer.zero_grad(set_to_none=True)
     scaler = state.scaler
 
-    def backward(loss: torch.Tensor, branch: str) -> None:
+    def backward(loss: torch.Tensor) -> None:
         (scaler.scale(loss) if scaler is not None else loss).backward()
 
     ctx = StepContext(

@@ -40,17 +40,16 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 from samix_hub.data.specs import DataSource
-from samix_hub.data.transforms import eval_transform
 from samix_hub.errors import UserError
 from samix_hub.mixing import mask_adjust
-from samix_hub.mixing.losses import info_nce, mixup_info_nce, ssl_eta_balanced_loss
+from samix_hub.mixing.losses import info_nce, mixup_info_nce, ssl_mixer_losses
 from samix_hub.mixing.sampling import DEFAULT_ALPHA, sample_lam, sample_partner
 from samix_hub.models.classifier import build_mixer
 from samix_hub.train.config import TrainConfig, resolve_method
 from samix_hub.train.distributed import DistInfo
 from samix_hub.train.ema import ema_momentum, make_ema, update_ema
 from samix_hub.train.knn import knn_accuracy
-from samix_hub.train.loader import dataset_len, eval_loader, mix_seed
+from samix_hub.train.loader import dataset_len, eval_loader, eval_transform, mix_seed
 from samix_hub.train.moco import (
     KeyQueue,
     MoCoNet,
@@ -167,14 +166,14 @@ def _query_losses(
         with ctx.autocast():
             q = model(_layout(v1, ctx))
         loss_moco = info_nce(q, k2, queue, t)
-        ctx.backward(loss_moco, "model")
+        ctx.backward(loss_moco)
     out["loss_moco"] = loss_moco.detach()
     if mixed is not None:
         assert k1 is not None and partner is not None
         with ctx.autocast():
             q_mix = model(_layout(mixed, ctx))
         loss_mix = mixup_info_nce(q_mix, k2, k1[partner], queue, lam, t)
-        ctx.backward(loss_mix, "model")
+        ctx.backward(loss_mix)
         out["loss_mix"] = loss_mix.detach()
     return out
 
@@ -240,9 +239,11 @@ def samix_ssl_step(
         mask_m = mods.call("mixer")(feats, lam_m, _pair_partner(pi_m), size)[:n].float()
         x_m = mask_m * v1 + (1 - mask_m) * v2[pi_m]
         z_m = key(_layout(x_m, ctx))
-    loss_mixer = ssl_eta_balanced_loss(z_m, k2, k1[pi_m], queue, lam_m, cfg.eta, t)
-    loss_mask = cfg.mask_loss_weight * mixer_raw.mask_loss(mask_m, lam_m)
-    ctx.backward(loss_mixer + loss_mask, "mixer")
+    loss_mixer, loss_mask = ssl_mixer_losses(
+        z_m, k2, k1[pi_m], queue, mask_m, lam_m, mixer_raw.config,
+        eta=cfg.eta, weight=cfg.mask_loss_weight, temperature=t,
+    )  # fmt: skip
+    ctx.backward(loss_mixer + loss_mask)
     del z_m, x_m, mask_m
 
     mixed = mask_c * v1 + (1 - mask_c) * v2[pi_c]
