@@ -22,7 +22,8 @@ from samix_hub.train.knn import knn_accuracy, knn_scores
 from samix_hub.train.linear_probe import fit_linear_probe
 from samix_hub.train.loader import SeededTransform
 from samix_hub.train.moco import KeyQueue, default_queue_len, shuffled_forward
-from samix_hub.train.selfsup import SelfSupScenario, rescale_far_masks
+from samix_hub.train.selfsup import SelfSupScenario
+from samix_hub.train.selfsup_steps import rescale_far_masks
 
 REPO = Path(__file__).resolve().parent.parent
 BACKBONE = "resnet18_cifar_w16"

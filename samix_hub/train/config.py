@@ -37,7 +37,8 @@ SL_METHODS = ("vanilla", "mixup", "cutmix", "automix", "samix", "samix-p")
 LEARNED_MIXERS = ("automix", "samix")
 #: λ-exact masks (docs/algorithm.md "Deviations") or the reference's free mask mean.
 CALIBRATIONS = ("exact", "none")
-#: The mask regulariser's variance: per-image spatial (section 8, cause b) or batch-wide (reference).
+#: The mask regulariser's variance: per-image spatial or batch-wide (the reference);
+#: docs/algorithm.md "Mask regulariser".
 MASK_VARIANCES = ("image", "batch")
 OPTIMIZERS = ("sgd", "adamw")
 #: What a ``config.json`` written before an option existed meant by its absence (for --resume).

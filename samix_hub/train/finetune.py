@@ -6,7 +6,7 @@ generator, eval mode, no gradients, same device; at another image size than its 
 computes the mask at native size and upsamples it), the 0.08 λ margin fallback, optional
 mask_adjust, then mixup CE with labels ``(y, y[π], λ)`` on the mixed batch only (``--clean-loss``
 adds the clean CE of the online recipe). ``vanilla`` / ``mixup`` / ``cutmix`` are the baselines of
-section 6 at the same budget; ``mixed`` trains on an offline set from ``samix-hub mix``.
+docs/algorithm.md "Baselines" at the same budget; ``mixed`` trains on an offline set from ``samix-hub mix``.
 
 This is a scenario of the one training loop (:mod:`samix_hub.train.loop`), registered as
 ``"finetune"``: the loop gives evaluation every epoch, ``metrics.jsonl``, progress, atomic

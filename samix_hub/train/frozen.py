@@ -1,6 +1,6 @@
 """The batch mixing of MixUp, CutMix and SAMix^P, with SAMix^P's frozen generator.
 
-docs/algorithm.md "SAMix^P": a published generator, frozen, makes the masks. ``--scenario sl``
+docs/algorithm.md "SAMix^P: the frozen generator": a published generator, frozen, makes the masks. ``--scenario sl``
 and ``--scenario finetune`` both build theirs with :func:`build_batch_mixing`: the generator
 ``--generator SRC`` names (found through the run's :data:`~samix_hub.format.repo_ref.Resolve`,
 read by the one loader), checked against the data's channels, with where it came from. A

@@ -1,5 +1,5 @@
 """Linear probe: a linear classifier on the frozen backbone's pooled features (the standard
-evaluation of self-supervised encoders: MoCo, SAMix section 5 of the paper).
+evaluation of self-supervised encoders: MoCo, SAMix, arXiv 2111.15454 §5).
 
 Deviation from the references' linear evaluation (100 epochs of SGD through the frozen backbone
 with RandomResizedCrop + flip): features are extracted ONCE without augmentation (eval

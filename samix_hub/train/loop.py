@@ -8,7 +8,8 @@
 2. :func:`_train_epoch`: per step, seed this step's mixing generator from ``(seed, rank,
    step)``, run the method's step function (it runs its own backward passes), check every loss
    component is finite (all-reduced over ranks, before the optimizer touches the weights), step
-   the optimizer and the schedule, then the scenario's EMA update; append to ``steps.jsonl``.
+   the optimizer and the schedule (:mod:`samix_hub.train.step`), then the scenario's EMA
+   update; append to ``steps.jsonl``.
 3. :func:`_evaluate_and_log`: the scenario's evaluation, appended to ``metrics.jsonl``; then
    ``curves.png`` and the ``--log`` sinks (:mod:`samix_hub.train.run_log`).
 4. :func:`_checkpoint`: :class:`~samix_hub.train.checkpoint.TrainingState` into ``last.pt``.
@@ -48,7 +49,6 @@ from samix_hub.train.checkpoint import (
 from samix_hub.train.config import TrainConfig
 from samix_hub.train.distributed import (
     DistInfo,
-    all_reduce_sum,
     broadcast_buffers,
     init_distributed,
     resolve_device,
@@ -59,12 +59,15 @@ from samix_hub.train.optim import build_optimizer, cosine_schedule, warn_short_e
 from samix_hub.train.resume import check_resumable
 from samix_hub.train.run_log import RunLog, check_sinks
 from samix_hub.train.scenario import Scenario, StepContext, StepFn, TrainModules, get_scenario
+from samix_hub.train.step import (
+    NonFiniteLossError,
+    amp,
+    finite_losses,
+    optimizer_backward,
+    optimizer_step,
+)
 
 __all__ = ["train", "NonFiniteLossError", "run_config_dict"]
-
-
-class NonFiniteLossError(UserError):
-    """A NaN/Inf loss: the run stops before the optimizer step; the last checkpoint is kept."""
 
 
 def run_config_dict(
@@ -96,15 +99,6 @@ def run_config_dict(
         **{k: v for k, v in options.items() if k not in ("scenario", "method", "backbone")},
         **scenario_keys,
     }
-
-
-def _amp(device: torch.device, enabled: bool) -> tuple[Callable[[], Any], Any]:
-    """Autocast factory (bf16 where supported, else fp16 with a GradScaler) on CUDA only."""
-    if not enabled or device.type != "cuda":
-        return contextlib.nullcontext, None
-    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
-    return (lambda: torch.autocast("cuda", dtype=dtype)), scaler
 
 
 #: End-of-epoch checkpoints are written at most this often (and always after the last step), so
@@ -233,7 +227,7 @@ def _prepare(cfg: TrainConfig, info: DistInfo, resume: bool, quiet: bool, source
         for m in (mods.model, mods.ema):
             if m is not None:
                 m.to(memory_format=torch.channels_last)
-    autocast, scaler = _amp(device, cfg.amp)
+    autocast, scaler = amp(device, cfg.amp)
     optimizer = scenario.make_optimizer(mods, cfg)
     if optimizer is None:
         optimizer = build_optimizer(scenario.param_groups(mods, cfg), cfg)
@@ -342,26 +336,14 @@ def _train_step(
     run: _Run, images: torch.Tensor, labels: torch.Tensor, gen: torch.Generator, epoch: int
 ) -> tuple[dict[str, float], float]:
     """One optimizer step; returns the loss components (averaged over ranks) and its lr."""
-    state = run.state
-    state.optimizer.zero_grad(set_to_none=True)
-    scaler = state.scaler
-
-    def backward(loss: torch.Tensor) -> None:
-        (scaler.scale(loss) if scaler is not None else loss).backward()
-
+    run.state.optimizer.zero_grad(set_to_none=True)
     ctx = StepContext(
-        run.mods, run.cfg, run.info.device, gen, run.step, run.total, backward, run.autocast,
-        run.channels_last,
+        run.mods, run.cfg, run.info.device, gen, run.step, run.total,
+        optimizer_backward(run.state), run.autocast, run.channels_last,
     )  # fmt: skip
     losses = run.step_fn(ctx, images, labels)
-    values = _finite_losses(losses, run.info, run.step, epoch, run.run_dir / CHECKPOINT)
-    if scaler is not None:
-        scaler.step(state.optimizer)
-        scaler.update()
-    else:
-        state.optimizer.step()
-    lr = float(state.scheduler.get_last_lr()[0])
-    state.scheduler.step()
+    values = finite_losses(losses, run.info, run.step, epoch, run.run_dir / CHECKPOINT)
+    lr = optimizer_step(run.state)
     run.scenario.after_step(run.mods, run.step, run.total, run.cfg)
     return values, lr
 
@@ -401,28 +383,6 @@ def _checkpoint(run: _Run) -> None:
 def _last_eval(metrics_path: Path) -> int:
     rows = read_jsonl(metrics_path)
     return int(rows[-1]["step"]) if rows else 0
-
-
-def _finite_losses(
-    losses: dict[str, torch.Tensor], info: DistInfo, step: int, epoch: int, ckpt: Path
-) -> dict[str, float]:
-    """Loss components averaged over ranks; a NaN/Inf anywhere stops every rank with one error."""
-    keys = list(losses)
-    vec = torch.stack([losses[k].detach().float().reshape(()) for k in keys])
-    vec = all_reduce_sum(vec, info) / info.world
-    values = dict(zip(keys, vec.tolist(), strict=True))
-    bad = [k for k, v in values.items() if not math.isfinite(v) and k != "loss"]
-    bad = bad or [k for k, v in values.items() if not math.isfinite(v)]
-    if bad:
-        shown = ", ".join(f"{k}={values[k]}" for k in keys)
-        kept = (
-            f"last good checkpoint kept: {ckpt}" if ckpt.exists() else "no checkpoint written yet"
-        )
-        raise NonFiniteLossError(
-            f"non-finite loss at step {step + 1} (epoch {epoch + 1}) in {bad[0]} ({shown}); "
-            f"{kept}. Lower --lr or check the data"
-        )
-    return values
 
 
 def _summary(record: dict[str, Any]) -> str:

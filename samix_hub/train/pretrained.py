@@ -1,4 +1,4 @@
-"""Pretrained backbones to fine-tune: one resolver for every ``--backbone SRC`` (issue 9).
+"""Pretrained backbones to fine-tune: one resolver for every ``--backbone SRC``.
 
 ``SRC`` is one of
 
@@ -174,6 +174,34 @@ def _from_run(src: str) -> PretrainedBackbone:
     return PretrainedBackbone(net.train(), arch, chans, size, mean, std, prov, base, "run", names)
 
 
+def _from_artifact(src: str, option: str, sources: Resolve) -> PretrainedBackbone:
+    """An exported backbone (a folder or a Hub repo ``sources`` fetches)."""
+    resolved = sources(src, "torch")
+    try:
+        net, config = open_backbone(resolved)
+    except ArtifactError as exc:  # keeps its exit code (docs: errors.py)
+        raise type(exc)(f"{option} {src}: {exc}") from None
+    arch, chans, size, mean, std = _from_cfg(net, str(config.get("architecture")))
+    if resolved.repo_id is not None:
+        prov: dict[str, Any] = {"kind": "samix-backbone", **resolved.provenance()}
+    else:
+        from samix_hub.fileio import folder_sha256
+
+        files = [CONFIG_NAME, BACKBONE_WEIGHTS]
+        prov = {
+            "kind": "samix-backbone",
+            "source": resolved.path.resolve().name,
+            "sha256": folder_sha256(resolved.path, files),
+        }
+    meta = config.get("samix_hub") or {}
+    if isinstance(meta, dict) and meta.get("provenance"):
+        prov["trained_on"] = meta["provenance"].get("data")
+    names = tuple(str(c) for c in config.get("label_names") or ()) or None
+    return PretrainedBackbone(
+        net.train(), arch, chans, size, mean, std, prov, resolved.repo_id, "artifact", names
+    )
+
+
 def _timm_create(
     src: str, pretrained: bool, in_chans: int | None, option: str = "--backbone"
 ) -> nn.Module:
@@ -225,30 +253,7 @@ def load_pretrained_backbone(
         except UserError as exc:
             raise UserError(f"{option} {src}: {exc}") from None
     if kind == "artifact":
-        resolved = sources(src, "torch")
-        try:
-            net, config = open_backbone(resolved)
-        except ArtifactError as exc:  # keeps its exit code (docs: errors.py)
-            raise type(exc)(f"{option} {src}: {exc}") from None
-        arch, chans, size, mean, std = _from_cfg(net, str(config.get("architecture")))
-        if resolved.repo_id is not None:
-            prov: dict[str, Any] = {"kind": "samix-backbone", **resolved.provenance()}
-        else:
-            from samix_hub.fileio import folder_sha256
-
-            files = [CONFIG_NAME, BACKBONE_WEIGHTS]
-            prov = {
-                "kind": "samix-backbone",
-                "source": resolved.path.resolve().name,
-                "sha256": folder_sha256(resolved.path, files),
-            }
-        meta = config.get("samix_hub") or {}
-        if isinstance(meta, dict) and meta.get("provenance"):
-            prov["trained_on"] = meta["provenance"].get("data")
-        names = tuple(str(c) for c in config.get("label_names") or ()) or None
-        return PretrainedBackbone(
-            net.train(), arch, chans, size, mean, std, prov, resolved.repo_id, kind, names
-        )
+        return _from_artifact(src, option, sources)
     if kind == "timm":
         check_backbone(src.split(".")[0])
         has, hub_id = _has_weights(src)

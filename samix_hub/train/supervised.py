@@ -2,9 +2,9 @@
 
 - ``vanilla``: cross-entropy.
 - ``mixup`` / ``cutmix``: mixup cross-entropy on the mixed batch (λ ~ Beta(1, 1) / Beta(0.2, 0.2)).
-- ``samix`` (online SAMix, section 2) and ``automix`` (the same loop with the AutoMix mixer and
-  plain mixup CE for the mixer, section 1 note).
-- ``samix-p``: a frozen generator mixes the batch (section 5); ``--clean-loss`` adds the clean CE.
+- ``samix`` (online SAMix, docs/algorithm.md "Online supervised SAMix") and ``automix`` (the same loop with the AutoMix mixer and
+  plain mixup CE for the mixer, docs/algorithm.md "The mixer").
+- ``samix-p``: a frozen generator mixes the batch (docs/algorithm.md "SAMix^P: the frozen generator"); ``--clean-loss`` adds the clean CE.
 
 Deviation from the reference (openmixup ``AutoMixup``): it trains two linear heads on the shared
 backbone (``head_one`` for the clean CE and ``head_mix`` for the mixup CE; the EMA copy of
@@ -64,7 +64,7 @@ def mix_step(
 ) -> dict[str, torch.Tensor]:
     """MixUp, CutMix and SAMix^P: mix (no grad), then mixup CE on the mixed batch only.
 
-    ``--clean-loss`` (SAMix^P) adds the clean-batch CE of the online recipe (section 5).
+    ``--clean-loss`` (SAMix^P) adds the clean-batch CE of the online recipe (docs/algorithm.md "SAMix^P: the frozen generator").
     """
     method = ctx.modules.mix_method
     if method is None:

@@ -10,7 +10,7 @@ generator's encoder, so the exported generator is the teacher truncated after st
 
 One step (:func:`teacher_step`): λ ~ Beta(α, α), a permutation π, stage-3 features of the clean
 batch (no grad), the mask WITH grad, the mixed batch through the teacher (gradients reach the input
-only: the teacher's parameters do not require grad), η-balanced loss (section 4; AutoMix: mixup
+only: the teacher's parameters do not require grad), η-balanced loss (docs/algorithm.md "The η-balanced mixup loss"; AutoMix: mixup
 CE) + the mask regulariser. No EMA, no classifier loss: about one vanilla step of the same backbone.
 
 When the teacher's classes are not the data's (another count, other class names, or no head), a
@@ -214,7 +214,9 @@ class TeacherScenario(Scenario[TeacherModules]):
         if cfg.clean_loss:
             raise UserError("--clean-loss trains a classifier; a teacher run trains the mixer only")
         if cfg.min_lr is None:
-            cfg.min_lr = 0.5 * cfg.lr  # the learned-mixer schedule of section 2
+            cfg.min_lr = (
+                0.5 * cfg.lr
+            )  # the learned-mixer schedule (docs/algorithm.md "Online supervised SAMix")
         resolve_mixer_options(cfg, learned=True)
         cfg.validate()
         self.backbone = load_teacher(cfg.teacher, cfg.seed, sources=self.sources)
