@@ -37,8 +37,9 @@ from samix_hub.export.generator import write_generator
 from samix_hub.models import GeneratorConfig, MixerConfig
 from samix_hub.train import TrainConfig, get_scenario
 from samix_hub.train.distributed import DistInfo
+from samix_hub.train.loop import finite_losses
+from samix_hub.train.run_setup import amp
 from samix_hub.train.scenario import StepContext
-from samix_hub.train.step import amp, finite_losses
 
 METHODS = ["vanilla", "mixup", "cutmix", "automix", "samix", "samix-p"]
 RESULTS = Path(__file__).resolve().parent / "results"

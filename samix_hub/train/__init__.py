@@ -16,7 +16,7 @@ from samix_hub.train.checkpoint import load_checkpoint, save_checkpoint
 from samix_hub.train.config import SL_METHODS, FinetuneOptions, SslOptions, TrainConfig
 from samix_hub.train.ema import ema_momentum, make_ema, update_ema
 from samix_hub.train.evaluate import evaluate, topk_correct
-from samix_hub.train.loop import train
+from samix_hub.train.loop import NonFiniteLossError, train
 from samix_hub.train.resume import config_from_run
 from samix_hub.train.scenario import (
     SCENARIOS,
@@ -26,7 +26,6 @@ from samix_hub.train.scenario import (
     get_scenario,
     register_scenario,
 )
-from samix_hub.train.step import NonFiniteLossError
 
 __all__ = [
     "SL_METHODS",
