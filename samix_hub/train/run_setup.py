@@ -21,6 +21,7 @@ from samix_hub._version import __version__
 from samix_hub.data.specs import DataSource, DataSpecError, load_data
 from samix_hub.errors import UserError
 from samix_hub.fileio import atomic_write_json
+from samix_hub.format.artifact import CONFIG_NAME
 from samix_hub.format.repo_ref import Resolve
 from samix_hub.format.run import CHECKPOINT, METRICS_NAME, RUN_FORMAT_VERSION, RUN_KIND, STEPS_NAME
 from samix_hub.train.checkpoint import (
@@ -198,7 +199,7 @@ def start_or_restore(run: RunState, resume: bool, sinks: tuple[str, ...] = ()) -
             for p in (run.metrics_path, run.steps_path):
                 p.unlink(missing_ok=True)
     if run.info.is_main:
-        atomic_write_json(run.run_dir / "config.json", run.run_cfg)
+        atomic_write_json(run.run_dir / CONFIG_NAME, run.run_cfg)
         run.log = RunLog(run.run_dir, sinks, run.step)
     run.scenario.wrap(run.mods, run.info)
     done = [r for r in read_jsonl(run.steps_path) if r["step"] > last_eval(run.metrics_path)]
