@@ -293,3 +293,19 @@ def test_existing_run_needs_resume(tmp_path):
         train(_cfg("vanilla", tmp_path, max_steps=2, batch_size=16), quiet=True)
     with pytest.raises(UserError, match="different lr"):
         train(_cfg("vanilla", tmp_path, max_steps=2, batch_size=16, lr=0.3), resume=True)
+
+
+def test_torchrun_env_is_read_in_one_place(monkeypatch):
+    """(rank, world, local rank) from torchrun's variables; one process without them."""
+    from samix_hub.train.distributed import init_distributed, is_main_process, torchrun_env
+
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    assert torchrun_env() == (0, 1, 0) and is_main_process()
+    info = init_distributed(torch.device("cpu"))
+    assert (info.rank, info.world, info.enabled, info.is_main) == (0, 1, False, True)
+    monkeypatch.setenv("RANK", "3")
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    assert torchrun_env() == (3, 4, 3) and not is_main_process()  # one machine: local = rank
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert torchrun_env() == (3, 4, 1)
