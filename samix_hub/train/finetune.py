@@ -22,7 +22,9 @@ BatchNorm statistics frozen (eval mode) and trains only the classifier.
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +40,7 @@ from samix_hub.mixing.losses import mixup_cross_entropy
 from samix_hub.mixing.sampling import check_alpha
 from samix_hub.models.classifier import Classifier
 from samix_hub.train.config import DEFAULT_ALPHA, FinetuneOptions, TrainConfig
+from samix_hub.train.distributed import DistInfo
 from samix_hub.train.ema import make_ema
 from samix_hub.train.finetune_optim import (
     OPT_DEFAULTS,
@@ -49,13 +52,14 @@ from samix_hub.train.frozen import build_batch_mixing
 from samix_hub.train.pretrained import PretrainedBackbone, load_pretrained_backbone
 from samix_hub.train.scenario import (
     ClassifierModules,
+    Scenario,
     StepContext,
     StepFn,
     modules_as,
     register_scenario,
     to_layout,
 )
-from samix_hub.train.supervised import SupervisedScenario
+from samix_hub.train.supervised import evaluate_classifier, sl_step_fn, update_classifier_ema
 
 __all__ = [
     "FT_METHODS",
@@ -214,7 +218,7 @@ def _mixed_provenance(root: Path, rows: int) -> dict[str, Any]:
     return prov
 
 
-class FinetuneScenario(SupervisedScenario):
+class FinetuneScenario(Scenario[ClassifierModules]):
     """``scenario="finetune"``: a pretrained backbone with a new head (see the module docstring)."""
 
     name = "finetune"
@@ -341,7 +345,21 @@ class FinetuneScenario(SupervisedScenario):
         return create_scheduler(optimizer, cfg, total, per_epoch)
 
     def step_fn(self, method: str) -> StepFn[ClassifierModules]:
-        return mixed_step if method == "mixed" else super().step_fn(method)
+        return mixed_step if method == "mixed" else sl_step_fn(method)
+
+    def after_step(self, mods: ClassifierModules, step: int, total: int, cfg: TrainConfig) -> None:
+        update_classifier_ema(mods, step, total, cfg)
+
+    def evaluate(
+        self,
+        mods: ClassifierModules,
+        data: DataSource,
+        cfg: TrainConfig,
+        info: DistInfo,
+        autocast: Callable[[], contextlib.AbstractContextManager[Any]],
+        channels_last: bool,
+    ) -> dict[str, float]:
+        return evaluate_classifier(mods, data, cfg, info, autocast, channels_last)
 
     def run_config(
         self, cfg: TrainConfig, data: DataSource, mods: ClassifierModules
@@ -350,7 +368,9 @@ class FinetuneScenario(SupervisedScenario):
         assert bb is not None
         own = modules_as(mods, FinetuneModules)
         return {
-            **super().run_config(cfg, data, mods),
+            "num_classes": data.num_classes,
+            "mixer": None,
+            "generator": mods.generator_provenance,
             **bb.run_config(own.normalisation, data.channels),
             "backbone_provenance": bb.provenance,
             "mixed_provenance": own.mixed_provenance,

@@ -46,6 +46,9 @@ __all__ = [
     "vanilla_step",
     "mix_step",
     "online_samix_step",
+    "sl_step_fn",
+    "update_classifier_ema",
+    "evaluate_classifier",
 ]
 
 
@@ -182,13 +185,7 @@ class SupervisedScenario(Scenario[ClassifierModules]):
         return [g for g in groups if g["params"]]
 
     def step_fn(self, method: str) -> StepFn[ClassifierModules]:
-        if method == "vanilla":
-            return vanilla_step
-        if method in BATCH_MIXING:
-            return mix_step
-        if method in ("automix", "samix"):
-            return online_samix_step
-        raise ValueError(f"no step function for method {method!r}")
+        return sl_step_fn(method)
 
     def run_config(
         self, cfg: TrainConfig, data: DataSource, mods: ClassifierModules
@@ -201,10 +198,7 @@ class SupervisedScenario(Scenario[ClassifierModules]):
         }
 
     def after_step(self, mods: ClassifierModules, step: int, total: int, cfg: TrainConfig) -> None:
-        if mods.ema is None:
-            return
-        m = ema_momentum(step, total, cfg.ema_momentum, cfg.ema_end_momentum)
-        update_ema(mods.ema, mods.model, m, own_buffers=cfg.method in ("automix", "samix"))
+        update_classifier_ema(mods, step, total, cfg)
 
     def evaluate(
         self,
@@ -215,18 +209,50 @@ class SupervisedScenario(Scenario[ClassifierModules]):
         autocast: Callable[[], contextlib.AbstractContextManager[Any]],
         channels_last: bool,
     ) -> dict[str, float]:
-        if data.test is None:
-            return {}
-        metrics: dict[str, float] = {}
-        for prefix, module in (("", mods.model), ("ema_", mods.ema)):
-            if module is None:
-                continue
-            res = evaluate_on_test(module, data, cfg, info, autocast, channels_last)
-            metrics.update({f"{prefix}{k}": v for k, v in res.items() if k != "test_images"})
-            metrics["test_images"] = res["test_images"]
-        if mods.mixer is not None:  # the generator's own statistics, as it will be exported
-            metrics.update(mixer_statistics(mods, data, cfg.stage, info.device, mods.ema))
-        return metrics
+        return evaluate_classifier(mods, data, cfg, info, autocast, channels_last)
+
+
+def sl_step_fn(method: str) -> StepFn[ClassifierModules]:
+    """The step function of an ``sl`` method (also a fine-tune's, but for ``mixed``)."""
+    if method == "vanilla":
+        return vanilla_step
+    if method in BATCH_MIXING:
+        return mix_step
+    if method in ("automix", "samix"):
+        return online_samix_step
+    raise ValueError(f"no step function for method {method!r}")
+
+
+def update_classifier_ema(mods: ClassifierModules, step: int, total: int, cfg: TrainConfig) -> None:
+    """The EMA copy follows the classifier (AutoMix/SAMix: with its own BatchNorm buffers)."""
+    if mods.ema is None:
+        return
+    m = ema_momentum(step, total, cfg.ema_momentum, cfg.ema_end_momentum)
+    update_ema(mods.ema, mods.model, m, own_buffers=cfg.method in ("automix", "samix"))
+
+
+def evaluate_classifier(
+    mods: ClassifierModules,
+    data: DataSource,
+    cfg: TrainConfig,
+    info: DistInfo,
+    autocast: Callable[[], contextlib.AbstractContextManager[Any]],
+    channels_last: bool,
+) -> dict[str, float]:
+    """Top-1/top-5 and test loss of the classifier and its EMA copy (``ema_`` keys), and the
+    mixer's mask statistics when the run trains one."""
+    if data.test is None:
+        return {}
+    metrics: dict[str, float] = {}
+    for prefix, module in (("", mods.model), ("ema_", mods.ema)):
+        if module is None:
+            continue
+        res = evaluate_on_test(module, data, cfg, info, autocast, channels_last)
+        metrics.update({f"{prefix}{k}": v for k, v in res.items() if k != "test_images"})
+        metrics["test_images"] = res["test_images"]
+    if mods.mixer is not None:  # the generator's own statistics, as it will be exported
+        metrics.update(mixer_statistics(mods, data, cfg.stage, info.device, mods.ema))
+    return metrics
 
 
 register_scenario("sl", SupervisedScenario)
