@@ -28,8 +28,9 @@ from typing import Any
 
 import torch
 
-from samix_hub.data import eval_transform, load_data
+from samix_hub.data import load_data
 from samix_hub.mixing.statistics import STAT_LAMS, generator_mask_statistics
+from samix_hub.train.loader import eval_transform
 
 __all__ = ["LAMS", "mask_statistics", "load_any_generator"]
 

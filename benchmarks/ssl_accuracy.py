@@ -29,13 +29,17 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from samix_hub.data import eval_transform, load_data  # noqa: E402
+from samix_hub.data import load_data  # noqa: E402
 from samix_hub.train import SslOptions, StepContext, TrainConfig, train  # noqa: E402
 from samix_hub.train.checkpoint import load_checkpoint, read_jsonl  # noqa: E402
 from samix_hub.train.distributed import DistInfo  # noqa: E402
 from samix_hub.train.knn import knn_accuracy  # noqa: E402
 from samix_hub.train.linear_probe import linear_probe  # noqa: E402
-from samix_hub.train.loader import SeededTransform, eval_loader  # noqa: E402
+from samix_hub.train.loader import (  # noqa: E402
+    SeededTransform,
+    eval_loader,
+    eval_transform,  # noqa: E402
+)
 from samix_hub.train.selfsup import SelfSupScenario, build_moco  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data" / "cifar10_subset_4k_1k.npz"
@@ -67,7 +71,7 @@ def step_times(
             t0 = time.perf_counter()
             opt.zero_grad(set_to_none=True)
             gen = torch.Generator().manual_seed(step)
-            ctx = StepContext(mods, cfg, device, gen, step, 1000, lambda loss, b: loss.backward())
+            ctx = StepContext(mods, cfg, device, gen, step, 1000, lambda loss: loss.backward())
             step_fn(ctx, images, None)
             opt.step()
             sc.after_step(mods, step, 1000, cfg)

@@ -37,7 +37,8 @@ from samix_hub.export.generator import write_generator
 from samix_hub.models import GeneratorConfig, MixerConfig
 from samix_hub.train import TrainConfig, get_scenario
 from samix_hub.train.distributed import DistInfo
-from samix_hub.train.loop import _amp, _finite_losses
+from samix_hub.train.loop import finite_losses
+from samix_hub.train.run_setup import amp
 from samix_hub.train.scenario import StepContext
 
 METHODS = ["vanilla", "mixup", "cutmix", "automix", "samix", "samix-p"]
@@ -75,7 +76,7 @@ class Bench:
         if self.channels_last:
             for m in (self.mods.model, self.mods.ema):
                 m.to(memory_format=torch.channels_last)
-        self.autocast, self.scaler = _amp(self.device, args.amp)
+        self.autocast, self.scaler = amp(self.device, args.amp)
         params = [p for m in self.mods.trainable() for p in m.parameters() if p.requires_grad]
         self.opt = torch.optim.SGD(params, lr=0.01, momentum=0.9, weight_decay=1e-4)
         self.sched = torch.optim.lr_scheduler.CosineAnnealingLR(self.opt, T_max=10_000)
@@ -88,7 +89,7 @@ class Bench:
         self.info = DistInfo(device=self.device)
         self.step = 0
 
-    def backward(self, loss: torch.Tensor, branch: str) -> None:
+    def backward(self, loss: torch.Tensor) -> None:
         (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
 
     def run(self) -> None:
@@ -98,7 +99,7 @@ class Bench:
             self.autocast, self.channels_last,
         )  # fmt: skip
         losses = self.step_fn(ctx, self.images, self.labels)
-        _finite_losses(losses, self.info, self.step, 0, Path("-"))  # syncs, as the loop does
+        finite_losses(losses, self.info, self.step, 0, Path("-"))  # syncs, as the loop does
         if self.scaler is not None:
             self.scaler.step(self.opt)
             self.scaler.update()

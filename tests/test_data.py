@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from samix_hub.data import DataSpecError, eval_transform, load_data, train_transform
+from samix_hub.data import DataSpecError, load_data
+from samix_hub.train.loader import eval_transform, train_transform
 
 
 def test_digits_is_real_bundled_data():

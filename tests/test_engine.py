@@ -11,7 +11,6 @@ import torch
 import torch.nn.functional as F
 
 from samix_hub import Generator
-from samix_hub.data import eval_transform
 from samix_hub.errors import UserError
 from samix_hub.export.generator import write_generator
 from samix_hub.models import GeneratorConfig, MixerConfig, create_encoder
@@ -27,6 +26,7 @@ from samix_hub.train import (
     train,
     update_ema,
 )
+from samix_hub.train.loader import eval_transform
 
 BACKBONE = "resnet18_cifar_w16"  # stage 3: 64 channels
 
@@ -73,7 +73,7 @@ def _context(scenario, mods, cfg, step=0, backward=None) -> StepContext:
         gen,
         step,
         100,
-        backward or (lambda loss, b: loss.backward()),
+        backward or (lambda loss: loss.backward()),
     )
 
 
@@ -186,24 +186,26 @@ def test_online_gradient_routing(method, tmp_path, digits, batch):
     cfg = _cfg(method, tmp_path)
     scenario = get_scenario("sl")
     mods = scenario.build(cfg, digits, torch.device("cpu"))
-    current = {"branch": None}
+    # The step runs its backward passes one after another: the first is the mixer loss's,
+    # the next two the classifier's (mixup CE, clean CE). Each hook records which pass it saw.
+    current: dict[str, int | None] = {"pass": None}
     seen: dict[str, set] = {"mixer": set(), "model": set()}
     for group, module in (("mixer", mods.mixer), ("model", mods.model)):
         for p in module.parameters():
-            p.register_hook(lambda g, group=group: seen[group].add(current["branch"]))
-    branches = []
+            p.register_hook(lambda g, group=group: seen[group].add(current["pass"]))
+    passes: list[int] = []
 
-    def backward(loss: torch.Tensor, branch: str) -> None:
-        current["branch"] = branch
-        branches.append(branch)
+    def backward(loss: torch.Tensor) -> None:
+        current["pass"] = len(passes)
+        passes.append(len(passes))
         loss.backward()
-        current["branch"] = None
+        current["pass"] = None
 
     images, labels = batch
     scenario.step_fn(method)(_context(scenario, mods, cfg, 0, backward), images, labels)
-    assert branches == ["mixer", "classifier", "classifier"]
-    assert seen["mixer"] == {"mixer"}
-    assert seen["model"] == {"classifier"}
+    assert passes == [0, 1, 2]  # mixer, classifier (mixed), classifier (clean)
+    assert seen["mixer"] == {0}
+    assert seen["model"] == {1, 2}
     assert all(p.grad is None for p in mods.ema.parameters())
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in mods.mixer.parameters())
     assert all(p.grad is not None for p in mods.model.parameters())
@@ -291,3 +293,19 @@ def test_existing_run_needs_resume(tmp_path):
         train(_cfg("vanilla", tmp_path, max_steps=2, batch_size=16), quiet=True)
     with pytest.raises(UserError, match="different lr"):
         train(_cfg("vanilla", tmp_path, max_steps=2, batch_size=16, lr=0.3), resume=True)
+
+
+def test_torchrun_env_is_read_in_one_place(monkeypatch):
+    """(rank, world, local rank) from torchrun's variables; one process without them."""
+    from samix_hub.train.distributed import init_distributed, is_main_process, torchrun_env
+
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    assert torchrun_env() == (0, 1, 0) and is_main_process()
+    info = init_distributed(torch.device("cpu"))
+    assert (info.rank, info.world, info.enabled, info.is_main) == (0, 1, False, True)
+    monkeypatch.setenv("RANK", "3")
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    assert torchrun_env() == (3, 4, 3) and not is_main_process()  # one machine: local = rank
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert torchrun_env() == (3, 4, 1)

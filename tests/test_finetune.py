@@ -21,12 +21,12 @@ from cli_helpers import run_cli
 from safetensors.torch import load_file
 
 from samix_hub import Generator, GeneratorConfig, MixerConfig
-from samix_hub.data import eval_transform, load_data
+from samix_hub.data import load_data
 from samix_hub.errors import UserError
 from samix_hub.export.generator import export_run, write_generator
 from samix_hub.train import TrainConfig, evaluate, load_checkpoint, train
 from samix_hub.train.finetune import FinetuneScenario, finetune_config
-from samix_hub.train.loader import eval_loader
+from samix_hub.train.loader import eval_loader, eval_transform
 from samix_hub.train.pretrained import load_pretrained_backbone
 
 ARCH = "resnet18_cifar_w16"  # stage 3: 64 channels

@@ -127,3 +127,45 @@ def test_info_nce_and_mixup_info_nce_reference():
     glob = _nce_ref(q, ka, queue, 0.2) + _nce_ref(q, kb, queue, 0.2)
     got = ssl_eta_balanced_loss(q, ka, kb, queue, lam, eta=0.5, temperature=0.2)
     assert got.item() == pytest.approx((local + 0.5 * glob).mean().item(), rel=1e-5)
+
+
+@pytest.mark.parametrize("variant", ["samix", "automix"])
+def test_mixer_losses_compose_the_mixer_loss_and_its_weighted_regulariser(variant):
+    """The one composition every scenario uses: η-balanced (AutoMix: mixup CE) on the scorer's
+    logits with labels (a, b, λ), and weight x the mixer's own mask regulariser."""
+    from samix_hub.mixing.losses import mixer_losses
+    from samix_hub.models import Mixer, MixerConfig
+
+    g = torch.Generator().manual_seed(3)
+    logits = torch.randn(6, 5, generator=g)
+    a = torch.tensor([0, 1, 2, 3, 4, 0])
+    b = torch.tensor([1, 1, 0, 4, 2, 3])  # one pair with a == b
+    mask = torch.rand(6, 1, 4, 4, generator=g)
+    cfg = MixerConfig(16) if variant == "samix" else MixerConfig.automix(16)
+    mixer = Mixer(cfg)
+    loss, mask_loss = mixer_losses(logits, mask, a, b, 0.3, cfg, eta=0.5, weight=0.1)
+    if variant == "samix":
+        want = eta_balanced_mixup_loss(logits, a, b, 0.3, 0.5)
+        assert loss.item() == pytest.approx(_brute_eta(logits, a, b, 0.3, 0.5), rel=1e-5)
+    else:
+        want = mixup_cross_entropy(logits, a, b, 0.3)
+    torch.testing.assert_close(loss, want)
+    torch.testing.assert_close(mask_loss, 0.1 * mixer.mask_loss(mask, 0.3))
+    _, none = mixer_losses(logits, mask, a, b, 0.3, cfg, eta=0.5, weight=0.0)
+    assert none.item() == 0.0
+
+
+def test_ssl_mixer_losses_compose_the_label_free_loss_and_its_regulariser():
+    from samix_hub.mixing.losses import ssl_mixer_losses
+    from samix_hub.models import Mixer, MixerConfig
+
+    g = torch.Generator().manual_seed(4)
+    q, ka, kb = (torch.randn(4, 8, generator=g) for _ in range(3))
+    queue = torch.randn(10, 8, generator=g)
+    mask = torch.rand(4, 1, 4, 4, generator=g)
+    cfg = MixerConfig(16)
+    loss, mask_loss = ssl_mixer_losses(
+        q, ka, kb, queue, mask, 0.7, cfg, eta=0.5, weight=0.1, temperature=0.2
+    )
+    torch.testing.assert_close(loss, ssl_eta_balanced_loss(q, ka, kb, queue, 0.7, 0.5, 0.2))
+    torch.testing.assert_close(mask_loss, 0.1 * Mixer(cfg).mask_loss(mask, 0.7))

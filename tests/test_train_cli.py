@@ -15,9 +15,9 @@ import pytest
 import torch
 
 from samix_hub.cli.main import main
-from samix_hub.data import eval_transform, load_data
+from samix_hub.data import load_data
 from samix_hub.train import build_classifier, evaluate, load_checkpoint
-from samix_hub.train.loader import eval_loader
+from samix_hub.train.loader import eval_loader, eval_transform
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 TINY = [

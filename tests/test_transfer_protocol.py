@@ -20,8 +20,7 @@ import samix_hub
 from samix_hub.data import load_data
 from samix_hub.export.generator import export_run
 from samix_hub.train import TrainConfig, train
-from samix_hub.train import loop as engine_loop
-from samix_hub.train.finetune import finetune_config
+from samix_hub.train.finetune import FinetuneScenario, finetune_config
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 import transfer  # noqa: E402
@@ -104,15 +103,21 @@ def digit_tasks(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _record_batches(monkeypatch: pytest.MonkeyPatch) -> list[tuple[bytes, list[int]]]:
-    """Record (image bytes, labels) of every training step of the loop."""
+    """Record (image bytes, labels) of every training step of a fine-tune (what the loop hands
+    the scenario's step function)."""
     seen: list[tuple[bytes, list[int]]] = []
-    original = engine_loop._train_step
+    original = FinetuneScenario.step_fn
 
-    def spy(run, images, labels, gen, epoch):  # type: ignore[no-untyped-def]
-        seen.append((images.numpy().tobytes(), labels.tolist()))
-        return original(run, images, labels, gen, epoch)
+    def step_fn(self: FinetuneScenario, method: str):  # type: ignore[no-untyped-def]
+        inner = original(self, method)
 
-    monkeypatch.setattr(engine_loop, "_train_step", spy)
+        def step(ctx, images, labels):  # type: ignore[no-untyped-def]
+            seen.append((images.numpy().tobytes(), labels.tolist()))
+            return inner(ctx, images, labels)
+
+        return step
+
+    monkeypatch.setattr(FinetuneScenario, "step_fn", step_fn)
     return seen
 
 
@@ -274,8 +279,7 @@ def test_the_choice_rule_needs_every_cell_and_prefers_the_default_on_ties() -> N
 
 def test_augmentation_is_a_function_of_seed_epoch_and_index() -> None:
     """The loop's per-image augmentation, against a reference seeded by torch.manual_seed."""
-    from samix_hub.data.transforms import train_transform
-    from samix_hub.train.loader import SeededTransform, mix_seed
+    from samix_hub.train.loader import SeededTransform, mix_seed, train_transform
 
     digits = load_data("digits")
     tf = train_transform(digits.image_size)

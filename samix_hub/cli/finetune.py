@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shlex
 from pathlib import Path
 from typing import Any
@@ -206,6 +205,7 @@ def command(
     """
     from samix_hub.hub.resolve import resolve_source
     from samix_hub.train import read_run_config, train
+    from samix_hub.train.distributed import is_main_process
     from samix_hub.train.finetune import finetune_config
     from samix_hub.train.resume import resume_config
 
@@ -234,5 +234,5 @@ def command(
         )  # fmt: skip
     with resume_hint(f"samix-hub finetune --resume --out {shlex.quote(str(cfg.out))}"):
         run_dir = train(cfg, resume=resume, quiet=quiet, log=log, sources=resolve_source)
-    if int(os.environ.get("RANK", "0")) == 0:
+    if is_main_process():
         click.echo(str(run_dir))

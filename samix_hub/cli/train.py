@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shlex
 from pathlib import Path
 from typing import Any
@@ -198,6 +197,7 @@ def command(
     """
     from samix_hub.hub.resolve import resolve_source
     from samix_hub.train import SslOptions, TrainConfig, train
+    from samix_hub.train.distributed import is_main_process
     from samix_hub.train.resume import resume_config
 
     given = {
@@ -232,5 +232,5 @@ def command(
         cfg = TrainConfig(**opts, ssl=SslOptions.from_dict(given_ssl))
     with resume_hint(f"samix-hub train --resume --out {shlex.quote(str(cfg.out))}"):
         run_dir = train(cfg, resume=resume, quiet=quiet, log=log, sources=resolve_source)
-    if int(os.environ.get("RANK", "0")) == 0:
+    if is_main_process():
         click.echo(str(run_dir))

@@ -24,6 +24,7 @@ from samix_hub.fileio import folder_sha256
 from samix_hub.fileio.guard import read_json_bounded
 from samix_hub.format.artifact import CONFIG_NAME, GENERATOR_WEIGHTS
 from samix_hub.format.repo_ref import ResolvedSource
+from samix_hub.format.run import RUN_KIND
 from samix_hub.models.generator import GeneratorConfig
 
 __all__ = [
@@ -77,7 +78,7 @@ def teacher_summary(prov: dict[str, Any]) -> str:
         return f"`{prov.get('src') or prov['repo_id']}`{commit}"
     if prov.get("kind") in ("timm", "hf-hub"):
         return f"`{prov.get('src') or prov.get('name') or prov.get('repo_id')}` (timm weights)"
-    what = "training run" if prov.get("kind") == "samix-run" else "backbone folder"
+    what = "training run" if prov.get("kind") == RUN_KIND else "backbone folder"
     sha = f" (sha256 {str(prov['sha256'])[:12]})" if prov.get("sha256") else ""
     return f"local {what} `{prov.get('source')}`{sha}"
 

@@ -1,5 +1,6 @@
 """A finished run folder as the exporter and ``--backbone RUN_DIR`` read it: its config, metrics
-and last checkpoint (:func:`load_run`), its classifier (:func:`build_backbone`) and its SAMix^P
+and last checkpoint (:func:`load_run`), its classifier (:func:`run_classifier`, the one
+constructor of a run's classifier; :func:`build_backbone` its timm model) and its SAMix^P
 generator (:func:`build_generator`, the one constructor of a run's generator; docs/artifacts.md
 "Run folder").
 """
@@ -19,10 +20,12 @@ from samix_hub._version import __version__
 from samix_hub.data.names import dataset_info
 from samix_hub.errors import UserError
 from samix_hub.export.cards import summarize_generator_metrics
+from samix_hub.export.validate import check_finite
 from samix_hub.fileio.guard import loads_bounded, read_json_bounded
 from samix_hub.format.artifact import CONFIG_NAME
 from samix_hub.format.run import CHECKPOINT, METRICS_NAME, RUN_KIND
 from samix_hub.models import backbones as _backbones  # noqa: F401  (registers the CIFAR backbones in timm)
+from samix_hub.models.classifier import Classifier, create_net
 from samix_hub.models.generator import GeneratorConfig, GeneratorNet
 from samix_hub.models.mixer import MixerConfig
 
@@ -32,6 +35,7 @@ __all__ = [
     "Run",
     "load_run",
     "build_backbone",
+    "run_classifier",
     "build_generator",
     "run_generator",
     "run_chans",
@@ -136,21 +140,23 @@ def _load_into(model: nn.Module, state: dict[str, torch.Tensor], what: str) -> N
 
 
 def build_backbone(run: Run, weights: str = "model") -> nn.Module:
-    """The run's timm classifier with the ``model`` or ``ema`` weights, in eval mode."""
-    import timm
-
+    """The run's timm classifier with the ``model`` or ``ema`` weights, in eval mode (an
+    encoder without head for a run of no classes)."""
     state = run.checkpoint.get(weights)
     if not isinstance(state, dict):
         raise UserError(f"{run.path}: checkpoint has no {weights!r} weights")
     cfg = run.config
-    model = timm.create_model(
-        cfg["backbone"],
-        pretrained=False,
-        num_classes=int(cfg["num_classes"]),
-        in_chans=run_chans(cfg),
-    )
-    _load_into(model, state, weights)
-    return model.eval()
+    net = create_net(cfg["backbone"], int(cfg.get("num_classes") or 0), run_chans(cfg))
+    _load_into(net, state, weights)
+    return net.eval()
+
+
+def run_classifier(run: Run, weights: str = "model") -> Classifier:
+    """The run's classifier as it trained: :func:`build_backbone` (weights checked finite)
+    behind the run's normalisation."""
+    net = build_backbone(run, weights)
+    check_finite(net.state_dict(), f"{run.path / CHECKPOINT} ({weights})")
+    return Classifier(net, run.config["mean"], run.config["std"])
 
 
 def build_generator(run: Run, use_ema: bool = True) -> GeneratorNet | None:

@@ -11,15 +11,16 @@ from typing import Any
 
 import torch
 
-from samix_hub.data import eval_transform, load_data
+from samix_hub.data import load_data
 from samix_hub.data.specs import DataSource, DataSpecError
 from samix_hub.errors import UserError
-from samix_hub.export.validate import check_finite
+from samix_hub.export.run import load_run, read_run_config, run_classifier
 from samix_hub.format.run import is_run_folder
 from samix_hub.hub.api import load_backbone
-from samix_hub.train import Classifier, build_classifier, evaluate, load_checkpoint, read_run_config
+from samix_hub.models.classifier import Classifier
+from samix_hub.train.evaluate import evaluate
 from samix_hub.train.linear_probe import linear_probe
-from samix_hub.train.loader import eval_loader
+from samix_hub.train.loader import eval_loader, eval_transform
 
 __all__ = ["accuracy", "probe", "is_run_folder"]
 
@@ -31,18 +32,11 @@ def _run_models(run_dir: Path, device: torch.device) -> tuple[dict[str, torch.nn
             f"{run_dir}: a {config.get('scenario')} run without a classifier head "
             "(score its encoder with --linear-probe)"
         )
-    state = load_checkpoint(run_dir, map_location="cpu")
+    run = load_run(run_dir)
     models: dict[str, torch.nn.Module] = {}
     for name in ("model", "ema"):
-        if state.get(name) is None:
-            continue
-        model = build_classifier(
-            config["backbone"], config["num_classes"], config["mean"], config["std"],
-            config["in_chans"],
-        )  # fmt: skip
-        check_finite(state[name], f"{run_dir / 'checkpoints' / 'last.pt'} ({name})")
-        model.net.load_state_dict(state[name])
-        models[name] = model.to(device)
+        if run.checkpoint.get(name) is not None:
+            models[name] = run_classifier(run, name).to(device)
     return models, config
 
 
@@ -65,14 +59,9 @@ def _probe_encoder(src: str, path: Path, device: torch.device) -> tuple[torch.nn
     """Feature extractor (pooled features, head removed) of a run's ``model`` weights or of a
     backbone folder / Hub repo, for the linear probe."""
     if is_run_folder(path):
-        config = read_run_config(path)
-        state = load_checkpoint(path, map_location="cpu")
-        model = build_classifier(
-            config["backbone"], int(config.get("num_classes") or 0), config["mean"],
-            config["std"], config["in_chans"],
-        )  # fmt: skip
-        check_finite(state["model"], f"{path / 'checkpoints' / 'last.pt'} (model)")
-        model.net.load_state_dict(state["model"])
+        run = load_run(path)
+        config = run.config
+        model = run_classifier(run, "model")
         info = {
             "image_size": config.get("image_size"),
             "backbone": config["backbone"],

@@ -23,9 +23,10 @@ from samix_hub.hub.resolve import resolve_source
 from samix_hub.mixing.preview import is_preview_png, save_preview
 from samix_hub.mixing.sampling import DEFAULT_ALPHA, check_alpha
 from samix_hub.models.generator import MaskGenerator
+from samix_hub.train.distributed import torchrun_env
 from samix_hub.train.loader import dataset_len
 
-__all__ = ["MixRequest", "load_mix_generator", "mix_dataset", "dist_ranks"]
+__all__ = ["MixRequest", "load_mix_generator", "mix_dataset"]
 
 
 def _has_onnxruntime() -> bool:
@@ -61,12 +62,6 @@ def load_mix_generator(
         files = [CONFIG_NAME, GENERATOR_WEIGHTS]
     prov = generator_source_provenance(resolved, files)
     return gen, prov, runtime
-
-
-def dist_ranks() -> tuple[int, int, int]:
-    """(rank, world size, local rank) from torchrun's environment (1 process without it)."""
-    rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-    return rank, world, int(os.environ.get("LOCAL_RANK", rank))
 
 
 @dataclass
@@ -120,7 +115,7 @@ def mix_dataset(req: MixRequest) -> tuple[MixResult, int]:
     if req.preview:
         check_writable_file(req.preview, "--preview")
         guard_output(req.preview, "--preview", inputs=[*inputs, req.out], ours=is_preview_png)
-    rank, world, local_rank = dist_ranks()
+    rank, world, local_rank = torchrun_env()
     dev = req.device
     if dev.type == "cuda" and world > 1:
         dev = torch.device("cuda", local_rank % torch.cuda.device_count())

@@ -1,10 +1,13 @@
 """Losses: mixup cross-entropy, the η-balanced mixup loss (docs/algorithm.md "The η-balanced mixup
-loss"), InfoNCE, and the mixer's mask regulariser (docs/algorithm.md "The mixer").
+loss"), InfoNCE, the mixer's mask regulariser (docs/algorithm.md "The mixer") and the mixer's
+whole loss as every scenario composes it (:func:`mixer_losses`, :func:`ssl_mixer_losses`).
 
 All return batch means. ``lam`` is a float or a tensor of N values (the share of ``label_a``).
 """
 
 from __future__ import annotations
+
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
@@ -19,6 +22,10 @@ __all__ = [
     "ssl_eta_balanced_loss",
     "check_eta",
     "mask_regulariser",
+    "MaskSettings",
+    "weighted_mask_loss",
+    "mixer_losses",
+    "ssl_mixer_losses",
 ]
 
 
@@ -192,3 +199,65 @@ def mask_regulariser(
     else:
         var = ((m - m.mean()) ** 2).mean()
     return l1 - 2 * var
+
+
+class MaskSettings(Protocol):
+    """What the mixer losses read of a mixer's settings (``samix_hub.models.MixerConfig`` is one)."""
+
+    @property
+    def variant(self) -> str: ...
+    @property
+    def mask_loss_margin(self) -> float: ...
+    @property
+    def variance(self) -> str: ...
+
+
+def weighted_mask_loss(
+    mask: torch.Tensor, lam: float | torch.Tensor, settings: MaskSettings, weight: float
+) -> torch.Tensor:
+    """``weight`` x :func:`mask_regulariser` with the mixer's margin, variant and variance."""
+    reg = mask_regulariser(
+        mask, lam, margin=settings.mask_loss_margin, variant=settings.variant,
+        variance=settings.variance,
+    )  # fmt: skip
+    return weight * reg
+
+
+def mixer_losses(
+    logits: torch.Tensor,
+    mask: torch.Tensor,
+    label_a: torch.Tensor,
+    label_b: torch.Tensor,
+    lam: float,
+    settings: MaskSettings,
+    *,
+    eta: float,
+    weight: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A labelled mixer's loss on the scorer's ``logits`` of the mixed batch and its weighted
+    mask regulariser: η-balanced (AutoMix: mixup CE) with labels ``(a, b, λ)``
+    (docs/algorithm.md "Online supervised SAMix", step 4; paper Eq. 7)."""
+    if settings.variant == "automix":
+        loss = mixup_cross_entropy(logits, label_a, label_b, lam)
+    else:
+        loss = eta_balanced_mixup_loss(logits, label_a, label_b, lam, eta)
+    return loss, weighted_mask_loss(mask, lam, settings, weight)
+
+
+def ssl_mixer_losses(
+    query: torch.Tensor,
+    key_a: torch.Tensor,
+    key_b: torch.Tensor,
+    queue: torch.Tensor,
+    mask: torch.Tensor,
+    lam: float,
+    settings: MaskSettings,
+    *,
+    eta: float,
+    weight: float,
+    temperature: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The label-free mixer's loss (:func:`ssl_eta_balanced_loss` of the mixed ``query``) and
+    its weighted mask regulariser (docs/algorithm.md "Self-supervised SAMix")."""
+    loss = ssl_eta_balanced_loss(query, key_a, key_b, queue, lam, eta, temperature)
+    return loss, weighted_mask_loss(mask, lam, settings, weight)

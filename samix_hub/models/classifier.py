@@ -17,7 +17,14 @@ import torch.nn as nn
 from samix_hub.errors import UserError
 from samix_hub.models import Mixer, MixerConfig
 
-__all__ = ["Normalize", "Classifier", "build_classifier", "build_mixer", "check_backbone"]
+__all__ = [
+    "Normalize",
+    "Classifier",
+    "create_net",
+    "build_classifier",
+    "build_mixer",
+    "check_backbone",
+]
 
 
 class Normalize(nn.Module):
@@ -77,6 +84,23 @@ def check_backbone(name: str) -> str:
     return name
 
 
+def create_net(
+    backbone: str, num_classes: int, in_chans: int = 3, seed: int | None = None
+) -> nn.Module:
+    """A freshly initialised timm model ``backbone`` (no pretrained weights; ``num_classes`` 0:
+    no head). ``seed`` makes the initialisation reproducible without leaving the global RNG
+    changed (timm initialises weights from it; the state is forked and restored)."""
+    check_backbone(backbone)
+    with torch.random.fork_rng(devices=[]):
+        if seed is not None:
+            torch.manual_seed(seed)
+        net = timm.create_model(
+            backbone, pretrained=False, num_classes=num_classes, in_chans=in_chans
+        )
+    assert isinstance(net, nn.Module)
+    return net
+
+
 def build_classifier(
     backbone: str,
     num_classes: int,
@@ -85,18 +109,8 @@ def build_classifier(
     in_chans: int = 3,
     seed: int | None = None,
 ) -> Classifier:
-    """A freshly initialised timm classifier with normalisation in front.
-
-    ``seed`` makes the initialisation reproducible without leaving the global RNG changed
-    (timm initialises weights from it; the state is forked and restored).
-    """
-    check_backbone(backbone)
-    with torch.random.fork_rng(devices=[]):
-        if seed is not None:
-            torch.manual_seed(seed)
-        net = timm.create_model(
-            backbone, pretrained=False, num_classes=num_classes, in_chans=in_chans
-        )
+    """A freshly initialised timm classifier (:func:`create_net`) with normalisation in front."""
+    net = create_net(backbone, num_classes, in_chans, seed)
     if not hasattr(net, "forward_intermediates"):
         raise UserError(f"backbone {backbone!r}: timm model without forward_intermediates")
     return Classifier(net, mean, std)

@@ -36,7 +36,8 @@ __all__ = [
 SL_METHODS = ("vanilla", "mixup", "cutmix", "automix", "samix", "samix-p")
 #: Methods whose cosine schedule ends at half the base lr (0.1 -> 0.05 in the reference).
 LEARNED_MIXERS = ("automix", "samix")
-#: The mask regulariser's variance: per-image spatial (section 8, cause b) or batch-wide (reference).
+#: The mask regulariser's variance: per-image spatial or batch-wide (the reference);
+#: docs/algorithm.md "Mask regulariser".
 MASK_VARIANCES = ("image", "batch")
 OPTIMIZERS = ("sgd", "adamw")
 #: What a ``config.json`` written before an option existed meant by its absence (for --resume).

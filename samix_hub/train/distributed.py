@@ -17,10 +17,11 @@ from samix_hub.errors import UserError
 
 __all__ = [
     "DistInfo",
+    "torchrun_env",
+    "is_main_process",
     "init_distributed",
     "all_reduce_sum",
     "broadcast_buffers",
-    "broadcast_object",
     "barrier",
     "resolve_device",
 ]
@@ -42,13 +43,24 @@ class DistInfo:
         return self.rank == 0
 
 
+def torchrun_env() -> tuple[int, int, int]:
+    """(rank, world size, local rank) from torchrun's environment: (0, 1, 0) without it; the
+    local rank defaults to the rank (one machine)."""
+    rank = int(os.environ.get("RANK", "0"))
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    return rank, world, int(os.environ.get("LOCAL_RANK", str(rank)))
+
+
+def is_main_process() -> bool:
+    """True on rank 0 of a torchrun job, and in a process started without torchrun."""
+    return torchrun_env()[0] == 0
+
+
 def init_distributed(device: torch.device) -> DistInfo:
     """Join the process group that ``torchrun`` describes; pick this rank's device."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank, world, local_rank = torchrun_env()
     if world <= 1:
         return DistInfo(device=device)
-    rank = int(os.environ["RANK"])
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if device.type == "cuda":
         device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
@@ -66,15 +78,6 @@ def all_reduce_sum(values: torch.Tensor, info: DistInfo) -> torch.Tensor:
         values = values.clone()
         dist.all_reduce(values, op=dist.ReduceOp.SUM)
     return values
-
-
-def broadcast_object(obj: object, info: DistInfo) -> object:
-    """Rank 0's ``obj`` on every rank."""
-    if not info.enabled:
-        return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
 
 
 @torch.no_grad()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -14,10 +15,12 @@ import torch.nn.functional as F
 from samix_hub.data.specs import DataSource
 from samix_hub.mixing.statistics import mask_statistics
 from samix_hub.models.classifier import Classifier
+from samix_hub.train.config import TrainConfig
 from samix_hub.train.distributed import DistInfo, all_reduce_sum
+from samix_hub.train.loader import eval_loader, eval_transform
 from samix_hub.train.scenario import TrainModules
 
-__all__ = ["evaluate", "topk_correct", "mixer_statistics"]
+__all__ = ["evaluate", "evaluate_on_test", "topk_correct", "mixer_statistics"]
 
 #: Size of the fixed batch of first test images the mask statistics are measured on.
 STAT_BATCH = 64
@@ -73,6 +76,30 @@ def evaluate(
     }
 
 
+def evaluate_on_test(
+    model: nn.Module,
+    data: DataSource,
+    cfg: TrainConfig,
+    info: DistInfo,
+    autocast: Callable[[], contextlib.AbstractContextManager[Any]],
+    channels_last: bool,
+) -> dict[str, float]:
+    """``model``'s ``top1``, ``top5``, ``test_loss`` and ``test_images`` on ``data.test``
+    (sharded over the ranks; the caller checks there is a test split)."""
+    assert data.test is not None
+    tf = eval_transform(data.image_size)
+    batches = eval_loader(
+        data.test, tf, cfg.eval_batch_size, min(cfg.workers, 2), info.rank, info.world
+    )
+    res = evaluate(model, batches, info.device, info, autocast, channels_last)
+    return {
+        "top1": res["top1"],
+        "top5": res["top5"],
+        "test_loss": res["loss"],
+        "test_images": res["count"],
+    }
+
+
 @torch.no_grad()
 def mixer_statistics(
     mods: TrainModules,
@@ -90,8 +117,7 @@ def mixer_statistics(
         return {}
     images = mods.stat_batch
     if images is None:
-        from samix_hub.data.transforms import eval_transform
-        from samix_hub.train.loader import dataset_len, eval_loader
+        from samix_hub.train.loader import dataset_len, eval_loader, eval_transform
 
         n = min(STAT_BATCH, dataset_len(data.test))
         loader = eval_loader(data.test, eval_transform(data.image_size), n, 0)

@@ -6,7 +6,7 @@ generator, eval mode, no gradients, same device; at another image size than its 
 computes the mask at native size and upsamples it), the 0.08 λ margin fallback, optional
 mask_adjust, then mixup CE with labels ``(y, y[π], λ)`` on the mixed batch only (``--clean-loss``
 adds the clean CE of the online recipe). ``vanilla`` / ``mixup`` / ``cutmix`` are the baselines of
-section 6 at the same budget; ``mixed`` trains on an offline set from ``samix-hub mix``.
+docs/algorithm.md "Baselines" at the same budget; ``mixed`` trains on an offline set from ``samix-hub mix``.
 
 This is a scenario of the one training loop (:mod:`samix_hub.train.loop`), registered as
 ``"finetune"``: the loop gives evaluation every epoch, ``metrics.jsonl``, progress, atomic
@@ -22,7 +22,9 @@ BatchNorm statistics frozen (eval mode) and trains only the classifier.
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,12 +36,11 @@ from torch.utils.data import Dataset
 from samix_hub.data.specs import DataSource
 from samix_hub.errors import ArtifactError, UserError
 from samix_hub.export.validate import validate_artifact
-from samix_hub.format.artifact import CONFIG_NAME, GENERATOR_WEIGHTS
-from samix_hub.mixing import build_method
 from samix_hub.mixing.losses import mixup_cross_entropy
 from samix_hub.mixing.sampling import check_alpha
 from samix_hub.models.classifier import Classifier
 from samix_hub.train.config import DEFAULT_ALPHA, FinetuneOptions, TrainConfig
+from samix_hub.train.distributed import DistInfo
 from samix_hub.train.ema import make_ema
 from samix_hub.train.finetune_optim import (
     OPT_DEFAULTS,
@@ -47,14 +48,18 @@ from samix_hub.train.finetune_optim import (
     create_optimizer,
     create_scheduler,
 )
+from samix_hub.train.frozen import build_batch_mixing
 from samix_hub.train.pretrained import PretrainedBackbone, load_pretrained_backbone
-from samix_hub.train.scenario import StepContext, StepFn, modules_as, register_scenario
-from samix_hub.train.supervised import (
+from samix_hub.train.scenario import (
     ClassifierModules,
-    SupervisedScenario,
-    load_frozen_generator,
+    Scenario,
+    StepContext,
+    StepFn,
+    modules_as,
+    register_scenario,
     to_layout,
 )
+from samix_hub.train.supervised import evaluate_classifier, sl_step_fn, update_classifier_ema
 
 __all__ = [
     "FT_METHODS",
@@ -190,7 +195,7 @@ def mixed_step(
     with ctx.autocast():
         logits = ctx.modules.call("model")(to_layout(images, ctx))
     loss = mixup_cross_entropy(logits, label_a, label_b, lam)
-    ctx.backward(loss, "classifier")
+    ctx.backward(loss)
     return {"loss": loss.detach()}
 
 
@@ -213,7 +218,7 @@ def _mixed_provenance(root: Path, rows: int) -> dict[str, Any]:
     return prov
 
 
-class FinetuneScenario(SupervisedScenario):
+class FinetuneScenario(Scenario[ClassifierModules]):
     """``scenario="finetune"``: a pretrained backbone with a new head (see the module docstring)."""
 
     name = "finetune"
@@ -295,33 +300,8 @@ class FinetuneScenario(SupervisedScenario):
         mods = FinetuneModules(
             model=model, ema=make_ema(model), normalisation=(list(mean), list(std))
         )
-        m = cfg.method
-        if m == "samix-p":
-            gen, prov = load_frozen_generator(cfg.generator or "", device, self.sources)
-            chans = int(gen.config.in_chans)
-            if chans != data.channels:
-                raise UserError(
-                    f"--generator {cfg.generator} takes {chans}-channel images, "
-                    f"{cfg.data} has {data.channels}-channel images"
-                )
-            mods.frozen = gen  # a Generator freezes itself when built
-            mods.generator_provenance = _generator_provenance(cfg.generator or "", prov)
-        if m in ("mixup", "cutmix", "samix-p"):
-            kwargs = {
-                "mask_adjust": cfg.mask_adjust,
-                "margin": cfg.lam_margin,
-                "temperature": cfg.mask_temperature,
-            }
-            mods.mix_method = build_method(
-                m,
-                cfg.alpha,
-                mask_fn=mods.frozen.masks if mods.frozen else None,
-                pairing=cfg.pairing,
-                prob=cfg.mix_prob,
-                switch_prob=cfg.switch_prob,
-                **(kwargs if m == "samix-p" else {}),
-            )
-        if m == "mixed":
+        build_batch_mixing(mods, cfg, data, device, self.sources, finetune=True)
+        if cfg.method == "mixed":
             self._use_mixed(cfg, data, mods)
         return mods
 
@@ -365,7 +345,21 @@ class FinetuneScenario(SupervisedScenario):
         return create_scheduler(optimizer, cfg, total, per_epoch)
 
     def step_fn(self, method: str) -> StepFn[ClassifierModules]:
-        return mixed_step if method == "mixed" else super().step_fn(method)
+        return mixed_step if method == "mixed" else sl_step_fn(method)
+
+    def after_step(self, mods: ClassifierModules, step: int, total: int, cfg: TrainConfig) -> None:
+        update_classifier_ema(mods, step, total, cfg)
+
+    def evaluate(
+        self,
+        mods: ClassifierModules,
+        data: DataSource,
+        cfg: TrainConfig,
+        info: DistInfo,
+        autocast: Callable[[], contextlib.AbstractContextManager[Any]],
+        channels_last: bool,
+    ) -> dict[str, float]:
+        return evaluate_classifier(mods, data, cfg, info, autocast, channels_last)
 
     def run_config(
         self, cfg: TrainConfig, data: DataSource, mods: ClassifierModules
@@ -374,30 +368,13 @@ class FinetuneScenario(SupervisedScenario):
         assert bb is not None
         own = modules_as(mods, FinetuneModules)
         return {
-            **super().run_config(cfg, data, mods),
+            "num_classes": data.num_classes,
+            "mixer": None,
+            "generator": mods.generator_provenance,
             **bb.run_config(own.normalisation, data.channels),
             "backbone_provenance": bb.provenance,
             "mixed_provenance": own.mixed_provenance,
         }
-
-
-def _generator_provenance(src: str, prov: dict[str, Any]) -> dict[str, Any]:
-    """Repo and commit for a Hub generator; name and sha256 (no local path) for a folder."""
-    if prov.get("repo_id") or prov.get("builtin"):
-        return dict(prov)
-    from samix_hub.fileio import folder_sha256
-
-    folder = Path(str(prov.get("source") or src)).expanduser()
-    out: dict[str, Any] = {"source": folder.resolve().name}
-    if (folder / GENERATOR_WEIGHTS).is_file():
-        out["sha256"] = folder_sha256(folder, [CONFIG_NAME, GENERATOR_WEIGHTS])
-    try:
-        trained = json.loads((folder / CONFIG_NAME).read_text()).get("provenance", {})
-    except (OSError, json.JSONDecodeError):
-        trained = {}
-    if isinstance(trained, dict) and trained.get("data"):
-        out["trained_on"] = trained["data"]
-    return out
 
 
 register_scenario("finetune", FinetuneScenario)

@@ -1,5 +1,5 @@
 """Linear probe: a linear classifier on the frozen backbone's pooled features (the standard
-evaluation of self-supervised encoders: MoCo, SAMix section 5 of the paper).
+evaluation of self-supervised encoders: MoCo, SAMix, arXiv 2111.15454 §5).
 
 Deviation from the references' linear evaluation (100 epochs of SGD through the frozen backbone
 with RandomResizedCrop + flip): features are extracted ONCE without augmentation (eval
@@ -21,10 +21,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from samix_hub.data.specs import DataSource
-from samix_hub.data.transforms import eval_transform
 from samix_hub.train.evaluate import topk_correct
 from samix_hub.train.knn import extract_features
-from samix_hub.train.loader import eval_loader
+from samix_hub.train.loader import eval_loader, eval_transform
 
 __all__ = ["LinearProbe", "fit_linear_probe", "linear_probe"]
 

@@ -2,13 +2,14 @@
 
 :func:`train` reads top to bottom in four phases, one screen each:
 
-1. :func:`_prepare`: resolve the options, load the data, build the scenario's modules, the
-   optimizer and the schedule; then :func:`_start_or_restore` either starts the run or loads
-   its checkpoint (after :func:`~samix_hub.train.resume.check_resumable`).
+1. Set-up (:mod:`samix_hub.train.run_setup`): resolve the options, load the data, build the
+   scenario's modules, the optimizer and the schedule; then start the run or load its
+   checkpoint (after :func:`~samix_hub.train.resume.check_resumable`).
 2. :func:`_train_epoch`: per step, seed this step's mixing generator from ``(seed, rank,
    step)``, run the method's step function (it runs its own backward passes), check every loss
    component is finite (all-reduced over ranks, before the optimizer touches the weights), step
-   the optimizer and the schedule, then the scenario's EMA update; append to ``steps.jsonl``.
+   the optimizer and the schedule (:func:`_train_step`), then the scenario's EMA update;
+   append to ``steps.jsonl``.
 3. :func:`_evaluate_and_log`: the scenario's evaluation, appended to ``metrics.jsonl``; then
    ``curves.png`` and the ``--log`` sinks (:mod:`samix_hub.train.run_log`).
 4. :func:`_checkpoint`: :class:`~samix_hub.train.checkpoint.TrainingState` into ``last.pt``.
@@ -16,34 +17,26 @@
 
 from __future__ import annotations
 
-import contextlib
 import math
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from samix_hub._version import __version__
-from samix_hub.data.specs import DataSource, DataSpecError, load_data
 from samix_hub.errors import UserError
-from samix_hub.fileio import atomic_write_json, check_writable_dir
+from samix_hub.fileio import check_writable_dir
 from samix_hub.fileio.locking import folder_lock
 from samix_hub.format.repo_ref import Resolve, resolve_local
-from samix_hub.format.run import CHECKPOINT, METRICS_NAME, RUN_FORMAT_VERSION, RUN_KIND, STEPS_NAME
+from samix_hub.format.run import CHECKPOINT
 from samix_hub.train.checkpoint import (
     TrainingState,
     append_jsonl,
     check_run_folder,
-    load_checkpoint,
-    read_jsonl,
     remove_run_temps,
-    truncate_jsonl,
 )
 from samix_hub.train.config import TrainConfig
 from samix_hub.train.distributed import (
@@ -54,57 +47,16 @@ from samix_hub.train.distributed import (
     resolve_device,
     shutdown,
 )
-from samix_hub.train.loader import ResumableSampler, SeededTransform, mix_seed, train_loader
-from samix_hub.train.optim import build_optimizer, cosine_schedule, warn_short_ema
-from samix_hub.train.resume import check_resumable
-from samix_hub.train.run_log import RunLog, check_sinks
-from samix_hub.train.scenario import Scenario, StepContext, StepFn, TrainModules, get_scenario
+from samix_hub.train.loader import mix_seed, train_loader
+from samix_hub.train.run_log import check_sinks
+from samix_hub.train.run_setup import RunState, prepare_run, start_or_restore
+from samix_hub.train.scenario import StepContext
 
-__all__ = ["train", "NonFiniteLossError", "run_config_dict"]
+__all__ = ["train", "NonFiniteLossError", "finite_losses"]
 
 
 class NonFiniteLossError(UserError):
     """A NaN/Inf loss: the run stops before the optimizer step; the last checkpoint is kept."""
-
-
-def run_config_dict(
-    cfg: TrainConfig, data: DataSource, scenario_keys: dict[str, Any], world: int
-) -> dict[str, Any]:
-    """``config.json``: the contract keys first, then every resolved option."""
-    options = cfg.to_dict()
-    source = options.pop("generator")
-    options.pop("image_size")
-    return {
-        "kind": RUN_KIND,
-        "format_version": RUN_FORMAT_VERSION,
-        "scenario": cfg.scenario,
-        "method": cfg.method,
-        "backbone": cfg.backbone,
-        "num_classes": data.num_classes,
-        "class_names": [str(c) for c in data.class_names],
-        "data": cfg.data,
-        "image_size": list(data.image_size),
-        "in_chans": data.channels,
-        "mean": list(data.mean),
-        "std": list(data.std),
-        "stage": cfg.stage,
-        "mixer": None,
-        "generator": None,
-        "generator_source": source,
-        "samix_hub_version": __version__,
-        "world_size": world,
-        **{k: v for k, v in options.items() if k not in ("scenario", "method", "backbone")},
-        **scenario_keys,
-    }
-
-
-def _amp(device: torch.device, enabled: bool) -> tuple[Callable[[], Any], Any]:
-    """Autocast factory (bf16 where supported, else fp16 with a GradScaler) on CUDA only."""
-    if not enabled or device.type != "cuda":
-        return contextlib.nullcontext, None
-    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
-    return (lambda: torch.autocast("cuda", dtype=dtype)), scaler
 
 
 #: End-of-epoch checkpoints are written at most this often (and always after the last step), so
@@ -151,8 +103,8 @@ def _train(
     sinks: tuple[str, ...],
     sources: Resolve,
 ) -> Path:
-    run = _prepare(cfg, info, resume, quiet, sources)
-    _start_or_restore(run, resume, sinks)
+    run = prepare_run(cfg, info, resume, quiet, sources)
+    start_or_restore(run, resume, sinks)
     try:
         while run.step < run.total:
             _train_epoch(run)
@@ -167,126 +119,7 @@ def _train(
     return run.run_dir
 
 
-@dataclass
-class _Run:
-    """One run while it trains: what :func:`_prepare` builds and the phases share."""
-
-    cfg: TrainConfig
-    info: DistInfo
-    scenario: Scenario[Any]
-    data: DataSource
-    mods: TrainModules
-    state: TrainingState
-    step_fn: StepFn[Any]
-    train_ds: SeededTransform
-    sampler: ResumableSampler
-    per_epoch: int
-    total: int
-    run_cfg: dict[str, Any]
-    autocast: Callable[[], contextlib.AbstractContextManager[Any]]
-    channels_last: bool
-    show: bool
-    quiet: bool
-    step: int = 0
-    #: loss sums and step count since the last evaluation (rebuilt from steps.jsonl on resume)
-    sums: dict[str, float] = field(default_factory=dict)
-    count: int = 0
-    last_top1: float | None = None
-    images_per_s: float = 0.0
-    loader: DataLoader[Any] | None = None
-    #: when the last checkpoint was written (time.monotonic); -inf: none yet in this process
-    saved_at: float = -math.inf
-    #: curves.png and the --log sinks (rank 0 only)
-    log: RunLog | None = None
-
-    @property
-    def run_dir(self) -> Path:
-        return Path(self.cfg.out)
-
-    @property
-    def metrics_path(self) -> Path:
-        return self.run_dir / METRICS_NAME
-
-    @property
-    def steps_path(self) -> Path:
-        return self.run_dir / STEPS_NAME
-
-
-def _prepare(cfg: TrainConfig, info: DistInfo, resume: bool, quiet: bool, sources: Resolve) -> _Run:
-    """Phase 1: options, data, modules, optimizer, schedule and the run's ``config.json``."""
-    device = info.device
-    scenario = get_scenario(cfg.scenario, sources)
-    cfg = scenario.resolve(cfg)
-    run_dir = Path(cfg.out)
-    if (run_dir / CHECKPOINT).exists() and not resume:
-        raise UserError(f"{run_dir}: holds a run already; pass --resume to continue it")
-    check_run_folder(run_dir)
-    try:
-        data = load_data(cfg.data, download=cfg.download, image_size=cfg.image_size)
-    except DataSpecError as exc:
-        raise UserError(str(exc)) from None
-    if cfg.image_size:
-        data.image_size = (cfg.image_size[0], cfg.image_size[1])
-    mods = scenario.build(cfg, data, device)
-    channels_last = cfg.channels_last and device.type == "cuda"
-    if channels_last:
-        for m in (mods.model, mods.ema):
-            if m is not None:
-                m.to(memory_format=torch.channels_last)
-    autocast, scaler = _amp(device, cfg.amp)
-    optimizer = scenario.make_optimizer(mods, cfg)
-    if optimizer is None:
-        optimizer = build_optimizer(scenario.param_groups(mods, cfg), cfg)
-    train_ds = SeededTransform(data.train, scenario.train_transform(cfg, data), cfg.seed)
-    sampler = ResumableSampler(train_ds, info.world, info.rank, cfg.seed)
-    spe = sampler.num_samples // cfg.batch_size
-    if spe == 0:
-        raise UserError(
-            f"{cfg.data}: {len(train_ds)} training images give less than one batch of "
-            f"{cfg.batch_size} per device (lower --batch-size)"
-        )
-    total = cfg.epochs * spe if cfg.max_steps is None else min(cfg.epochs * spe, cfg.max_steps)
-    scheduler = scenario.make_scheduler(optimizer, cfg, total, spe)
-    if scheduler is None:
-        scheduler = cosine_schedule(optimizer, cfg, total)
-    run_cfg = run_config_dict(cfg, data, scenario.run_config(cfg, data, mods), info.world)
-    warn_short_ema(cfg, total, info.is_main and not quiet)
-    state = TrainingState(scenario, mods, optimizer, scheduler, scaler)
-    return _Run(
-        cfg, info, scenario, data, mods, state, scenario.step_fn(cfg.method), train_ds, sampler,
-        spe, total, run_cfg, autocast, channels_last, info.is_main and not quiet, quiet,
-    )  # fmt: skip
-
-
-def _start_or_restore(run: _Run, resume: bool, sinks: tuple[str, ...] = ()) -> None:
-    """Phase 1b: load the checkpoint of a resumed run (same options), or start afresh; then
-    the run's log (curves and ``sinks``) from what the run folder holds."""
-    ckpt_path = run.run_dir / CHECKPOINT
-    if resume and ckpt_path.is_file():
-        saved = load_checkpoint(ckpt_path, map_location=run.info.device)
-        check_resumable(saved["config"], run.run_cfg, run.run_dir)
-        run.step = run.state.load_state_dict(saved)
-        if run.info.is_main:
-            truncate_jsonl(run.metrics_path, run.step)
-            truncate_jsonl(run.steps_path, run.step)
-    else:
-        torch.manual_seed(mix_seed(run.cfg.seed, run.info.rank))  # dropout / drop-path only
-        if run.info.is_main:
-            for p in (run.metrics_path, run.steps_path):
-                p.unlink(missing_ok=True)
-    if run.info.is_main:
-        atomic_write_json(run.run_dir / "config.json", run.run_cfg)
-        run.log = RunLog(run.run_dir, sinks, run.step)
-    run.scenario.wrap(run.mods, run.info)
-    done = [r for r in read_jsonl(run.steps_path) if r["step"] > _last_eval(run.metrics_path)]
-    for r in done:
-        for k, v in r.items():
-            if k.startswith("loss"):
-                run.sums[k] = run.sums.get(k, 0.0) + v
-    run.count = len(done)
-
-
-def _train_epoch(run: _Run) -> None:
+def _train_epoch(run: RunState) -> None:
     """Phase 2: the steps of one epoch (from where a resumed run stopped), to its end or the
     run's last step; a mid-epoch checkpoint every ``--checkpoint-every`` steps."""
     cfg, info, device = run.cfg, run.info, run.info.device
@@ -339,34 +172,22 @@ def _train_epoch(run: _Run) -> None:
 
 
 def _train_step(
-    run: _Run, images: torch.Tensor, labels: torch.Tensor, gen: torch.Generator, epoch: int
+    run: RunState, images: torch.Tensor, labels: torch.Tensor, gen: torch.Generator, epoch: int
 ) -> tuple[dict[str, float], float]:
     """One optimizer step; returns the loss components (averaged over ranks) and its lr."""
-    state = run.state
-    state.optimizer.zero_grad(set_to_none=True)
-    scaler = state.scaler
-
-    def backward(loss: torch.Tensor, branch: str) -> None:
-        (scaler.scale(loss) if scaler is not None else loss).backward()
-
+    run.state.optimizer.zero_grad(set_to_none=True)
     ctx = StepContext(
-        run.mods, run.cfg, run.info.device, gen, run.step, run.total, backward, run.autocast,
-        run.channels_last,
+        run.mods, run.cfg, run.info.device, gen, run.step, run.total,
+        _optimizer_backward(run.state), run.autocast, run.channels_last,
     )  # fmt: skip
     losses = run.step_fn(ctx, images, labels)
-    values = _finite_losses(losses, run.info, run.step, epoch, run.run_dir / CHECKPOINT)
-    if scaler is not None:
-        scaler.step(state.optimizer)
-        scaler.update()
-    else:
-        state.optimizer.step()
-    lr = float(state.scheduler.get_last_lr()[0])
-    state.scheduler.step()
+    values = finite_losses(losses, run.info, run.step, epoch, run.run_dir / CHECKPOINT)
+    lr = _optimizer_step(run.state)
     run.scenario.after_step(run.mods, run.step, run.total, run.cfg)
     return values, lr
 
 
-def _evaluate_and_log(run: _Run, epochs_done: int) -> None:
+def _evaluate_and_log(run: RunState, epochs_done: int) -> None:
     """Phase 3: evaluate, average the training losses since the last evaluation, log."""
     mods, info = run.mods, run.info
     record: dict[str, Any] = {"epoch": epochs_done, "step": run.step}
@@ -391,19 +212,37 @@ def _evaluate_and_log(run: _Run, epochs_done: int) -> None:
             tqdm.write(_summary(record), file=sys.stderr)
 
 
-def _checkpoint(run: _Run) -> None:
+def _checkpoint(run: RunState) -> None:
     """Phase 4: the training state at this step into ``last.pt`` (rank 0 writes)."""
     if run.info.is_main:
         run.state.save(run.run_dir, run.step, run.per_epoch, run.run_cfg)
     run.saved_at = time.monotonic()
 
 
-def _last_eval(metrics_path: Path) -> int:
-    rows = read_jsonl(metrics_path)
-    return int(rows[-1]["step"]) if rows else 0
+def _optimizer_backward(state: TrainingState) -> Callable[[torch.Tensor], None]:
+    """The ``ctx.backward`` of a step: ``loss.backward()``, scaled under an fp16 GradScaler."""
+    scaler = state.scaler
+
+    def backward(loss: torch.Tensor) -> None:
+        (scaler.scale(loss) if scaler is not None else loss).backward()
+
+    return backward
 
 
-def _finite_losses(
+def _optimizer_step(state: TrainingState) -> float:
+    """Step the optimizer (through the GradScaler under fp16) and the schedule; returns the
+    learning rate the step used."""
+    if state.scaler is not None:
+        state.scaler.step(state.optimizer)
+        state.scaler.update()
+    else:
+        state.optimizer.step()
+    lr = float(state.scheduler.get_last_lr()[0])
+    state.scheduler.step()
+    return lr
+
+
+def finite_losses(
     losses: dict[str, torch.Tensor], info: DistInfo, step: int, epoch: int, ckpt: Path
 ) -> dict[str, float]:
     """Loss components averaged over ranks; a NaN/Inf anywhere stops every rank with one error."""

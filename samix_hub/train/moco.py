@@ -3,7 +3,7 @@
 - :class:`MoCoNet`: on-device normalisation -> timm backbone without head (pooled features) ->
   2-layer projection MLP ``d -> d -> 128`` (MoCo v2 ``mlp``; openmixup ``NonLinearNeckV1``).
 - :class:`KeyQueue`: the queue of negative keys (FIFO ring buffer, L2-normalised rows).
-- :func:`shuffled_forward`: shuffle-BN for the key encoder (MoCo section 3.3). Under DDP the keys'
+- :func:`shuffled_forward`: shuffle-BN for the key encoder (MoCo, arXiv 1911.05722 §3.3). Under DDP the keys'
   batch is gathered, shuffled across ranks with a permutation every rank draws alike, encoded
   and un-shuffled, as the reference's ``_batch_shuffle_ddp``. In one process the batch is
   shuffled and encoded in ``splits`` chunks (the single-device "SplitBatchNorm" of the MoCo

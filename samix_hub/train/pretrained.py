@@ -1,4 +1,4 @@
-"""Pretrained backbones to fine-tune: one resolver for every ``--backbone SRC`` (issue 9).
+"""Pretrained backbones to fine-tune: one resolver for every ``--backbone SRC``.
 
 ``SRC`` is one of
 
@@ -31,7 +31,7 @@ from samix_hub.errors import ArtifactError, UserError
 from samix_hub.export.load import open_backbone
 from samix_hub.format.artifact import BACKBONE_WEIGHTS, CONFIG_NAME
 from samix_hub.format.repo_ref import Resolve, resolve_local
-from samix_hub.format.run import is_run_folder
+from samix_hub.format.run import CHECKPOINT, RUN_KIND, is_run_folder
 from samix_hub.models.classifier import timm_method
 
 __all__ = ["PretrainedBackbone", "load_pretrained_backbone", "backbone_kind"]
@@ -139,8 +139,7 @@ def _has_weights(name: str) -> tuple[bool, str | None]:
 def _from_run(src: str) -> PretrainedBackbone:
     """The classifier of a ``samix-hub train`` run folder (see the module docstring)."""
     from samix_hub.data.names import dataset_info
-    from samix_hub.export.run import build_backbone, load_run
-    from samix_hub.export.validate import check_finite
+    from samix_hub.export.run import load_run, run_classifier
     from samix_hub.fileio import folder_sha256
 
     folder = Path(os.path.expanduser(src))
@@ -150,15 +149,14 @@ def _from_run(src: str) -> PretrainedBackbone:
     ema_better = float(last.get("ema_top1", -1.0)) > float(last.get("top1", -1.0))
     if ema_better and isinstance(run.checkpoint.get("ema"), dict):
         weights = "ema"
-    net = build_backbone(run, weights)
-    check_finite(net.state_dict(), f"{folder / 'checkpoints' / 'last.pt'} ({weights})")
+    net = run_classifier(run, weights).net
     size = cfg.get("image_size") or (32, 32)
     size = (int(size), int(size)) if isinstance(size, int) else (int(size[0]), int(size[1]))
     chans = int(cfg.get("in_chans", len(cfg.get("mean") or (0, 0, 0))))
     prov: dict[str, Any] = {
-        "kind": "samix-run",
+        "kind": RUN_KIND,
         "source": folder.resolve().name,
-        "sha256": folder_sha256(folder, [CONFIG_NAME, "checkpoints/last.pt"]),
+        "sha256": folder_sha256(folder, [CONFIG_NAME, CHECKPOINT.as_posix()]),
         "weights": weights,
         "method": cfg.get("method"),
         "scenario": cfg.get("scenario"),
@@ -174,6 +172,34 @@ def _from_run(src: str) -> PretrainedBackbone:
     base = cfg.get("base_model") if isinstance(cfg.get("base_model"), str) else None
     arch = str(cfg["backbone"])
     return PretrainedBackbone(net.train(), arch, chans, size, mean, std, prov, base, "run", names)
+
+
+def _from_artifact(src: str, option: str, sources: Resolve) -> PretrainedBackbone:
+    """An exported backbone (a folder or a Hub repo ``sources`` fetches)."""
+    resolved = sources(src, "torch")
+    try:
+        net, config = open_backbone(resolved)
+    except ArtifactError as exc:  # keeps its exit code (docs: errors.py)
+        raise type(exc)(f"{option} {src}: {exc}") from None
+    arch, chans, size, mean, std = _from_cfg(net, str(config.get("architecture")))
+    if resolved.repo_id is not None:
+        prov: dict[str, Any] = {"kind": "samix-backbone", **resolved.provenance()}
+    else:
+        from samix_hub.fileio import folder_sha256
+
+        files = [CONFIG_NAME, BACKBONE_WEIGHTS]
+        prov = {
+            "kind": "samix-backbone",
+            "source": resolved.path.resolve().name,
+            "sha256": folder_sha256(resolved.path, files),
+        }
+    meta = config.get("samix_hub") or {}
+    if isinstance(meta, dict) and meta.get("provenance"):
+        prov["trained_on"] = meta["provenance"].get("data")
+    names = tuple(str(c) for c in config.get("label_names") or ()) or None
+    return PretrainedBackbone(
+        net.train(), arch, chans, size, mean, std, prov, resolved.repo_id, "artifact", names
+    )
 
 
 def _timm_create(
@@ -227,30 +253,7 @@ def load_pretrained_backbone(
         except UserError as exc:
             raise UserError(f"{option} {src}: {exc}") from None
     if kind == "artifact":
-        resolved = sources(src, "torch")
-        try:
-            net, config = open_backbone(resolved)
-        except ArtifactError as exc:  # keeps its exit code (docs: errors.py)
-            raise type(exc)(f"{option} {src}: {exc}") from None
-        arch, chans, size, mean, std = _from_cfg(net, str(config.get("architecture")))
-        if resolved.repo_id is not None:
-            prov: dict[str, Any] = {"kind": "samix-backbone", **resolved.provenance()}
-        else:
-            from samix_hub.fileio import folder_sha256
-
-            files = [CONFIG_NAME, BACKBONE_WEIGHTS]
-            prov = {
-                "kind": "samix-backbone",
-                "source": resolved.path.resolve().name,
-                "sha256": folder_sha256(resolved.path, files),
-            }
-        meta = config.get("samix_hub") or {}
-        if isinstance(meta, dict) and meta.get("provenance"):
-            prov["trained_on"] = meta["provenance"].get("data")
-        names = tuple(str(c) for c in config.get("label_names") or ()) or None
-        return PretrainedBackbone(
-            net.train(), arch, chans, size, mean, std, prov, resolved.repo_id, kind, names
-        )
+        return _from_artifact(src, option, sources)
     if kind == "timm":
         check_backbone(src.split(".")[0])
         has, hub_id = _has_weights(src)

@@ -6,7 +6,7 @@ optimizer and schedule, NaN checks, checkpoints, metrics and progress. A scenari
 :func:`register_scenario`: a model builder plus one step function per method.
 
 A step function ``step(ctx, images, labels) -> {"loss": ..., component: ...}`` computes its losses
-and calls ``ctx.backward(loss, branch)`` for each branch itself, one after another (docs/algorithm.md "Online supervised SAMix" sums the branches; running their backward passes separately frees each branch's
+and calls ``ctx.backward(loss)`` for each branch itself, one after another (docs/algorithm.md "Online supervised SAMix" sums the branches; running their backward passes separately frees each branch's
 activations before the next forward, which gives the same gradients at a lower peak memory).
 The loop then checks the returned values are finite and steps the optimizer.
 """
@@ -24,7 +24,10 @@ import torch.nn as nn
 from samix_hub.data.specs import DataSource
 from samix_hub.errors import UserError
 from samix_hub.format.repo_ref import Resolve, resolve_local
+from samix_hub.mixing import MixMethod
 from samix_hub.models import Mixer
+from samix_hub.models.classifier import Classifier
+from samix_hub.models.generator import MaskGenerator
 from samix_hub.train.config import TrainConfig
 from samix_hub.train.distributed import DistInfo
 
@@ -32,9 +35,11 @@ __all__ = [
     "StepContext",
     "StepFn",
     "TrainModules",
+    "ClassifierModules",
     "Scenario",
     "modules_as",
     "total_loss",
+    "to_layout",
     "register_scenario",
     "get_scenario",
     "SCENARIOS",
@@ -77,6 +82,27 @@ class TrainModules:
         return self.mixer
 
 
+@dataclass(kw_only=True)
+class ClassifierModules(TrainModules):
+    """A classifier run (``sl``, ``finetune`` and ``teacher`` extend it).
+
+    ``ema``: the EMA copy (every ``sl`` method; AutoMix/SAMix score the mixer with it);
+    ``mixer``: AutoMix/SAMix; ``frozen``: the SAMix^P generator; ``mix_method``: the batch mixing
+    of MixUp, CutMix and SAMix^P; ``generator_provenance``: where ``frozen`` came from.
+    """
+
+    model: Classifier
+    ema: Classifier | None = None
+    frozen: MaskGenerator | None = None
+    mix_method: MixMethod | None = None
+    generator_provenance: dict[str, Any] | None = None
+
+    def require_ema(self) -> Classifier:
+        if self.ema is None:
+            raise RuntimeError("this method keeps no EMA classifier")
+        return self.ema
+
+
 M = TypeVar("M", bound=TrainModules)
 K = TypeVar("K", bound=TrainModules)
 
@@ -98,7 +124,7 @@ class StepContext(Generic[M]):
     rng: torch.Generator
     step: int
     total_steps: int
-    backward: Callable[[torch.Tensor, str], None]
+    backward: Callable[[torch.Tensor], None]
     autocast: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext
     channels_last: bool = False
 
@@ -114,6 +140,11 @@ class StepContext(Generic[M]):
         module = self.modules.call(name)
         no_sync = getattr(module, "no_sync", None)
         return no_sync() if callable(no_sync) else contextlib.nullcontext()
+
+
+def to_layout(x: torch.Tensor, ctx: StepContext[Any]) -> torch.Tensor:
+    """``x`` in the memory layout the run's models use (channels-last with ``--channels-last``)."""
+    return x.contiguous(memory_format=torch.channels_last) if ctx.channels_last else x
 
 
 StepFn = Callable[[StepContext[M], torch.Tensor, torch.Tensor], dict[str, torch.Tensor]]
@@ -148,9 +179,9 @@ class Scenario(Generic[M]):
     ) -> Callable[[torch.Tensor], torch.Tensor]:
         """Per-image training augmentation (run in the loader, seeded per epoch and image).
 
-        Default: :func:`samix_hub.data.transforms.train_transform`; ``ssl`` returns two views.
+        Default: :func:`samix_hub.train.loader.train_transform`; ``ssl`` returns two views.
         """
-        from samix_hub.data.transforms import train_transform
+        from samix_hub.train.loader import train_transform
 
         return train_transform(data.image_size)
 

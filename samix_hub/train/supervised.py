@@ -2,9 +2,9 @@
 
 - ``vanilla``: cross-entropy.
 - ``mixup`` / ``cutmix``: mixup cross-entropy on the mixed batch (λ ~ Beta(1, 1) / Beta(0.2, 0.2)).
-- ``samix`` (online SAMix, section 2) and ``automix`` (the same loop with the AutoMix mixer and
-  plain mixup CE for the mixer, section 1 note).
-- ``samix-p``: a frozen generator mixes the batch (section 5); ``--clean-loss`` adds the clean CE.
+- ``samix`` (online SAMix, docs/algorithm.md "Online supervised SAMix") and ``automix`` (the same loop with the AutoMix mixer and
+  plain mixup CE for the mixer, docs/algorithm.md "The mixer").
+- ``samix-p``: a frozen generator mixes the batch (docs/algorithm.md "SAMix^P: the frozen generator"); ``--clean-loss`` adds the clean CE.
 
 Deviation from the reference (openmixup ``AutoMixup``): it trains two linear heads on the shared
 backbone (``head_one`` for the clean CE and ``head_mix`` for the mixup CE; the EMA copy of
@@ -16,67 +16,40 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from samix_hub.data.specs import DataSource
-from samix_hub.data.transforms import eval_transform
-from samix_hub.errors import UserError
-from samix_hub.export.load import open_generator
-from samix_hub.format.repo_ref import Resolve, resolve_local
-from samix_hub.mixing import MixMethod, apply_mask, build_method, finish_mask
-from samix_hub.mixing.losses import eta_balanced_mixup_loss, mixup_cross_entropy
+from samix_hub.mixing import apply_mask, finish_mask
+from samix_hub.mixing.losses import mixer_losses, mixup_cross_entropy
 from samix_hub.mixing.sampling import sample_lam, sample_partner
-from samix_hub.models import Mixer
-from samix_hub.models.classifier import Classifier, build_classifier, build_mixer
-from samix_hub.models.generator import MaskGenerator
+from samix_hub.models.classifier import build_classifier, build_mixer
 from samix_hub.train.config import SL_METHODS, TrainConfig
 from samix_hub.train.distributed import DistInfo
 from samix_hub.train.ema import ema_momentum, make_ema, update_ema
-from samix_hub.train.evaluate import evaluate, mixer_statistics
-from samix_hub.train.loader import eval_loader
+from samix_hub.train.evaluate import evaluate_on_test, mixer_statistics
+from samix_hub.train.frozen import BATCH_MIXING, build_batch_mixing
 from samix_hub.train.scenario import (
+    ClassifierModules,
     Scenario,
     StepContext,
     StepFn,
-    TrainModules,
     register_scenario,
+    to_layout,
     total_loss,
 )
 
 __all__ = [
-    "ClassifierModules",
     "SupervisedScenario",
     "vanilla_step",
     "mix_step",
     "online_samix_step",
-    "mixer_losses",
-    "load_frozen_generator",
+    "sl_step_fn",
+    "update_classifier_ema",
+    "evaluate_classifier",
 ]
-
-
-@dataclass(kw_only=True)
-class ClassifierModules(TrainModules):
-    """A classifier run (``sl``, and ``finetune`` / ``teacher`` which extend it).
-
-    ``ema``: the EMA copy (every ``sl`` method; AutoMix/SAMix score the mixer with it);
-    ``mixer``: AutoMix/SAMix; ``frozen``: the SAMix^P generator; ``mix_method``: the batch mixing
-    of MixUp, CutMix and SAMix^P; ``generator_provenance``: where ``frozen`` came from.
-    """
-
-    model: Classifier
-    ema: Classifier | None = None
-    frozen: MaskGenerator | None = None
-    mix_method: MixMethod | None = None
-    generator_provenance: dict[str, Any] | None = None
-
-    def require_ema(self) -> Classifier:
-        if self.ema is None:
-            raise RuntimeError("this method keeps no EMA classifier")
-        return self.ema
 
 
 def vanilla_step(
@@ -85,7 +58,7 @@ def vanilla_step(
     with ctx.autocast():
         logits = ctx.modules.call("model")(images)
     loss = F.cross_entropy(logits.float(), labels)
-    ctx.backward(loss, "classifier")
+    ctx.backward(loss)
     return {"loss": loss.detach()}
 
 
@@ -94,7 +67,7 @@ def mix_step(
 ) -> dict[str, torch.Tensor]:
     """MixUp, CutMix and SAMix^P: mix (no grad), then mixup CE on the mixed batch only.
 
-    ``--clean-loss`` (SAMix^P) adds the clean-batch CE of the online recipe (section 5).
+    ``--clean-loss`` (SAMix^P) adds the clean-batch CE of the online recipe (docs/algorithm.md "SAMix^P: the frozen generator").
     """
     method = ctx.modules.mix_method
     if method is None:
@@ -107,14 +80,14 @@ def mix_step(
         with ctx.autocast():
             logits = model(to_layout(mixed.images, ctx))
         loss_mix = mixup_cross_entropy(logits, mixed.label_a, mixed.label_b, mixed.lam)
-        ctx.backward(loss_mix, "classifier")
+        ctx.backward(loss_mix)
     out["loss_mix"] = loss_mix.detach()
     total = out["loss_mix"]
     if clean:
         with ctx.autocast():
             logits = model(images)
         loss_clean = F.cross_entropy(logits.float(), labels)
-        ctx.backward(loss_clean, "classifier")
+        ctx.backward(loss_clean)
         out["loss_clean"] = loss_clean.detach()
         total = total + out["loss_clean"]
     return {"loss": total, **out}
@@ -154,8 +127,11 @@ def online_samix_step(
     with ctx.autocast():
         mask_m = mods.call("mixer")(feats, lam_m, pi_m, size).float()
         logits_m = ema(to_layout(apply_mask(images, mask_m, pi_m), ctx))
-    loss_mixer, loss_mask = mixer_losses(mixer_raw, logits_m, mask_m, labels, pi_m, lam_m, cfg)
-    ctx.backward(loss_mixer + loss_mask, "mixer")
+    loss_mixer, loss_mask = mixer_losses(
+        logits_m, mask_m, labels, labels[pi_m], lam_m, mixer_raw.config,
+        eta=cfg.eta, weight=cfg.mask_loss_weight,
+    )  # fmt: skip
+    ctx.backward(loss_mixer + loss_mask)
     del logits_m, mask_m
 
     model = mods.call("model")
@@ -163,11 +139,11 @@ def online_samix_step(
         with ctx.autocast():
             logits = model(to_layout(apply_mask(images, mask_c, pi_c), ctx))
         loss_mix = mixup_cross_entropy(logits, labels, labels[pi_c], lam_c)
-        ctx.backward(loss_mix, "classifier")
+        ctx.backward(loss_mix)
     with ctx.autocast():
         logits = model(images)
     loss_clean = F.cross_entropy(logits.float(), labels)
-    ctx.backward(loss_clean, "classifier")
+    ctx.backward(loss_clean)
     parts = {
         "loss_mix": loss_mix.detach(),
         "loss_clean": loss_clean.detach(),
@@ -175,41 +151,6 @@ def online_samix_step(
         "loss_mask": loss_mask.detach(),
     }
     return {"loss": total_loss(parts), **parts}
-
-
-def mixer_losses(
-    mixer: Mixer,
-    logits: torch.Tensor,
-    mask: torch.Tensor,
-    labels: torch.Tensor,
-    partner: torch.Tensor,
-    lam: float,
-    cfg: TrainConfig,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The mixer's loss on the scorer's ``logits`` of the mixed batch, and its weighted mask
-    regulariser: η-balanced (AutoMix: mixup CE) with labels ``(y, y[π], λ)``."""
-    if mixer.config.variant == "automix":
-        loss = mixup_cross_entropy(logits, labels, labels[partner], lam)
-    else:
-        loss = eta_balanced_mixup_loss(logits, labels, labels[partner], lam, cfg.eta)
-    return loss, cfg.mask_loss_weight * mixer.mask_loss(mask, lam)
-
-
-def to_layout(x: torch.Tensor, ctx: StepContext[Any]) -> torch.Tensor:
-    return x.contiguous(memory_format=torch.channels_last) if ctx.channels_last else x
-
-
-def load_frozen_generator(
-    src: str, device: torch.device, sources: Resolve = resolve_local
-) -> tuple[MaskGenerator, dict[str, Any]]:
-    """The frozen generator ``--generator SRC`` names (``sources`` finds its folder, the one
-    loader reads it) and its provenance."""
-    resolved = sources(src, "torch")
-    try:
-        gen = open_generator(resolved, runtime="torch", device=device)
-    except ValueError as exc:
-        raise UserError(f"--generator {src}: {exc}") from None
-    return gen, resolved.provenance()
 
 
 class SupervisedScenario(Scenario[ClassifierModules]):
@@ -230,21 +171,7 @@ class SupervisedScenario(Scenario[ClassifierModules]):
                 model, data.channels, data.image_size, m, cfg.stage, cfg.seed, device,
                 calibration=cfg.calibration, variance=cfg.mask_variance,
             )  # fmt: skip
-        elif m == "samix-p":
-            gen, provenance = load_frozen_generator(cfg.generator or "", device, self.sources)
-            if gen.config.in_chans != data.channels:
-                raise UserError(
-                    f"--generator {cfg.generator}: takes {gen.config.in_chans}-channel images, "
-                    f"{cfg.data} has {data.channels}"
-                )
-            mods.frozen = gen
-            mods.generator_provenance = provenance
-        if m in ("mixup", "cutmix", "samix-p"):
-            kwargs: dict[str, Any] = {}
-            if m == "samix-p":
-                kwargs = {"mask_adjust": cfg.mask_adjust, "margin": cfg.lam_margin}
-            mask_fn = mods.frozen.masks if mods.frozen else None
-            mods.mix_method = build_method(m, cfg.alpha, mask_fn=mask_fn, **kwargs)
+        build_batch_mixing(mods, cfg, data, device, self.sources, finetune=False)
         return mods
 
     def param_groups(self, mods: ClassifierModules, cfg: TrainConfig) -> list[dict[str, Any]]:
@@ -258,13 +185,7 @@ class SupervisedScenario(Scenario[ClassifierModules]):
         return [g for g in groups if g["params"]]
 
     def step_fn(self, method: str) -> StepFn[ClassifierModules]:
-        if method == "vanilla":
-            return vanilla_step
-        if method in ("mixup", "cutmix", "samix-p"):
-            return mix_step
-        if method in ("automix", "samix"):
-            return online_samix_step
-        raise ValueError(f"no step function for method {method!r}")
+        return sl_step_fn(method)
 
     def run_config(
         self, cfg: TrainConfig, data: DataSource, mods: ClassifierModules
@@ -277,10 +198,7 @@ class SupervisedScenario(Scenario[ClassifierModules]):
         }
 
     def after_step(self, mods: ClassifierModules, step: int, total: int, cfg: TrainConfig) -> None:
-        if mods.ema is None:
-            return
-        m = ema_momentum(step, total, cfg.ema_momentum, cfg.ema_end_momentum)
-        update_ema(mods.ema, mods.model, m, own_buffers=cfg.method in ("automix", "samix"))
+        update_classifier_ema(mods, step, total, cfg)
 
     def evaluate(
         self,
@@ -291,24 +209,50 @@ class SupervisedScenario(Scenario[ClassifierModules]):
         autocast: Callable[[], contextlib.AbstractContextManager[Any]],
         channels_last: bool,
     ) -> dict[str, float]:
-        if data.test is None:
-            return {}
-        tf = eval_transform(data.image_size)
-        metrics: dict[str, float] = {}
-        for prefix, module in (("", mods.model), ("ema_", mods.ema)):
-            if module is None:
-                continue
-            batches = eval_loader(
-                data.test, tf, cfg.eval_batch_size, min(cfg.workers, 2), info.rank, info.world
-            )
-            res = evaluate(module, batches, info.device, info, autocast, channels_last)
-            metrics[f"{prefix}top1"] = res["top1"]
-            metrics[f"{prefix}top5"] = res["top5"]
-            metrics[f"{prefix}test_loss"] = res["loss"]
-            metrics["test_images"] = res["count"]
-        if mods.mixer is not None:  # the generator's own statistics, as it will be exported
-            metrics.update(mixer_statistics(mods, data, cfg.stage, info.device, mods.ema))
-        return metrics
+        return evaluate_classifier(mods, data, cfg, info, autocast, channels_last)
+
+
+def sl_step_fn(method: str) -> StepFn[ClassifierModules]:
+    """The step function of an ``sl`` method (also a fine-tune's, but for ``mixed``)."""
+    if method == "vanilla":
+        return vanilla_step
+    if method in BATCH_MIXING:
+        return mix_step
+    if method in ("automix", "samix"):
+        return online_samix_step
+    raise ValueError(f"no step function for method {method!r}")
+
+
+def update_classifier_ema(mods: ClassifierModules, step: int, total: int, cfg: TrainConfig) -> None:
+    """The EMA copy follows the classifier (AutoMix/SAMix: with its own BatchNorm buffers)."""
+    if mods.ema is None:
+        return
+    m = ema_momentum(step, total, cfg.ema_momentum, cfg.ema_end_momentum)
+    update_ema(mods.ema, mods.model, m, own_buffers=cfg.method in ("automix", "samix"))
+
+
+def evaluate_classifier(
+    mods: ClassifierModules,
+    data: DataSource,
+    cfg: TrainConfig,
+    info: DistInfo,
+    autocast: Callable[[], contextlib.AbstractContextManager[Any]],
+    channels_last: bool,
+) -> dict[str, float]:
+    """Top-1/top-5 and test loss of the classifier and its EMA copy (``ema_`` keys), and the
+    mixer's mask statistics when the run trains one."""
+    if data.test is None:
+        return {}
+    metrics: dict[str, float] = {}
+    for prefix, module in (("", mods.model), ("ema_", mods.ema)):
+        if module is None:
+            continue
+        res = evaluate_on_test(module, data, cfg, info, autocast, channels_last)
+        metrics.update({f"{prefix}{k}": v for k, v in res.items() if k != "test_images"})
+        metrics["test_images"] = res["test_images"]
+    if mods.mixer is not None:  # the generator's own statistics, as it will be exported
+        metrics.update(mixer_statistics(mods, data, cfg.stage, info.device, mods.ema))
+    return metrics
 
 
 register_scenario("sl", SupervisedScenario)

@@ -10,7 +10,7 @@ generator's encoder, so the exported generator is the teacher truncated after st
 
 One step (:func:`teacher_step`): λ ~ Beta(α, α), a permutation π, stage-3 features of the clean
 batch (no grad), the mask WITH grad, the mixed batch through the teacher (gradients reach the input
-only: the teacher's parameters do not require grad), η-balanced loss (section 4; AutoMix: mixup
+only: the teacher's parameters do not require grad), η-balanced loss (docs/algorithm.md "The η-balanced mixup loss"; AutoMix: mixup
 CE) + the mask regulariser. No EMA, no classifier loss: about one vanilla step of the same backbone.
 
 When the teacher's classes are not the data's (another count, other class names, or no head), a
@@ -31,22 +31,23 @@ import torch.fx
 import torch.nn as nn
 
 from samix_hub.data.specs import DataSource
-from samix_hub.data.transforms import eval_transform
 from samix_hub.errors import UserError
 from samix_hub.format.repo_ref import Resolve, resolve_local
 from samix_hub.mixing import apply_mask
+from samix_hub.mixing.losses import mixer_losses
 from samix_hub.mixing.sampling import sample_lam, sample_partner
 from samix_hub.models.classifier import Classifier, build_mixer
 from samix_hub.train.config import DEFAULT_ALPHA, TrainConfig, resolve_method, resolve_mixer_options
 from samix_hub.train.distributed import DistInfo
-from samix_hub.train.evaluate import evaluate, mixer_statistics
-from samix_hub.train.loader import eval_loader
+from samix_hub.train.evaluate import evaluate_on_test, mixer_statistics
 from samix_hub.train.pretrained import PretrainedBackbone, load_pretrained_backbone
-from samix_hub.train.scenario import StepContext, StepFn, modules_as, register_scenario
-from samix_hub.train.supervised import (
+from samix_hub.train.scenario import (
     ClassifierModules,
-    SupervisedScenario,
-    mixer_losses,
+    Scenario,
+    StepContext,
+    StepFn,
+    modules_as,
+    register_scenario,
     to_layout,
 )
 from samix_hub.train.teacher_head import fit_teacher_head, head_mismatch
@@ -134,7 +135,7 @@ def _set_module(root: nn.Module, name: str, module: nn.Module) -> None:
 
 
 def teacher_step(
-    ctx: StepContext[ClassifierModules], images: torch.Tensor, labels: torch.Tensor
+    ctx: StepContext[TeacherModules], images: torch.Tensor, labels: torch.Tensor
 ) -> dict[str, torch.Tensor]:
     """One mixer step against the frozen teacher (see the module docstring).
 
@@ -154,8 +155,11 @@ def teacher_step(
     with ctx.autocast():
         mask = mods.call("mixer")(feats, lam, pi, size).float()
         logits = teacher(to_layout(apply_mask(images, mask, pi), ctx))
-    loss_mixer, loss_mask = mixer_losses(mixer_raw, logits, mask, labels, pi, lam, cfg)
-    ctx.backward(loss_mixer + loss_mask, "mixer")
+    loss_mixer, loss_mask = mixer_losses(
+        logits, mask, labels, labels[pi], lam, mixer_raw.config,
+        eta=cfg.eta, weight=cfg.mask_loss_weight,
+    )  # fmt: skip
+    ctx.backward(loss_mixer + loss_mask)
     parts = {"loss_mixer": loss_mixer.detach(), "loss_mask": loss_mask.detach()}
     return {"loss": parts["loss_mixer"] + parts["loss_mask"], **parts}
 
@@ -187,8 +191,12 @@ def load_teacher(
     return bb
 
 
-class TeacherScenario(SupervisedScenario):
-    """``scenario="teacher"``: a frozen teacher classifier + a trainable mixer (no EMA)."""
+class TeacherScenario(Scenario[TeacherModules]):
+    """``scenario="teacher"``: a frozen teacher classifier + a trainable mixer (no EMA).
+
+    The optimizer's one parameter group is the mixer's (the teacher requires no grad);
+    checkpoints store ``model`` (the teacher) and ``mixer`` as every scenario's do.
+    """
 
     name = "teacher"
     methods = TEACHER_METHODS
@@ -206,7 +214,9 @@ class TeacherScenario(SupervisedScenario):
         if cfg.clean_loss:
             raise UserError("--clean-loss trains a classifier; a teacher run trains the mixer only")
         if cfg.min_lr is None:
-            cfg.min_lr = 0.5 * cfg.lr  # the learned-mixer schedule of section 2
+            cfg.min_lr = (
+                0.5 * cfg.lr
+            )  # the learned-mixer schedule (docs/algorithm.md "Online supervised SAMix")
         resolve_mixer_options(cfg, learned=True)
         cfg.validate()
         self.backbone = load_teacher(cfg.teacher, cfg.seed, sources=self.sources)
@@ -248,22 +258,21 @@ class TeacherScenario(SupervisedScenario):
             model=teacher, mixer=mixer, teacher_head=head, normalisation=(list(mean), list(std))
         )
 
-    def step_fn(self, method: str) -> StepFn[ClassifierModules]:
+    def step_fn(self, method: str) -> StepFn[TeacherModules]:
         if method not in TEACHER_METHODS:
             raise ValueError(f"no teacher step function for method {method!r}")
         return teacher_step
 
-    def after_step(self, mods: ClassifierModules, step: int, total: int, cfg: TrainConfig) -> None:
-        """Nothing: the teacher is frozen and there is no EMA."""
-
     def run_config(
-        self, cfg: TrainConfig, data: DataSource, mods: ClassifierModules
+        self, cfg: TrainConfig, data: DataSource, mods: TeacherModules
     ) -> dict[str, Any]:
         bb = self.backbone
         assert bb is not None
         own = modules_as(mods, TeacherModules)
         return {
-            **super().run_config(cfg, data, mods),
+            "num_classes": data.num_classes,
+            "mixer": mods.require_mixer().config.to_dict(),
+            "generator": None,
             **bb.run_config(own.normalisation, data.channels),
             "trained_against": "a frozen teacher",
             "teacher_provenance": bb.provenance,
@@ -272,7 +281,7 @@ class TeacherScenario(SupervisedScenario):
 
     def evaluate(
         self,
-        modules: ClassifierModules,
+        modules: TeacherModules,
         data: DataSource,
         cfg: TrainConfig,
         info: DistInfo,
@@ -282,18 +291,10 @@ class TeacherScenario(SupervisedScenario):
         """The teacher's top-1/top-5 (computed once: it is frozen) + mask statistics."""
         if data.test is None:
             return {}
-        tf = eval_transform(data.image_size)
         if self._teacher_eval is None:
-            batches = eval_loader(
-                data.test, tf, cfg.eval_batch_size, min(cfg.workers, 2), info.rank, info.world
+            self._teacher_eval = evaluate_on_test(
+                modules.model, data, cfg, info, autocast, channels_last
             )
-            res = evaluate(modules.model, batches, info.device, info, autocast, channels_last)
-            self._teacher_eval = {
-                "top1": res["top1"],
-                "top5": res["top5"],
-                "test_loss": res["loss"],
-                "test_images": res["count"],
-            }
         stats = mixer_statistics(modules, data, cfg.stage, info.device, modules.model)
         return {**self._teacher_eval, **stats}
 

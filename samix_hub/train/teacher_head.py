@@ -15,12 +15,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from samix_hub.data.specs import DataSource
-from samix_hub.data.transforms import eval_transform
 from samix_hub.errors import UserError
 from samix_hub.models.classifier import Classifier, timm_method
 from samix_hub.train.config import TrainConfig
 from samix_hub.train.knn import extract_features
-from samix_hub.train.loader import eval_loader
+from samix_hub.train.loader import eval_loader, eval_transform
 from samix_hub.train.pretrained import PretrainedBackbone
 
 __all__ = ["head_mismatch", "pooled_features", "fit_linear_head", "fit_teacher_head"]
