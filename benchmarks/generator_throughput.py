@@ -1,6 +1,6 @@
 """Generator throughput (images/s): torch eager vs onnxruntime (fp32 and int8), one run.
 
-Issue 6 benchmark. For each native size (default 32 px with a CIFAR-stem ResNet-18, 224 px with
+For each native size (default 32 px with a CIFAR-stem ResNet-18, 224 px with
 timm's ResNet-18), a generator (encoder to stage 3 + SAMix mixer) is exported to ONNX and timed
 at batch 64 on the same real images (the CIFAR-10 subset beside the checkout, resized; random
 images when it is absent). With ``--quantize int8`` the graph is also statically quantised

@@ -1,4 +1,4 @@
-"""Throughput of ``samix-hub mix`` against its limit (issue 8), on the CIFAR-10 subset.
+"""Throughput of ``samix-hub mix`` against its limit, on the CIFAR-10 subset.
 
 In one run, on one device: images/s of
 

@@ -1,4 +1,4 @@
-"""SSL preset (issue 5): MoCo v2, MoCo + MixUp and MoCo + SAMix at a fixed budget.
+"""SSL preset: MoCo v2, MoCo + MixUp and MoCo + SAMix at a fixed budget.
 
 For each method: ``samix-hub train --scenario ssl`` on the CIFAR-10 subset (4k train / 1k test,
 ``../shared/data``), then the linear probe of the query backbone (frozen, features without

@@ -230,7 +230,7 @@ def adapted_generator(args: argparse.Namespace, task: str, backbone: Path, data:
     """A per-task generator: the teacher recipe on the target training images.
 
     The source backbone is the teacher; its head is refitted on the target classes (L-BFGS on
-    frozen features, engine/teacher_head.py) and a new mixer is trained against it for
+    frozen features, train/teacher_head.py) and a new mixer is trained against it for
     :data:`ADAPT_STEPS` steps: the two-command recipe of the README (``train --method samix
     --teacher``, then ``finetune --generator``). Seed 0, one generator per task and regime.
     ``data`` is the regime's validation npz: its training images are the fine-tune's; the

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import re
 from pathlib import Path
 
 import pytest
@@ -238,3 +239,20 @@ def test_the_checks_catch_a_bad_import(tmp_path, source, problem):
         assert layer_of(target) == layer_of("samix_hub.data.bad")
     else:
         assert layer_of(target) > layer_of("samix_hub.data.bad")
+
+
+def test_the_module_map_names_every_module_and_no_other():
+    """docs/README.md "Module map" lists every module by its path under ``samix_hub/``, and
+    every path it lists exists (a moved or new module fails here until the map says so)."""
+    text = (ROOT.parent / "docs" / "README.md").read_text()
+    section = text[text.index("## Module map") :]
+    rows = [line for line in section.splitlines() if line.startswith("| `")]
+    named = {
+        p
+        for row in rows
+        for p in re.findall(r"`([a-z_0-9]+(?:/[a-z_0-9]+)?\.py)`", row.split("|")[1])
+    }
+    ours = {path.relative_to(ROOT).as_posix() for path in MODULES.values()}
+    outside = {p for p in named if not (ROOT / p).exists() and (ROOT.parent / p).exists()}
+    assert sorted(ours - named) == []
+    assert sorted(named - ours - outside) == []

@@ -100,7 +100,7 @@ def test_pickle_only_timm_weights_are_refused_in_one_line(
 
 
 def test_local_dir_prefix_as_a_backbone_to_fine_tune(tmp_path: Path) -> None:
-    """``--backbone local-dir:FOLDER`` (``engine/pretrained.py``) resolves the timm folder."""
+    """``--backbone local-dir:FOLDER`` (``train/pretrained.py``) resolves the timm folder."""
     from samix_hub.train.pretrained import load_pretrained_backbone
 
     model = timm_model(3)

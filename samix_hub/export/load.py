@@ -1,6 +1,8 @@
-"""The one loader of artifacts: ``load_generator`` / ``load_backbone`` from a folder (also as
-timm's ``local-dir:FOLDER``), a ``builtin:NAME`` or a Hub repo id, on torch or onnxruntime;
-``read_generator`` reads a folder. Both loaders take ``(src, runtime, device)`` in that order.
+"""The one reader of local artifact folders: :func:`open_generator` / :func:`open_backbone` from a
+folder (also as timm's ``local-dir:FOLDER``), a ``builtin:NAME`` or a resolved source, on torch or
+onnxruntime; :func:`read_generator` reads a generator folder. Both take ``(src, runtime, device)``
+in that order. ``samix_hub.load_generator`` / ``load_backbone`` (:mod:`samix_hub.hub.api`) add
+the Hub downloads in front of them.
 
 Every load validates the folder first (:func:`~samix_hub.export.validate.validate_artifact`):
 unknown format versions, missing files and tensors that do not match the config are refused with

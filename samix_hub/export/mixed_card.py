@@ -4,7 +4,7 @@ The text depends only on the settings and the shards' counts (no clock, no host 
 ranks or two runs with the same inputs write the same bytes. Nothing in it is a local path: the
 source data set is named by :func:`samix_hub.data.names.public_dataset_info`: a Hub data set
 by its id, local data as ``local data (KIND)`` (no path, no folder or file name),
-and the usage snippet names ``ORG/NAME`` until ``push`` puts the repo id in (``card_repo.py``).
+and the usage snippet names ``ORG/NAME`` until ``push`` puts the repo id in (``export/card_repo.py``).
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ The generator graph takes ``images`` in [0, 1] (N x C x H x W float32), ``partne
 normalises inside (deviation from timm's ONNX convention, which expects normalised input: the
 graph is self-contained, like the generator's), returning ``logits`` (``features`` when the
 backbone has no classifier head). Both graphs carry ``samix_hub.*`` ``metadata_props``
-(``onnx_metadata.py``): the wrappers read them to check the input range and report them.
+(``export/onnx_metadata.py``): the wrappers read them to check the input range and report them.
 """
 
 from __future__ import annotations

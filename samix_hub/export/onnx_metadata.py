@@ -2,7 +2,7 @@
 
 Every key starts with ``samix_hub.``; values are strings (lists and numbers as JSON). A plain
 onnxruntime user reads them with ``session.get_modelmeta().custom_metadata_map``; the wrappers
-in ``onnx.py`` read them to check the input range and to report what a graph expects.
+in ``export/onnx.py`` read them to check the input range and to report what a graph expects.
 """
 
 from __future__ import annotations

@@ -182,7 +182,7 @@ def build_generator(run: Run, use_ema: bool = True) -> GeneratorNet | None:
         "measured": summarize_generator_metrics(run.metrics),
     }
     teacher = cfg.get("teacher_provenance")
-    if isinstance(teacher, dict):  # engine/teacher.py: the encoder is the frozen teacher's
+    if isinstance(teacher, dict):  # train/teacher.py: the encoder is the frozen teacher's
         provenance["encoder_weights"] = "teacher"
         provenance["trained_against"] = "a frozen teacher"
         provenance["teacher"] = teacher  # no local paths: a folder is named, not located

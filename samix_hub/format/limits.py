@@ -1,7 +1,7 @@
 """The shared size limits (images, channels, classes, encoder stages) and ``DataSpecError``.
 
-The CLI (``commands/_common.py:ImageSize``), the data specs (``data/npz.py``) and the artifact
-config checks (``artifact/schema.py``) all apply these same numbers.
+The CLI (``cli/options.py:ImageSize``), the data specs (``data/npz.py``) and the artifact
+config checks (``export/schema.py``) all apply these same numbers.
 """
 
 from __future__ import annotations
@@ -43,5 +43,5 @@ def check_pixels(size: tuple[int, int], where: object) -> None:
     if width * height > MAX_SOURCE_PIXELS:
         raise DataSpecError(
             f"{where}: image of {width}x{height} pixels, more than the {MAX_SOURCE_PIXELS} "
-            "samix-hub decodes (data/limits.py); resize it"
+            "samix-hub decodes (format/limits.py); resize it"
         )

@@ -150,7 +150,7 @@ class TrainConfig:
     finetune: FinetuneOptions = field(default_factory=FinetuneOptions)
 
     def __post_init__(self) -> None:
-        # A teacher means the frozen-teacher scenario (engine/teacher.py), as ``train --teacher``.
+        # A teacher means the frozen-teacher scenario (train/teacher.py), as ``train --teacher``.
         if self.teacher and self.scenario == "sl":
             self.scenario = "teacher"
 

@@ -1,4 +1,4 @@
-"""A new linear head for a frozen teacher whose classes are not the data's (engine/teacher.py).
+"""A new linear head for a frozen teacher whose classes are not the data's (train/teacher.py).
 
 The head is fitted on the teacher's frozen pooled (pre-logits) features of the training split,
 extracted once without augmentation (as :mod:`samix_hub.train.linear_probe`), by full-batch
