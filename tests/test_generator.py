@@ -42,6 +42,16 @@ def test_batch_equals_per_pair_calls():
         assert torch.allclose(mix_i[0], mixed[i], atol=1e-5)
 
 
+def test_encoder_runs_once_per_image():
+    """docs/algorithm.md "SAMix^P": one encoder pass per image, the partner's features are
+    gathered (``GeneratorNet.encoder`` is a public submodule; a forward hook sees each pass)."""
+    gen = _generator()
+    calls = []
+    gen.encoder.register_forward_hook(lambda m, i, o: calls.append(i[0].shape[0]))
+    gen(torch.rand(5, 3, 32, 32), torch.tensor([1, 2, 3, 4, 0]), 0.5)
+    assert calls == [5]
+
+
 def test_other_sizes_use_native_mask_upsampled():
     gen = _generator()
     x = torch.rand(2, 3, 48, 48)
