@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Callable, Iterable
-from typing import Any
 
 import torch
 import torch.nn as nn
@@ -15,10 +14,9 @@ import torch.nn.functional as F
 from samix_hub.data.specs import DataSource
 from samix_hub.mixing.statistics import mask_statistics
 from samix_hub.models.classifier import Classifier
-from samix_hub.train.config import TrainConfig
 from samix_hub.train.distributed import DistInfo, all_reduce_sum
 from samix_hub.train.loader import eval_loader, eval_transform
-from samix_hub.train.scenario import TrainModules
+from samix_hub.train.scenario import EvalContext, TrainModules
 
 __all__ = ["evaluate", "evaluate_on_test", "topk_correct", "mixer_statistics"]
 
@@ -76,22 +74,16 @@ def evaluate(
     }
 
 
-def evaluate_on_test(
-    model: nn.Module,
-    data: DataSource,
-    cfg: TrainConfig,
-    info: DistInfo,
-    autocast: Callable[[], contextlib.AbstractContextManager[Any]],
-    channels_last: bool,
-) -> dict[str, float]:
-    """``model``'s ``top1``, ``top5``, ``test_loss`` and ``test_images`` on ``data.test``
+def evaluate_on_test(model: nn.Module, ev: EvalContext) -> dict[str, float]:
+    """``model``'s ``top1``, ``top5``, ``test_loss`` and ``test_images`` on the test split
     (sharded over the ranks; the caller checks there is a test split)."""
+    data, cfg, info = ev.data, ev.cfg, ev.info
     assert data.test is not None
     tf = eval_transform(data.image_size)
     batches = eval_loader(
         data.test, tf, cfg.eval_batch_size, min(cfg.workers, 2), info.rank, info.world
     )
-    res = evaluate(model, batches, info.device, info, autocast, channels_last)
+    res = evaluate(model, batches, info.device, info, ev.autocast, ev.channels_last)
     return {
         "top1": res["top1"],
         "top5": res["top5"],

@@ -22,9 +22,7 @@ BatchNorm statistics frozen (eval mode) and trains only the classifier.
 
 from __future__ import annotations
 
-import contextlib
 import json
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,7 +38,6 @@ from samix_hub.mixing.losses import mixup_cross_entropy
 from samix_hub.mixing.sampling import check_alpha
 from samix_hub.models.classifier import Classifier
 from samix_hub.train.config import DEFAULT_ALPHA, FinetuneOptions, TrainConfig
-from samix_hub.train.distributed import DistInfo
 from samix_hub.train.ema import make_ema
 from samix_hub.train.finetune_optim import (
     OPT_DEFAULTS,
@@ -52,6 +49,7 @@ from samix_hub.train.frozen import build_batch_mixing
 from samix_hub.train.pretrained import PretrainedBackbone, load_pretrained_backbone
 from samix_hub.train.scenario import (
     ClassifierModules,
+    EvalContext,
     Scenario,
     StepContext,
     StepFn,
@@ -350,16 +348,8 @@ class FinetuneScenario(Scenario[ClassifierModules]):
     def after_step(self, mods: ClassifierModules, step: int, total: int, cfg: TrainConfig) -> None:
         update_classifier_ema(mods, step, total, cfg)
 
-    def evaluate(
-        self,
-        mods: ClassifierModules,
-        data: DataSource,
-        cfg: TrainConfig,
-        info: DistInfo,
-        autocast: Callable[[], contextlib.AbstractContextManager[Any]],
-        channels_last: bool,
-    ) -> dict[str, float]:
-        return evaluate_classifier(mods, data, cfg, info, autocast, channels_last)
+    def evaluate(self, mods: ClassifierModules, ev: EvalContext) -> dict[str, float]:
+        return evaluate_classifier(mods, ev)
 
     def run_config(
         self, cfg: TrainConfig, data: DataSource, mods: ClassifierModules

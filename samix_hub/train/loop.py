@@ -50,7 +50,7 @@ from samix_hub.train.distributed import (
 from samix_hub.train.loader import mix_seed, train_loader
 from samix_hub.train.run_log import check_sinks
 from samix_hub.train.run_setup import RunState, prepare_run, start_or_restore
-from samix_hub.train.scenario import StepContext
+from samix_hub.train.scenario import EvalContext, StepContext
 
 __all__ = ["train", "NonFiniteLossError", "finite_losses"]
 
@@ -192,9 +192,8 @@ def _evaluate_and_log(run: RunState, epochs_done: int) -> None:
     mods, info = run.mods, run.info
     record: dict[str, Any] = {"epoch": epochs_done, "step": run.step}
     broadcast_buffers([mods.model, mods.ema, mods.mixer], info)
-    record.update(
-        run.scenario.evaluate(mods, run.data, run.cfg, info, run.autocast, run.channels_last)
-    )
+    ev = EvalContext(run.data, run.cfg, info, run.autocast, run.channels_last)
+    record.update(run.scenario.evaluate(mods, ev))
     count = max(run.count, 1)
     record["train_loss"] = run.sums.get("loss", 0.0) / count
     for k, v in run.sums.items():

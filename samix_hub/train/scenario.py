@@ -115,6 +115,18 @@ def modules_as(modules: TrainModules, kind: type[K]) -> K:
 
 
 @dataclass
+class EvalContext:
+    """What a scenario's evaluation reads besides its modules: the data, the run's options, the
+    process group, the loop's autocast and whether batches go channels-last."""
+
+    data: DataSource
+    cfg: TrainConfig
+    info: DistInfo
+    autocast: Callable[[], contextlib.AbstractContextManager[Any]]
+    channels_last: bool
+
+
+@dataclass
 class StepContext(Generic[M]):
     """Everything a step function may use; built by the loop for every step."""
 
@@ -224,15 +236,8 @@ class Scenario(Generic[M]):
     def after_step(self, modules: M, step: int, total: int, cfg: TrainConfig) -> None:
         """After each optimizer step (EMA updates)."""
 
-    def evaluate(
-        self,
-        modules: M,
-        data: DataSource,
-        cfg: TrainConfig,
-        info: DistInfo,
-        autocast: Callable[[], contextlib.AbstractContextManager[Any]],
-        channels_last: bool,
-    ) -> dict[str, float]:
+    def evaluate(self, modules: M, ev: EvalContext) -> dict[str, float]:
+        """Metrics of this evaluation (merged into the run's ``metrics.jsonl`` line)."""
         return {}
 
     def state_dict(self, modules: M) -> dict[str, Any]:

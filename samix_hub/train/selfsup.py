@@ -11,7 +11,6 @@ Deviations and choices, documented here:
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 from collections.abc import Callable
 from typing import Any
@@ -35,7 +34,7 @@ from samix_hub.train.moco import (
     default_queue_len,
     two_view_transform,
 )
-from samix_hub.train.scenario import Scenario, StepFn, register_scenario
+from samix_hub.train.scenario import EvalContext, Scenario, StepFn, register_scenario
 from samix_hub.train.selfsup_steps import (
     SslModules,
     mixup_ssl_step,
@@ -155,16 +154,9 @@ class SelfSupScenario(Scenario[SslModules]):
         m = ema_momentum(step, total, cfg.ema_momentum, cfg.ema_end_momentum)
         update_ema(mods.ema, mods.model, m, own_buffers=True)
 
-    def evaluate(
-        self,
-        mods: SslModules,
-        data: DataSource,
-        cfg: TrainConfig,
-        info: DistInfo,
-        autocast: Callable[[], contextlib.AbstractContextManager[Any]],
-        channels_last: bool,
-    ) -> dict[str, float]:
+    def evaluate(self, mods: SslModules, ev: EvalContext) -> dict[str, float]:
         """kNN monitor of the query backbone (pooled features, eval mode)."""
+        data, cfg, info = ev.data, ev.cfg, ev.info
         if data.test is None or not data.num_classes:
             return {}
         tf = eval_transform(data.image_size)
@@ -180,8 +172,8 @@ class SelfSupScenario(Scenario[SslModules]):
             info,
             int(cfg.ssl.knn_k),
             float(cfg.ssl.knn_t),
-            autocast,
-            channels_last,
+            ev.autocast,
+            ev.channels_last,
         )
         return {"knn_top1": res["knn_top1"], "knn_top5": res["knn_top5"]}
 

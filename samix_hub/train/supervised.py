@@ -15,7 +15,6 @@ a published backbone is; both losses train that head and its EMA scores the mixe
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -27,12 +26,12 @@ from samix_hub.mixing.losses import mixer_losses, mixup_cross_entropy
 from samix_hub.mixing.sampling import sample_lam, sample_partner
 from samix_hub.models.classifier import build_classifier, build_mixer
 from samix_hub.train.config import SL_METHODS, TrainConfig
-from samix_hub.train.distributed import DistInfo
 from samix_hub.train.ema import ema_momentum, make_ema, update_ema
 from samix_hub.train.evaluate import evaluate_on_test, mixer_statistics
 from samix_hub.train.frozen import BATCH_MIXING, build_batch_mixing
 from samix_hub.train.scenario import (
     ClassifierModules,
+    EvalContext,
     Scenario,
     StepContext,
     StepFn,
@@ -200,16 +199,8 @@ class SupervisedScenario(Scenario[ClassifierModules]):
     def after_step(self, mods: ClassifierModules, step: int, total: int, cfg: TrainConfig) -> None:
         update_classifier_ema(mods, step, total, cfg)
 
-    def evaluate(
-        self,
-        mods: ClassifierModules,
-        data: DataSource,
-        cfg: TrainConfig,
-        info: DistInfo,
-        autocast: Callable[[], contextlib.AbstractContextManager[Any]],
-        channels_last: bool,
-    ) -> dict[str, float]:
-        return evaluate_classifier(mods, data, cfg, info, autocast, channels_last)
+    def evaluate(self, mods: ClassifierModules, ev: EvalContext) -> dict[str, float]:
+        return evaluate_classifier(mods, ev)
 
 
 def sl_step_fn(method: str) -> StepFn[ClassifierModules]:
@@ -231,23 +222,17 @@ def update_classifier_ema(mods: ClassifierModules, step: int, total: int, cfg: T
     update_ema(mods.ema, mods.model, m, own_buffers=cfg.method in ("automix", "samix"))
 
 
-def evaluate_classifier(
-    mods: ClassifierModules,
-    data: DataSource,
-    cfg: TrainConfig,
-    info: DistInfo,
-    autocast: Callable[[], contextlib.AbstractContextManager[Any]],
-    channels_last: bool,
-) -> dict[str, float]:
+def evaluate_classifier(mods: ClassifierModules, ev: EvalContext) -> dict[str, float]:
     """Top-1/top-5 and test loss of the classifier and its EMA copy (``ema_`` keys), and the
     mixer's mask statistics when the run trains one."""
+    data, cfg, info = ev.data, ev.cfg, ev.info
     if data.test is None:
         return {}
     metrics: dict[str, float] = {}
     for prefix, module in (("", mods.model), ("ema_", mods.ema)):
         if module is None:
             continue
-        res = evaluate_on_test(module, data, cfg, info, autocast, channels_last)
+        res = evaluate_on_test(module, ev)
         metrics.update({f"{prefix}{k}": v for k, v in res.items() if k != "test_images"})
         metrics["test_images"] = res["test_images"]
     if mods.mixer is not None:  # the generator's own statistics, as it will be exported

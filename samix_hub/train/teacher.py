@@ -21,8 +21,7 @@ its train/test accuracy goes to ``config.json`` (``teacher_head``).
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,11 +37,11 @@ from samix_hub.mixing.losses import mixer_losses
 from samix_hub.mixing.sampling import sample_lam, sample_partner
 from samix_hub.models.classifier import Classifier, build_mixer
 from samix_hub.train.config import DEFAULT_ALPHA, TrainConfig, resolve_method, resolve_mixer_options
-from samix_hub.train.distributed import DistInfo
 from samix_hub.train.evaluate import evaluate_on_test, mixer_statistics
 from samix_hub.train.pretrained import PretrainedBackbone, load_pretrained_backbone
 from samix_hub.train.scenario import (
     ClassifierModules,
+    EvalContext,
     Scenario,
     StepContext,
     StepFn,
@@ -279,23 +278,13 @@ class TeacherScenario(Scenario[TeacherModules]):
             "teacher_head": own.teacher_head,
         }
 
-    def evaluate(
-        self,
-        modules: TeacherModules,
-        data: DataSource,
-        cfg: TrainConfig,
-        info: DistInfo,
-        autocast: Callable[[], contextlib.AbstractContextManager[Any]],
-        channels_last: bool,
-    ) -> dict[str, float]:
+    def evaluate(self, modules: TeacherModules, ev: EvalContext) -> dict[str, float]:
         """The teacher's top-1/top-5 (computed once: it is frozen) + mask statistics."""
-        if data.test is None:
+        if ev.data.test is None:
             return {}
         if self._teacher_eval is None:
-            self._teacher_eval = evaluate_on_test(
-                modules.model, data, cfg, info, autocast, channels_last
-            )
-        stats = mixer_statistics(modules, data, cfg.stage, info.device, modules.model)
+            self._teacher_eval = evaluate_on_test(modules.model, ev)
+        stats = mixer_statistics(modules, ev.data, ev.cfg.stage, ev.info.device, modules.model)
         return {**self._teacher_eval, **stats}
 
 
