@@ -86,6 +86,27 @@ def test_loaders_share_one_positional_order(tmp_path: Path) -> None:
         samix_hub.load_backbone(tmp_path / "bb", "tensorflow")
 
 
+def test_a_bad_runtime_is_refused_before_a_hub_id_is_resolved(tmp_path: Path) -> None:
+    """No download (here: an unreachable endpoint) is attempted for a runtime that cannot load."""
+    dead = {"endpoint": "http://127.0.0.1:9", "cache_dir": tmp_path / "c"}
+    with pytest.raises(UserError, match="unknown runtime 'tensorflow'"):
+        samix_hub.load_generator("me/gen", "tensorflow", **dead)
+    with pytest.raises(UserError, match="unknown runtime 'tensorflow'"):
+        samix_hub.load_backbone("me/bb", "tensorflow", **dead)
+    assert not (tmp_path / "c").exists()
+
+
+def test_code_below_the_hub_reads_local_sources_only() -> None:
+    """The default resolver of the training engine names the resolver that downloads."""
+    from samix_hub.format.repo_ref import resolve_local
+
+    assert resolve_local("builtin:cifar10-small").builtin == "cifar10-small"
+    with pytest.raises(UserError, match="a Hub repo id.*sources=samix_hub.hub.resolve"):
+        resolve_local("me/gen@main")
+    with pytest.raises(UserError, match="empty revision"):
+        resolve_local("me/gen@")
+
+
 # ------------------------------------------------------------------- save / push / from
 def test_save_pretrained_returns_none_and_checks_config(tmp_path: Path) -> None:
     gen = new_generator(1)

@@ -38,19 +38,36 @@ from samix_hub.format.repo_ref import ResolvedSource, resolve_local
 from samix_hub.models import backbones as _backbones  # noqa: F401  (registers the CIFAR backbones in timm)
 from samix_hub.models.generator import GeneratorNet, MaskGenerator
 
-__all__ = ["open_generator", "open_backbone", "read_generator", "GeneratorFactory"]
+__all__ = [
+    "RUNTIMES",
+    "check_runtime",
+    "open_generator",
+    "open_backbone",
+    "read_generator",
+    "GeneratorFactory",
+]
 
 #: Builds the torch generator from its config (``samix_hub.Generator`` adds the Hub methods).
 GeneratorFactory = type[GeneratorNet]
 
 
-def _resolve(
-    src: str | os.PathLike[str] | ResolvedSource, runtime: str, kind: str
-) -> ResolvedSource:
-    if runtime not in ("torch", "onnx"):
+#: The runtimes an artifact loads on.
+RUNTIMES = ("torch", "onnx")
+
+
+def check_runtime(runtime: str) -> None:
+    """An unknown runtime, or ``onnx`` without the ``onnx`` extra, is refused before anything is
+    resolved or downloaded."""
+    if runtime not in RUNTIMES:
         raise UserError(f"unknown runtime {runtime!r} (torch or onnx)")
     if runtime == "onnx":
         require_extra(("onnx", "onnxruntime"), ONNX_EXTRA, "runtime='onnx'")
+
+
+def _resolve(
+    src: str | os.PathLike[str] | ResolvedSource, runtime: str, kind: str
+) -> ResolvedSource:
+    check_runtime(runtime)
     resolved = src if isinstance(src, ResolvedSource) else resolve_local(src, runtime)
     if resolved.kind is not None and resolved.validated in (runtime, "all"):
         found = resolved.kind  # hub.pull validated these files for this runtime

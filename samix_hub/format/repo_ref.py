@@ -131,6 +131,6 @@ def resolve_local(src: str | os.PathLike[str], runtime: str = "torch") -> Resolv
         parse_repo_id(os.fspath(src))  # a malformed id gets its own message
         raise UserError(
             f"{os.fspath(src)!r}: a Hub repo id, and this call reads local folders only "
-            "(pass resolve=samix_hub.hub.resolve.resolve_source to download)"
+            "(pass sources=samix_hub.hub.resolve.resolve_source to download)"
         )
     return found

@@ -18,7 +18,13 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from samix_hub.errors import UserError
-from samix_hub.export.load import GeneratorFactory, open_backbone, open_generator
+from samix_hub.export.load import (
+    RUNTIMES,
+    GeneratorFactory,
+    check_runtime,
+    open_backbone,
+    open_generator,
+)
 from samix_hub.format.repo_ref import ResolvedSource, parse_repo_id
 from samix_hub.hub.resolve import resolve_source
 from samix_hub.hub.save import (
@@ -42,7 +48,7 @@ __all__ = ["Generator", "SAMixUp", "load_generator", "load_backbone"]
 class Generator(GeneratorNet):
     """The SAMix^P generator with the Hub-style methods (docs/python_api.md).
 
-    The network is :class:`samix_hub.models.generator.Generator` (``GeneratorNet`` here); this
+    The network is :class:`samix_hub.models.generator.GeneratorNet`; this
     class adds ``from_pretrained`` (through the one loader,
     :func:`load_generator`), ``save_pretrained`` and ``push_to_hub``
     with the keyword names, defaults and return values of ``huggingface_hub.ModelHubMixin``.
@@ -164,8 +170,7 @@ def _hub_source(
 ) -> ResolvedSource:
     if isinstance(src, ResolvedSource):
         return src
-    if runtime not in ("torch", "onnx"):
-        raise UserError(f"unknown runtime {runtime!r} (torch or onnx)")
+    check_runtime(runtime)  # before a download, as the local loader checks it before reading
     return resolve_source(src, runtime, **hub)
 
 
@@ -213,13 +218,10 @@ def load_generator(
     )  # fmt: skip
 
 
-_RUNTIMES = ("torch", "onnx")
-
-
 def _runtime_device(runtime: Any, device: Any) -> tuple[str, Any]:
     """``(runtime, device)``; an older positional call ``load_backbone(src, device, runtime)``
     (a device where the runtime goes) is read the old way."""
-    if runtime not in _RUNTIMES and (device is None or device in _RUNTIMES):
+    if runtime not in RUNTIMES and (device is None or device in RUNTIMES):
         if isinstance(runtime, torch.device) or str(runtime).split(":")[0] in (
             "cpu",
             "cuda",
