@@ -177,8 +177,6 @@ quiet_option = click.option(
     help="No progress bars, messages or library warnings.",
 )
 
-#: ``--log`` sinks (besides ``metrics.jsonl`` and ``curves.png``, always written).
-
 
 def _log_callback(
     _ctx: click.Context, param: click.Parameter, values: tuple[str, ...]

@@ -22,7 +22,7 @@ from samix_hub.train.evaluate import evaluate
 from samix_hub.train.linear_probe import linear_probe
 from samix_hub.train.loader import eval_loader, eval_transform
 
-__all__ = ["accuracy", "probe", "is_run_folder"]
+__all__ = ["accuracy", "probe"]
 
 
 def _run_models(run_dir: Path, device: torch.device) -> tuple[dict[str, torch.nn.Module], dict]:

@@ -22,7 +22,6 @@ from samix_hub.mixing.masks import as_lam_tensor, calibrate_logits, rescale_lam
 __all__ = [
     "MixerConfig",
     "Mixer",
-    "CALIBRATION_MODES",
     "VARIANCE_MODES",
 ]
 

@@ -28,8 +28,6 @@ from samix_hub.format.artifact import CONFIG_NAME
 from samix_hub.format.run import CHECKPOINT, RUN_FILES, RUN_KIND
 
 __all__ = [
-    "CHECKPOINT",
-    "RUN_FILES",
     "TrainingState",
     "save_checkpoint",
     "load_checkpoint",

@@ -31,8 +31,6 @@ from samix_hub.train.checkpoint import read_jsonl
 
 __all__ = ["RunLog", "check_sinks", "csv_text"]
 
-#: The sinks ``--log`` adds (``metrics.jsonl`` and ``curves.png`` are always written).
-
 
 def check_sinks(sinks: Iterable[str]) -> tuple[str, ...]:
     """The sinks, checked: a known name each, and TensorBoard importable when asked for."""
