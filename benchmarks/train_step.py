@@ -13,8 +13,19 @@ in machine load hits all of them alike.
   an EMA encoder pass to stage 3, an EMA pass on the mixer's mix with its input-gradient
   backward; about 2.9x vanilla). time ratio / FLOP ratio shows the overhead beyond that.
 
+Rows are method specs: a method of ``train`` (``vanilla``, ``mixup``, ``cutmix``, ``automix``,
+``samix``, ``samix-p``), ``samix-p@S`` (SAMix^P with ``--generator-scale S``: the generator's
+encoder reads the batch at S times its native size), ``samix-p-int8`` (the generator's int8
+ONNX graph in onnxruntime, as the mask function of the same step) and ``teacher`` (the teacher
+recipe, ``train --method samix --teacher``: mixer only, against the frozen backbone). The
+generator is the backbone truncated after stage 3 + a λ-exact mixer, at the batch's size.
+
     python benchmarks/train_step.py                       # CUDA preset when a GPU is present
     python benchmarks/train_step.py --device cpu --backbone resnet18_cifar_w16 --batch-size 32
+    python benchmarks/train_step.py --threads 1 --methods vanilla,mixup,samix-p,samix-p@0.5 \\
+        --tag train_step_cpu_32px_t1
+    python benchmarks/train_step.py --threads 1 --backbone resnet50 --image-size 224 \\
+        --batch-size 8 --methods vanilla,samix-p,samix-p@0.5,teacher --tag train_step_cpu_224px_t1
 """
 
 from __future__ import annotations
@@ -28,6 +39,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -41,7 +53,7 @@ from samix_hub.train.loop import finite_losses
 from samix_hub.train.run_setup import amp
 from samix_hub.train.scenario import StepContext
 
-METHODS = ["vanilla", "mixup", "cutmix", "automix", "samix", "samix-p"]
+METHODS = ["vanilla", "mixup", "cutmix", "automix", "samix", "samix-p", "samix-p@0.5", "teacher"]
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -53,25 +65,89 @@ def _source(args: argparse.Namespace) -> DataSource:
 
 
 def _generator_dir(args: argparse.Namespace, channels: int, folder: Path) -> Path:
+    """A generator made from the backbone (stage 3 + a λ-exact mixer), native at the batch's
+    size; with ``samix-p-int8`` among the rows, its fp32 and int8 ONNX graphs too."""
     cfg = GeneratorConfig(
-        args.backbone, MixerConfig(channels), input_size=(args.image_size, args.image_size)
+        args.backbone,
+        MixerConfig(channels, calibration="exact"),
+        input_size=(args.image_size, args.image_size),
     )
-    return write_generator(Generator(cfg), folder)
+    gen = Generator(cfg)
+    write_generator(gen, folder)
+    if any(m.endswith("-int8") for m in args.methods.split(",")):
+        from samix_hub.export.int8 import quantize_generator
+        from samix_hub.export.onnx import export_generator_onnx
+
+        export_generator_onnx(gen, folder / "generator.onnx")
+        calib = torch.rand(
+            32, 3, args.image_size, args.image_size, generator=torch.Generator().manual_seed(2)
+        )
+        quantize_generator(folder / "generator.onnx", folder / "generator.int8.onnx", calib)
+    return folder
+
+
+def _teacher_dir(args: argparse.Namespace, folder: Path) -> Path:
+    """A backbone folder of the (random) backbone: the teacher of the ``teacher`` row."""
+    import timm
+
+    from samix_hub.export.backbone import write_backbone_folder
+
+    net = timm.create_model(args.backbone, num_classes=args.num_classes).eval()
+    data = _source(args)
+    run_config = {
+        "scenario": "sl", "method": "vanilla", "backbone": args.backbone,
+        "num_classes": args.num_classes, "class_names": list(data.class_names), "in_chans": 3,
+        "image_size": [args.image_size, args.image_size], "mean": list(data.mean),
+        "std": list(data.std), "epochs": 1, "batch_size": args.batch_size, "seed": 0,
+    }  # fmt: skip
+    folder.mkdir(parents=True, exist_ok=True)
+    write_backbone_folder(net, folder, run_config=run_config, metrics=[], onnx=False)
+    return folder
+
+
+def _parse(spec: str) -> tuple[str, dict[str, Any]]:
+    """A row's spec -> (``train`` method, extra TrainConfig fields)."""
+    if spec == "teacher":
+        return "samix", {}
+    if spec.startswith("samix-p@"):
+        return "samix-p", {"generator_scale": float(spec.split("@", 1)[1])}
+    if spec == "samix-p-int8":
+        return "samix-p", {}
+    return spec, {}
 
 
 class Bench:
     """One method's modules, optimizer and step, as the training loop runs them."""
 
-    def __init__(self, method: str, args: argparse.Namespace, gen_dir: Path) -> None:
+    def __init__(self, spec: str, args: argparse.Namespace, gen_dir: Path) -> None:
         self.device = torch.device(args.device)
-        extra = {"generator": str(gen_dir)} if method == "samix-p" else {}
-        self.cfg = TrainConfig(
-            method=method, data="synthetic", backbone=args.backbone, out="-", device=args.device,
-            batch_size=args.batch_size, amp=args.amp, **extra,
-        ).resolve()  # fmt: skip
-        self.scenario = get_scenario("sl")
+        method, extra = _parse(spec)
+        if method == "samix-p":
+            extra["generator"] = str(gen_dir)
+        if spec == "teacher":
+            self.scenario: Any = get_scenario("teacher")
+            self.cfg = self.scenario.resolve(TrainConfig(
+                method=method, data="synthetic", backbone=None, out="-", device=args.device,
+                batch_size=args.batch_size, amp=args.amp, teacher=str(gen_dir.parent / "teacher"),
+                optimizer="adamw", lr=1e-3, weight_decay=0.0,
+            ))  # fmt: skip
+        else:
+            self.scenario = get_scenario("sl")
+            self.cfg = TrainConfig(
+                method=method, data="synthetic", backbone=args.backbone, out="-",
+                device=args.device, batch_size=args.batch_size, amp=args.amp, **extra,
+            ).resolve()  # fmt: skip
         data = _source(args)
         self.mods = self.scenario.build(self.cfg, data, self.device)
+        if spec == "samix-p-int8":
+            from samix_hub.export.onnx import OnnxGenerator
+
+            frozen = self.mods.frozen
+            self.ort = OnnxGenerator(
+                gen_dir / "generator.int8.onnx", frozen.config, device="cpu",
+                threads=torch.get_num_threads(),
+            )  # fmt: skip
+            self.mods.mix_method.mask_fn = self.ort.masks
         self.channels_last = self.device.type == "cuda"
         if self.channels_last:
             for m in (self.mods.model, self.mods.ema):
@@ -170,6 +246,8 @@ def main() -> None:
     with torch.no_grad():
         channels = probe.mods.model.eval().features(probe.images[:2], 3).shape[1]
     gen_dir = _generator_dir(args, int(channels), tmp / "generator")
+    if "teacher" in methods:
+        _teacher_dir(args, tmp / "teacher")
     del probe
 
     benches = {m: Bench(m, args, gen_dir) for m in methods}

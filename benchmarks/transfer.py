@@ -102,6 +102,10 @@ VARIANTS: dict[str, Variant] = {
     "samix-p-prob0.5": Variant("samix-p", "teacher", {"mix_prob": 0.5}),
     "samix-p-a1": Variant("samix-p", "teacher", {"alpha": 1.0}),
     "samix-p-a0.5": Variant("samix-p", "teacher", {"alpha": 0.5}),
+    # The generator's read size (docs/algorithm.md "The generator's read size"): cost, not value.
+    "samix-p-s1": Variant("samix-p", "teacher", {"generator_scale": 1.0}),
+    "samix-p-s0.5": Variant("samix-p", "teacher", {"generator_scale": 0.5}),
+    "samix-p-s0.25": Variant("samix-p", "teacher", {"generator_scale": 0.25}),
     "mixup-derange": Variant("mixup", None, {"pairing": "derangement"}),
     "mixup-prob0.5": Variant("mixup", None, {"mix_prob": 0.5}),
 }

@@ -280,3 +280,12 @@ def test_int8_graph_keeps_the_metadata(release: Path, tmp_path: Path) -> None:
     meta = read_metadata(dst)
     assert meta["quantized"] == "int8"
     assert {k: v for k, v in meta.items() if k != "quantized"} == read_metadata(src)
+
+
+def test_generator_card_states_its_cost_per_image(release: Path) -> None:
+    card = _cards(release)["generator"]
+    section = card.split("## Cost", 1)[1].split("\n## ", 1)[0]
+    assert "GFLOPs per image" in section and "--generator-scale 0.5" in section
+    rows = [line for line in section.splitlines() if line.startswith("| ") and "ms" not in line]
+    assert [r.split("|")[1].strip() for r in rows] == ["torch", "onnxruntime"]  # no int8 graph
+    assert all(float(r.split("|")[2]) > 0 for r in rows)

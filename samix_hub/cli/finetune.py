@@ -17,6 +17,7 @@ from samix_hub.cli.options import (
     ImageSize,
     builtin_hint,
     device_option,
+    generator_scale_option,
     log_option,
     quiet_option,
     resume_hint,
@@ -160,6 +161,7 @@ FT_ARGS = (
     default=None,
     help="Train at HxW [default: the backbone's size].",
 )
+@generator_scale_option
 @seed_option
 @device_option
 @run_options

@@ -22,6 +22,7 @@ __all__ = [
     "parse_image_size",
     "device_option",
     "seed_option",
+    "generator_scale_option",
     "quiet_option",
     "quiet_third_party",
     "log_option",
@@ -89,6 +90,14 @@ device_option = click.option(
     show_default=True,
     help="Where to run: auto picks CUDA when present.",
 )
+generator_scale_option = click.option(
+    "--generator-scale",
+    type=click.FloatRange(0.0, 1.0, min_open=True),
+    default=None,
+    help="samix-p: the generator's encoder reads each batch at this fraction of its native "
+    "size (cheaper, coarser masks; each mask keeps mean λ) [default: 1].",
+)
+
 seed_option = click.option(
     "--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True, help="Random seed."
 )

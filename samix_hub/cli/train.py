@@ -15,6 +15,7 @@ from samix_hub.cli.options import (
     UNIT,
     ImageSize,
     device_option,
+    generator_scale_option,
     log_option,
     quiet_option,
     resume_hint,
@@ -152,6 +153,7 @@ TEACHER_DEFAULTS: dict[str, Any] = {"optimizer": "adamw", "lr": 0.001, "weight_d
     "--generator", default=None, help="samix-p: frozen generator folder or ORG/NAME[@REV]."
 )
 @click.option("--clean-loss", is_flag=True, help="samix-p: add the clean-batch CE (≈2.25x cost).")
+@generator_scale_option
 @seed_option
 @device_option
 @run_options

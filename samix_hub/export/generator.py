@@ -102,6 +102,7 @@ def write_generator_folder(
     card's recipe and mask statistics come from the generator's provenance. The run's
     ``curves.png`` (``run_dir``) is copied and shown on the card.
     """
+    from samix_hub.export.cost import cost_text, generator_cost
     from samix_hub.export.int8 import quantize_generator
     from samix_hub.export.onnx import OnnxGenerator, export_generator_onnx, generator_parity
 
@@ -122,6 +123,7 @@ def write_generator_folder(
             )
     check_parity(report.parity, folder)
     fields = _card_fields(gen, run_config, metrics, onnx=onnx, opset=opset, repo_id=repo_id)
+    fields["cost"] = cost_text(generator_cost(gen, folder if onnx else None))
     fields["results"] += curves_line
     fields["files"] = files_cell(folder)
     data_spec = (run_config or {}).get("data", cfg.provenance.get("data"))

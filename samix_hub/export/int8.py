@@ -90,7 +90,7 @@ def quantize_generator(
         pre = tmp + ".pre.onnx"
         try:
             with quiet_exporter():
-                quant_pre_process(str(src), pre)
+                quant_pre_process(str(src), pre, skip_symbolic_shape=True)
                 quantize_static(
                     pre,
                     tmp,

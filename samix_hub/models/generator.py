@@ -3,7 +3,9 @@
 docs/algorithm.md "SAMix^P": the mixer cannot run without the encoder it was trained with, so both are
 published together. ``forward`` takes images in [0, 1], runs the encoder ONCE per image, gathers
 the partner's features, and returns the mask (weight of each image, mean ~= λ) and the mix.
-Images of another size than the native one: the mask is computed at native size and upsampled.
+Images of another size than the native one: the encoder reads them resized to the native size
+(or to ``encoder_size``, docs/algorithm.md "The generator's read size") and the mask is
+upsampled to the images' size.
 """
 
 from __future__ import annotations
@@ -98,17 +100,29 @@ class GeneratorNet(nn.Module):
         return int(height), int(width)
 
     def masks(
-        self, images: torch.Tensor, partner: torch.Tensor, lam: float | torch.Tensor
+        self,
+        images: torch.Tensor,
+        partner: torch.Tensor,
+        lam: float | torch.Tensor,
+        *,
+        encoder_size: tuple[int, int] | None = None,
     ) -> torch.Tensor:
-        """Mask at the images' size (weight of each image)."""
+        """Mask at the images' size (weight of each image).
+
+        ``encoder_size``: the size the encoder reads the batch at (default: the native size).
+        A smaller one makes the pass cheaper (about quadratically) and the mask coarser; a
+        λ-exact mask is still calibrated at the images' size (docs/algorithm.md "The
+        generator's read size").
+        """
         if images.dim() != 4 or images.shape[1] != self.config.in_chans:
             raise ValueError(
                 f"generator expects N x {self.config.in_chans} x H x W images in [0, 1], "
                 f"got shape {tuple(images.shape)}"
             )
         x = (images - self.mean) / self.std
-        native = self.input_size
-        # Identity when the size already is the native one (bilinear at scale 1 is exact).
+        native = self.input_size if encoder_size is None else encoder_size
+        # Identity when the size already is the native one (bilinear at scale 1 is exact); at
+        # half the size it is the mean of each 2 x 2 block.
         x = F.interpolate(x, size=native, mode="bilinear", align_corners=False)
         feats = self.encoder(x)
         if self.config.mixer.calibration == "exact":

@@ -28,6 +28,8 @@ __all__ = [
     "resolve_method",
     "resolve_mixer_options",
     "legacy_values",
+    "fill_generator_scale",
+    "DEFAULT_GENERATOR_SCALE",
     "LEGACY_DEFAULTS",
     "MASK_VARIANCES",
     "OPTIMIZERS",
@@ -40,6 +42,9 @@ LEARNED_MIXERS = ("automix", "samix")
 #: docs/algorithm.md "Mask regulariser".
 MASK_VARIANCES = ("image", "batch")
 OPTIMIZERS = ("sgd", "adamw")
+#: SAMix^P: the generator's encoder reads the batch at this fraction of its native size
+#: (docs/algorithm.md "The generator's read size"; chosen by benchmarks/transfer.py).
+DEFAULT_GENERATOR_SCALE = 1.0
 #: What a ``config.json`` written before an option existed meant by its absence (for --resume).
 LEGACY_DEFAULTS: dict[str, Any] = {
     "optimizer": "sgd",
@@ -124,6 +129,9 @@ class TrainConfig:
     mix_prob: float = 1.0
     switch_prob: float = 0.0
     pairing: str = "permutation"
+    #: SAMix^P: fraction of the generator's native size its encoder reads the batch at; None:
+    #: :data:`DEFAULT_GENERATOR_SCALE` (filled in when the config is resolved).
+    generator_scale: float | None = None
     ema_momentum: float = 0.999
     ema_end_momentum: float = 0.999999
     stage: int = 3
@@ -159,6 +167,7 @@ class TrainConfig:
         if self.scenario != "sl":
             return self  # other scenarios validate their own options
         resolve_method(self, SL_METHODS, DEFAULT_ALPHA)
+        fill_generator_scale(self)
         if self.min_lr is None:
             self.min_lr = 0.5 * self.lr if self.method in LEARNED_MIXERS else 0.0
         resolve_mixer_options(self, self.method in LEARNED_MIXERS)
@@ -228,6 +237,11 @@ class TrainConfig:
             raise UserError("--method samix-p needs --generator SRC (a generator folder or repo)")
         if self.method != "samix-p" and self.generator:
             raise UserError(f"--generator is only used by --method samix-p, not {self.method}")
+        scale = self.generator_scale
+        if scale is not None and self.method != "samix-p":
+            raise UserError(f"--generator-scale is a samix-p option, not one of {self.method}")
+        if scale is not None and not (_finite(scale) and 0 < scale <= 1):
+            raise UserError(f"--generator-scale must be in (0, 1], got {scale}")
         if self.teacher and self.scenario != "teacher":
             raise UserError(f"--teacher trains a supervised mixer, not --scenario {self.scenario}")
         if self.scenario in ("ssl", "finetune"):
@@ -299,6 +313,13 @@ def _reject_mixer_options(cfg: TrainConfig, why: str) -> None:
             raise UserError(f"--{name.replace('_', '-')} {why}")
 
 
+def fill_generator_scale(cfg: TrainConfig) -> None:
+    """A SAMix^P run without ``--generator-scale`` gets :data:`DEFAULT_GENERATOR_SCALE`, so its
+    ``config.json`` says what it ran with."""
+    if cfg.method == "samix-p" and cfg.generator_scale is None:
+        cfg.generator_scale = DEFAULT_GENERATOR_SCALE
+
+
 def legacy_values(run: dict[str, Any]) -> dict[str, Any]:
     """What the options a run's ``config.json`` lacks meant when it was written (older versions).
 
@@ -307,6 +328,8 @@ def legacy_values(run: dict[str, Any]) -> dict[str, Any]:
     fine-tune no warm-up.
     """
     out = {k: v for k, v in LEGACY_DEFAULTS.items() if k not in run}
+    if "generator_scale" not in run:  # SAMix^P read images at the generator's native size
+        out["generator_scale"] = 1.0 if run.get("method") == "samix-p" else None
     if run.get("scenario") == "finetune" and "warmup_epochs" not in run:
         out["warmup_epochs"] = 0  # fine-tunes before --warmup-epochs had none
     mixer = run.get("mixer")

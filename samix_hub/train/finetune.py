@@ -37,7 +37,12 @@ from samix_hub.export.validate import validate_artifact
 from samix_hub.mixing.losses import mixup_cross_entropy
 from samix_hub.mixing.sampling import check_alpha
 from samix_hub.models.classifier import Classifier
-from samix_hub.train.config import DEFAULT_ALPHA, FinetuneOptions, TrainConfig
+from samix_hub.train.config import (
+    DEFAULT_ALPHA,
+    FinetuneOptions,
+    TrainConfig,
+    fill_generator_scale,
+)
 from samix_hub.train.ema import make_ema
 from samix_hub.train.finetune_optim import (
     OPT_DEFAULTS,
@@ -254,6 +259,7 @@ class FinetuneScenario(Scenario[ClassifierModules]):
                 raise UserError(f"invalid --alpha: {exc}") from None
         if cfg.min_lr is None:
             cfg.min_lr = 0.0
+        fill_generator_scale(cfg)
         cfg.validate()
         ex.warmup_epochs = check_warmup(cfg, ex.warmup_epochs)
         src = ex.backbone_source or cfg.backbone
