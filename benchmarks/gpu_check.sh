@@ -3,7 +3,8 @@
 #   1. pytest -m gpu      AMP + channels_last training, the torch generator on CUDA,
 #                         onnxruntime's CUDA provider (when onnxruntime-gpu is installed),
 #                         NCCL with one process under torchrun, mix on CUDA
-#   2. train_step.py      the GPU preset (resnet18_cifar, batch 100, AMP), fewer rounds
+#   2. train_step.py      the GPU preset (resnet18_cifar, batch 100, AMP), fewer rounds, and
+#                         224 px (timm resnet50, batch 32): SAMix^P read sizes, teacher recipe
 #   3. generator_throughput.py   torch eager / onnxruntime / CUDA at 32 and 224 px, short timings
 #   4. mix_throughput.py  --device cuda at a reduced image count
 # then prints one summary table. Sized to finish in about 8 minutes; each step has its own
@@ -32,7 +33,8 @@ if [ -f "$DATA_NPZ" ]; then MIX_DATA="npz:$DATA_NPZ"; else MIX_DATA="digits"; fi
 # name | time limit (s) | command
 STEPS=(
     "pytest-gpu|200|$PYTHON -m pytest -q -p no:cacheprovider -m gpu tests/"
-    "train-step|110|$PYTHON benchmarks/train_step.py --device cuda --steps 10 --warmup 3 --out $OUT --tag train_step_gpu_check"
+    "train-step|80|$PYTHON benchmarks/train_step.py --device cuda --steps 10 --warmup 3 --out $OUT --tag train_step_gpu_check"
+    "train-step-big|60|$PYTHON benchmarks/train_step.py --device cuda --backbone resnet50 --image-size 224 --batch-size 32 --steps 10 --warmup 3 --methods vanilla,samix-p@1,samix-p@0.5,samix-p,teacher --out $OUT --tag train_step_big_gpu_check"
     "generator-throughput|50|$PYTHON benchmarks/generator_throughput.py --seconds 1 --out $OUT"
     "mix-throughput|80|$PYTHON benchmarks/mix_throughput.py --device cuda --data $MIX_DATA --num 2000 --mixup-num 4000 --out $OUT"
 )

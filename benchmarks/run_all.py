@@ -34,14 +34,41 @@ PREVIEW = REPO / "docs" / "demo_preview.png"  # the picture at the top of README
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 PY = sys.executable
 
+#: train_step.py presets: the SAMix^P read sizes, its int8 graph and the teacher recipe beside
+#: the methods (docs/algorithm.md "The generator's read size").
+STEP = [PY, "benchmarks/train_step.py", "--device", "cpu", "--steps", "15", "--warmup", "3"]
+STEP_32 = ",".join(
+    ["vanilla", "mixup", "cutmix", "automix", "samix", "samix-p@1", "samix-p@0.5", "samix-p"]
+    + ["samix-p-int8", "teacher"]
+)
+STEP_224 = [
+    "--backbone", "resnet50", "--image-size", "224", "--batch-size", "8", "--steps", "8",
+    "--warmup", "2", "--methods",
+    "vanilla,mixup,samix-p@1,samix-p@0.5,samix-p,samix-p-int8,teacher",
+]  # fmt: skip
 #: name -> (title, command, markdown table(s) it writes, relative to results/; the newest
 #: existing one is shown). CPU budgets.
 PRESETS: dict[str, tuple[str, list[str], tuple[str, ...]]] = {
     "demo": ("`samix-hub demo` (whole pipeline)", [], ("demo.md",)),
     "train_step": (
-        "Training-step cost vs vanilla (`train_step.py`)",
-        [PY, "benchmarks/train_step.py", "--device", "cpu", "--threads", "1"],
+        "Training-step cost vs vanilla, 32 px, 1 thread (`train_step.py`)",
+        [*STEP, "--threads", "1", "--methods", STEP_32, "--tag", "train_step_cpu"],
         ("train_step_cpu.md",),
+    ),
+    "train_step_t2": (
+        "Training-step cost vs vanilla, 32 px, 2 threads (`train_step.py`)",
+        [*STEP, "--threads", "2", "--methods", STEP_32, "--tag", "train_step_cpu_t2"],
+        ("train_step_cpu_t2.md",),
+    ),
+    "train_step_224": (
+        "Training-step cost vs vanilla, 224 px ResNet-50, 1 thread (`train_step.py`)",
+        [*STEP, "--threads", "1", *STEP_224, "--tag", "train_step_cpu_224px"],
+        ("train_step_cpu_224px.md",),
+    ),
+    "train_step_224_t2": (
+        "Training-step cost vs vanilla, 224 px ResNet-50, 2 threads (`train_step.py`)",
+        [*STEP, "--threads", "2", *STEP_224, "--tag", "train_step_cpu_224px_t2"],
+        ("train_step_cpu_224px_t2.md",),
     ),
     "accuracy": (
         "Supervised top-1 at a fixed budget, CIFAR-10 subset (`accuracy.py --preset cpu`)",

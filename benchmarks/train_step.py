@@ -14,18 +14,19 @@ in machine load hits all of them alike.
   backward; about 2.9x vanilla). time ratio / FLOP ratio shows the overhead beyond that.
 
 Rows are method specs: a method of ``train`` (``vanilla``, ``mixup``, ``cutmix``, ``automix``,
-``samix``, ``samix-p``), ``samix-p@S`` (SAMix^P with ``--generator-scale S``: the generator's
-encoder reads the batch at S times its native size), ``samix-p-int8`` (the generator's int8
-ONNX graph in onnxruntime, as the mask function of the same step) and ``teacher`` (the teacher
+``samix``, ``samix-p``: SAMix^P at its default read size), ``samix-p@S`` (SAMix^P with
+``--generator-scale S``: the generator's encoder reads the batch at S times its native size;
+``samix-p@1`` is the paper's read), ``samix-p-int8`` (the generator's int8 ONNX graph in
+onnxruntime as the mask function of the same step; a graph reads at its native size) and ``teacher`` (the teacher
 recipe, ``train --method samix --teacher``: mixer only, against the frozen backbone). The
 generator is the backbone truncated after stage 3 + a λ-exact mixer, at the batch's size.
 
     python benchmarks/train_step.py                       # CUDA preset when a GPU is present
     python benchmarks/train_step.py --device cpu --backbone resnet18_cifar_w16 --batch-size 32
-    python benchmarks/train_step.py --threads 1 --methods vanilla,mixup,samix-p,samix-p@0.5 \\
+    python benchmarks/train_step.py --threads 1 --methods vanilla,mixup,samix-p@1,samix-p \\
         --tag train_step_cpu_32px_t1
     python benchmarks/train_step.py --threads 1 --backbone resnet50 --image-size 224 \\
-        --batch-size 8 --methods vanilla,samix-p,samix-p@0.5,teacher --tag train_step_cpu_224px_t1
+        --batch-size 8 --methods vanilla,samix-p@1,samix-p,teacher --tag train_step_cpu_224px_t1
 """
 
 from __future__ import annotations
@@ -53,7 +54,8 @@ from samix_hub.train.loop import finite_losses
 from samix_hub.train.run_setup import amp
 from samix_hub.train.scenario import StepContext
 
-METHODS = ["vanilla", "mixup", "cutmix", "automix", "samix", "samix-p", "samix-p@0.5", "teacher"]
+METHODS = ["vanilla", "mixup", "cutmix", "automix", "samix", "samix-p@1", "samix-p@0.5", "samix-p"]
+METHODS += ["teacher"]
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -151,7 +153,8 @@ class Bench:
         self.channels_last = self.device.type == "cuda"
         if self.channels_last:
             for m in (self.mods.model, self.mods.ema):
-                m.to(memory_format=torch.channels_last)
+                if m is not None:  # the teacher recipe has no EMA copy
+                    m.to(memory_format=torch.channels_last)
         self.autocast, self.scaler = amp(self.device, args.amp)
         params = [p for m in self.mods.trainable() for p in m.parameters() if p.requires_grad]
         self.opt = torch.optim.SGD(params, lr=0.01, momentum=0.9, weight_decay=1e-4)

@@ -85,25 +85,31 @@ class Variant:
     options: dict[str, Any] = field(default_factory=dict)
 
 
-#: Every recipe the benchmark knows, by name. ``samix-p`` is the product's default recipe.
+#: SAMix^P reading images at the generator's native size (``--generator-scale 1``): how
+#: ``samix-p`` and every lever were measured before the read size was chosen.
+NATIVE: dict[str, Any] = {"generator_scale": 1.0}
+#: Every recipe the benchmark knows, by name. ``samix-p-s0.25`` is the product's default recipe
+#: (``finetune --generator`` without options); ``samix-p`` reads at the native size.
 VARIANTS: dict[str, Variant] = {
     "vanilla": Variant("vanilla"),
     "mixup": Variant("mixup"),
     "cutmix": Variant("cutmix"),
-    "samix-p": Variant("samix-p", "teacher"),
-    "samix-p-builtin": Variant("samix-p", "builtin:cifar10-small"),
+    # SAMix^P reading images at the generator's native size: the recipe of every table before
+    # the read size was chosen (its runs carry no generator_scale, which meant 1).
+    "samix-p": Variant("samix-p", "teacher", NATIVE),
+    "samix-p-builtin": Variant("samix-p", "builtin:cifar10-small", NATIVE),
     # The levers (docs/algorithm.md "Levers of a reused generator"), each chosen on validation:
-    "samix-p-adapt": Variant("samix-p", "adapt"),
-    "samix-p-t0.5": Variant("samix-p", "teacher", {"mask_temperature": 0.5}),
-    "samix-p-t0.25": Variant("samix-p", "teacher", {"mask_temperature": 0.25}),
-    "samix-p-t2": Variant("samix-p", "teacher", {"mask_temperature": 2.0}),
-    "samix-p-derange": Variant("samix-p", "teacher", {"pairing": "derangement"}),
-    "samix-p-switch0.5": Variant("samix-p", "teacher", {"switch_prob": 0.5}),
-    "samix-p-prob0.5": Variant("samix-p", "teacher", {"mix_prob": 0.5}),
-    "samix-p-a1": Variant("samix-p", "teacher", {"alpha": 1.0}),
-    "samix-p-a0.5": Variant("samix-p", "teacher", {"alpha": 0.5}),
-    # The generator's read size (docs/algorithm.md "The generator's read size"): cost, not value.
-    "samix-p-s1": Variant("samix-p", "teacher", {"generator_scale": 1.0}),
+    "samix-p-adapt": Variant("samix-p", "adapt", NATIVE),
+    "samix-p-t0.5": Variant("samix-p", "teacher", {**NATIVE, "mask_temperature": 0.5}),
+    "samix-p-t0.25": Variant("samix-p", "teacher", {**NATIVE, "mask_temperature": 0.25}),
+    "samix-p-t2": Variant("samix-p", "teacher", {**NATIVE, "mask_temperature": 2.0}),
+    "samix-p-derange": Variant("samix-p", "teacher", {**NATIVE, "pairing": "derangement"}),
+    "samix-p-switch0.5": Variant("samix-p", "teacher", {**NATIVE, "switch_prob": 0.5}),
+    "samix-p-prob0.5": Variant("samix-p", "teacher", {**NATIVE, "mix_prob": 0.5}),
+    "samix-p-a1": Variant("samix-p", "teacher", {**NATIVE, "alpha": 1.0}),
+    "samix-p-a0.5": Variant("samix-p", "teacher", {**NATIVE, "alpha": 0.5}),
+    # The generator's read size (docs/algorithm.md "The generator's read size"); s0.25 is the
+    # product's default since it was chosen (``finetune`` without --generator-scale).
     "samix-p-s0.5": Variant("samix-p", "teacher", {"generator_scale": 0.5}),
     "samix-p-s0.25": Variant("samix-p", "teacher", {"generator_scale": 0.25}),
     "mixup-derange": Variant("mixup", None, {"pairing": "derangement"}),
@@ -327,7 +333,9 @@ def summarise(rows: list[dict[str, Any]], ours: str = "samix-p") -> dict[str, An
             }
         for mine_name in [n for n in by if n.startswith(ours)]:
             for base in by:
-                if base.startswith(ours):
+                # read sizes are also compared with the native read (``samix-p``)
+                vs_native = base == ours and mine_name.startswith(f"{ours}-s")
+                if base.startswith(ours) and not vs_native:
                     continue
                 common = sorted(set(by[mine_name]) & set(by[base]))
                 if len(common) < 2:
@@ -494,6 +502,53 @@ def main(argv: list[str] | None = None) -> None:
             (args.out / f"{stem}.json").write_text(json.dumps(result, indent=2))
         (args.out / f"{stem}.md").write_text(text)
         print(text)
+        if split == "test" and any(r["variant"] in READ_SIZES for r in rows):
+            report = read_size_report(rows)
+            (args.out / f"transfer_read_size_{args.epochs}ep_lr{args.lr:g}.md").write_text(report)
+            print(report)
+
+
+#: The read sizes of docs/algorithm.md "The generator's read size", and the pre-registered rule.
+READ_SIZES = ("samix-p-s0.5", "samix-p-s0.25")
+READ_SIZE_RULE = (
+    "the default --generator-scale is the smallest candidate whose paired test difference to "
+    "samix-p (the native read; both tasks pooled, 20 pairs) is not significantly negative: the "
+    "upper end of its 95 % t-interval >= 0; if none qualifies the default stays 1"
+)
+
+
+def read_size_report(rows: list[dict[str, Any]], images: int = 100) -> str:
+    """The read-size table: each candidate minus each of samix-p, MixUp, CutMix, vanilla, per
+    task and pooled over both tasks (pairs by task and seed), and the rule's verdict."""
+    top = {(r["task"], r["variant"], r["seed"]): r["top1"] for r in rows if r["images"] == images}
+    lines = [
+        f"# SAMix^P read size, test split, {images} target images",
+        "",
+        f"Rule, fixed before the test runs: {READ_SIZE_RULE}.",
+        "",
+        "| paired difference, top-1 points | tasks | mean ± SE | 95 % interval | ahead |",
+        "|---|---|---|---|---|",
+    ]
+    chosen = None
+    for cand in READ_SIZES:
+        for base in ("samix-p", *BASELINES):
+            for tasks in (("a",), ("b",), ("a", "b")):
+                keys = [
+                    (t, s) for t in tasks for s in TEST_SEEDS
+                    if (t, cand, s) in top and (t, base, s) in top
+                ]  # fmt: skip
+                if len(keys) < 2:
+                    continue
+                d = paired([top[t, cand, s] for t, s in keys], [top[t, base, s] for t, s in keys])
+                lo, hi = d["ci95"]
+                lines.append(
+                    f"| {cand} − {base} | {'+'.join(tasks)} | {d['mean']:+.2f} ± {d['se']:.2f} "
+                    f"| [{lo:+.2f}, {hi:+.2f}] | {d['ahead']} of {d['n']} |"
+                )
+                if base == "samix-p" and len(tasks) == 2 and hi >= 0:
+                    chosen = cand  # READ_SIZES runs from large to small: the last is smallest
+    lines += ["", f"Verdict: **{chosen or 'samix-p (scale 1)'}** is the default read size.", ""]
+    return "\n".join(lines)
 
 
 def vars_of(v: Variant) -> dict[str, Any]:

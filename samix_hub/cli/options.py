@@ -95,7 +95,8 @@ generator_scale_option = click.option(
     type=click.FloatRange(0.0, 1.0, min_open=True),
     default=None,
     help="samix-p: the generator's encoder reads each batch at this fraction of its native "
-    "size (cheaper, coarser masks; each mask keeps mean λ) [default: 1].",
+    "size (cheaper, coarser masks; each mask keeps mean λ; 1 = the native size) "
+    "[default: 0.25].",
 )
 
 seed_option = click.option(
