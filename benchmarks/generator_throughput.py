@@ -1,17 +1,22 @@
 """Generator throughput (images/s): torch eager vs onnxruntime (fp32 and int8), one run.
 
-For each native size (default 32 px with a CIFAR-stem ResNet-18, 224 px with
-timm's ResNet-18), a generator (encoder to stage 3 + SAMix mixer) is exported to ONNX and timed
-at batch 64 on the same real images (the CIFAR-10 subset beside the checkout, resized; random
+For each setup (default: the shipped ``builtin:cifar10-small``; random-weight generators at
+32 px with a CIFAR-stem ResNet-18 and at 224 px with timm's ResNet-18 and ResNet-50), a
+generator (encoder to stage 3 + SAMix mixer) is exported to ONNX and timed at batch 32 on the
+same real images (the CIFAR-10 subset beside the checkout, resized; random
 images when it is absent). With ``--quantize int8`` the graph is also statically quantised
 (calibrated on other real images) and its mask fidelity against fp32 is reported (mean and max
-|Δmask|). CUDA is timed too when torch / onnxruntime offer it. Writes JSON and a markdown table.
+|Δmask|). torch is also timed reading a quarter-size copy (``--generator-scale 0.25``, the
+fine-tune default; docs/algorithm.md "The generator's read size"). CUDA is timed too when torch /
+onnxruntime offer it. Writes JSON and a markdown table: images/s and ms per image.
 
-Without ``--generator`` the weights are random (encoder: timm init; mixer: its N(0, 0.01) init
-scaled up so the masks vary spatially like a trained mixer's); throughput does not depend on the
-values, mask fidelity somewhat does: pass ``--generator DIR`` for a trained one.
+A setup is ``SIZE:BACKBONE`` (random weights: encoder timm init; mixer its N(0, 0.01) init
+scaled up so the masks vary spatially like a trained mixer's) or a generator source
+(``builtin:NAME``, a folder): throughput does not depend on the values, mask fidelity somewhat
+does.
 
     python benchmarks/generator_throughput.py --quantize int8 --out benchmarks/results
+    python benchmarks/generator_throughput.py --setups 224:resnet50 --threads 2
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ from samix_hub.models.encoder import StageEncoder
 
 REPO = Path(__file__).resolve().parent.parent
 CIFAR = REPO.parent / "shared" / "data" / "cifar10_subset_4k_1k.npz"
-SETUPS = {32: ("resnet18_cifar", 0.25), 224: ("resnet18", -1.0)}
+SETUPS = "builtin:cifar10-small,32:resnet18_cifar,224:resnet18,224:resnet50"
 
 
 def images(n: int, size: int, offset: int) -> torch.Tensor:
@@ -49,10 +54,15 @@ def images(n: int, size: int, offset: int) -> torch.Tensor:
     return torch.rand(n, 3, size, size, generator=torch.Generator().manual_seed(offset))
 
 
-def build(size: int, generator: str | None) -> Generator:
-    if generator:
-        return samix_hub.load_generator(generator)
-    backbone, k = SETUPS[size]
+def build(setup: str) -> Generator:
+    """``SIZE:BACKBONE`` -> a random-weight generator; anything else is loaded as a source."""
+    size_text, _, backbone = setup.partition(":")
+    if not size_text.isdigit():
+        gen = samix_hub.load_generator(setup)
+        assert isinstance(gen, Generator)
+        return gen
+    size = int(size_text)
+    k = 0.25 if size <= 64 else -1.0  # λ rescaling of small images (docs/algorithm.md)
     torch.manual_seed(0)
     channels = StageEncoder(backbone, 3).out_channels
     gen = Generator(
@@ -82,17 +92,23 @@ def rate(fn: Any, batch: int, seconds: float, sync: Any = None) -> float:
     return batch * runs / (time.perf_counter() - start)
 
 
-def bench(size: int, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
-    gen = build(size, args.generator)
+def bench(setup: str, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    gen = build(setup)
     size = gen.input_size[0]
+    quarter = (max(8, round(size / 4)), max(8, round(size / 4)))
     x = images(args.batch, size, 0)
     g = torch.Generator().manual_seed(0)
     partner = torch.randperm(args.batch, generator=g)
     lam = torch.rand(args.batch, generator=g)
     path = export_generator_onnx(gen, tmp / f"g{size}.onnx")
-    res: dict[str, Any] = {"size": size, "backbone": gen.config.backbone, "batch": args.batch}
+    res: dict[str, Any] = {
+        "setup": setup, "size": size, "backbone": gen.config.backbone, "batch": args.batch,
+    }  # fmt: skip
     with torch.inference_mode():
         res["torch_cpu"] = rate(lambda: gen(x, partner, lam), args.batch, args.seconds)
+        res["torch_cpu_quarter"] = rate(
+            lambda: gen.masks(x, partner, lam, encoder_size=quarter), args.batch, args.seconds
+        )
         ref_mask = gen(x, partner, lam)[0]
     ort_gen = OnnxGenerator(path, gen.config, device="cpu", threads=args.threads)
     res["ort_cpu"] = rate(lambda: ort_gen(x, partner, lam), args.batch, args.seconds)
@@ -126,8 +142,12 @@ def bench(size: int, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    head = "| native size | backbone | torch eager | onnxruntime | ratio | int8 | ratio | mean/max Δmask int8 | torch CUDA | ORT CUDA |"
-    lines = [head, "|" + "---|" * 10]
+    head = (
+        "| generator | native size | backbone | torch eager | onnxruntime | ratio | int8 | ratio "
+        "| mean/max Δmask int8 | ms / image: torch · ORT · int8 · torch at 1/4 read "
+        "| torch CUDA | ORT CUDA |"
+    )
+    lines = [head, "|" + "---|" * 12]
     for r in rows:
 
         def f(key: str, fmt: str = "{:.0f}", r: dict[str, Any] = r) -> str:
@@ -139,33 +159,36 @@ def table(rows: list[dict[str, Any]]) -> str:
             if "int8_mask_mean_abs_diff" in r
             else "-"
         )
+        ms = " · ".join(
+            f"{1e3 / r[k]:.2f}" if isinstance(r.get(k), (int, float)) else "-"
+            for k in ("torch_cpu", "ort_cpu", "ort_int8_cpu", "torch_cpu_quarter")
+        )
+        name = r["setup"] if not r["setup"][0].isdigit() else "random weights"
         lines.append(
-            f"| {r['size']} px | {r['backbone']} | {f('torch_cpu')} | {f('ort_cpu')} | "
+            f"| {name} | {r['size']} px | {r['backbone']} | {f('torch_cpu')} | {f('ort_cpu')} | "
             f"{f('ort_cpu_vs_torch', '{:.2f}x')} | {f('ort_int8_cpu')} | "
-            f"{f('ort_int8_vs_torch', '{:.2f}x')} | {fid} | {f('torch_cuda')} | {f('ort_cuda')} |"
+            f"{f('ort_int8_vs_torch', '{:.2f}x')} | {fid} | {ms} | {f('torch_cuda')} | "
+            f"{f('ort_cuda')} |"
         )
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sizes", default="32,224", help="native sizes to measure (32, 224)")
-    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--setups", default=SETUPS, help="SIZE:BACKBONE or generator sources")
+    ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--seconds", type=float, default=5.0, help="minimum timing per measurement")
     ap.add_argument("--threads", type=int, default=None, help="torch and onnxruntime threads")
     ap.add_argument("--quantize", choices=["none", "int8"], default="none")
-    ap.add_argument(
-        "--generator", default=None, help="a generator folder instead of random weights"
-    )
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for size in [int(s) for s in args.sizes.split(",")]:
-            print(f"measuring {size} px ...", file=sys.stderr)
-            rows.append(bench(size, args, Path(tmp)))
+        for setup in args.setups.split(","):
+            print(f"measuring {setup} ...", file=sys.stderr)
+            rows.append(bench(setup, args, Path(tmp)))
             print(json.dumps(rows[-1]), file=sys.stderr)
     meta = {
         "torch": torch.__version__,

@@ -35,7 +35,7 @@ STEPS=(
     "pytest-gpu|200|$PYTHON -m pytest -q -p no:cacheprovider -m gpu tests/"
     "train-step|80|$PYTHON benchmarks/train_step.py --device cuda --steps 10 --warmup 3 --out $OUT --tag train_step_gpu_check"
     "train-step-big|60|$PYTHON benchmarks/train_step.py --device cuda --backbone resnet50 --image-size 224 --batch-size 32 --steps 10 --warmup 3 --methods vanilla,samix-p@1,samix-p@0.5,samix-p,teacher --out $OUT --tag train_step_big_gpu_check"
-    "generator-throughput|50|$PYTHON benchmarks/generator_throughput.py --seconds 1 --out $OUT"
+    "generator-throughput|50|$PYTHON benchmarks/generator_throughput.py --setups 32:resnet18_cifar,224:resnet18 --seconds 1 --out $OUT"
     "mix-throughput|80|$PYTHON benchmarks/mix_throughput.py --device cuda --data $MIX_DATA --num 2000 --mixup-num 4000 --out $OUT"
 )
 

@@ -18,11 +18,13 @@ from cli_helpers import run_cli
 
 import samix_hub
 from samix_hub.errors import UserError
+from samix_hub.mixing.mixup_inputs import MixInputError
+from samix_hub.mixing.read_size import DEFAULT_GENERATOR_SCALE, encoder_size
 from samix_hub.models.generator import GeneratorNet
 from samix_hub.train import get_scenario
-from samix_hub.train.config import DEFAULT_GENERATOR_SCALE, TrainConfig, legacy_values
+from samix_hub.train.config import TrainConfig, legacy_values
 from samix_hub.train.finetune import FinetuneScenario, finetune_config
-from samix_hub.train.frozen import encoder_size, scaled_masks
+from samix_hub.train.frozen import scaled_masks
 
 BUILTIN = Path(samix_hub.__file__).parent / "builtin" / "cifar10-small"
 
@@ -92,7 +94,7 @@ def test_encoder_size_rounds_each_side_and_keeps_8_px(native, scale, expected) -
 
 def test_an_onnx_generator_cannot_change_its_read_size() -> None:
     onnx_gen = samix_hub.load_generator("builtin:cifar10-small", runtime="onnx")
-    with pytest.raises(UserError, match="--generator-scale 0.5 needs a torch generator"):
+    with pytest.raises(UserError, match="--generator-scale: generator scale 0.5 needs a torch"):
         scaled_masks(onnx_gen, 0.5)
 
 
@@ -145,3 +147,32 @@ def test_an_int8_graph_of_a_lambda_exact_generator_keeps_lam(tmp_path: Path) -> 
     mask = int8.masks(images, partner, lam)
     assert torch.allclose(mask.mean(dim=(1, 2, 3)), lam, atol=1e-3)
     assert float((mask - fp32.masks(images, partner, lam)).abs().mean()) < 0.1
+
+
+def _reads(gen: GeneratorNet, mixup: samix_hub.SAMixUp, images: torch.Tensor) -> list[tuple]:
+    """The sizes the generator's encoder reads during one drop-in call."""
+    seen: list[tuple] = []
+    hook = gen.encoder.register_forward_hook(lambda m, i, o: seen.append(tuple(i[0].shape[-2:])))
+    try:
+        mixup(images, torch.arange(images.shape[0]) % 10)
+    finally:
+        hook.remove()
+    return seen
+
+
+def test_the_drop_in_reads_at_the_fine_tune_default_and_takes_the_option(gen) -> None:
+    images = torch.rand(8, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    quarter = samix_hub.SAMixUp(gen, num_classes=10, seed=0)
+    assert _reads(gen, quarter, images) == [(8, 8)]  # 32 px x 0.25
+    full = samix_hub.SAMixUp(gen, num_classes=10, seed=0, generator_scale=1.0)
+    assert _reads(gen, full, images) == [(32, 32)]
+    half = samix_hub.SAMixUp(gen, num_classes=10, seed=0, generator_scale=0.5)
+    assert _reads(gen, half, images) == [(16, 16)]
+    onnx_gen = samix_hub.load_generator("builtin:cifar10-small", runtime="onnx")
+    x, y = samix_hub.SAMixUp(onnx_gen, num_classes=10, seed=0)(images, torch.arange(8))
+    assert x.shape == images.shape and torch.allclose(y.sum(1), torch.ones(8))  # native read
+    with pytest.raises(MixInputError, match="needs a torch generator"):
+        samix_hub.SAMixUp(onnx_gen, num_classes=10, generator_scale=0.5)
+    for bad in (0.0, 2.0, "half"):
+        with pytest.raises(MixInputError, match="generator scale"):
+            samix_hub.SAMixUp(gen, num_classes=10, generator_scale=bad)

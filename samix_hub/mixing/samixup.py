@@ -39,6 +39,7 @@ from samix_hub.mixing.mixup_inputs import (
     soft_targets,
     to_pixels,
 )
+from samix_hub.mixing.read_size import DEFAULT_GENERATOR_SCALE, scaled_masks
 from samix_hub.mixing.sampling import DEFAULT_ALPHA
 
 __all__ = [
@@ -64,7 +65,10 @@ class GeneratorMixUp:
     classic MixUp, α = ``mixup_alpha``, or CutMix, α = ``cutmix_alpha``, instead of the learned
     mask), ``mode`` (``batch``, ``pair`` or ``elem``: one λ per batch, per pair, per image),
     ``label_smoothing`` and ``mixup_enabled``. λ of the learned mask ~ Beta(α, α); draws come from
-    ``rng`` (or ``seed``; None of both uses torch's global RNG).
+    ``rng`` (or ``seed``; None of both uses torch's global RNG). ``generator_scale``: the
+    fraction of its native size a torch generator's encoder reads the batch at (default
+    :data:`~samix_hub.mixing.read_size.DEFAULT_GENERATOR_SCALE`, as ``finetune``; 1 is the
+    paper's read); an onnxruntime generator reads at its native size and takes only 1.
     """
 
     def __init__(
@@ -89,6 +93,7 @@ class GeneratorMixUp:
         margin: float = LAM_MARGIN,
         mask_adjust: float = 0.0,
         tolerance: float = RANGE_TOLERANCE,
+        generator_scale: float | None = None,
     ) -> None:
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
             raise MixInputError(f"num_classes={num_classes!r}: need a positive integer")
@@ -108,7 +113,10 @@ class GeneratorMixUp:
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
             raise MixInputError(f"seed={seed!r}: need an integer")
         try:
-            self.method = SAMix(generator, alpha, margin=margin, mask_adjust=mask_adjust)
+            if generator_scale is None and isinstance(generator, torch.nn.Module):
+                generator_scale = DEFAULT_GENERATOR_SCALE
+            masks = scaled_masks(generator, generator_scale)
+            self.method = SAMix(masks, alpha, margin=margin, mask_adjust=mask_adjust)
             self.plan = DropInPlan(
                 self.method,
                 "elem" if per_sample else mode,

@@ -17,6 +17,7 @@ from samix_hub.errors import UserError
 from samix_hub.format.artifact import CALIBRATION_MODES
 from samix_hub.mixing.losses import check_eta
 from samix_hub.mixing.masks import LAM_MARGIN
+from samix_hub.mixing.read_size import DEFAULT_GENERATOR_SCALE
 from samix_hub.mixing.sampling import DEFAULT_ALPHA, PAIRINGS, check_alpha
 
 __all__ = [
@@ -29,7 +30,6 @@ __all__ = [
     "resolve_mixer_options",
     "legacy_values",
     "fill_generator_scale",
-    "DEFAULT_GENERATOR_SCALE",
     "LEGACY_DEFAULTS",
     "MASK_VARIANCES",
     "OPTIMIZERS",
@@ -42,10 +42,6 @@ LEARNED_MIXERS = ("automix", "samix")
 #: docs/algorithm.md "Mask regulariser".
 MASK_VARIANCES = ("image", "batch")
 OPTIMIZERS = ("sgd", "adamw")
-#: SAMix^P: the generator's encoder reads the batch at this fraction of its native size. A
-#: quarter costs 1/16 of the encoder's convolutions and did not lose accuracy on the transfer
-#: benchmark's test split (docs/algorithm.md "The generator's read size").
-DEFAULT_GENERATOR_SCALE = 0.25
 #: What a ``config.json`` written before an option existed meant by its absence (for --resume).
 LEGACY_DEFAULTS: dict[str, Any] = {
     "optimizer": "sgd",

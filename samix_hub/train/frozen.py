@@ -11,7 +11,6 @@ artifact (no local path).
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import torch
@@ -21,16 +20,15 @@ from samix_hub.errors import UserError
 from samix_hub.export.load import open_generator
 from samix_hub.export.provenance import frozen_generator_provenance
 from samix_hub.format.repo_ref import Resolve, resolve_local
-from samix_hub.mixing import build_method
+from samix_hub.mixing import build_method, read_size
 from samix_hub.mixing.methods import MaskFn
-from samix_hub.models.generator import GeneratorNet, MaskGenerator
+from samix_hub.models.generator import MaskGenerator
 from samix_hub.train.config import TrainConfig
 from samix_hub.train.scenario import ClassifierModules
 
 __all__ = [
     "BATCH_MIXING",
     "build_batch_mixing",
-    "encoder_size",
     "load_frozen_generator",
     "scaled_masks",
 ]
@@ -94,18 +92,10 @@ def build_batch_mixing(
     mods.mix_method = build_method(m, cfg.alpha, mask_fn=mask_fn, **kwargs)
 
 
-def encoder_size(native: tuple[int, int], scale: float) -> tuple[int, int]:
-    """The size a generator of ``native`` input size reads a batch at, at ``scale`` (each side
-    rounded, at least 8 px: docs/algorithm.md "The generator's read size")."""
-    return (max(8, round(native[0] * scale)), max(8, round(native[1] * scale)))
-
-
 def scaled_masks(gen: MaskGenerator, scale: float | None) -> MaskFn:
-    """``gen.masks``, with its encoder reading the batch at ``scale`` times its native size."""
-    if scale is None or scale == 1.0:
-        return gen.masks
-    if not isinstance(gen, GeneratorNet):
-        raise UserError(
-            f"--generator-scale {scale} needs a torch generator, got {type(gen).__name__}"
-        )
-    return functools.partial(gen.masks, encoder_size=encoder_size(gen.input_size, scale))
+    """``gen.masks`` reading at ``scale`` times the native size
+    (:func:`samix_hub.mixing.read_size.scaled_masks`), with the option's name in its error."""
+    try:
+        return read_size.scaled_masks(gen, scale)
+    except ValueError as exc:
+        raise UserError(f"--generator-scale: {exc}") from None
