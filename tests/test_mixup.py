@@ -15,6 +15,7 @@ from timm.data.mixup import mixup_target
 import samix_hub
 from samix_hub import Generator, GeneratorConfig, MixerConfig, SAMixUp
 from samix_hub.mixing import LAM_MARGIN
+from samix_hub.mixing.read_size import DEFAULT_GENERATOR_SCALE, encoder_size
 from samix_hub.mixing.samixup import MixInputError, datasets_map_fn, soft_targets
 
 MEAN, STD = (0.49, 0.48, 0.45), (0.25, 0.24, 0.26)
@@ -64,8 +65,9 @@ def test_target_weight_of_label_a_is_the_mask_mean(gen: Generator) -> None:
         mixed, targets = mixup(images, labels)
         params = mixup.last_params
         lam, partner = params.lam, params.partner
-        with torch.no_grad():
-            mask = gen.masks(images, partner, lam)
+        with torch.no_grad():  # the drop-in's default read: a quarter of the native size
+            read = encoder_size(gen.input_size, DEFAULT_GENERATOR_SCALE)
+            mask = gen.masks(images, partner, lam, encoder_size=read)
         extreme = (lam <= LAM_MARGIN) | (lam >= 1 - LAM_MARGIN)
         mask = torch.where(extreme.view(-1, 1, 1, 1), lam.view(-1, 1, 1, 1).expand_as(mask), mask)
         seen_learned += int((~extreme).sum())
@@ -194,9 +196,12 @@ def test_datasets_batched_map(gen: Generator) -> None:
 
 
 def test_builtin_source_on_both_runtimes() -> None:
-    """A source string loads the generator; torch and onnxruntime mix alike."""
+    """A source string loads the generator; torch and onnxruntime mix alike when both read at the
+    native size (a graph cannot read smaller; torch's default read is a quarter)."""
     images, labels = _batch(6, size=32)
-    torch_mix = SAMixUp("builtin:cifar10-small", 10, rng=torch.Generator().manual_seed(9))
+    torch_mix = SAMixUp(
+        "builtin:cifar10-small", 10, rng=torch.Generator().manual_seed(9), generator_scale=1.0
+    )
     onnx_gen = samix_hub.load_generator("builtin:cifar10-small", runtime="onnx", device="cpu")
     assert onnx_gen.metadata["calibration"] == "exact"  # the shipped graph describes itself
     onnx_mix = SAMixUp(onnx_gen, 10, rng=torch.Generator().manual_seed(9))
