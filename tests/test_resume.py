@@ -93,3 +93,32 @@ def test_run_from_an_older_version_resumes(tmp_path: Path, capsys) -> None:
     steps = [json.loads(line)["step"] for line in (out / "steps.jsonl").read_text().splitlines()]
     assert steps == [1, 2] and load_checkpoint(out)["step"] == 2
     assert json.loads((out / "config.json").read_text())["calibration"] == "none"
+
+
+def test_a_samix_p_run_from_before_the_read_size_resumes_at_the_full_read(
+    tmp_path: Path, capsys
+) -> None:
+    """A SAMix^P fine-tune whose config.json has no generator_scale read at the native size: it
+    resumes at scale 1 (docs/algorithm.md "The generator's read size"), not at today's 0.25."""
+    out = tmp_path / "ft"
+    args = ["finetune", "--backbone", "resnet18_cifar_w16", "--no-pretrained", "--data", "digits"]
+    args += ["--generator", "builtin:cifar10-small", "--batch-size", "16", "--epochs", "1"]
+    code, _, err = run_cli(
+        [*args, "--max-steps", "2", "--workers", "0", "--out", out, "-q"], capsys
+    )
+    assert code == 0, err
+    config = json.loads((out / "config.json").read_text())
+    assert config.pop("generator_scale") == 0.25  # today's default, recorded
+    (out / "config.json").write_text(json.dumps(config))
+    state = load_checkpoint(out)
+    state["config"] = config
+    state["step"] = 1
+    torch.save(state, out / "checkpoints" / "last.pt")
+    assert resume_config(out, {}).generator_scale == 1.0
+    code, _, err = run_cli(["finetune", "--resume", "--out", out, "-q", "--workers", 0], capsys)
+    assert code == 0, err
+    assert load_checkpoint(out)["step"] == 2
+    code, _, err = run_cli(
+        ["finetune", "--resume", "--out", out, "-q", "--generator-scale", "0.5"], capsys
+    )
+    assert code == 2 and "--generator-scale 0.5 differs from the run" in err
