@@ -43,7 +43,7 @@ import math
 import platform
 import statistics
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +112,8 @@ VARIANTS: dict[str, Variant] = {
     # product's default since it was chosen (``finetune`` without --generator-scale).
     "samix-p-s0.5": Variant("samix-p", "teacher", {"generator_scale": 0.5}),
     "samix-p-s0.25": Variant("samix-p", "teacher", {"generator_scale": 0.25}),
+    # ... and a generator whose mixer trained at that read (the teacher recipe at 0.25).
+    "samix-p-tq0.25": Variant("samix-p", "teacher-q0.25", {"generator_scale": 0.25}),
     "mixup-derange": Variant("mixup", None, {"pairing": "derangement"}),
     "mixup-prob0.5": Variant("mixup", None, {"mix_prob": 0.5}),
 }
@@ -209,8 +211,10 @@ def run_once(cfg: TrainConfig, quiet: bool = True) -> float:
     return time.perf_counter() - t0
 
 
-def sources(args: argparse.Namespace, task: str) -> dict[str, Path]:
-    """The task's source backbone and teacher-recipe generator, exported; name -> folder."""
+def sources(args: argparse.Namespace, task: str, quarter: bool = False) -> dict[str, Path]:
+    """The task's source backbone and teacher-recipe generator, exported; name -> folder.
+    ``quarter``: also the generator whose mixer trained at the quarter read
+    (``train --teacher --generator-scale 0.25``)."""
     paths = make_splits(args.data, args.work / "data", task, args.images)
     spec = f"npz:{paths['source']}"
     common = dict(data=spec, batch_size=64, seed=0, workers=0, device=args.device)
@@ -226,6 +230,11 @@ def sources(args: argparse.Namespace, task: str) -> dict[str, Path]:
             weight_decay=0.0, backbone=None, **common,
         ),
     }  # fmt: skip
+    if quarter:  # the same recipe with the mixer trained at the quarter read
+        runs["generator-q0.25"] = replace(
+            runs["generator"], out=str(args.work / f"{task}-source-teacher-q0.25"),
+            generator_scale=0.25,
+        )  # fmt: skip
     out = {}
     for name, cfg in runs.items():
         run_once(cfg, args.quiet)
@@ -285,6 +294,8 @@ def finetune_one(
     gen = None
     if v.generator == "teacher":
         gen = str(src["generator"])
+    elif v.generator == "teacher-q0.25":
+        gen = str(sources(args, task, quarter=True)["generator-q0.25"])
     elif v.generator == "adapt":
         gen = str(adapted_generator(args, task, src["backbone"], paths["val"]))
     elif v.generator is not None:
@@ -518,6 +529,9 @@ READ_SIZE_RULE = (
 )
 
 
+#: A generator whose mixer trained at the quarter read (``train --teacher --generator-scale``),
+#: compared with the default after the choice (it does not enter the rule).
+TRAINED_AT_READ = "samix-p-tq0.25"
 #: The regime the read size was chosen in; other regimes are confirmations, not choices.
 READ_SIZE_IMAGES = 100
 
@@ -536,23 +550,24 @@ def read_size_report(rows: list[dict[str, Any]], images: int = READ_SIZE_IMAGES)
         "|---|---|---|---|---|",
     ]
     chosen = None
-    for cand in READ_SIZES:
-        for base in ("samix-p", *BASELINES):
-            for tasks in (("a",), ("b",), ("a", "b")):
-                keys = [
-                    (t, s) for t in tasks for s in TEST_SEEDS
-                    if (t, cand, s) in top and (t, base, s) in top
-                ]  # fmt: skip
-                if len(keys) < 2:
-                    continue
-                d = paired([top[t, cand, s] for t, s in keys], [top[t, base, s] for t, s in keys])
-                lo, hi = d["ci95"]
-                lines.append(
-                    f"| {cand} − {base} | {'+'.join(tasks)} | {d['mean']:+.2f} ± {d['se']:.2f} "
-                    f"| [{lo:+.2f}, {hi:+.2f}] | {d['ahead']} of {d['n']} |"
-                )
-                if base == "samix-p" and len(tasks) == 2 and hi >= 0:
-                    chosen = cand  # READ_SIZES runs from large to small: the last is smallest
+    pairs = [(c, b) for c in READ_SIZES for b in ("samix-p", *BASELINES)]
+    pairs += [(TRAINED_AT_READ, b) for b in (READ_SIZES[-1], "samix-p", *BASELINES)]
+    for cand, base in pairs:
+        for tasks in (("a",), ("b",), ("a", "b")):
+            keys = [
+                (t, s) for t in tasks for s in TEST_SEEDS
+                if (t, cand, s) in top and (t, base, s) in top
+            ]  # fmt: skip
+            if len(keys) < 2:
+                continue
+            d = paired([top[t, cand, s] for t, s in keys], [top[t, base, s] for t, s in keys])
+            lo, hi = d["ci95"]
+            lines.append(
+                f"| {cand} − {base} | {'+'.join(tasks)} | {d['mean']:+.2f} ± {d['se']:.2f} "
+                f"| [{lo:+.2f}, {hi:+.2f}] | {d['ahead']} of {d['n']} |"
+            )
+            if cand in READ_SIZES and base == "samix-p" and len(tasks) == 2 and hi >= 0:
+                chosen = cand  # READ_SIZES runs from large to small: the last is smallest
     if images == READ_SIZE_IMAGES:
         verdict = f"Verdict: **{chosen or 'samix-p (scale 1)'}** is the default read size."
     else:

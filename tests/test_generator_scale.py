@@ -107,7 +107,7 @@ def test_the_option_is_checked_and_recorded(tmp_path: Path) -> None:
     for bad in (0.0, -0.5, 1.5, float("nan")):
         with pytest.raises(UserError, match="--generator-scale must be in"):
             finetune_config(**base, method="samix-p", generator="x", generator_scale=bad).validate()
-    with pytest.raises(UserError, match="--generator-scale is a samix-p option"):
+    with pytest.raises(UserError, match="--generator-scale is an option of samix-p and of teacher"):
         FinetuneScenario().resolve(
             finetune_config(**base, method="mixup", generator_scale=0.5, pretrained=False)
         )
@@ -176,3 +176,32 @@ def test_the_drop_in_reads_at_the_fine_tune_default_and_takes_the_option(gen) ->
     for bad in (0.0, 2.0, "half"):
         with pytest.raises(MixInputError, match="generator scale"):
             samix_hub.SAMixUp(gen, num_classes=10, generator_scale=bad)
+
+
+def test_a_teacher_run_trains_the_mixer_at_the_read_it_is_given(tmp_path: Path) -> None:
+    """``train --teacher --generator-scale 0.5``: each step's features come from a half-size
+    copy, the mixed batch goes through the teacher at full size (the stems' inputs, seen by a
+    global forward pre-hook on every 3-channel convolution)."""
+    from samix_hub.train import train
+
+    common = dict(data="digits", workers=0, batch_size=16, epochs=1, max_steps=1, eval_every=0)
+    teacher = tmp_path / "teacher"
+    train(TrainConfig(method="vanilla", backbone="resnet18_cifar_w16", out=str(teacher), **common))
+    sizes: set[int] = set()
+
+    def stem(m: torch.nn.Module, args: tuple) -> None:
+        if isinstance(m, torch.nn.Conv2d) and m.in_channels == 3 and m.training is False:
+            sizes.add(int(args[0].shape[-1]))
+
+    hook = torch.nn.modules.module.register_module_forward_pre_hook(stem)
+    try:
+        cfg = TrainConfig(
+            method="samix", teacher=str(teacher), backbone=None, out=str(tmp_path / "g"),
+            generator_scale=0.5, **common,
+        )  # fmt: skip
+        train(cfg, quiet=True)
+    finally:
+        hook.remove()
+    assert {8, 16} <= sizes  # digits are 16 px: the features read 8 px, the teacher 16 px
+    run = json.loads((tmp_path / "g" / "config.json").read_text())
+    assert run["generator_scale"] == 0.5 and run["scenario"] == "teacher"

@@ -96,7 +96,7 @@ generator_scale_option = click.option(
     default=None,
     help="samix-p: the generator's encoder reads each batch at this fraction of its native "
     "size (cheaper, coarser masks; each mask keeps mean λ; 1 = the native size) "
-    "[default: 0.25].",
+    "[default: 0.25]. train --teacher: the read the mixer trains at [default: 1].",
 )
 
 seed_option = click.option(

@@ -127,7 +127,8 @@ class TrainConfig:
     switch_prob: float = 0.0
     pairing: str = "permutation"
     #: SAMix^P: fraction of the generator's native size its encoder reads the batch at; None:
-    #: :data:`DEFAULT_GENERATOR_SCALE` (filled in when the config is resolved).
+    #: :data:`DEFAULT_GENERATOR_SCALE` (filled in when the config is resolved). A teacher run
+    #: (``--teacher``): the read its mixer trains at (None: the full size).
     generator_scale: float | None = None
     ema_momentum: float = 0.999
     ema_end_momentum: float = 0.999999
@@ -235,8 +236,11 @@ class TrainConfig:
         if self.method != "samix-p" and self.generator:
             raise UserError(f"--generator is only used by --method samix-p, not {self.method}")
         scale = self.generator_scale
-        if scale is not None and self.method != "samix-p":
-            raise UserError(f"--generator-scale is a samix-p option, not one of {self.method}")
+        if scale is not None and self.method != "samix-p" and self.scenario != "teacher":
+            raise UserError(
+                f"--generator-scale is an option of samix-p and of teacher runs, not of "
+                f"{self.method}"
+            )
         if scale is not None and not (_finite(scale) and 0 < scale <= 1):
             raise UserError(f"--generator-scale must be in (0, 1], got {scale}")
         if self.teacher and self.scenario != "teacher":

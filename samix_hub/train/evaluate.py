@@ -12,6 +12,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from samix_hub.data.specs import DataSource
+from samix_hub.mixing.read_size import encoder_size
 from samix_hub.mixing.statistics import mask_statistics
 from samix_hub.models.classifier import Classifier
 from samix_hub.train.distributed import DistInfo, all_reduce_sum
@@ -99,11 +100,14 @@ def mixer_statistics(
     stage: int,
     device: torch.device,
     encoder: Classifier | None,
+    scale: float | None = None,
 ) -> dict[str, float]:
     """:func:`~samix_hub.mixing.statistics.mask_statistics` of a run's mixer reading
     ``encoder``'s stage ``stage`` on the first :data:`STAT_BATCH` test images, each paired with
     the next, as the exported generator computes masks (mixer and encoder in eval mode; both
-    modes restored); finite values only. The batch is loaded once and kept in ``mods.stat_batch``."""
+    modes restored); finite values only. The batch is loaded once and kept in ``mods.stat_batch``.
+    ``scale``: the encoder reads a copy at that fraction of the size, as the run's mixer trained
+    (docs/algorithm.md "The generator's read size")."""
     mixer = mods.mixer
     if mixer is None or data.test is None or encoder is None:
         return {}
@@ -120,7 +124,11 @@ def mixer_statistics(
     encoder.eval()
     try:
         n, size = images.shape[0], tuple(images.shape[-2:])
-        feats = encoder.features(images, stage).float()
+        seen = images
+        if scale not in (None, 1.0):
+            read = encoder_size((size[0], size[1]), float(scale or 1.0))
+            seen = F.interpolate(images, size=read, mode="bilinear", align_corners=False)
+        feats = encoder.features(seen, stage).float()
         partner = torch.roll(torch.arange(n, device=device), 1)  # fixed, no self-pairs
         stats = mask_statistics(lambda lam: mixer(feats, lam, partner, size))
     finally:

@@ -9,8 +9,10 @@ folder, ``ORG/NAME[@REV]``, ``hf-hub:...`` or a timm name with weights). Its sta
 generator's encoder, so the exported generator is the teacher truncated after stage 3 + the mixer.
 
 One step (:func:`teacher_step`): λ ~ Beta(α, α), a permutation π, stage-3 features of the clean
-batch (no grad), the mask WITH grad, the mixed batch through the teacher (gradients reach the input
-only: the teacher's parameters do not require grad), η-balanced loss (docs/algorithm.md "The η-balanced mixup loss"; AutoMix: mixup
+batch (no grad; with ``--generator-scale S`` of a copy at S times its size, the read a fine-tune
+will give the generator: docs/algorithm.md "The generator's read size"), the mask WITH grad, the
+mixed batch through the teacher (gradients reach the input only: the teacher's parameters do not
+require grad), η-balanced loss (docs/algorithm.md "The η-balanced mixup loss"; AutoMix: mixup
 CE) + the mask regulariser. No EMA, no classifier loss: about one vanilla step of the same backbone.
 
 When the teacher's classes are not the data's (another count, other class names, or no head), a
@@ -28,12 +30,14 @@ from typing import Any
 import torch
 import torch.fx
 import torch.nn as nn
+import torch.nn.functional as F
 
 from samix_hub.data.specs import DataSource
 from samix_hub.errors import UserError
 from samix_hub.format.repo_ref import Resolve, resolve_local
 from samix_hub.mixing import apply_mask
 from samix_hub.mixing.losses import mixer_losses
+from samix_hub.mixing.read_size import encoder_size
 from samix_hub.mixing.sampling import sample_lam, sample_partner
 from samix_hub.models.classifier import Classifier, build_mixer
 from samix_hub.train.config import DEFAULT_ALPHA, TrainConfig, resolve_method, resolve_mixer_options
@@ -149,8 +153,12 @@ def teacher_step(
     n, size = images.shape[0], tuple(images.shape[-2:])
     lam = float(sample_lam(ctx.alpha, rng=g))
     pi = sample_partner(n, g).to(images.device)
+    seen = images
+    if cfg.generator_scale not in (None, 1.0):  # the mixer learns at the read it will be used at
+        read = encoder_size((size[0], size[1]), float(cfg.generator_scale or 1.0))
+        seen = F.interpolate(images, size=read, mode="bilinear", align_corners=False)
     with torch.no_grad(), ctx.autocast():
-        feats = teacher.features(images, cfg.stage)
+        feats = teacher.features(seen, cfg.stage)
     with ctx.autocast():
         mask = mods.call("mixer")(feats, lam, pi, size).float()
         logits = teacher(to_layout(apply_mask(images, mask, pi), ctx))
@@ -284,7 +292,9 @@ class TeacherScenario(Scenario[TeacherModules]):
             return {}
         if self._teacher_eval is None:
             self._teacher_eval = evaluate_on_test(modules.model, ev)
-        stats = mixer_statistics(modules, ev.data, ev.cfg.stage, ev.info.device, modules.model)
+        stats = mixer_statistics(
+            modules, ev.data, ev.cfg.stage, ev.info.device, modules.model, ev.cfg.generator_scale
+        )
         return {**self._teacher_eval, **stats}
 
 
