@@ -38,6 +38,7 @@ import samix_hub
 from samix_hub import Generator, GeneratorConfig, MixerConfig
 from samix_hub.export.int8 import quantize_generator
 from samix_hub.export.onnx import OnnxGenerator, export_generator_onnx
+from samix_hub.mixing.read_size import DEFAULT_GENERATOR_SCALE, encoder_size
 from samix_hub.models.encoder import StageEncoder
 
 REPO = Path(__file__).resolve().parent.parent
@@ -95,7 +96,7 @@ def rate(fn: Any, batch: int, seconds: float, sync: Any = None) -> float:
 def bench(setup: str, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     gen = build(setup)
     size = gen.input_size[0]
-    quarter = (max(8, round(size / 4)), max(8, round(size / 4)))
+    quarter = encoder_size((size, size), DEFAULT_GENERATOR_SCALE)
     x = images(args.batch, size, 0)
     g = torch.Generator().manual_seed(0)
     partner = torch.randperm(args.batch, generator=g)

@@ -19,7 +19,7 @@ from cli_helpers import run_cli
 import samix_hub
 from samix_hub.errors import UserError
 from samix_hub.mixing.mixup_inputs import MixInputError
-from samix_hub.mixing.read_size import DEFAULT_GENERATOR_SCALE, encoder_size
+from samix_hub.mixing.read_size import DEFAULT_GENERATOR_SCALE, encoder_size, read_copy
 from samix_hub.models.generator import GeneratorNet
 from samix_hub.train import get_scenario
 from samix_hub.train.config import TrainConfig, legacy_values
@@ -205,3 +205,14 @@ def test_a_teacher_run_trains_the_mixer_at_the_read_it_is_given(tmp_path: Path) 
     assert {8, 16} <= sizes  # digits are 16 px: the features read 8 px, the teacher 16 px
     run = json.loads((tmp_path / "g" / "config.json").read_text())
     assert run["generator_scale"] == 0.5 and run["scenario"] == "teacher"
+
+
+def test_the_read_copy_is_the_images_at_the_encoder_size() -> None:
+    """``read_copy``: the images themselves at no scale or 1; else at ``encoder_size`` of their
+    size, each 2 x 2 block's mean at half size (bilinear, no antialias), never under 8 px."""
+    images = torch.rand(3, 3, 32, 24, generator=torch.Generator().manual_seed(0))
+    assert read_copy(images, None) is images and read_copy(images, 1.0) is images
+    half = read_copy(images, 0.5)
+    assert half.shape[-2:] == (16, 12)
+    torch.testing.assert_close(half, F.avg_pool2d(images, 2))
+    assert read_copy(images, 0.1).shape[-2:] == (8, 8)

@@ -21,6 +21,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from samix_hub.format.artifact import GENERATOR_ONNX, GENERATOR_ONNX_INT8
+from samix_hub.mixing.read_size import encoder_size
 from samix_hub.models.generator import GeneratorNet
 
 __all__ = ["GeneratorCost", "generator_cost", "cost_text"]
@@ -65,7 +66,7 @@ def generator_cost(gen: GeneratorNet, folder: Path | None = None) -> GeneratorCo
     from samix_hub.export.onnx import OnnxGenerator
 
     size = gen.input_size
-    half = (max(8, round(size[0] / 2)), max(8, round(size[1] / 2)))
+    half = encoder_size(size, 0.5)
     cost = GeneratorCost(size, _gflops(gen, size, None), _gflops(gen, size, half))
     g = torch.Generator().manual_seed(0)
     images = torch.rand(BATCH, gen.config.in_chans, *size, generator=g)
@@ -88,8 +89,9 @@ def cost_text(cost: GeneratorCost) -> str:
     h, w = cost.size
     lines = [
         f"One pass at the native {h} x {w} px costs **{cost.gflops:.3g} GFLOPs per image** "
-        f"(the convolutions and matrix products of encoder and mixer; {cost.gflops_half:.3g} with `--generator-scale 0.5`, the encoder "
-        "reading the batch at half size). Measured when this folder was written "
+        "(the convolutions and matrix products of encoder and mixer; "
+        f"{cost.gflops_half:.3g} with `--generator-scale 0.5`, the encoder reading the batch at "
+        "half size). Measured when this folder was written "
         f"({cost.machine}, batch {BATCH}, median of {REPEATS}):",
         "",
         "| runtime | ms per image | images/s |",

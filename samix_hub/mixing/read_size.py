@@ -15,8 +15,15 @@ from collections.abc import Callable
 from typing import Any, cast
 
 import torch
+import torch.nn.functional as F
 
-__all__ = ["DEFAULT_GENERATOR_SCALE", "check_generator_scale", "encoder_size", "scaled_masks"]
+__all__ = [
+    "DEFAULT_GENERATOR_SCALE",
+    "check_generator_scale",
+    "encoder_size",
+    "read_copy",
+    "scaled_masks",
+]
 
 #: A quarter of the native size: 1/16 of the encoder's convolutions, and no accuracy lost on
 #: the transfer benchmark's test split (docs/algorithm.md "The generator's read size").
@@ -40,10 +47,20 @@ def encoder_size(native: tuple[int, int], scale: float) -> tuple[int, int]:
     return (max(MIN_READ, round(native[0] * scale)), max(MIN_READ, round(native[1] * scale)))
 
 
+def read_copy(images: torch.Tensor, scale: float | None) -> torch.Tensor:
+    """What an encoder reading at ``scale`` of the batch's size sees: a bilinear copy at
+    :func:`encoder_size` of the images' size; ``None`` or 1: ``images`` themselves."""
+    if scale is None or scale == 1.0:
+        return images
+    size = encoder_size((images.shape[-2], images.shape[-1]), scale)
+    return F.interpolate(images, size=size, mode="bilinear", align_corners=False)
+
+
 def scaled_masks(gen: Any, scale: float | None) -> Callable[..., torch.Tensor]:
     """``gen.masks`` with the encoder reading at ``scale`` times the native size; ``None`` or 1:
-    ``gen.masks`` itself (or ``gen``, a plain mask function). Only a torch generator (an ``nn.Module``) can change its read size:
-    another one with ``scale`` < 1 raises ``ValueError``."""
+    ``gen.masks`` itself (or ``gen``, a plain mask function). Only a torch generator (an
+    ``nn.Module``) can change its read size: another one with ``scale`` < 1 raises
+    ``ValueError``."""
     masks: Callable[..., torch.Tensor] = getattr(gen, "masks", gen)  # a generator or a mask fn
     if scale is None or check_generator_scale(scale) == 1.0:
         return masks

@@ -12,7 +12,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from samix_hub.data.specs import DataSource
-from samix_hub.mixing.read_size import encoder_size
+from samix_hub.mixing.read_size import read_copy
 from samix_hub.mixing.statistics import mask_statistics
 from samix_hub.models.classifier import Classifier
 from samix_hub.train.distributed import DistInfo, all_reduce_sum
@@ -124,11 +124,7 @@ def mixer_statistics(
     encoder.eval()
     try:
         n, size = images.shape[0], tuple(images.shape[-2:])
-        seen = images
-        if scale not in (None, 1.0):
-            read = encoder_size((size[0], size[1]), float(scale or 1.0))
-            seen = F.interpolate(images, size=read, mode="bilinear", align_corners=False)
-        feats = encoder.features(seen, stage).float()
+        feats = encoder.features(read_copy(images, scale), stage).float()
         partner = torch.roll(torch.arange(n, device=device), 1)  # fixed, no self-pairs
         stats = mask_statistics(lambda lam: mixer(feats, lam, partner, size))
     finally:

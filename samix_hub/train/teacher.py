@@ -30,14 +30,13 @@ from typing import Any
 import torch
 import torch.fx
 import torch.nn as nn
-import torch.nn.functional as F
 
 from samix_hub.data.specs import DataSource
 from samix_hub.errors import UserError
 from samix_hub.format.repo_ref import Resolve, resolve_local
 from samix_hub.mixing import apply_mask
 from samix_hub.mixing.losses import mixer_losses
-from samix_hub.mixing.read_size import encoder_size
+from samix_hub.mixing.read_size import read_copy
 from samix_hub.mixing.sampling import sample_lam, sample_partner
 from samix_hub.models.classifier import Classifier, build_mixer
 from samix_hub.train.config import DEFAULT_ALPHA, TrainConfig, resolve_method, resolve_mixer_options
@@ -153,10 +152,7 @@ def teacher_step(
     n, size = images.shape[0], tuple(images.shape[-2:])
     lam = float(sample_lam(ctx.alpha, rng=g))
     pi = sample_partner(n, g).to(images.device)
-    seen = images
-    if cfg.generator_scale not in (None, 1.0):  # the mixer learns at the read it will be used at
-        read = encoder_size((size[0], size[1]), float(cfg.generator_scale or 1.0))
-        seen = F.interpolate(images, size=read, mode="bilinear", align_corners=False)
+    seen = read_copy(images, cfg.generator_scale)  # the read the mixer will be used at
     with torch.no_grad(), ctx.autocast():
         feats = teacher.features(seen, cfg.stage)
     with ctx.autocast():
